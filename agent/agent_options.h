@@ -1,0 +1,32 @@
+// AgentOptions: everything jailover-agent is configured with, read from
+// flags (and the optional config file) in one place.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/daemon/grpc_server.h"
+#include "jailover/v1/types.pb.h"
+
+namespace jailover::agent {
+
+struct AgentOptions {
+  // Name of this host in the cluster (default: the system host name).
+  std::string host_name;
+  common::GrpcServerOptions grpc;
+  // The OS driver: FreeBSD in production, Linux for development and the lab.
+  jailover::v1::DriverKind driver = jailover::v1::DRIVER_KIND_UNSPECIFIED;
+};
+
+// The driver a host of this platform uses when --driver is not given.
+jailover::v1::DriverKind DefaultDriverKind();
+
+// "freebsd", "linux", "sim" -> DriverKind; InvalidArgument otherwise.
+absl::StatusOr<jailover::v1::DriverKind> ParseDriverKind(const std::string& name);
+// The inverse: DRIVER_KIND_FREEBSD -> "freebsd".
+std::string DriverKindName(jailover::v1::DriverKind kind);
+
+// Reads and validates the flags. InvalidArgument names the flag at fault.
+absl::StatusOr<AgentOptions> AgentOptionsFromFlags();
+
+}  // namespace jailover::agent

@@ -1,0 +1,163 @@
+#include "common/tls/credentials.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/channel.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace jailover::common {
+namespace {
+
+// A certificate bundle bigger than this is not a certificate bundle.
+constexpr size_t kMaxPemFileBytes = 4 << 20;
+
+// The PEM contents of the three files, read once.
+struct PemFiles {
+  std::string cert;
+  std::string key;
+  std::string ca;
+};
+
+// Reads the PEM file given with `flag`. NotFound if it cannot be read,
+// InvalidArgument if it holds no PEM block.
+absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat(flag, " ", path, ": cannot open: ", strerror(errno)));
+  }
+  std::string text;
+  char buf[16384];
+  while (true) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      close(fd);
+      return absl::NotFoundError(
+          absl::StrCat(flag, " ", path, ": cannot read: ", strerror(err)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxPemFileBytes) {
+      close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, " ", path, ": larger than ", kMaxPemFileBytes, " bytes, not a PEM file"));
+    }
+  }
+  close(fd);
+  if (!absl::StrContains(text, "-----BEGIN ")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", path, ": not a PEM file (no \"-----BEGIN \" line)"));
+  }
+  return text;
+}
+
+// Checks the option combination and, unless insecure, reads the files.
+absl::StatusOr<PemFiles> LoadTlsFiles(const TlsOptions& options) {
+  if (options.insecure) {
+    if (!options.cert_file.empty() || !options.key_file.empty() || !options.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--insecure cannot be combined with --tls_cert/--tls_key/--tls_ca");
+    }
+    return PemFiles{};
+  }
+  std::vector<std::string> missing;
+  if (options.cert_file.empty()) missing.push_back("--tls_cert");
+  if (options.key_file.empty()) missing.push_back("--tls_key");
+  if (options.ca_file.empty()) missing.push_back("--tls_ca");
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "missing ", absl::StrJoin(missing, ", "),
+        ": mutual TLS needs --tls_cert, --tls_key and --tls_ca; set them, or pass "
+        "--insecure (development and lab only)"));
+  }
+  PemFiles files;
+  absl::StatusOr<std::string> text = ReadPemFile("--tls_cert", options.cert_file);
+  if (!text.ok()) return text.status();
+  files.cert = *std::move(text);
+  text = ReadPemFile("--tls_key", options.key_file);
+  if (!text.ok()) return text.status();
+  files.key = *std::move(text);
+  text = ReadPemFile("--tls_ca", options.ca_file);
+  if (!text.ok()) return text.status();
+  files.ca = *std::move(text);
+  return files;
+}
+
+}  // namespace
+
+absl::Status ValidateTlsOptions(const TlsOptions& options) {
+  return LoadTlsFiles(options).status();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TlsOptions& options) {
+  absl::StatusOr<PemFiles> files = LoadTlsFiles(options);
+  if (!files.ok()) return files.status();
+  if (options.insecure) return grpc::InsecureServerCredentials();
+
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = std::move(files->ca);
+  ssl.pem_key_cert_pairs.push_back({std::move(files->key), std::move(files->cert)});
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
+  if (credentials == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gRPC rejected the server TLS credentials from --tls_cert ",
+                     options.cert_file, ", --tls_key ", options.key_file, ", --tls_ca ",
+                     options.ca_file));
+  }
+  return credentials;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TlsOptions& options) {
+  absl::StatusOr<PemFiles> files = LoadTlsFiles(options);
+  if (!files.ok()) return files.status();
+  if (options.insecure) return grpc::InsecureChannelCredentials();
+
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = std::move(files->ca);
+  ssl.pem_private_key = std::move(files->key);
+  ssl.pem_cert_chain = std::move(files->cert);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::SslCredentials(ssl);
+  if (credentials == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gRPC rejected the client TLS credentials from --tls_cert ",
+                     options.cert_file, ", --tls_key ", options.key_file, ", --tls_ca ",
+                     options.ca_file));
+  }
+  return credentials;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
+                                                           const TlsOptions& options) {
+  if (target.empty()) return absl::InvalidArgumentError("channel target must not be empty");
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  grpc::ChannelArguments args;
+  if (!options.server_name_override.empty()) {
+    args.SetSslTargetNameOverride(options.server_name_override);
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *credentials, args);
+  if (channel == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create a channel to ", target));
+  }
+  return channel;
+}
+
+}  // namespace jailover::common

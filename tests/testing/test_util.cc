@@ -1,0 +1,40 @@
+#include "tests/testing/test_util.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <system_error>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "common/status/check.h"
+#include "gtest/gtest.h"
+
+namespace jailover::testing {
+
+std::string MakeTempDir(const std::string& prefix) {
+  std::string pattern = ::testing::TempDir();
+  if (pattern.empty() || pattern.back() != '/') pattern += '/';
+  pattern += prefix + ".XXXXXX";
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back('\0');
+  JAILOVER_CHECK(mkdtemp(buf.data()) != nullptr);
+  return std::string(buf.data());
+}
+
+ScopedTempDir::~ScopedTempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout,
+               absl::Duration interval) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(interval);
+  }
+}
+
+}  // namespace jailover::testing

@@ -1,0 +1,402 @@
+#include "common/tls/credentials.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/exec/command_runner.h"
+#include "common/status/status_macros.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+
+namespace jailover::common {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kOpenssl[] = "/usr/bin/openssl";
+constexpr char kFakePem[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  ASSERT_TRUE(out.good()) << path;
+}
+
+// ValidateTlsOptions on files that look like PEM (it does not parse them).
+class TlsOptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("tls_options_test");
+    cert_ = dir_ + "/cert.pem";
+    key_ = dir_ + "/key.pem";
+    ca_ = dir_ + "/ca.pem";
+    not_pem_ = dir_ + "/not.pem";
+    absent_ = dir_ + "/absent.pem";
+    WriteFile(cert_, kFakePem);
+    WriteFile(key_, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    WriteFile(ca_, kFakePem);
+    WriteFile(not_pem_, "just some text\n");
+  }
+
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  std::string dir_, cert_, key_, ca_, not_pem_, absent_;
+};
+
+struct OptionsCase {
+  std::string description;
+  TlsOptions options;
+  absl::StatusCode code;
+  std::vector<std::string> message_has;
+  std::vector<std::string> message_lacks;
+};
+
+TEST_F(TlsOptionsTest, Table) {
+  const std::string kInsecureHint = "or pass --insecure (development and lab only)";
+  const std::string kCombined = "--insecure cannot be combined with --tls_cert/--tls_key/--tls_ca";
+  const std::vector<OptionsCase> cases = {
+      {"insecure alone", {"", "", "", true, ""}, absl::StatusCode::kOk, {}, {}},
+      {"all three files", {cert_, key_, ca_, false, ""}, absl::StatusCode::kOk, {}, {}},
+      {"all three files and override", {cert_, key_, ca_, false, "agent1"},
+       absl::StatusCode::kOk, {}, {}},
+      {"nothing at all", {}, absl::StatusCode::kInvalidArgument,
+       {"--tls_cert", "--tls_key", "--tls_ca", kInsecureHint}, {}},
+      {"cert only", {cert_, "", "", false, ""}, absl::StatusCode::kInvalidArgument,
+       {"missing --tls_key, --tls_ca", kInsecureHint}, {"missing --tls_cert"}},
+      {"no key", {cert_, "", ca_, false, ""}, absl::StatusCode::kInvalidArgument,
+       {"missing --tls_key:", kInsecureHint}, {}},
+      {"no ca", {cert_, key_, "", false, ""}, absl::StatusCode::kInvalidArgument,
+       {"missing --tls_ca:", kInsecureHint}, {}},
+      {"no cert", {"", key_, ca_, false, ""}, absl::StatusCode::kInvalidArgument,
+       {"missing --tls_cert:", kInsecureHint}, {}},
+      {"insecure with cert", {cert_, "", "", true, ""}, absl::StatusCode::kInvalidArgument,
+       {kCombined}, {}},
+      {"insecure with key", {"", key_, "", true, ""}, absl::StatusCode::kInvalidArgument,
+       {kCombined}, {}},
+      {"insecure with ca", {"", "", ca_, true, ""}, absl::StatusCode::kInvalidArgument,
+       {kCombined}, {}},
+      {"insecure with all", {cert_, key_, ca_, true, ""}, absl::StatusCode::kInvalidArgument,
+       {kCombined}, {}},
+      {"cert missing on disk", {absent_, key_, ca_, false, ""}, absl::StatusCode::kNotFound,
+       {"--tls_cert", absent_}, {}},
+      {"key missing on disk", {cert_, absent_, ca_, false, ""}, absl::StatusCode::kNotFound,
+       {"--tls_key", absent_}, {}},
+      {"ca missing on disk", {cert_, key_, absent_, false, ""}, absl::StatusCode::kNotFound,
+       {"--tls_ca", absent_}, {}},
+      {"cert is a directory", {dir_, key_, ca_, false, ""}, absl::StatusCode::kNotFound,
+       {"--tls_cert", dir_}, {}},
+      {"cert not PEM", {not_pem_, key_, ca_, false, ""}, absl::StatusCode::kInvalidArgument,
+       {"--tls_cert", not_pem_, "-----BEGIN "}, {}},
+      {"key not PEM", {cert_, not_pem_, ca_, false, ""}, absl::StatusCode::kInvalidArgument,
+       {"--tls_key", not_pem_}, {}},
+      {"ca not PEM", {cert_, key_, not_pem_, false, ""}, absl::StatusCode::kInvalidArgument,
+       {"--tls_ca", not_pem_}, {}},
+  };
+  for (const OptionsCase& c : cases) {
+    SCOPED_TRACE(c.description);
+    const absl::Status s = ValidateTlsOptions(c.options);
+    EXPECT_EQ(s.code(), c.code) << s;
+    for (const std::string& part : c.message_has) EXPECT_THAT(s.message(), HasSubstr(part));
+    for (const std::string& part : c.message_lacks) {
+      EXPECT_THAT(s.message(), Not(HasSubstr(part)));
+    }
+  }
+}
+
+TEST_F(TlsOptionsTest, FactoriesReturnTheValidationError) {
+  const TlsOptions bad{cert_, "", ca_, false, ""};
+  EXPECT_EQ(MakeServerCredentials(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeChannelCredentials(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeChannel("localhost:7443", bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const TlsOptions absent{absent_, key_, ca_, false, ""};
+  EXPECT_EQ(MakeServerCredentials(absent).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(MakeChannel("localhost:7443", absent).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(TlsInsecureTest, InsecureCredentialsAndChannel) {
+  TlsOptions options;
+  options.insecure = true;
+  const auto server = MakeServerCredentials(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_NE(*server, nullptr);
+  const auto client = MakeChannelCredentials(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_NE(*client, nullptr);
+  const auto channel = MakeChannel("localhost:7443", options);
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_NE(*channel, nullptr);
+}
+
+TEST(TlsInsecureTest, EmptyTargetIsRejected) {
+  TlsOptions options;
+  options.insecure = true;
+  EXPECT_EQ(MakeChannel("", options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A CA, a server and a client certificate signed by it, and a client
+// certificate from an unrelated CA, made with the openssl CLI. The leaf
+// certificates name only DNS:localhost.
+struct Pki {
+  std::string dir;
+  std::string ca;
+  std::string server_cert, server_key;
+  std::string client_cert, client_key;
+  std::string rogue_ca;
+  std::string rogue_cert, rogue_key;
+};
+
+constexpr char kOpensslConfig[] = R"([req]
+distinguished_name = dn
+[dn]
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[v3_leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+)";
+
+class PkiBuilder {
+ public:
+  explicit PkiBuilder(std::string dir) : dir_(std::move(dir)) {}
+
+  absl::Status Run(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {kOpenssl};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandOptions options;
+    options.timeout = absl::Seconds(60);
+    options.working_dir = dir_;
+    absl::StatusOr<CommandResult> result = runner_.Run(argv, options);
+    if (!result.ok()) return result.status();
+    if (!result->ok()) {
+      return absl::InternalError(absl::StrCat(FormatArgv(argv), ": exit ", result->exit_code,
+                                              ": ", result->stderr_text));
+    }
+    return absl::OkStatus();
+  }
+
+  // Makes NAME.pem and NAME.key: a self-signed CA.
+  absl::Status MakeCa(const std::string& name) {
+    return Run({"req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key", "-out",
+                name + ".pem", "-days", "2", "-subj", "/CN=" + name, "-config", "openssl.cnf",
+                "-extensions", "v3_ca"});
+  }
+
+  // Makes NAME.pem and NAME.key: a leaf signed by CA.pem/CA.key.
+  absl::Status MakeLeaf(const std::string& name, const std::string& ca, int serial) {
+    RETURN_IF_ERROR(Run({"req", "-new", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key",
+                         "-out", name + ".csr", "-subj", "/CN=" + name, "-config",
+                         "openssl.cnf"}));
+    return Run({"x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+                "-set_serial", std::to_string(serial), "-days", "2", "-out", name + ".pem",
+                "-extfile", "openssl.cnf", "-extensions", "v3_leaf"});
+  }
+
+ private:
+  std::string dir_;
+  SubprocessCommandRunner runner_;
+};
+
+absl::StatusOr<Pki> MakePki() {
+  Pki pki;
+  pki.dir = testing::MakeTempDir("tls_pki");
+  {
+    std::ofstream cnf(pki.dir + "/openssl.cnf");
+    cnf << kOpensslConfig;
+    if (!cnf.good()) return absl::InternalError("cannot write openssl.cnf");
+  }
+  PkiBuilder builder(pki.dir);
+  RETURN_IF_ERROR(builder.MakeCa("ca"));
+  RETURN_IF_ERROR(builder.MakeLeaf("server", "ca", 2));
+  RETURN_IF_ERROR(builder.MakeLeaf("client", "ca", 3));
+  RETURN_IF_ERROR(builder.MakeCa("rogue-ca"));
+  RETURN_IF_ERROR(builder.MakeLeaf("rogue", "rogue-ca", 4));
+  pki.ca = pki.dir + "/ca.pem";
+  pki.server_cert = pki.dir + "/server.pem";
+  pki.server_key = pki.dir + "/server.key";
+  pki.client_cert = pki.dir + "/client.pem";
+  pki.client_key = pki.dir + "/client.key";
+  pki.rogue_ca = pki.dir + "/rogue-ca.pem";
+  pki.rogue_cert = pki.dir + "/rogue.pem";
+  pki.rogue_key = pki.dir + "/rogue.key";
+  return pki;
+}
+
+class TlsCredentialsTest : public ::testing::Test {
+ protected:
+  // The PKI is made once for all tests; openssl key generation is the slow
+  // part of this binary.
+  static void SetUpTestSuite() {
+    if (access(kOpenssl, X_OK) != 0) return;
+    absl::StatusOr<Pki> pki = MakePki();
+    if (pki.ok()) {
+      pki_ = new Pki(*std::move(pki));
+    } else {
+      pki_error_ = new absl::Status(pki.status());
+    }
+  }
+
+  static void TearDownTestSuite() {
+    std::error_code ignored;
+    if (pki_ != nullptr) std::filesystem::remove_all(pki_->dir, ignored);
+    delete pki_;
+    pki_ = nullptr;
+    delete pki_error_;
+    pki_error_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (access(kOpenssl, X_OK) != 0) {
+      GTEST_SKIP() << kOpenssl << " is not installed; cannot make test certificates";
+    }
+    ASSERT_EQ(pki_error_, nullptr) << "making test certificates: " << *pki_error_;
+    ASSERT_NE(pki_, nullptr);
+  }
+
+  static TlsOptions ServerOptions() {
+    return TlsOptions{pki_->server_cert, pki_->server_key, pki_->ca, false, ""};
+  }
+  static TlsOptions ClientOptions(const std::string& override_name) {
+    return TlsOptions{pki_->client_cert, pki_->client_key, pki_->ca, false, override_name};
+  }
+
+  // Starts a server on 127.0.0.1 (loopback only) that answers every method
+  // with UNIMPLEMENTED, and returns its port.
+  int StartServer(const TlsOptions& options) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+        MakeServerCredentials(options);
+    EXPECT_TRUE(credentials.ok()) << credentials.status();
+    if (!credentials.ok()) return 0;
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", *credentials, &port);
+    builder.RegisterCallbackGenericService(&service_);
+    server_ = builder.BuildAndStart();
+    EXPECT_NE(server_, nullptr);
+    EXPECT_GT(port, 0);
+    return port;
+  }
+
+  // Waits until the channel is READY or has failed (TRANSIENT_FAILURE).
+  static grpc_connectivity_state Settle(grpc::Channel& channel) {
+    const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(20);
+    grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+    while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+      if (!channel.WaitForStateChange(state, deadline)) break;
+      state = channel.GetState(/*try_to_connect=*/true);
+    }
+    return state;
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+  }
+
+  static Pki* pki_;
+  static absl::Status* pki_error_;
+  grpc::CallbackGenericService service_;  // must outlive server_
+  std::unique_ptr<grpc::Server> server_;
+};
+
+Pki* TlsCredentialsTest::pki_ = nullptr;
+absl::Status* TlsCredentialsTest::pki_error_ = nullptr;
+
+TEST_F(TlsCredentialsTest, RealFilesPassValidation) {
+  EXPECT_TRUE(ValidateTlsOptions(ServerOptions()).ok());
+  EXPECT_TRUE(ValidateTlsOptions(ClientOptions("localhost")).ok());
+}
+
+TEST_F(TlsCredentialsTest, CredentialsAreCreatedFromRealFiles) {
+  const auto server = MakeServerCredentials(ServerOptions());
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_NE(*server, nullptr);
+  const auto client = MakeChannelCredentials(ClientOptions(""));
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_NE(*client, nullptr);
+  const auto channel = MakeChannel("localhost:7443", ClientOptions("localhost"));
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_NE(*channel, nullptr);
+}
+
+TEST_F(TlsCredentialsTest, MutualTlsHandshakeOverLoopback) {
+  const int port = StartServer(ServerOptions());
+  ASSERT_GT(port, 0);
+  const auto channel =
+      MakeChannel(absl::StrCat("127.0.0.1:", port), ClientOptions("localhost"));
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_EQ(Settle(**channel), GRPC_CHANNEL_READY);
+}
+
+TEST_F(TlsCredentialsTest, ServerNameOverrideIsNeededForAnIpTarget) {
+  // The server certificate names only DNS:localhost, so without the
+  // override the client must refuse 127.0.0.1.
+  const int port = StartServer(ServerOptions());
+  ASSERT_GT(port, 0);
+  const auto channel = MakeChannel(absl::StrCat("127.0.0.1:", port), ClientOptions(""));
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_EQ(Settle(**channel), GRPC_CHANNEL_TRANSIENT_FAILURE);
+}
+
+TEST_F(TlsCredentialsTest, ServerRejectsClientCertificateFromAnotherCa) {
+  const int port = StartServer(ServerOptions());
+  ASSERT_GT(port, 0);
+  // The rogue client trusts our CA (so it accepts the server) but presents
+  // a certificate our CA did not sign.
+  const TlsOptions rogue{pki_->rogue_cert, pki_->rogue_key, pki_->ca, false, "localhost"};
+  const auto channel = MakeChannel(absl::StrCat("127.0.0.1:", port), rogue);
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_EQ(Settle(**channel), GRPC_CHANNEL_TRANSIENT_FAILURE);
+}
+
+TEST_F(TlsCredentialsTest, ClientRejectsServerFromAnotherCa) {
+  const int port = StartServer(ServerOptions());
+  ASSERT_GT(port, 0);
+  const TlsOptions wrong_ca{pki_->client_cert, pki_->client_key, pki_->rogue_ca, false,
+                            "localhost"};
+  const auto channel = MakeChannel(absl::StrCat("127.0.0.1:", port), wrong_ca);
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_EQ(Settle(**channel), GRPC_CHANNEL_TRANSIENT_FAILURE);
+}
+
+TEST_F(TlsCredentialsTest, InsecureClientCannotTalkToTlsServer) {
+  const int port = StartServer(ServerOptions());
+  ASSERT_GT(port, 0);
+  TlsOptions insecure;
+  insecure.insecure = true;
+  const auto channel = MakeChannel(absl::StrCat("127.0.0.1:", port), insecure);
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_EQ(Settle(**channel), GRPC_CHANNEL_TRANSIENT_FAILURE);
+}
+
+}  // namespace
+}  // namespace jailover::common
