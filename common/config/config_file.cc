@@ -1,10 +1,5 @@
 #include "common/config/config_file.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <unistd.h>
-
 #include <cstddef>
 #include <optional>
 #include <set>
@@ -21,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/file/file_util.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of a YAML config file: a flat mapping from flag name to value "
@@ -100,39 +96,6 @@ absl::StatusOr<std::vector<Setting>> ParseSettings(absl::string_view yaml_text,
   return settings;
 }
 
-// Reads at most kMaxConfigFileBytes of `path`.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    const std::string message =
-        absl::StrCat("config file ", path, ": cannot open: ", strerror(err));
-    if (err == ENOENT || err == ENOTDIR) return absl::NotFoundError(message);
-    return absl::InvalidArgumentError(message);
-  }
-  std::string text;
-  char buf[16384];
-  while (true) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat("config file ", path, ": cannot read: ", strerror(err)));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxConfigFileBytes) {
-      close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config file ", path, ": larger than ", kMaxConfigFileBytes, " bytes"));
-    }
-  }
-  close(fd);
-  return text;
-}
-
 }  // namespace
 
 absl::Status ApplyConfigYaml(absl::string_view yaml_text, absl::string_view origin) {
@@ -162,8 +125,14 @@ absl::Status ApplyConfigYaml(absl::string_view yaml_text, absl::string_view orig
 }
 
 absl::Status ApplyConfigFile(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadSmallFile(path);
-  if (!text.ok()) return text.status();
+  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxConfigFileBytes);
+  if (!text.ok()) {
+    // A missing file stays NotFound; anything else is a bad --config.
+    const absl::StatusCode code = text.status().code() == absl::StatusCode::kNotFound
+                                      ? absl::StatusCode::kNotFound
+                                      : absl::StatusCode::kInvalidArgument;
+    return absl::Status(code, absl::StrCat("config file ", text.status().message()));
+  }
   return ApplyConfigYaml(*text, path);
 }
 

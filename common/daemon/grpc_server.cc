@@ -1,13 +1,10 @@
 #include "common/daemon/grpc_server.h"
 
-#include <stdio.h>
-
-#include <fstream>
-
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/file/file_util.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
@@ -68,17 +65,7 @@ void GrpcServer::Shutdown(absl::Duration deadline) {
 }
 
 absl::Status WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << port << "\n";
-    out.flush();
-    if (!out) return absl::InternalError(absl::StrCat("cannot write port file ", tmp));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
+  return Annotate(WriteFileAtomically(path, absl::StrCat(port, "\n")), "--port_file");
 }
 
 }  // namespace jailover::common

@@ -58,7 +58,7 @@ class GrpcServer {
   bool shut_down_ = false;
 };
 
-// Writes `port` to `path` atomically (temporary file + rename).
+// Writes `port` to `path` atomically (WriteFileAtomically).
 absl::Status WritePortFile(const std::string& path, int port);
 
 }  // namespace jailover::common

@@ -1,10 +1,5 @@
 #include "common/tls/credentials.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <unistd.h>
-
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -16,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file/file_util.h"
 #include "absl/strings/str_join.h"
 
 namespace jailover::common {
@@ -34,36 +30,19 @@ struct PemFiles {
 // Reads the PEM file given with `flag`. NotFound if it cannot be read,
 // InvalidArgument if it holds no PEM block.
 absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat(flag, " ", path, ": cannot open: ", strerror(errno)));
+  absl::StatusOr<std::string> read = ReadFileToString(path, kMaxPemFileBytes);
+  if (!read.ok()) {
+    const absl::StatusCode code = read.status().code() == absl::StatusCode::kOutOfRange
+                                      ? absl::StatusCode::kInvalidArgument
+                                      : absl::StatusCode::kNotFound;
+    return absl::Status(code, absl::StrCat(flag, " ", read.status().message()));
   }
-  std::string text;
-  char buf[16384];
-  while (true) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      close(fd);
-      return absl::NotFoundError(
-          absl::StrCat(flag, " ", path, ": cannot read: ", strerror(err)));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxPemFileBytes) {
-      close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(
-          flag, " ", path, ": larger than ", kMaxPemFileBytes, " bytes, not a PEM file"));
-    }
-  }
-  close(fd);
+  const std::string& text = *read;
   if (!absl::StrContains(text, "-----BEGIN ")) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " ", path, ": not a PEM file (no \"-----BEGIN \" line)"));
   }
-  return text;
+  return std::move(read).value();
 }
 
 // Checks the option combination and, unless insecure, reads the files.

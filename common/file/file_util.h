@@ -1,0 +1,26 @@
+// Small, careful file helpers: bounded reads of config-sized files and
+// atomic replacement of small state files. Thread-safe (no shared state).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace jailover::common {
+
+// Reads all of `path`, refusing files over `max_bytes`. Messages start with
+// the path ("/etc/x: cannot open: No such file or directory"); callers
+// prepend what the file is. Errors: NotFound (no such file or directory),
+// PermissionDenied, OutOfRange (larger than max_bytes), Internal (other I/O
+// errors).
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes);
+
+// Replaces `path` with `contents` atomically: writes PATH.tmp, fsyncs it,
+// renames it over `path` and fsyncs the directory, so a crash leaves either
+// the old or the new file, never a torn one. Internal on I/O errors.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+
+}  // namespace jailover::common
