@@ -153,7 +153,8 @@ absl::Status ValidateArgv(const std::vector<std::string>& argv) {
   for (size_t i = 0; i < argv.size(); ++i) {
     if (argv[i].find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("argv[", i, "] contains a NUL byte: ", FormatArgv(argv)));
+          absl::StrCat("argv[", i, "] of ", argv[0].substr(0, argv[0].find('\0')),
+                       " contains a NUL byte"));
     }
   }
   return absl::OkStatus();
@@ -350,10 +351,15 @@ void KillGroupAndReap(pid_t pid, int* wait_status) {
 
 }  // namespace
 
-std::string FormatArgv(const std::vector<std::string>& argv) {
+std::string FormatArgv(const std::vector<std::string>& argv,
+                       const std::vector<size_t>& secret_args) {
   std::string out;
   for (size_t i = 0; i < argv.size(); ++i) {
     if (i > 0) out += ' ';
+    if (std::find(secret_args.begin(), secret_args.end(), i) != secret_args.end()) {
+      out += "***";
+      continue;
+    }
     const std::string& arg = argv[i];
     if (!arg.empty() && std::all_of(arg.begin(), arg.end(), IsUnquotedArgvChar)) {
       out += arg;
@@ -375,19 +381,21 @@ std::string FormatArgv(const std::vector<std::string>& argv) {
 absl::StatusOr<CommandResult> SubprocessCommandRunner::Run(const std::vector<std::string>& argv,
                                                            const CommandOptions& options) {
   if (absl::Status status = ValidateArgv(argv); !status.ok()) return status;
+  // argv as logs and errors show it, secrets masked.
+  const std::string shown = FormatArgv(argv, options.secret_args);
   absl::StatusOr<std::vector<std::string>> env = BuildEnvironment(options);
   if (!env.ok()) return env.status();
   // With no PATH in the child's environment, look where the default would.
   const std::string search_path = FindPath(*env).value_or(kDefaultCommandPath);
   absl::StatusOr<std::string> program = ResolveProgram(argv[0], search_path, options.working_dir);
   if (!program.ok()) {
-    spdlog::debug("{}: not started: {}", FormatArgv(argv), program.status().ToString());
+    spdlog::debug("{}: not started: {}", shown, program.status().ToString());
     return program.status();
   }
   if (options.timeout <= absl::ZeroDuration()) {
     return absl::DeadlineExceededError(absl::StrCat("timed out after ",
                                                     absl::FormatDuration(options.timeout), ": ",
-                                                    FormatArgv(argv), " (not started)"));
+                                                    shown, " (not started)"));
   }
 
   absl::StatusOr<Pipe> out_pipe = MakePipe();
@@ -421,19 +429,19 @@ absl::StatusOr<CommandResult> SubprocessCommandRunner::Run(const std::vector<std
   const int spawn_err = posix_spawn(&pid, program->c_str(), actions.get(), attr.get(),
                                     child_argv.data(), child_env.data());
   if (spawn_err != 0) {
-    spdlog::debug("{}: posix_spawn failed: {}", FormatArgv(argv), ErrnoText(spawn_err));
+    spdlog::debug("{}: posix_spawn failed: {}", shown, ErrnoText(spawn_err));
     // Exec errors: the file changed since ResolveProgram, or is not a format
     // the kernel runs (posix_spawn does not fall back to /bin/sh).
     if (spawn_err == ENOENT || spawn_err == EACCES || spawn_err == ENOEXEC ||
         spawn_err == ENOTDIR) {
       std::string message =
-          absl::StrCat(FormatArgv(argv), ": cannot start: ", ErrnoText(spawn_err));
+          absl::StrCat(shown, ": cannot start: ", ErrnoText(spawn_err));
       if (!options.working_dir.empty()) {
         absl::StrAppend(&message, " (working_dir ", options.working_dir, ")");
       }
       return absl::NotFoundError(message);
     }
-    return InternalErrno(absl::StrCat(FormatArgv(argv), ": posix_spawn"), spawn_err);
+    return InternalErrno(absl::StrCat(shown, ": posix_spawn"), spawn_err);
   }
   // The child has its own copies; ours would keep the pipes from reaching EOF.
   out_pipe->write_end.Reset();
@@ -469,7 +477,7 @@ absl::StatusOr<CommandResult> SubprocessCommandRunner::Run(const std::vector<std
       if (errno == EINTR) continue;
       const int err = errno;
       KillGroupAndReap(pid, &wait_status);
-      return InternalErrno(absl::StrCat(FormatArgv(argv), ": poll"), err);
+      return InternalErrno(absl::StrCat(shown, ": poll"), err);
     }
     for (nfds_t i = 0; i < nfds; ++i) {
       if (fds[i].revents == 0) continue;
@@ -485,7 +493,7 @@ absl::StatusOr<CommandResult> SubprocessCommandRunner::Run(const std::vector<std
     if (r < 0) {
       // ECHILD: someone else reaped our child (SIGCHLD set to SIG_IGN?).
       const int err = errno;
-      return InternalErrno(absl::StrCat(FormatArgv(argv), ": waitpid"), err);
+      return InternalErrno(absl::StrCat(shown, ": waitpid"), err);
     }
     const auto now = SteadyClock::now();
     if (now >= deadline) {
@@ -501,7 +509,7 @@ absl::StatusOr<CommandResult> SubprocessCommandRunner::Run(const std::vector<std
     const absl::Duration elapsed = ToAbsl(SteadyClock::now() - start);
     const std::string message =
         absl::StrCat("timed out after ", absl::FormatDuration(options.timeout), ": ",
-                     FormatArgv(argv), " (killed process group ", pid, ")");
+                     shown, " (killed process group ", pid, ")");
     spdlog::warn("{} after {} ms", message, absl::ToInt64Milliseconds(elapsed));
     return absl::DeadlineExceededError(message);
   }
@@ -512,7 +520,7 @@ absl::StatusOr<CommandResult> SubprocessCommandRunner::Run(const std::vector<std
   } else if (WIFSIGNALED(wait_status)) {
     result.term_signal = WTERMSIG(wait_status);
   }
-  spdlog::debug("{}: exit code {}, signal {}, {} ms", FormatArgv(argv), result.exit_code,
+  spdlog::debug("{}: exit code {}, signal {}, {} ms", shown, result.exit_code,
                 result.term_signal, absl::ToInt64Milliseconds(result.elapsed));
   return result;
 }

@@ -35,6 +35,9 @@ struct CommandOptions {
   // Bytes kept of stdout and of stderr, each; the rest is read and dropped
   // (so the child never blocks on a full pipe) and *_truncated is set.
   size_t max_output_bytes = 1 << 20;
+  // Indices of argv elements that are secrets (a CARP password): shown as
+  // '***' in logs and error messages, passed to the child unchanged.
+  std::vector<size_t> secret_args;
 };
 
 struct CommandResult {
@@ -89,7 +92,9 @@ class SubprocessCommandRunner final : public CommandRunner {
 
 // Formats argv for logs and error messages: elements joined by spaces, an
 // element quoted with '' when it is empty or holds characters a reader could
-// misread (space, quote, shell metacharacters). Display only, never executed.
-std::string FormatArgv(const std::vector<std::string>& argv);
+// misread (space, quote, shell metacharacters), the elements at
+// `secret_args` replaced by ***. Display only, never executed.
+std::string FormatArgv(const std::vector<std::string>& argv,
+                       const std::vector<size_t>& secret_args = {});
 
 }  // namespace jailover::common

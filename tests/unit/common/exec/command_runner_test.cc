@@ -520,5 +520,23 @@ TEST(FormatArgvTest, EscapesSingleQuotes) {
   EXPECT_EQ(FormatArgv({"'"}), "''\\'''");
 }
 
+TEST(FormatArgvTest, SecretArgumentsAreMasked) {
+  EXPECT_EQ(FormatArgv({"ifconfig", "em0", "vhid", "1", "pass", "s3cret", "alias", "10.0.0.5/32"},
+                       {5}),
+            "ifconfig em0 vhid 1 pass *** alias 10.0.0.5/32");
+}
+
+TEST(CommandRunnerSecretTest, TimeoutErrorDoesNotShowTheSecret) {
+  SubprocessCommandRunner runner;
+  CommandOptions options;
+  options.timeout = absl::Milliseconds(100);
+  options.secret_args = {3};
+  // sh gets the secret as $0 and ignores it.
+  const auto result = runner.Run({"sh", "-c", "sleep 5", "hunter2"}, options);
+  ASSERT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(result.status().message()), ::testing::Not(::testing::HasSubstr("hunter2")));
+  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("sh -c 'sleep 5' ***"));
+}
+
 }  // namespace
 }  // namespace jailover::common
