@@ -10,6 +10,21 @@ ABSL_FLAG(std::string, host_name, "",
           "Name of this host in the cluster; default: the system host name.");
 ABSL_FLAG(std::string, driver, "",
           "OS driver: freebsd, linux or sim; default: the platform's own.");
+#if defined(__FreeBSD__)
+#define JAILOVER_DEFAULT_STATE_DIR "/var/db/jailover"
+#else
+#define JAILOVER_DEFAULT_STATE_DIR "/var/lib/jailover"
+#endif
+ABSL_FLAG(std::string, state_dir, JAILOVER_DEFAULT_STATE_DIR,
+          "Directory of the agent's state file and the driver's files (created, mode 0700).");
+ABSL_FLAG(std::string, jail_root, "/var/jailover/jails",
+          "Jails' mount points must lie below this directory.");
+ABSL_FLAG(std::string, http_listen, "0.0.0.0:7421",
+          "HTTP health for load balancers (/healthz, /v1/jails/NAME/ready), HOST:PORT.");
+ABSL_FLAG(std::string, http_port_file, "",
+          "If set, the bound HTTP port is written to this file once serving.");
+ABSL_FLAG(std::string, image_root, "/var/jailover/images",
+          "Image files (storage role) must lie below this directory.");
 
 namespace jailover::agent {
 
@@ -56,6 +71,21 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   RETURN_IF_ERROR(common::ValidateName("--host_name", options.host_name));
 
   ASSIGN_OR_RETURN(options.grpc, common::GrpcServerOptionsFromFlags(kDefaultListen));
+
+  ASSIGN_OR_RETURN(options.state_dir,
+                   common::ValidateAbsolutePath("--state_dir", absl::GetFlag(FLAGS_state_dir)));
+  ASSIGN_OR_RETURN(options.jail_root,
+                   common::ValidateAbsolutePath("--jail_root", absl::GetFlag(FLAGS_jail_root)));
+  ASSIGN_OR_RETURN(options.image_root,
+                   common::ValidateAbsolutePath("--image_root", absl::GetFlag(FLAGS_image_root)));
+
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  RETURN_IF_ERROR(common::ValidateHostPort("--http_listen", options.http_listen, true));
+  options.http_port_file = absl::GetFlag(FLAGS_http_port_file);
+  if (!options.http_port_file.empty()) {
+    RETURN_IF_ERROR(
+        common::ValidateAbsolutePath("--http_port_file", options.http_port_file).status());
+  }
 
   const std::string driver = absl::GetFlag(FLAGS_driver);
   if (driver.empty()) {

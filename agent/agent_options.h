@@ -16,6 +16,14 @@ struct AgentOptions {
   common::GrpcServerOptions grpc;
   // The OS driver: FreeBSD in production, Linux for development and the lab.
   jailover::v1::DriverKind driver = jailover::v1::DRIVER_KIND_UNSPECIFIED;
+  // The agent's own files: its state file, and the driver's files.
+  std::string state_dir;
+  // Jail mount points and image files must lie below these.
+  std::string jail_root;
+  std::string image_root;
+  // HTTP health for load balancers, HOST:PORT; and where to write its port.
+  std::string http_listen;
+  std::string http_port_file;
 };
 
 // The driver a host of this platform uses when --driver is not given.

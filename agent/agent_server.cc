@@ -1,27 +1,72 @@
 #include "agent/agent_server.h"
 
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "agent/agent_core.h"
 #include "agent/agent_service.h"
+#include "agent/health_http.h"
 #include "agent/host_facts.h"
+#include "agent/state/agent_state_store.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
 
 namespace jailover::agent {
+namespace {
+
+// Creates `dir` (and parents) if missing and makes it private to root.
+absl::Status EnsurePrivateDir(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--state_dir ", dir, ": cannot create: ", error.message()));
+  }
+  if (chmod(dir.c_str(), 0700) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("--state_dir ", dir, ": cannot chmod 0700"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOptions& options,
                                                                  common::Clock& clock) {
   auto server = std::unique_ptr<AgentServer>(new AgentServer());
+  RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir));
+  ASSIGN_OR_RETURN(server->store_, AgentStateStore::Open(options.state_dir + "/agent-state.json",
+                                                         options.host_name, clock));
+  freebsd::FreeBsdDriverOptions freebsd_options;
+  freebsd_options.state_dir = options.state_dir;
+  ASSIGN_OR_RETURN(server->drivers_,
+                   MakeHostDrivers(options.driver, server->runner_, clock, freebsd_options));
+
+  AgentCoreOptions core_options;
+  core_options.host_name = options.host_name;
+  core_options.jail_root = options.jail_root;
+  core_options.image_root = options.image_root;
+  server->core_ = std::make_unique<AgentCore>(core_options, *server->store_,
+                                              *server->drivers_.jails, *server->drivers_.disks,
+                                              *server->drivers_.vips, clock);
   const std::string incarnation = NewIncarnation();
-  server->service_ = std::make_unique<AgentService>(options.driver, clock.WallNow(), incarnation);
+  server->service_ =
+      std::make_unique<AgentService>(*server->core_, options.driver, clock.WallNow(), incarnation);
   ASSIGN_OR_RETURN(server->grpc_, common::GrpcServer::Start(options.grpc, {server->service_.get()}));
   server->grpc_->SetServing(jailover::v1::Agent::service_full_name(), true);
-  spdlog::info("host {}: agent up, driver {}, incarnation {}", options.host_name,
-               DriverKindName(options.driver), incarnation);
+  ASSIGN_OR_RETURN(server->http_, HealthHttpServer::Start(options.http_listen,
+                                                          options.http_port_file, *server->core_));
+  spdlog::info("host {}: agent up, driver {}, state {}, incarnation {}", options.host_name,
+               DriverKindName(options.driver), server->store_->path(), incarnation);
   return server;
 }
 
 AgentServer::~AgentServer() { Shutdown(absl::ZeroDuration()); }
 
 void AgentServer::Shutdown(absl::Duration deadline) {
+  if (http_ != nullptr) http_->Shutdown();
   if (grpc_ != nullptr) grpc_->Shutdown(deadline);
 }
 

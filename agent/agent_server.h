@@ -1,19 +1,24 @@
-// AgentServer: a running jailover-agent — its gRPC server (Agent service
-// and grpc.health.v1) built from AgentOptions. Start-up and shutdown
-// are driven by common::RunDaemonMain.
+// AgentServer: a running jailover-agent — its state store, host drivers,
+// AgentCore and gRPC server (Agent service and grpc.health.v1), built from
+// AgentOptions. Start-up and shutdown are driven by common::RunDaemonMain.
 #pragma once
 
 #include <memory>
 
 #include "absl/status/statusor.h"
 #include "agent/agent_options.h"
+#include "agent/driver/host_drivers.h"
 #include "common/daemon/daemon_main.h"
 #include "common/daemon/grpc_server.h"
+#include "common/exec/command_runner.h"
 #include "common/time/clock.h"
 
 namespace jailover::agent {
 
+class AgentCore;
 class AgentService;
+class AgentStateStore;
+class HealthHttpServer;
 
 class AgentServer final : public common::Daemon {
  public:
@@ -22,7 +27,6 @@ class AgentServer final : public common::Daemon {
                                                              common::Clock& clock);
   ~AgentServer() override;
 
-  int grpc_port() const { return grpc_->port(); }
 
   // common::Daemon
   void Shutdown(absl::Duration deadline) override;
@@ -30,8 +34,14 @@ class AgentServer final : public common::Daemon {
  private:
   AgentServer() = default;
 
-  std::unique_ptr<AgentService> service_;    // Owned.
-  std::unique_ptr<common::GrpcServer> grpc_;  // Owned; uses service_.
+  // Declaration order is construction order; each uses the ones above it.
+  common::SubprocessCommandRunner runner_;
+  std::unique_ptr<AgentStateStore> store_;
+  HostDrivers drivers_;
+  std::unique_ptr<AgentCore> core_;
+  std::unique_ptr<AgentService> service_;
+  std::unique_ptr<common::GrpcServer> grpc_;
+  std::unique_ptr<HealthHttpServer> http_;
 };
 
 }  // namespace jailover::agent

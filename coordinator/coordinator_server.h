@@ -22,7 +22,6 @@ class CoordinatorServer final : public common::Daemon {
       const CoordinatorOptions& options, common::Clock& clock);
   ~CoordinatorServer() override;
 
-  int grpc_port() const { return grpc_->port(); }
 
   // common::Daemon
   void Shutdown(absl::Duration deadline) override;

@@ -41,11 +41,14 @@ pids+=($!)
 coordinator_port=$(wait_port "$work/coordinator.port" "${pids[-1]}")
 
 echo "==> starting jailover-agent as host h1"
+# The sim driver: the Linux driver and the lab cluster replace it later.
 "$bin_agent" --listen=127.0.0.1:0 --port_file="$work/agent.port" --insecure --host_name=h1 \
-  >"$work/agent.log" 2>&1 &
+  --driver=sim --state_dir="$work/agent-state" --http_listen=127.0.0.1:0 \
+  --http_port_file="$work/agent-http.port" >"$work/agent.log" 2>&1 &
 pids+=($!)
 agent_port=$(wait_port "$work/agent.port" "${pids[-1]}")
-echo "    coordinator on 127.0.0.1:$coordinator_port, agent on 127.0.0.1:$agent_port"
+http_port=$(cat "$work/agent-http.port")
+echo "    coordinator on 127.0.0.1:$coordinator_port, agent on 127.0.0.1:$agent_port (health http :$http_port)"
 
 echo
 echo "==> jailoverctl version"

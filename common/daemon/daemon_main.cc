@@ -21,6 +21,8 @@
 namespace jailover::common {
 namespace {
 
+constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
+
 // True for flags defined by jailover itself (not by Abseil's flag library).
 bool IsOwnFlagFile(absl::string_view file) { return !absl::StrContains(file, "absl/"); }
 
@@ -87,7 +89,10 @@ int RunDaemonMain(absl::string_view name_view, int argc, char** argv,
   }
   spdlog::info("jailover-{} ready", name);
   WaitForShutdownSignal();
-  (*daemon)->Shutdown(absl::Seconds(10));
+  // Calls in flight get this long to answer before they are cancelled (their
+  // handlers still run to the end). An idle client connection also holds
+  // gRPC's shutdown until this deadline, so keep it short.
+  (*daemon)->Shutdown(kShutdownGrace);
   daemon->reset();
   spdlog::info("jailover-{} stopped", name);
   spdlog::shutdown();

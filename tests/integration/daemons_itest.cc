@@ -93,7 +93,8 @@ TEST_F(DaemonsTest, BothServeHealthAndJailoverctlStatusWorks) {
                       "--port_file=" + coordinator_port_file, "--insecure", "--name=ctl1"});
   auto agent = StartDaemon("agent", {JAILOVER_AGENT_BIN, "--listen=127.0.0.1:0",
                                      "--port_file=" + agent_port_file, "--insecure",
-                                     "--host_name=h1", "--driver=linux"});
+                                     "--host_name=h1", "--driver=sim", "--http_listen=127.0.0.1:0",
+                                     "--state_dir=" + dir_ + "/agent-state"});
   ASSERT_NE(coordinator, nullptr);
   ASSERT_NE(agent, nullptr);
   const int coordinator_port = WaitForPort(coordinator_port_file, *coordinator);
@@ -114,7 +115,7 @@ TEST_F(DaemonsTest, BothServeHealthAndJailoverctlStatusWorks) {
     jailover::v1::GetHostFactsResponse facts;
     ASSERT_TRUE(stub->GetHostFacts(&context, {}, &facts).ok());
     EXPECT_EQ(facts.facts().os(), "Linux");
-    EXPECT_EQ(facts.facts().driver(), jailover::v1::DRIVER_KIND_LINUX);
+    EXPECT_EQ(facts.facts().driver(), jailover::v1::DRIVER_KIND_SIM);
     EXPECT_GT(facts.facts().cpus(), 0u);
     EXPECT_EQ(facts.facts().incarnation().size(), 32u);
   }
@@ -157,7 +158,8 @@ TEST_F(DaemonsTest, ConfigFileSetsFlagsAndCommandLineWins) {
   }
   // --listen on the command line overrides the file's unusable port 1.
   auto agent = StartDaemon("agent", {JAILOVER_AGENT_BIN, "--config=" + config,
-                                     "--listen=127.0.0.1:0", "--driver=linux"});
+                                     "--listen=127.0.0.1:0", "--driver=sim", "--http_listen=127.0.0.1:0",
+                                     "--state_dir=" + dir_ + "/agent-state"});
   ASSERT_NE(agent, nullptr);
   const int port = WaitForPort(port_file, *agent);
   ASSERT_GT(port, 0);
@@ -179,6 +181,7 @@ TEST_F(DaemonsTest, BadConfigurationExitsNonZeroWithAClearReason) {
       {{"--listen=127.0.0.1:0", "--insecure", "--driver=solaris"}, "--driver"},
       {{"--listen=127.0.0.1:0", "--insecure", "--host_name=../etc"}, "--host_name"},
       {{"--config=/nonexistent/agent.yaml"}, "/nonexistent/agent.yaml"},
+      {{"--listen=127.0.0.1:0", "--insecure", "--state_dir=relative/dir"}, "--state_dir"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {JAILOVER_AGENT_BIN};

@@ -1,0 +1,680 @@
+#include "agent/agent_core.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "common/status/status_macros.h"
+#include "common/validation/validation.h"
+
+namespace jailover::agent {
+namespace {
+
+using jailover::internal::AgentState;
+using jailover::internal::OwnedImage;
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+void ToProto(absl::Duration d, google::protobuf::Duration* out) {
+  out->set_seconds(absl::ToInt64Seconds(d));
+  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
+}
+
+FilesystemKind ToFilesystemKind(v1::Filesystem fs) {
+  return fs == v1::FILESYSTEM_EXT4 ? FilesystemKind::kExt4 : FilesystemKind::kUfs;
+}
+
+v1::CarpState ToCarpState(CarpRole role) {
+  switch (role) {
+    case CarpRole::kMaster:
+      return v1::CARP_STATE_MASTER;
+    case CarpRole::kBackup:
+      return v1::CARP_STATE_BACKUP;
+    case CarpRole::kInit:
+      return v1::CARP_STATE_INIT;
+  }
+  return v1::CARP_STATE_UNSPECIFIED;
+}
+
+v1::ObservedJail ToObservedJail(const JailInfo& info) {
+  v1::ObservedJail jail;
+  jail.set_name(info.name);
+  jail.set_jid(info.jid);
+  jail.set_path(info.path);
+  jail.set_hostname(info.hostname);
+  return jail;
+}
+
+// "198.18.0.21:3101" -> host, port.
+absl::Status SplitEndpoint(const std::string& endpoint, std::string* host, int* port) {
+  RETURN_IF_ERROR(common::ValidateHostPort("endpoint", endpoint));
+  const size_t colon = endpoint.rfind(':');
+  *host = endpoint.substr(0, colon);
+  if (!host->empty() && host->front() == '[') *host = host->substr(1, host->size() - 2);
+  if (!absl::SimpleAtoi(endpoint.substr(colon + 1), port)) {
+    return absl::InvalidArgumentError(absl::StrCat("endpoint ", endpoint, ": bad port"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<JailConfig> JailConfigFromSpec(const std::string& name, const v1::JailSpec& spec,
+                                              const v1::VipSpec& vip,
+                                              const std::string& jail_root) {
+  RETURN_IF_ERROR(common::ValidateName("jail name", name));
+  JailConfig config;
+  config.name = name;
+  config.hostname = spec.hostname().empty() ? name : spec.hostname();
+  const std::string mount_point =
+      spec.mount_point().empty() ? absl::StrCat(jail_root, "/", name) : spec.mount_point();
+  ASSIGN_OR_RETURN(config.path, common::ValidatePathUnder("mount_point", jail_root, mount_point));
+  if (!vip.address().empty()) {
+    ASSIGN_OR_RETURN(VipConfig vip_config, VipConfigFromSpec(vip, 0));
+    config.ip4_address = vip_config.address;
+  }
+  if (spec.exec_start().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("jail ", name, ": exec_start is empty"));
+  }
+  config.exec_start.assign(spec.exec_start().begin(), spec.exec_start().end());
+  config.exec_stop.assign(spec.exec_stop().begin(), spec.exec_stop().end());
+  if (spec.has_stop_timeout()) config.stop_timeout = FromProto(spec.stop_timeout());
+  if (spec.devfs_ruleset() != 0) config.devfs_ruleset = static_cast<int>(spec.devfs_ruleset());
+  config.securelevel = spec.securelevel();
+  if (spec.enforce_statfs() != 0) config.enforce_statfs = static_cast<int>(spec.enforce_statfs());
+  config.allow.assign(spec.allow().begin(), spec.allow().end());
+  config.params.insert(spec.params().begin(), spec.params().end());
+  for (const v1::RctlLimit& limit : spec.limits()) {
+    config.limits.push_back({limit.resource(), limit.action(), limit.amount()});
+  }
+  config.env.insert(spec.env().begin(), spec.env().end());
+  return config;
+}
+
+absl::StatusOr<VipConfig> VipConfigFromSpec(const v1::VipSpec& vip, uint32_t advskew) {
+  RETURN_IF_ERROR(common::ValidateName("vip name", vip.name()));
+  RETURN_IF_ERROR(common::ValidateCidr("vip address", vip.address()));
+  RETURN_IF_ERROR(common::ValidateInterfaceName("vip interface", vip.interface()));
+  RETURN_IF_ERROR(common::ValidateVhid(vip.vhid()));
+  RETURN_IF_ERROR(common::ValidateAdvbase(vip.advbase() == 0 ? 1 : vip.advbase()));
+  RETURN_IF_ERROR(common::ValidateAdvskew(advskew));
+  VipConfig config;
+  config.name = vip.name();
+  config.interface = vip.interface();
+  config.address = vip.address().substr(0, vip.address().find('/'));
+  if (config.address.find(':') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vip ", vip.name(), ": only IPv4 VIPs are supported, got ", vip.address()));
+  }
+  config.vhid = static_cast<int>(vip.vhid());
+  config.advbase = vip.advbase() == 0 ? 1 : static_cast<int>(vip.advbase());
+  config.advskew = static_cast<int>(advskew);
+  config.password = vip.password();
+  return config;
+}
+
+AgentCore::AgentCore(AgentCoreOptions options, AgentStateStore& store, JailDriver& jails,
+                     DiskDriver& disks, VipDriver& vips, common::Clock& clock)
+    : options_(std::move(options)),
+      store_(store),
+      jails_(jails),
+      disks_(disks),
+      vips_(vips),
+      clock_(clock) {}
+
+absl::Status AgentCore::Mutate(const v1::OperationContext& context, const char* method,
+                               const std::string& lock_key, google::protobuf::Message* response,
+                               const std::function<absl::Status()>& action) {
+  RETURN_IF_ERROR(common::ValidateOperationId(context.operation_id()));
+  if (store_.Snapshot().self_fenced()) {
+    return absl::UnavailableError(absl::StrCat(
+        "host ", options_.host_name, " is self-fenced (lost its lease); waiting to be readmitted"));
+  }
+  RETURN_IF_ERROR(store_.AcceptCoordinatorTerm(context.coordinator_term()));
+  ASSIGN_OR_RETURN(ObjectLocks::Guard guard, locks_.TryAcquire(lock_key));
+  return RunIdempotent(store_, context.operation_id(), method, response, action);
+}
+
+absl::StatusOr<OwnedImage> AgentCore::OwnedImageOrNotFound(const std::string& name) {
+  RETURN_IF_ERROR(common::ValidateName("image name", name));
+  const AgentState state = store_.Snapshot();
+  const auto it = state.images().find(name);
+  if (it == state.images().end()) {
+    return absl::NotFoundError(absl::StrCat("image ", name, ": not known on this host"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<ImageFile> AgentCore::StoredImageFile(const std::string& name) {
+  ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(name));
+  if (owned.spec().path().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("image ", name, ": not created on this host (no CreateImage)"));
+  }
+  ImageFile file;
+  file.name = name;
+  file.path = owned.spec().path();
+  file.size_bytes = owned.spec().size_bytes();
+  file.filesystem = ToFilesystemKind(owned.spec().filesystem());
+  file.slot = owned.slot();
+  return file;
+}
+
+absl::StatusOr<ImportSource> AgentCore::StoredImportSource(const std::string& name) {
+  ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(name));
+  if (owned.endpoint().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("image ", name, ": never imported here"));
+  }
+  ImportSource source;
+  source.image = name;
+  source.slot = owned.slot();
+  RETURN_IF_ERROR(SplitEndpoint(owned.endpoint(), &source.host, &source.port));
+  source.remote_path = owned.remote_path();
+  source.io_timeout = options_.default_io_timeout;
+  return source;
+}
+
+// ---------------------------------------------------------------------------
+// Jails.
+
+absl::Status AgentCore::CreateJail(const v1::CreateJailRequest& request,
+                                   v1::CreateJailResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("jail name", request.name()));
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  ASSIGN_OR_RETURN(JailConfig config, JailConfigFromSpec(request.name(), request.spec(),
+                                                         request.vip(), options_.jail_root));
+  return Mutate(request.context(), "CreateJail", "jail/" + request.name(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    RETURN_IF_ERROR(jails_.Define(config));
+    return store_.Update([&](AgentState& state) {
+      auto& jail = (*state.mutable_jails())[request.name()];
+      jail.set_name(request.name());
+      *jail.mutable_spec() = request.spec();
+      jail.set_image(request.image());
+      *jail.mutable_vip() = request.vip();
+      jail.mutable_vip()->clear_password();
+      jail.set_epoch(request.epoch());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::StartJail(const v1::StartJailRequest& request,
+                                  v1::StartJailResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("jail name", request.name()));
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "StartJail", "jail/" + request.name(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    const AgentState state = store_.Snapshot();
+    const auto owned = state.jails().find(request.name());
+    if (owned == state.jails().end()) {
+      return absl::NotFoundError(absl::StrCat("jail ", request.name(), ": not created here"));
+    }
+    if (owned->second.image() != request.image()) {
+      return absl::FailedPreconditionError(absl::StrCat("jail ", request.name(), ": runs on image ",
+                                                        owned->second.image(), ", not ",
+                                                        request.image()));
+    }
+    absl::StatusOr<JailInfo> started = jails_.Start(request.name());
+    if (started.status().code() == absl::StatusCode::kAlreadyExists) {
+      ASSIGN_OR_RETURN(std::vector<JailInfo> running, jails_.List());
+      for (const JailInfo& info : running) {
+        if (info.name == request.name()) *response->mutable_jail() = ToObservedJail(info);
+      }
+      response->set_already_running(true);
+    } else {
+      RETURN_IF_ERROR(started.status());
+      *response->mutable_jail() = ToObservedJail(*started);
+    }
+    response->mutable_jail()->set_image(request.image());
+    return store_.Update([&](AgentState& s) {
+      auto& jail = (*s.mutable_jails())[request.name()];
+      jail.set_started(true);
+      jail.set_epoch(request.epoch());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::StopJail(const v1::StopJailRequest& request,
+                                 v1::StopJailResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("jail name", request.name()));
+  if (!request.image().empty()) RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "StopJail", "jail/" + request.name(), response, [&] {
+    if (!request.image().empty()) {
+      RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    }
+    absl::Duration grace = options_.default_stop_grace;
+    const AgentState state = store_.Snapshot();
+    const auto owned = state.jails().find(request.name());
+    if (owned != state.jails().end() && owned->second.spec().has_stop_timeout()) {
+      grace = FromProto(owned->second.spec().stop_timeout());
+    }
+    if (request.has_grace()) grace = FromProto(request.grace());
+    {
+      // Load balancers see the jail as not ready before it stops serving.
+      absl::MutexLock lock(&mu_);
+      stopping_.insert(request.name());
+    }
+    absl::StatusOr<StopResult> stop_result = jails_.Stop(request.name(), grace);
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_.erase(request.name());
+    }
+    ASSIGN_OR_RETURN(StopResult stopped, std::move(stop_result));
+    response->set_killed(stopped.killed);
+    response->set_was_running(stopped.was_running);
+    if (owned == state.jails().end()) return absl::OkStatus();
+    return store_.Update([&](AgentState& s) {
+      (*s.mutable_jails())[request.name()].set_started(false);
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::DestroyJail(const v1::DestroyJailRequest& request,
+                                    v1::DestroyJailResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("jail name", request.name()));
+  return Mutate(request.context(), "DestroyJail", "jail/" + request.name(), response, [&] {
+    RETURN_IF_ERROR(jails_.Undefine(request.name()));
+    return store_.Update([&](AgentState& s) {
+      s.mutable_jails()->erase(request.name());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::ListJails(v1::ListAgentJailsResponse* response) {
+  ASSIGN_OR_RETURN(std::vector<JailInfo> running, jails_.List());
+  const AgentState state = store_.Snapshot();
+  for (const JailInfo& info : running) {
+    v1::ObservedJail* jail = response->add_jails();
+    *jail = ToObservedJail(info);
+    const auto owned = state.jails().find(info.name);
+    if (owned != state.jails().end()) jail->set_image(owned->second.image());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AgentCore::ExecInJail(const v1::ExecInJailRequest& request,
+                                   v1::ExecInJailResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("jail name", request.name()));
+  if (request.argv().empty()) return absl::InvalidArgumentError("exec: argv is empty");
+  const absl::Duration timeout =
+      request.has_timeout() ? FromProto(request.timeout()) : absl::Seconds(30);
+  if (timeout <= absl::ZeroDuration() || timeout > absl::Hours(1)) {
+    return absl::InvalidArgumentError("exec: timeout must be in (0, 1h]");
+  }
+  return Mutate(request.context(), "ExecInJail", "jail/" + request.name(), response, [&] {
+    const std::vector<std::string> argv(request.argv().begin(), request.argv().end());
+    ASSIGN_OR_RETURN(common::CommandResult result, jails_.Exec(request.name(), argv, timeout));
+    response->set_exit_code(result.exit_code);
+    response->set_stdout_text(result.stdout_text);
+    response->set_stderr_text(result.stderr_text);
+    response->set_stdout_truncated(result.stdout_truncated);
+    response->set_stderr_truncated(result.stderr_truncated);
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Images, storage side.
+
+absl::Status AgentCore::CreateImage(const v1::CreateImageRequest& request,
+                                    v1::CreateImageResponse* response) {
+  const v1::ImageSpec& spec = request.image();
+  RETURN_IF_ERROR(common::ValidateName("image name", spec.name()));
+  ASSIGN_OR_RETURN(std::string path,
+                   common::ValidatePathUnder("image path", options_.image_root, spec.path()));
+  if (spec.size_bytes() < (1u << 20) || spec.size_bytes() % 512 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image ", spec.name(), ": size_bytes must be a multiple of 512 and at least 1 MiB"));
+  }
+  return Mutate(request.context(), "CreateImage", "image/" + spec.name(), response, [&] {
+    ASSIGN_OR_RETURN(int slot, store_.SlotFor(spec.name()));
+    ImageFile file{spec.name(), path, spec.size_bytes(), ToFilesystemKind(spec.filesystem()), slot};
+    ASSIGN_OR_RETURN(bool created, disks_.CreateImage(file));
+    response->set_created(created);
+    return store_.Update([&](AgentState& s) {
+      auto& image = (*s.mutable_images())[spec.name()];
+      *image.mutable_spec() = spec;
+      image.mutable_spec()->set_path(path);
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::AttachImage(const v1::AttachImageRequest& request,
+                                    v1::AttachImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "AttachImage", "image/" + request.image(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    ASSIGN_OR_RETURN(ImageFile file, StoredImageFile(request.image()));
+    ASSIGN_OR_RETURN(std::string device, disks_.AttachImage(file));
+    response->set_device(device);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status AgentCore::DetachImage(const v1::DetachImageRequest& request,
+                                    v1::DetachImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "DetachImage", "image/" + request.image(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    ASSIGN_OR_RETURN(ImageFile file, StoredImageFile(request.image()));
+    return disks_.DetachImage(file);
+  });
+}
+
+absl::Status AgentCore::ExportImage(const v1::ExportImageRequest& request,
+                                    v1::ExportImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  const v1::Grant& grant = request.grant();
+  if (!grant.host().empty()) {
+    RETURN_IF_ERROR(common::ValidateName("grant host", grant.host()));
+    RETURN_IF_ERROR(common::ValidateIpAddress("grant host_address", grant.host_address()));
+  }
+  if (grant.epoch() == 0) return absl::InvalidArgumentError("grant epoch must be at least 1");
+  return Mutate(request.context(), "ExportImage", "image/" + request.image(), response, [&] {
+    ASSIGN_OR_RETURN(ImageFile file, StoredImageFile(request.image()));
+    ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(request.image()));
+    // A grant to another host needs a new epoch: that is what fences the
+    // previous holder everywhere else.
+    if (owned.exported() && grant.epoch() == owned.grant().epoch() &&
+        grant.host_address() != owned.grant().host_address()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "image ", request.image(), ": epoch ", grant.epoch(), " is already granted to ",
+          owned.grant().host(), "; a grant to another host needs a newer epoch"));
+    }
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), grant.epoch()));
+    ASSIGN_OR_RETURN(ExportInfo exported,
+                     disks_.Export(file, ExportGrant{grant.host_address(), grant.epoch()}));
+    response->set_endpoint(exported.endpoint);
+    spdlog::info("image {}: exported to {} ({}) at epoch {} on {}", request.image(), grant.host(),
+                 grant.host_address(), grant.epoch(), exported.endpoint);
+    return store_.Update([&](AgentState& s) {
+      auto& image = (*s.mutable_images())[request.image()];
+      *image.mutable_grant() = grant;
+      image.set_exported(!grant.host_address().empty());
+      image.set_endpoint(exported.endpoint);
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::UnexportImage(const v1::UnexportImageRequest& request,
+                                      v1::UnexportImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "UnexportImage", "image/" + request.image(), response, [&] {
+    ASSIGN_OR_RETURN(ImageFile file, StoredImageFile(request.image()));
+    if (request.epoch() <= store_.NewestEpoch(request.image())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("image ", request.image(), ": revoking needs an epoch newer than ",
+                       store_.NewestEpoch(request.image()), ", got ", request.epoch()));
+    }
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    RETURN_IF_ERROR(disks_.Unexport(file));
+    spdlog::info("image {}: unexported at epoch {}", request.image(), request.epoch());
+    return store_.Update([&](AgentState& s) {
+      auto& image = (*s.mutable_images())[request.image()];
+      image.mutable_grant()->clear_host();
+      image.mutable_grant()->clear_host_address();
+      image.mutable_grant()->set_epoch(request.epoch());
+      image.set_exported(false);
+      return absl::OkStatus();
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Images, jail side.
+
+absl::Status AgentCore::ImportImage(const v1::ImportImageRequest& request,
+                                    v1::ImportImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  ImportSource source;
+  source.image = request.image();
+  RETURN_IF_ERROR(SplitEndpoint(request.endpoint(), &source.host, &source.port));
+  ASSIGN_OR_RETURN(source.remote_path,
+                   common::ValidateAbsolutePath("remote_path", request.remote_path()));
+  source.io_timeout = request.has_io_timeout() ? FromProto(request.io_timeout())
+                                               : options_.default_io_timeout;
+  if (source.io_timeout < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("io_timeout must be at least 1s (never unbounded)");
+  }
+  return Mutate(request.context(), "ImportImage", "image/" + request.image(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    ASSIGN_OR_RETURN(source.slot, store_.SlotFor(request.image()));
+    ASSIGN_OR_RETURN(ImportInfo imported, disks_.Import(source));
+    response->set_device(imported.device);
+    return store_.Update([&](AgentState& s) {
+      auto& image = (*s.mutable_images())[request.image()];
+      image.set_imported(true);
+      image.set_endpoint(request.endpoint());
+      image.set_remote_path(source.remote_path);
+      image.set_device(imported.device);
+      image.set_filesystem(request.filesystem());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::ReleaseImage(const v1::ReleaseImageRequest& request,
+                                     v1::ReleaseImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "ReleaseImage", "image/" + request.image(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    ASSIGN_OR_RETURN(ImportSource source, StoredImportSource(request.image()));
+    RETURN_IF_ERROR(disks_.Release(source, request.force()));
+    return store_.Update([&](AgentState& s) {
+      auto& image = (*s.mutable_images())[request.image()];
+      image.set_imported(false);
+      image.clear_device();
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::FsckImage(const v1::FsckImageRequest& request,
+                                  v1::FsckImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "FsckImage", "image/" + request.image(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(request.image()));
+    if (!owned.imported() || owned.device().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("image ", request.image(), ": not imported on this host"));
+    }
+    if (!owned.mount_point().empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "image ", request.image(), ": mounted at ", owned.mount_point(), "; unmount first"));
+    }
+    ASSIGN_OR_RETURN(FsckOutcome outcome,
+                     disks_.Fsck(owned.device(), ToFilesystemKind(owned.filesystem())));
+    switch (outcome.result) {
+      case FsckOutcome::Result::kClean:
+        response->set_result(v1::FSCK_RESULT_CLEAN);
+        break;
+      case FsckOutcome::Result::kRepaired:
+        response->set_result(v1::FSCK_RESULT_REPAIRED);
+        spdlog::warn("image {}: fsck had to repair the filesystem", request.image());
+        break;
+      case FsckOutcome::Result::kFailed:
+        response->set_result(v1::FSCK_RESULT_FAILED);
+        spdlog::error("image {}: fsck failed; the image must not be mounted", request.image());
+        break;
+    }
+    response->set_output(outcome.output);
+    ToProto(outcome.elapsed, response->mutable_elapsed());
+    return absl::OkStatus();
+  });
+}
+
+absl::Status AgentCore::MountImage(const v1::MountImageRequest& request,
+                                   v1::MountImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  ASSIGN_OR_RETURN(std::string mount_point,
+                   common::ValidatePathUnder("mount_point", options_.jail_root,
+                                             request.mount_point()));
+  return Mutate(request.context(), "MountImage", "image/" + request.image(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(request.image()));
+    if (!owned.imported() || owned.device().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("image ", request.image(), ": not imported on this host"));
+    }
+    RETURN_IF_ERROR(disks_.Mount(owned.device(), mount_point));
+    return store_.Update([&](AgentState& s) {
+      (*s.mutable_images())[request.image()].set_mount_point(mount_point);
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::UnmountImage(const v1::UnmountImageRequest& request,
+                                     v1::UnmountImageResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
+  return Mutate(request.context(), "UnmountImage", "image/" + request.image(), response, [&] {
+    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+    ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(request.image()));
+    if (owned.mount_point().empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(disks_.Unmount(owned.mount_point(), request.force()));
+    return store_.Update([&](AgentState& s) {
+      (*s.mutable_images())[request.image()].clear_mount_point();
+      return absl::OkStatus();
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// VIPs.
+
+absl::Status AgentCore::ConfigureVip(const v1::ConfigureVipRequest& request,
+                                     v1::ConfigureVipResponse* response) {
+  ASSIGN_OR_RETURN(VipConfig config, VipConfigFromSpec(request.vip(), request.advskew()));
+  if (config.password.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("vip ", config.name, ": password is empty"));
+  }
+  return Mutate(request.context(), "ConfigureVip", "vip/" + config.name, response, [&] {
+    RETURN_IF_ERROR(vips_.Configure(config));
+    v1::ObservedVip* vip = response->mutable_vip();
+    vip->set_name(config.name);
+    vip->set_address(request.vip().address());
+    vip->set_interface(config.interface);
+    vip->set_vhid(config.vhid);
+    vip->set_advskew(config.advskew);
+    return store_.Update([&](AgentState& s) {
+      auto& owned = (*s.mutable_vips())[config.name];
+      *owned.mutable_spec() = request.vip();
+      owned.set_advskew(request.advskew());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::RemoveVip(const v1::RemoveVipRequest& request,
+                                  v1::RemoveVipResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("vip name", request.name()));
+  return Mutate(request.context(), "RemoveVip", "vip/" + request.name(), response, [&] {
+    const AgentState state = store_.Snapshot();
+    const auto owned = state.vips().find(request.name());
+    if (owned == state.vips().end()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(VipConfig config, VipConfigFromSpec(owned->second.spec(),
+                                                         owned->second.advskew()));
+    RETURN_IF_ERROR(vips_.Remove(config));
+    return store_.Update([&](AgentState& s) {
+      s.mutable_vips()->erase(request.name());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::SetVipAdvskew(const v1::SetVipAdvskewRequest& request,
+                                      v1::SetVipAdvskewResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("vip name", request.name()));
+  RETURN_IF_ERROR(common::ValidateAdvskew(request.advskew()));
+  return Mutate(request.context(), "SetVipAdvskew", "vip/" + request.name(), response, [&] {
+    const AgentState state = store_.Snapshot();
+    const auto owned = state.vips().find(request.name());
+    if (owned == state.vips().end()) {
+      return absl::NotFoundError(absl::StrCat("vip ", request.name(), ": not configured here"));
+    }
+    ASSIGN_OR_RETURN(VipConfig config, VipConfigFromSpec(owned->second.spec(),
+                                                         owned->second.advskew()));
+    RETURN_IF_ERROR(vips_.SetAdvskew(config, static_cast<int>(request.advskew())));
+    v1::ObservedVip* vip = response->mutable_vip();
+    vip->set_name(config.name);
+    vip->set_address(owned->second.spec().address());
+    vip->set_interface(config.interface);
+    vip->set_vhid(config.vhid);
+    vip->set_advskew(request.advskew());
+    return store_.Update([&](AgentState& s) {
+      (*s.mutable_vips())[request.name()].set_advskew(request.advskew());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::Status AgentCore::GetVipState(const v1::GetVipStateRequest& request,
+                                    v1::GetVipStateResponse* response) {
+  if (!request.name().empty()) RETURN_IF_ERROR(common::ValidateName("vip name", request.name()));
+  const AgentState state = store_.Snapshot();
+  for (const auto& [name, owned] : state.vips()) {
+    if (!request.name().empty() && name != request.name()) continue;
+    ASSIGN_OR_RETURN(std::vector<CarpStatus> statuses, vips_.State(owned.spec().interface()));
+    v1::ObservedVip* vip = response->add_vips();
+    vip->set_name(name);
+    vip->set_address(owned.spec().address());
+    vip->set_interface(owned.spec().interface());
+    vip->set_vhid(owned.spec().vhid());
+    vip->set_advskew(owned.advskew());
+    vip->set_state(v1::CARP_STATE_INIT);
+    for (const CarpStatus& status : statuses) {
+      if (status.vhid == static_cast<int>(owned.spec().vhid())) {
+        vip->set_state(ToCarpState(status.role));
+        vip->set_advskew(status.advskew);
+      }
+    }
+  }
+  if (!request.name().empty() && response->vips().empty()) {
+    return absl::NotFoundError(absl::StrCat("vip ", request.name(), ": not configured here"));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Health.
+
+bool AgentCore::self_fenced() const { return store_.Snapshot().self_fenced(); }
+
+absl::Status AgentCore::JailReady(const std::string& name) {
+  RETURN_IF_ERROR(common::ValidateName("jail name", name));
+  if (self_fenced()) return absl::UnavailableError("host is self-fenced");
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_.count(name)) return absl::UnavailableError("jail is stopping");
+  }
+  const AgentState state = store_.Snapshot();
+  const auto owned = state.jails().find(name);
+  if (owned == state.jails().end()) return absl::NotFoundError("jail is not on this host");
+  ASSIGN_OR_RETURN(std::vector<JailInfo> running, jails_.List());
+  bool runs = false;
+  for (const JailInfo& info : running) runs = runs || (info.name == name && !info.dying);
+  if (!runs) return absl::UnavailableError("jail is not running");
+  const v1::VipSpec& vip = owned->second.vip();
+  if (vip.interface().empty()) return absl::OkStatus();  // no VIP: running is ready
+  ASSIGN_OR_RETURN(std::vector<CarpStatus> statuses, vips_.State(vip.interface()));
+  for (const CarpStatus& status : statuses) {
+    if (status.vhid != static_cast<int>(vip.vhid())) continue;
+    if (status.role == CarpRole::kMaster) return absl::OkStatus();
+    return absl::UnavailableError(absl::StrCat("this host is CARP ", CarpRoleName(status.role),
+                                               " of vhid ", vip.vhid(), ", not MASTER"));
+  }
+  return absl::UnavailableError(
+      absl::StrCat("vhid ", vip.vhid(), " is not configured on ", vip.interface()));
+}
+
+}  // namespace jailover::agent

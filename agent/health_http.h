@@ -1,0 +1,45 @@
+// HealthHttpServer: the agent's HTTP port for load balancers.
+//   GET /healthz               200 "ok" while the agent runs ("ok, self-fenced: ..."
+//                              while it refuses work: it is alive, not useful)
+//   GET /v1/jails/NAME/ready   200 "ready" only when NAME runs here, is not
+//                              stopping, and this host is CARP MASTER of its VIP;
+//                              else 503 (404 for an unknown jail) with a one-line reason
+// Runs its own listener thread. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "agent/agent_core.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace jailover::agent {
+
+class HealthHttpServer {
+ public:
+  // Listens on `listen` (HOST:PORT, port 0 = chosen by the OS) and serves
+  // from `core` (not owned; must outlive the server). Writes the bound port
+  // to `port_file` if set. Unavailable if it cannot bind.
+  static absl::StatusOr<std::unique_ptr<HealthHttpServer>> Start(const std::string& listen,
+                                                                 const std::string& port_file,
+                                                                 AgentCore& core);
+  ~HealthHttpServer();
+
+  int port() const { return port_; }
+  // Stops listening and joins the thread. Idempotent.
+  void Shutdown();
+
+ private:
+  HealthHttpServer() = default;
+
+  std::unique_ptr<httplib::Server> server_;  // Owned.
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace jailover::agent

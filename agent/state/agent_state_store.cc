@@ -1,0 +1,184 @@
+#include "agent/state/agent_state_store.h"
+
+#include <filesystem>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/file/file_util.h"
+#include "common/log/log.h"
+#include "common/status/status_macros.h"
+
+namespace jailover::agent {
+namespace {
+
+using jailover::internal::AgentState;
+using jailover::internal::OperationRecord;
+
+constexpr uint32_t kStateVersion = 1;
+// A state file is small; anything this big is not ours.
+constexpr size_t kMaxStateFileBytes = 64 << 20;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(const std::string& path,
+                                                                      const std::string& host,
+                                                                      common::Clock& clock) {
+  auto store = std::unique_ptr<AgentStateStore>(new AgentStateStore(path, clock));
+  absl::StatusOr<std::string> text = common::ReadFileToString(path, kMaxStateFileBytes);
+  absl::MutexLock lock(&store->mu_);
+  if (!text.ok() && text.status().code() == absl::StatusCode::kNotFound) {
+    store->state_.set_version(kStateVersion);
+    store->state_.set_host(host);
+    spdlog::info("state {}: new, for host {}", path, host);
+    RETURN_IF_ERROR(store->PersistLocked());
+    return store;
+  }
+  if (!text.ok()) return common::Annotate(text.status(), "agent state file");
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(*text, &store->state_, options);
+  if (!parsed.ok()) {
+    return absl::DataLossError(absl::StrCat("agent state file ", path, " is corrupt (",
+                                            parsed.ToString(),
+                                            "); refusing to start without its epochs"));
+  }
+  if (store->state_.version() != kStateVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("agent state file ", path, " has version ",
+                                                      store->state_.version(), ", this agent reads ",
+                                                      kStateVersion));
+  }
+  if (store->state_.host() != host) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent state file ", path, " belongs to host ", store->state_.host(),
+                     ", not ", host, "; use another --state_dir or fix --host_name"));
+  }
+  spdlog::info("state {}: loaded: {} jails, {} images, {} VIPs, {} operation results", path,
+               store->state_.jails_size(), store->state_.images_size(), store->state_.vips_size(),
+               store->state_.operations_size());
+  return store;
+}
+
+absl::Status AgentStateStore::PersistLocked() {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  std::string text;
+  const auto printed = google::protobuf::util::MessageToJsonString(state_, &text, options);
+  if (!printed.ok()) return absl::InternalError(absl::StrCat("agent state: ", printed.ToString()));
+  return common::Annotate(common::WriteFileAtomically(path_, text), "agent state file");
+}
+
+absl::Status AgentStateStore::Update(const std::function<absl::Status(AgentState&)>& mutate) {
+  absl::MutexLock lock(&mu_);
+  AgentState before = state_;
+  absl::Status status = mutate(state_);
+  if (status.ok()) status = PersistLocked();
+  if (!status.ok()) state_ = std::move(before);
+  return status;
+}
+
+AgentState AgentStateStore::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+namespace {
+
+absl::Status CheckEpochIn(const AgentState& state, const std::string& image, uint64_t epoch) {
+  const auto it = state.epochs().find(image);
+  if (it != state.epochs().end() && epoch < it->second) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("image ", image, ": epoch ", epoch, " is older than epoch ", it->second,
+                     " already seen; the caller has been fenced"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AgentStateStore::CheckEpoch(const std::string& image, uint64_t epoch) const {
+  absl::MutexLock lock(&mu_);
+  return CheckEpochIn(state_, image, epoch);
+}
+
+absl::Status AgentStateStore::AcceptEpoch(const std::string& image, uint64_t epoch) {
+  return Update([&](AgentState& state) -> absl::Status {
+    RETURN_IF_ERROR(CheckEpochIn(state, image, epoch));
+    uint64_t& newest = (*state.mutable_epochs())[image];
+    if (epoch > newest) newest = epoch;
+    return absl::OkStatus();
+  });
+}
+
+uint64_t AgentStateStore::NewestEpoch(const std::string& image) const {
+  absl::MutexLock lock(&mu_);
+  const auto it = state_.epochs().find(image);
+  return it == state_.epochs().end() ? 0 : it->second;
+}
+
+absl::Status AgentStateStore::AcceptCoordinatorTerm(uint64_t term) {
+  return Update([&](AgentState& state) -> absl::Status {
+    if (term < state.coordinator_term()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("coordinator term ", term, " is older than term ", state.coordinator_term(),
+                       " already seen; the caller is no longer the leader"));
+    }
+    state.set_coordinator_term(term);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> AgentStateStore::SlotFor(const std::string& image) {
+  int slot = -1;
+  RETURN_IF_ERROR(Update([&](AgentState& state) -> absl::Status {
+    const auto it = state.images().find(image);
+    if (it != state.images().end()) {
+      slot = it->second.slot();
+      return absl::OkStatus();
+    }
+    std::set<int> used;
+    for (const auto& [name, owned] : state.images()) used.insert(owned.slot());
+    for (int candidate = 0; candidate <= kMaxSlot; ++candidate) {
+      if (!used.count(candidate)) {
+        slot = candidate;
+        break;
+      }
+    }
+    if (slot < 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("image ", image, ": all ", kMaxSlot + 1, " image slots are in use"));
+    }
+    auto& owned = (*state.mutable_images())[image];
+    owned.set_name(image);
+    owned.set_slot(slot);
+    return absl::OkStatus();
+  }));
+  return slot;
+}
+
+std::optional<OperationRecord> AgentStateStore::FindOperation(
+    const std::string& operation_id) const {
+  absl::MutexLock lock(&mu_);
+  for (const OperationRecord& record : state_.operations()) {
+    if (record.operation_id() == operation_id) return record;
+  }
+  return std::nullopt;
+}
+
+absl::Status AgentStateStore::RecordOperation(OperationRecord record) {
+  if (record.completed_unix() == 0) {
+    record.set_completed_unix(absl::ToUnixSeconds(clock_.WallNow()));
+  }
+  return Update([&](AgentState& state) -> absl::Status {
+    *state.add_operations() = std::move(record);
+    const int excess = state.operations_size() - kMaxOperationRecords;
+    if (excess > 0) state.mutable_operations()->DeleteSubrange(0, excess);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace jailover::agent

@@ -1,0 +1,77 @@
+// AgentStateStore: what this agent owns (jails, images, VIPs), the newest
+// epoch it has seen per image (its fencing memory), the slots that give
+// images stable device units and ports, and the results of recent mutating
+// calls (idempotency). Kept in memory and written to one JSON file after
+// every change (WriteFileAtomically), so a restarted agent picks up where
+// it was. Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/time/clock.h"
+#include "jailover/internal/agent_state.pb.h"
+
+namespace jailover::agent {
+
+class AgentStateStore {
+ public:
+  // Remembered operation results; the oldest are dropped beyond this.
+  static constexpr int kMaxOperationRecords = 2000;
+  // Highest slot handed out (units and ports are base + slot).
+  static constexpr int kMaxSlot = 999;
+
+  // Loads `path` if it exists, else starts empty for `host`. A file that
+  // cannot be parsed, or belongs to another host, is an error (DataLoss /
+  // FailedPrecondition): starting with forgotten epochs would be unsafe.
+  // `clock` is not owned.
+  static absl::StatusOr<std::unique_ptr<AgentStateStore>> Open(const std::string& path,
+                                                              const std::string& host,
+                                                              common::Clock& clock);
+
+  // Runs `mutate` on the state under the lock, then persists. If `mutate`
+  // fails, or the write fails, the in-memory state is left as it was before
+  // and the error returned.
+  absl::Status Update(const std::function<absl::Status(jailover::internal::AgentState&)>& mutate);
+  // A copy of the current state.
+  jailover::internal::AgentState Snapshot() const;
+
+  // OK if `epoch` is at least the newest seen for `image`; else
+  // FailedPrecondition naming both epochs. Changes nothing.
+  absl::Status CheckEpoch(const std::string& image, uint64_t epoch) const;
+  // CheckEpoch, then records `epoch` as the newest for `image` (persisted).
+  absl::Status AcceptEpoch(const std::string& image, uint64_t epoch);
+  uint64_t NewestEpoch(const std::string& image) const;
+
+  // OK if `term` is at least the newest coordinator term seen (0 = no
+  // election: always accepted), and records it; else FailedPrecondition.
+  absl::Status AcceptCoordinatorTerm(uint64_t term);
+
+  // The image's slot, allocating the lowest free one on first use
+  // (persisted). ResourceExhausted when all kMaxSlot+1 are taken.
+  absl::StatusOr<int> SlotFor(const std::string& image);
+
+  // The remembered result of `operation_id`, if any.
+  std::optional<jailover::internal::OperationRecord> FindOperation(
+      const std::string& operation_id) const;
+  // Remembers a result (persisted), dropping the oldest beyond the limit.
+  absl::Status RecordOperation(jailover::internal::OperationRecord record);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  AgentStateStore(std::string path, common::Clock& clock) : path_(std::move(path)), clock_(clock) {}
+  absl::Status PersistLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  common::Clock& clock_;  // Not owned.
+  mutable absl::Mutex mu_;
+  jailover::internal::AgentState state_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace jailover::agent

@@ -1,0 +1,67 @@
+// The two rules every mutating agent call follows:
+// - one operation at a time per object (jail, image, VIP): ObjectLocks;
+// - a repeated operation id returns the first result without acting again:
+//   RunIdempotent, over the records kept in AgentStateStore.
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <set>
+#include <string>
+
+#include <google/protobuf/message.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/state/agent_state_store.h"
+
+namespace jailover::agent {
+
+class ObjectLocks {
+ public:
+  // Holds one object until destroyed. Movable, not copyable.
+  class Guard {
+   public:
+    Guard(Guard&& other) noexcept : locks_(other.locks_), key_(std::move(other.key_)) {
+      other.locks_ = nullptr;
+    }
+    Guard& operator=(Guard&&) = delete;
+    Guard(const Guard&) = delete;
+    ~Guard();
+
+   private:
+    friend class ObjectLocks;
+    Guard(ObjectLocks* locks, std::string key) : locks_(locks), key_(std::move(key)) {}
+    ObjectLocks* locks_;
+    std::string key_;
+  };
+
+  // Takes `key` ("jail/web01", "image/web01", "vip/web01") or returns
+  // Aborted ("jail/web01: another operation is in progress; retry later").
+  absl::StatusOr<Guard> TryAcquire(const std::string& key);
+
+ private:
+  absl::Mutex mu_;
+  std::set<std::string> held_ ABSL_GUARDED_BY(mu_);
+};
+
+// Whether a result is final, i.e. remembered for its operation id. Success
+// and the "do not retry as is" errors are final; transient ones (Aborted,
+// Unavailable, DeadlineExceeded, Internal, ...) are not, so a retry with the
+// same operation id runs again.
+bool IsFinalResult(const absl::Status& status);
+
+// Runs `action` at most once per `operation_id`:
+// - an id already recorded for `method` returns the recorded status and
+//   fills `response` with the recorded response, without running `action`;
+// - an id recorded for another method is InvalidArgument;
+// - otherwise runs `action`, which fills `response`, and records its result
+//   if IsFinalResult. A failure to record is logged and the action's result
+//   still returned (the action has happened).
+// InvalidArgument for a missing or malformed operation id.
+absl::Status RunIdempotent(AgentStateStore& store, const std::string& operation_id,
+                           const std::string& method, google::protobuf::Message* response,
+                           const std::function<absl::Status()>& action);
+
+}  // namespace jailover::agent

@@ -1,0 +1,254 @@
+// The agent binary over gRPC (sim driver): the image life cycle with epoch
+// fencing, idempotent operation ids, and state that survives a restart.
+// The same flow against the FreeBSD driver with a fake FreeBSD userland is
+// the agent's end-to-end test; this one checks the agent's own rules.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include <httplib.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "jailover/v1/agent.grpc.pb.h"
+#include "tests/testing/external_process.h"
+#include "tests/testing/test_util.h"
+
+namespace jailover {
+namespace {
+
+using ::testing::HasSubstr;
+
+class AgentProcess {
+ public:
+  AgentProcess(const std::string& dir, int run) : dir_(dir) {
+    const std::string port_file = absl::StrCat(dir, "/agent", run, ".port");
+    const std::string http_port_file = absl::StrCat(dir, "/agent", run, ".http");
+    auto process = testing::ExternalProcess::Start(
+        {JAILOVER_AGENT_BIN, "--listen=127.0.0.1:0", "--port_file=" + port_file, "--insecure",
+         "--host_name=s1", "--driver=sim", "--state_dir=" + dir + "/state",
+         "--image_root=/images", "--jail_root=/jails", "--http_listen=127.0.0.1:0",
+         "--http_port_file=" + http_port_file},
+        absl::StrCat(dir, "/agent", run, ".log"));
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) return;
+    process_ = std::move(*process);
+    const int port = WaitForPort(port_file);
+    http_port_ = WaitForPort(http_port_file);
+    stub_ = v1::Agent::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                                   grpc::InsecureChannelCredentials()));
+  }
+
+  // SIGTERM and a clean exit.
+  void Stop() {
+    process_->Signal(SIGTERM);
+    auto status = process_->Wait(absl::Seconds(15));
+    ASSERT_TRUE(status.ok());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << process_->ReadLog();
+  }
+
+  v1::Agent::Stub& stub() { return *stub_; }
+  int http_port() const { return http_port_; }
+  std::string log() const { return process_->ReadLog(); }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<testing::ExternalProcess> process_;
+  std::unique_ptr<v1::Agent::Stub> stub_;
+  int http_port_ = 0;
+
+  int WaitForPort(const std::string& file) {
+    int port = 0;
+    EXPECT_TRUE(testing::WaitUntil(
+        [&] {
+          std::ifstream in(file);
+          std::string text;
+          std::getline(in, text);
+          return absl::SimpleAtoi(text, &port) && port > 0;
+        },
+        absl::Seconds(30)))
+        << file << "\n" << process_->ReadLog();
+    return port;
+  }
+};
+
+v1::OperationContext Op(const std::string& id) {
+  v1::OperationContext context;
+  context.set_operation_id(id);
+  return context;
+}
+
+template <typename Request, typename Response, typename Call>
+grpc::Status Invoke(Call call, const Request& request, Response* response) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return call(&context, request, response);
+}
+
+grpc::Status Export(v1::Agent::Stub& stub, const std::string& op, const std::string& host,
+                    const std::string& address, uint64_t epoch, v1::ExportImageResponse* out) {
+  v1::ExportImageRequest request;
+  *request.mutable_context() = Op(op);
+  request.set_image("web01");
+  request.mutable_grant()->set_host(host);
+  request.mutable_grant()->set_host_address(address);
+  request.mutable_grant()->set_epoch(epoch);
+  grpc::ClientContext context;
+  return stub.ExportImage(&context, request, out);
+}
+
+grpc::Status Import(v1::Agent::Stub& stub, const std::string& op, uint64_t epoch) {
+  v1::ImportImageRequest request;
+  *request.mutable_context() = Op(op);
+  request.set_image("web01");
+  request.set_epoch(epoch);
+  request.set_endpoint("198.18.0.21:3100");
+  request.set_remote_path("/images/web01.img");
+  v1::ImportImageResponse response;
+  grpc::ClientContext context;
+  return stub.ImportImage(&context, request, &response);
+}
+
+TEST(AgentItest, EpochsFenceOldCallersAndSurviveARestart) {
+  testing::ScopedTempDir dir("agent_itest");
+  {
+    AgentProcess agent(dir.path(), 1);
+    v1::CreateImageRequest create;
+    *create.mutable_context() = Op("create-1");
+    create.mutable_image()->set_name("web01");
+    create.mutable_image()->set_path("/images/web01.img");
+    create.mutable_image()->set_size_bytes(64 << 20);
+    v1::CreateImageResponse created;
+    {
+      grpc::ClientContext context;
+      ASSERT_TRUE(agent.stub().CreateImage(&context, create, &created).ok());
+    }
+    EXPECT_TRUE(created.created());
+
+    // Bad input is refused at the edge.
+    v1::CreateImageRequest outside = create;
+    outside.mutable_context()->set_operation_id("create-2");
+    outside.mutable_image()->set_path("/etc/passwd");
+    {
+      grpc::ClientContext context;
+      const grpc::Status status = agent.stub().CreateImage(&context, outside, &created);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_THAT(status.error_message(), HasSubstr("image path"));
+    }
+
+    v1::ExportImageResponse exported;
+    ASSERT_TRUE(Export(agent.stub(), "export-a", "h1", "198.18.0.11", 1, &exported).ok());
+    EXPECT_FALSE(exported.endpoint().empty());
+    // Granting epoch 1 to another host is refused; epoch 2 fences h1.
+    EXPECT_EQ(Export(agent.stub(), "export-b1", "h2", "198.18.0.12", 1, &exported).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+    ASSERT_TRUE(Export(agent.stub(), "export-b", "h2", "198.18.0.12", 2, &exported).ok());
+    // The same operation id again: the first result, nothing done twice.
+    ASSERT_TRUE(Export(agent.stub(), "export-b", "h2", "198.18.0.12", 2, &exported).ok());
+    EXPECT_THAT(agent.log(), HasSubstr("repeated ExportImage"));
+
+    const grpc::Status stale = Import(agent.stub(), "import-old", 1);
+    EXPECT_EQ(stale.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(stale.error_message(), HasSubstr("epoch 1 is older than epoch 2"));
+    agent.Stop();
+  }
+  {
+    // A restarted agent remembers the epochs and the operation results.
+    AgentProcess agent(dir.path(), 2);
+    EXPECT_EQ(Import(agent.stub(), "import-old-2", 1).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+    v1::ExportImageResponse exported;
+    ASSERT_TRUE(Export(agent.stub(), "export-b", "h2", "198.18.0.12", 2, &exported).ok());
+    EXPECT_THAT(agent.log(), HasSubstr("repeated ExportImage"));
+    EXPECT_THAT(agent.log(), HasSubstr("1 images"));
+    agent.Stop();
+  }
+}
+
+// GET http://127.0.0.1:PORT/PATH -> (status, body); status -1 if no answer.
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(5);
+  client.set_read_timeout(5);
+  auto result = client.Get(path.c_str());
+  if (!result) return {-1, ""};
+  return {result->status, result->body};
+}
+
+TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
+  testing::ScopedTempDir dir("agent_itest_ready");
+  AgentProcess agent(dir.path(), 1);
+  EXPECT_EQ(HttpGet(agent.http_port(), "/healthz"), std::make_pair(200, std::string("ok\n")));
+  const auto unknown = HttpGet(agent.http_port(), "/v1/jails/web01/ready");
+  EXPECT_EQ(unknown.first, 404);
+  EXPECT_THAT(unknown.second, HasSubstr("not on this host"));
+
+  v1::VipSpec vip;
+  vip.set_name("web01-vip");
+  vip.set_address("198.18.0.100/32");
+  vip.set_interface("eth0");
+  vip.set_vhid(10);
+  vip.set_password("s3cret");
+  v1::CreateJailRequest create;
+  *create.mutable_context() = Op("create-jail");
+  create.set_name("web01");
+  create.set_image("web01");
+  create.set_epoch(1);
+  create.mutable_spec()->add_exec_start("/bin/sh");
+  *create.mutable_vip() = vip;
+  v1::CreateJailResponse created;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(agent.stub().CreateJail(&context, create, &created).ok());
+  }
+  v1::StartJailRequest start;
+  *start.mutable_context() = Op("start-jail");
+  start.set_name("web01");
+  start.set_image("web01");
+  start.set_epoch(1);
+  v1::StartJailResponse started;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(agent.stub().StartJail(&context, start, &started).ok());
+  }
+  // Running, but the VIP is not on this host yet.
+  const auto no_vip = HttpGet(agent.http_port(), "/v1/jails/web01/ready");
+  EXPECT_EQ(no_vip.first, 503);
+  EXPECT_THAT(no_vip.second, HasSubstr("vhid 10 is not configured"));
+
+  v1::ConfigureVipRequest configure;
+  *configure.mutable_context() = Op("vip-1");
+  *configure.mutable_vip() = vip;
+  configure.set_advskew(0);
+  v1::ConfigureVipResponse configured;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(agent.stub().ConfigureVip(&context, configure, &configured).ok());
+  }
+  EXPECT_EQ(HttpGet(agent.http_port(), "/v1/jails/web01/ready"),
+            std::make_pair(200, std::string("ready\n")));
+
+  v1::StopJailRequest stop;
+  *stop.mutable_context() = Op("stop-jail");
+  stop.set_name("web01");
+  v1::StopJailResponse stopped;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(agent.stub().StopJail(&context, stop, &stopped).ok());
+  }
+  EXPECT_TRUE(stopped.was_running());
+  const auto down = HttpGet(agent.http_port(), "/v1/jails/web01/ready");
+  EXPECT_EQ(down.first, 503);
+  EXPECT_THAT(down.second, HasSubstr("not running"));
+  agent.Stop();
+}
+
+}  // namespace
+}  // namespace jailover
