@@ -1,5 +1,6 @@
 #include "agent/agent_core.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -675,6 +676,151 @@ absl::Status AgentCore::JailReady(const std::string& name) {
   }
   return absl::UnavailableError(
       absl::StrCat("vhid ", vip.vhid(), " is not configured on ", vip.interface()));
+}
+
+// ---------------------------------------------------------------------------
+// Lease: self-fencing and readmission.
+
+absl::Status AgentCore::SelfFence(const std::string& reason) {
+  absl::Status first_error;
+  auto note = [&first_error](const absl::Status& status, const std::string& what) {
+    if (status.ok()) return;
+    spdlog::error("self-fence: {} failed: {}", what, status.ToString());
+    if (first_error.ok()) first_error = status;
+  };
+  note(store_.Update([](AgentState& s) {
+         s.set_self_fenced(true);
+         return absl::OkStatus();
+       }),
+       "recording the fence");
+  spdlog::warn("host {}: SELF-FENCING: {}; stopping jails, releasing images, removing VIPs",
+               options_.host_name, reason);
+  const AgentState state = store_.Snapshot();
+  for (const auto& [name, jail] : state.jails()) {
+    if (!jail.started()) continue;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_.insert(name);
+    }
+    const absl::Duration grace = jail.spec().has_stop_timeout()
+                                     ? std::min(FromProto(jail.spec().stop_timeout()),
+                                                absl::Seconds(10))
+                                     : absl::Seconds(5);
+    absl::StatusOr<StopResult> stopped = jails_.Stop(name, grace);
+    note(stopped.status(), "stopping jail " + name);
+    if (stopped.ok()) {
+      spdlog::warn("self-fence: jail {} stopped{}", name, stopped->killed ? " (killed)" : "");
+      note(store_.Update([&](AgentState& s) {
+             (*s.mutable_jails())[name].set_started(false);
+             return absl::OkStatus();
+           }),
+           "recording jail " + name);
+    }
+    absl::MutexLock lock(&mu_);
+    stopping_.erase(name);
+  }
+  for (const auto& [name, image] : state.images()) {
+    if (!image.mount_point().empty()) {
+      const absl::Status unmounted = disks_.Unmount(image.mount_point(), /*force=*/true);
+      note(unmounted, "unmounting image " + name);
+      if (unmounted.ok()) spdlog::warn("self-fence: image {} unmounted", name);
+    }
+    if (image.imported()) {
+      absl::StatusOr<ImportSource> source = StoredImportSource(name);
+      note(source.status(), "finding the import of " + name);
+      if (!source.ok()) continue;
+      const absl::Status released = disks_.Release(*source, /*force=*/true);
+      note(released, "releasing image " + name);
+      if (released.ok()) spdlog::warn("self-fence: image {} released", name);
+      note(store_.Update([&](AgentState& s) {
+             auto& owned = (*s.mutable_images())[name];
+             if (released.ok()) {
+               owned.set_imported(false);
+               owned.clear_device();
+               owned.clear_mount_point();
+             }
+             return absl::OkStatus();
+           }),
+           "recording image " + name);
+    }
+  }
+  for (const auto& [name, vip] : state.vips()) {
+    absl::StatusOr<VipConfig> config = VipConfigFromSpec(vip.spec(), vip.advskew());
+    note(config.status(), "reading VIP " + name);
+    if (!config.ok()) continue;
+    const absl::Status removed = vips_.Remove(*config);
+    note(removed, "removing VIP " + name);
+    if (removed.ok()) {
+      spdlog::warn("self-fence: VIP {} ({}) removed", name, vip.spec().address());
+      note(store_.Update([&](AgentState& s) {
+             s.mutable_vips()->erase(name);
+             return absl::OkStatus();
+           }),
+           "recording VIP " + name);
+    }
+  }
+  spdlog::warn("host {}: self-fenced{}; refusing work until the coordinator readmits it",
+               options_.host_name, first_error.ok() ? "" : " (with errors, see above)");
+  return first_error;
+}
+
+absl::Status AgentCore::Readmit(const std::string& reason) {
+  RETURN_IF_ERROR(store_.Update([](AgentState& s) {
+    s.set_self_fenced(false);
+    return absl::OkStatus();
+  }));
+  spdlog::info("host {}: readmitted by the coordinator ({}); accepting work", options_.host_name,
+               reason);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ObservedState> AgentCore::Observe() {
+  v1::ObservedState observed;
+  const AgentState state = store_.Snapshot();
+  ASSIGN_OR_RETURN(std::vector<JailInfo> running, jails_.List());
+  for (const JailInfo& info : running) {
+    v1::ObservedJail* jail = observed.add_jails();
+    *jail = ToObservedJail(info);
+    const auto owned = state.jails().find(info.name);
+    if (owned != state.jails().end()) {
+      jail->set_image(owned->second.image());
+      jail->set_ready(JailReady(info.name).ok());
+    }
+  }
+  // What the OS reports, matched to our images by slot (drivers know
+  // devices and ports, which derive from slots, not image names).
+  ASSIGN_OR_RETURN(std::vector<ImportInfo> imports, disks_.ListImports());
+  ASSIGN_OR_RETURN(std::vector<ExportInfo> exports, disks_.ListExports());
+  for (const auto& [name, image] : state.images()) {
+    if (image.imported()) {
+      v1::ObservedImport* imported = observed.add_imports();
+      imported->set_image(name);
+      imported->set_epoch(store_.NewestEpoch(name));
+      imported->set_device(image.device());
+      imported->set_mount_point(image.mount_point());
+      imported->set_detail("no device on this host");
+      for (const ImportInfo& info : imports) {
+        if (info.slot != image.slot()) continue;
+        imported->set_healthy(info.connected);
+        imported->set_detail(info.connected ? "" : "device without a connection");
+      }
+    }
+    if (image.exported()) {
+      v1::ObservedExport* exported = observed.add_exports();
+      exported->set_image(name);
+      *exported->mutable_grant() = image.grant();
+      exported->set_endpoint(image.endpoint());
+      for (const ExportInfo& info : exports) {
+        if (info.slot == image.slot()) exported->set_serving(info.serving);
+      }
+    }
+  }
+  v1::GetVipStateResponse vips;
+  RETURN_IF_ERROR(GetVipState(v1::GetVipStateRequest(), &vips));
+  *observed.mutable_vips() = vips.vips();
+  observed.set_self_fenced(state.self_fenced());
+  observed.mutable_epochs()->insert(state.epochs().begin(), state.epochs().end());
+  return observed;
 }
 
 }  // namespace jailover::agent

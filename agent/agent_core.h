@@ -89,8 +89,20 @@ class AgentCore {
   // Otherwise Unavailable (or NotFound/InvalidArgument) with a one-line
   // reason. A StopJail marks the jail not ready before it stops it.
   absl::Status JailReady(const std::string& name);
-  // Whether the agent is self-fenced, and why (for /healthz and logs).
+  // Whether the agent is self-fenced (for /healthz and heartbeats).
   bool self_fenced() const;
+
+  // The lease was lost: refuse new work (persisted, so a restart stays
+  // fenced), stop every jail this agent started, unmount and release its
+  // imports, and remove its VIPs so this host cannot be CARP master of them.
+  // Runs every step even when one fails (each failure is logged) and
+  // returns the first error. Does not wait for object locks: fencing wins
+  // over work in progress.
+  absl::Status SelfFence(const std::string& reason);
+  // The coordinator readmitted this host: accept work again.
+  absl::Status Readmit(const std::string& reason);
+  // What this host runs and holds, for heartbeats.
+  absl::StatusOr<v1::ObservedState> Observe();
 
  private:
   // The common frame of every mutating call: refuse while self-fenced,

@@ -1,6 +1,7 @@
 #include "agent/agent_options.h"
 
 #include "absl/flags/flag.h"
+#include "absl/flags/marshalling.h"
 #include "absl/strings/str_cat.h"
 #include "common/daemon/daemon_flags.h"
 #include "common/status/status_macros.h"
@@ -23,6 +24,14 @@ ABSL_FLAG(std::string, http_listen, "0.0.0.0:7421",
           "HTTP health for load balancers (/healthz, /v1/jails/NAME/ready), HOST:PORT.");
 ABSL_FLAG(std::string, http_port_file, "",
           "If set, the bound HTTP port is written to this file once serving.");
+ABSL_FLAG(std::vector<std::string>, coordinators, {},
+          "Coordinator endpoints HOST:PORT,... for the lease, tried in order. Empty: no lease "
+          "(development only; such an agent never fences itself).");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(3),
+          "Fence this host (stop jails, release images, remove VIPs) after this long without a "
+          "lease renewal; the coordinator's grants override it.");
+ABSL_FLAG(absl::Duration, lease_renew_interval, absl::Milliseconds(500),
+          "Heartbeat interval until the coordinator's grants say otherwise.");
 ABSL_FLAG(std::string, image_root, "/var/jailover/images",
           "Image files (storage role) must lie below this directory.");
 
@@ -85,6 +94,18 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   if (!options.http_port_file.empty()) {
     RETURN_IF_ERROR(
         common::ValidateAbsolutePath("--http_port_file", options.http_port_file).status());
+  }
+
+  options.coordinators = absl::GetFlag(FLAGS_coordinators);
+  for (const std::string& endpoint : options.coordinators) {
+    RETURN_IF_ERROR(common::ValidateHostPort("--coordinators", endpoint));
+  }
+  options.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  options.lease_renew_interval = absl::GetFlag(FLAGS_lease_renew_interval);
+  if (options.lease_renew_interval <= absl::ZeroDuration() ||
+      options.lease_ttl < 2 * options.lease_renew_interval) {
+    return absl::InvalidArgumentError(
+        "--lease_ttl must be at least twice --lease_renew_interval, which must be positive");
   }
 
   const std::string driver = absl::GetFlag(FLAGS_driver);

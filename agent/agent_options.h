@@ -3,8 +3,10 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/daemon/grpc_server.h"
 #include "jailover/v1/types.pb.h"
 
@@ -24,6 +26,11 @@ struct AgentOptions {
   // HTTP health for load balancers, HOST:PORT; and where to write its port.
   std::string http_listen;
   std::string http_port_file;
+  // Coordinator endpoints for the lease; empty = no lease (development only:
+  // such an agent never fences itself).
+  std::vector<std::string> coordinators;
+  absl::Duration lease_ttl = absl::Seconds(3);
+  absl::Duration lease_renew_interval = absl::Milliseconds(500);
 };
 
 // The driver a host of this platform uses when --driver is not given.

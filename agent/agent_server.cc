@@ -9,6 +9,7 @@
 #include "agent/agent_core.h"
 #include "agent/agent_service.h"
 #include "agent/health_http.h"
+#include "agent/lease_client.h"
 #include "agent/host_facts.h"
 #include "agent/state/agent_state_store.h"
 #include "common/log/log.h"
@@ -58,6 +59,26 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   server->grpc_->SetServing(jailover::v1::Agent::service_full_name(), true);
   ASSIGN_OR_RETURN(server->http_, HealthHttpServer::Start(options.http_listen,
                                                           options.http_port_file, *server->core_));
+  if (options.coordinators.empty()) {
+    spdlog::warn("host {}: no --coordinators: running WITHOUT a lease; this agent never fences "
+                 "itself (development only)", options.host_name);
+  } else {
+    LeaseOptions lease;
+    lease.coordinators = options.coordinators;
+    lease.tls = options.grpc.tls;
+    lease.ttl = options.lease_ttl;
+    lease.renew_interval = options.lease_renew_interval;
+    v1::Register& hello = lease.registration;
+    hello.set_host(options.host_name);
+    const std::string& listen = options.grpc.listen;
+    hello.set_agent_address(
+        absl::StrCat(listen.substr(0, listen.rfind(':')), ":", server->grpc_->port()));
+    hello.add_roles(v1::HOST_ROLE_JAIL);
+    hello.add_roles(v1::HOST_ROLE_STORAGE);
+    *hello.mutable_facts() = CollectHostFacts(options.driver, clock.WallNow(), incarnation);
+    server->lease_ = std::make_unique<LeaseClient>(lease, *server->core_, clock);
+    server->lease_->Start();
+  }
   spdlog::info("host {}: agent up, driver {}, state {}, incarnation {}", options.host_name,
                DriverKindName(options.driver), server->store_->path(), incarnation);
   return server;
@@ -66,6 +87,7 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
 AgentServer::~AgentServer() { Shutdown(absl::ZeroDuration()); }
 
 void AgentServer::Shutdown(absl::Duration deadline) {
+  if (lease_ != nullptr) lease_->Shutdown();
   if (http_ != nullptr) http_->Shutdown();
   if (grpc_ != nullptr) grpc_->Shutdown(deadline);
 }

@@ -19,6 +19,7 @@ class AgentCore;
 class AgentService;
 class AgentStateStore;
 class HealthHttpServer;
+class LeaseClient;
 
 class AgentServer final : public common::Daemon {
  public:
@@ -42,6 +43,7 @@ class AgentServer final : public common::Daemon {
   std::unique_ptr<AgentService> service_;
   std::unique_ptr<common::GrpcServer> grpc_;
   std::unique_ptr<HealthHttpServer> http_;
+  std::unique_ptr<LeaseClient> lease_;
 };
 
 }  // namespace jailover::agent

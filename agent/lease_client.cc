@@ -1,0 +1,167 @@
+#include "agent/lease_client.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "jailover/v1/coordinator.grpc.pb.h"
+
+namespace jailover::agent {
+namespace {
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace
+
+LeaseClient::LeaseClient(LeaseOptions options, AgentCore& core, common::Clock& clock)
+    : options_(std::move(options)),
+      core_(core),
+      clock_(clock),
+      ttl_(options_.ttl),
+      renew_interval_(options_.renew_interval) {}
+
+LeaseClient::~LeaseClient() { Shutdown(); }
+
+void LeaseClient::Start() {
+  {
+    absl::MutexLock lock(&mu_);
+    last_grant_ = clock_.MonotonicNow();
+  }
+  stream_thread_ = std::thread([this] { StreamLoop(); });
+  watchdog_thread_ = std::thread([this] { WatchdogLoop(); });
+}
+
+void LeaseClient::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shutdown_ = true;
+    if (session_ != nullptr) session_->TryCancel();
+  }
+  if (stream_thread_.joinable()) stream_thread_.join();
+  if (watchdog_thread_.joinable()) watchdog_thread_.join();
+}
+
+bool LeaseClient::HasLease() {
+  absl::MutexLock lock(&mu_);
+  return absl::FromChrono(clock_.MonotonicNow() - last_grant_) <= ttl_;
+}
+
+bool LeaseClient::SleepUnlessShutdown(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&shutdown_), d);
+  return !shutdown_;
+}
+
+void LeaseClient::StreamLoop() {
+  size_t next = 0;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) return;
+    }
+    RunSession(options_.coordinators[next]);
+    next = (next + 1) % options_.coordinators.size();
+    absl::Duration backoff;
+    {
+      absl::MutexLock lock(&mu_);
+      backoff = renew_interval_;
+    }
+    if (!SleepUnlessShutdown(backoff)) return;
+  }
+}
+
+void LeaseClient::RunSession(const std::string& endpoint) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      common::MakeChannel(endpoint, options_.tls);
+  if (!channel.ok()) {
+    spdlog::warn("lease: coordinator {}: {}", endpoint, channel.status().ToString());
+    return;
+  }
+  auto stub = v1::Coordinator::NewStub(*channel);
+  grpc::ClientContext context;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    session_ = &context;
+  }
+  auto stream = stub->Lease(&context);
+  v1::AgentMessage hello;
+  *hello.mutable_register_() = options_.registration;
+  bool open = stream->Write(hello);
+
+  // Grants and readmissions arrive on their own thread.
+  std::thread reader([&] {
+    v1::CoordinatorMessage message;
+    while (stream->Read(&message)) {
+      if (message.has_lease()) {
+        const v1::LeaseGrant& grant = message.lease();
+        absl::MutexLock lock(&mu_);
+        last_grant_ = clock_.MonotonicNow();
+        if (grant.has_ttl()) ttl_ = FromProto(grant.ttl());
+        if (grant.has_renew_interval()) renew_interval_ = FromProto(grant.renew_interval());
+      } else if (message.has_readmit()) {
+        if (absl::Status readmitted = core_.Readmit(message.readmit().reason()); !readmitted.ok()) {
+          spdlog::error("lease: readmission failed: {}", readmitted.ToString());
+        }
+      }
+    }
+  });
+
+  if (open) spdlog::info("lease: stream open to coordinator {}", endpoint);
+  uint64_t sequence = 0;
+  while (open) {
+    absl::Duration interval;
+    {
+      absl::MutexLock lock(&mu_);
+      interval = renew_interval_;
+    }
+    if (!SleepUnlessShutdown(interval)) break;
+    v1::AgentMessage beat;
+    v1::Heartbeat* heartbeat = beat.mutable_heartbeat();
+    heartbeat->set_sequence(++sequence);
+    heartbeat->mutable_sent()->set_seconds(absl::ToUnixSeconds(clock_.WallNow()));
+    absl::StatusOr<v1::ObservedState> observed = core_.Observe();
+    if (observed.ok()) {
+      *heartbeat->mutable_observed() = *std::move(observed);
+    } else {
+      spdlog::warn("lease: observing the host failed: {}", observed.status().ToString());
+    }
+    open = stream->Write(beat);
+  }
+  context.TryCancel();
+  reader.join();
+  const grpc::Status finished = stream->Finish();
+  {
+    absl::MutexLock lock(&mu_);
+    session_ = nullptr;
+    if (shutdown_) return;
+  }
+  spdlog::warn("lease: stream to coordinator {} ended: {}", endpoint,
+               finished.ok() ? "closed" : finished.error_message());
+}
+
+void LeaseClient::WatchdogLoop() {
+  while (true) {
+    absl::Duration ttl;
+    absl::Duration age;
+    {
+      absl::MutexLock lock(&mu_);
+      ttl = ttl_;
+      age = absl::FromChrono(clock_.MonotonicNow() - last_grant_);
+    }
+    if (age > ttl && !core_.self_fenced()) {
+      // Fencing happens on this thread; the stream keeps trying to
+      // reconnect meanwhile, so a Readmit can still arrive.
+      (void)core_.SelfFence(absl::StrCat("no lease renewal for ", absl::FormatDuration(age),
+                                         " (ttl ", absl::FormatDuration(ttl), ")"));
+    }
+    if (!SleepUnlessShutdown(std::min(ttl / 10, absl::Milliseconds(100)))) return;
+  }
+}
+
+}  // namespace jailover::agent

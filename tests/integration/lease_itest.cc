@@ -1,0 +1,189 @@
+// The agent's side of the lease against a fake coordinator over loopback
+// gRPC: heartbeats carry what the host runs; when the coordinator falls
+// silent the agent fences itself within the ttl (jails stopped, imports
+// released, VIPs removed, new work refused); a Readmit ends the fence.
+// Uses the sim drivers, so what "stopped" means is checked on real driver
+// objects, not on mocks.
+#include "agent/lease_client.h"
+
+#include <memory>
+
+#include "agent/agent_core.h"
+#include "agent/driver/sim/sim_drivers.h"
+#include "agent/state/agent_state_store.h"
+#include "common/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fake_coordinator.h"
+#include "tests/testing/test_util.h"
+
+namespace jailover::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Short enough for a quick test, long enough that a loaded CI machine does
+// not miss eight renewals in a row.
+constexpr absl::Duration kTtl = absl::Milliseconds(1500);
+constexpr absl::Duration kRenew = absl::Milliseconds(100);
+
+v1::OperationContext Op(const std::string& id) {
+  v1::OperationContext context;
+  context.set_operation_id(id);
+  return context;
+}
+
+class LeaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = AgentStateStore::Open(dir_.path() + "/state.json", "h1", clock_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    AgentCoreOptions options;
+    options.host_name = "h1";
+    options.jail_root = "/jails";
+    core_ = std::make_unique<AgentCore>(options, *store_, jails_, disks_, vips_, clock_);
+  }
+
+  // A running jail on an imported, mounted image with its VIP, as after a
+  // failover onto this host.
+  void RunJailHere() {
+    v1::ImportImageRequest import;
+    *import.mutable_context() = Op("import");
+    import.set_image("web01");
+    import.set_epoch(2);
+    import.set_endpoint("198.18.0.21:3100");
+    import.set_remote_path("/images/web01.img");
+    v1::ImportImageResponse imported;
+    ASSERT_TRUE(core_->ImportImage(import, &imported).ok());
+    v1::MountImageRequest mount;
+    *mount.mutable_context() = Op("mount");
+    mount.set_image("web01");
+    mount.set_epoch(2);
+    mount.set_mount_point("/jails/web01");
+    v1::MountImageResponse mounted;
+    ASSERT_TRUE(core_->MountImage(mount, &mounted).ok());
+    v1::VipSpec vip;
+    vip.set_name("web01-vip");
+    vip.set_address("198.18.0.100/32");
+    vip.set_interface("eth0");
+    vip.set_vhid(10);
+    vip.set_password("s3cret");
+    v1::ConfigureVipRequest configure;
+    *configure.mutable_context() = Op("vip");
+    *configure.mutable_vip() = vip;
+    v1::ConfigureVipResponse configured;
+    ASSERT_TRUE(core_->ConfigureVip(configure, &configured).ok());
+    v1::CreateJailRequest create;
+    *create.mutable_context() = Op("create");
+    create.set_name("web01");
+    create.set_image("web01");
+    create.set_epoch(2);
+    create.mutable_spec()->add_exec_start("/bin/sh");
+    *create.mutable_vip() = vip;
+    v1::CreateJailResponse created;
+    ASSERT_TRUE(core_->CreateJail(create, &created).ok());
+    v1::StartJailRequest start;
+    *start.mutable_context() = Op("start");
+    start.set_name("web01");
+    start.set_image("web01");
+    start.set_epoch(2);
+    v1::StartJailResponse started;
+    ASSERT_TRUE(core_->StartJail(start, &started).ok());
+  }
+
+  std::unique_ptr<LeaseClient> StartLease(const std::string& endpoint) {
+    LeaseOptions options;
+    options.coordinators = {"127.0.0.1:1", endpoint};  // the first refuses: tries the next
+    options.tls.insecure = true;
+    options.registration.set_host("h1");
+    options.ttl = kTtl;
+    options.renew_interval = kRenew;
+    auto client = std::make_unique<LeaseClient>(options, *core_, clock_);
+    client->Start();
+    return client;
+  }
+
+  testing::ScopedTempDir dir_{"lease_itest"};
+  common::RealClock clock_;
+  std::unique_ptr<AgentStateStore> store_;
+  sim::SimJailDriver jails_;
+  sim::SimDiskDriver disks_;
+  sim::SimVipDriver vips_;
+  std::unique_ptr<AgentCore> core_;
+};
+
+TEST_F(LeaseTest, HeartbeatsReportWhatRunsAndSilenceMeansSelfFence) {
+  RunJailHere();
+  testing::FakeCoordinator coordinator(kTtl, kRenew);
+  auto lease = StartLease(coordinator.Start());
+
+  ASSERT_TRUE(testing::WaitUntil([&] { return coordinator.heartbeats() >= 3; }, absl::Seconds(10)));
+  EXPECT_EQ(coordinator.last_register().host(), "h1");
+  const v1::ObservedState observed = coordinator.last_observed();
+  ASSERT_EQ(observed.jails_size(), 1);
+  EXPECT_EQ(observed.jails(0).name(), "web01");
+  EXPECT_TRUE(observed.jails(0).ready());  // sim: the lone host is CARP master
+  ASSERT_EQ(observed.imports_size(), 1);
+  EXPECT_TRUE(observed.imports(0).healthy());
+  ASSERT_EQ(observed.vips_size(), 1);
+  EXPECT_EQ(observed.vips(0).state(), v1::CARP_STATE_MASTER);
+  EXPECT_EQ(observed.epochs().at("web01"), 2u);
+  EXPECT_TRUE(lease->HasLease());
+  EXPECT_FALSE(core_->self_fenced());
+
+  // The coordinator goes silent: within the ttl (plus the watchdog's tick)
+  // the host must have fenced itself.
+  // (self_fenced() turns true first, to refuse work at once; then the jails,
+  // imports and VIPs go.)
+  coordinator.SetSilenced(true);
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        return core_->self_fenced() && jails_.List()->empty() && disks_.ListImports()->empty() &&
+               vips_.State("eth0")->empty() && store_->Snapshot().vips().empty();
+      },
+      kTtl + absl::Seconds(3)));
+  const auto state = store_->Snapshot();
+  EXPECT_TRUE(state.self_fenced());
+  EXPECT_FALSE(state.jails().at("web01").started());
+  EXPECT_FALSE(state.images().at("web01").imported());
+  EXPECT_TRUE(state.vips().empty());
+  EXPECT_FALSE(core_->JailReady("web01").ok());
+
+  // New work is refused while fenced, and the heartbeats say so.
+  v1::StartJailRequest start;
+  *start.mutable_context() = Op("start-again");
+  start.set_name("web01");
+  start.set_image("web01");
+  start.set_epoch(2);
+  v1::StartJailResponse started;
+  const absl::Status refused = core_->StartJail(start, &started);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(refused.message(), HasSubstr("self-fenced"));
+  ASSERT_TRUE(testing::WaitUntil([&] { return coordinator.last_observed().self_fenced(); },
+                                 absl::Seconds(5)));
+
+  // The coordinator readmits the host.
+  coordinator.SetSilenced(false);
+  coordinator.Readmit("checked: nothing runs on h1");
+  ASSERT_TRUE(testing::WaitUntil([&] { return !core_->self_fenced(); }, absl::Seconds(5)));
+  lease->Shutdown();
+}
+
+TEST_F(LeaseTest, AnAgentThatNeverReachesACoordinatorFencesAfterOneTtl) {
+  RunJailHere();
+  LeaseOptions options;
+  options.coordinators = {"127.0.0.1:1"};
+  options.tls.insecure = true;
+  options.registration.set_host("h1");
+  options.ttl = kTtl;
+  options.renew_interval = kRenew;
+  LeaseClient lease(options, *core_, clock_);
+  lease.Start();
+  ASSERT_TRUE(testing::WaitUntil([&] { return core_->self_fenced() && jails_.List()->empty(); },
+                                 kTtl + absl::Seconds(3)));
+  EXPECT_FALSE(lease.HasLease());
+}
+
+}  // namespace
+}  // namespace jailover::agent
