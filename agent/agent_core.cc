@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "common/proto/time_util.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
 
@@ -14,15 +15,6 @@ namespace {
 
 using jailover::internal::AgentState;
 using jailover::internal::OwnedImage;
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-void ToProto(absl::Duration d, google::protobuf::Duration* out) {
-  out->set_seconds(absl::ToInt64Seconds(d));
-  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
-}
 
 FilesystemKind ToFilesystemKind(v1::Filesystem fs) {
   return fs == v1::FILESYSTEM_EXT4 ? FilesystemKind::kExt4 : FilesystemKind::kUfs;
@@ -82,7 +74,7 @@ absl::StatusOr<JailConfig> JailConfigFromSpec(const std::string& name, const v1:
   }
   config.exec_start.assign(spec.exec_start().begin(), spec.exec_start().end());
   config.exec_stop.assign(spec.exec_stop().begin(), spec.exec_stop().end());
-  if (spec.has_stop_timeout()) config.stop_timeout = FromProto(spec.stop_timeout());
+  if (spec.has_stop_timeout()) config.stop_timeout = common::FromProtoDuration(spec.stop_timeout());
   if (spec.devfs_ruleset() != 0) config.devfs_ruleset = static_cast<int>(spec.devfs_ruleset());
   config.securelevel = spec.securelevel();
   if (spec.enforce_statfs() != 0) config.enforce_statfs = static_cast<int>(spec.enforce_statfs());
@@ -252,9 +244,9 @@ absl::Status AgentCore::StopJail(const v1::StopJailRequest& request,
     const AgentState state = store_.Snapshot();
     const auto owned = state.jails().find(request.name());
     if (owned != state.jails().end() && owned->second.spec().has_stop_timeout()) {
-      grace = FromProto(owned->second.spec().stop_timeout());
+      grace = common::FromProtoDuration(owned->second.spec().stop_timeout());
     }
-    if (request.has_grace()) grace = FromProto(request.grace());
+    if (request.has_grace()) grace = common::FromProtoDuration(request.grace());
     {
       // Load balancers see the jail as not ready before it stops serving.
       absl::MutexLock lock(&mu_);
@@ -305,7 +297,7 @@ absl::Status AgentCore::ExecInJail(const v1::ExecInJailRequest& request,
   RETURN_IF_ERROR(common::ValidateName("jail name", request.name()));
   if (request.argv().empty()) return absl::InvalidArgumentError("exec: argv is empty");
   const absl::Duration timeout =
-      request.has_timeout() ? FromProto(request.timeout()) : absl::Seconds(30);
+      request.has_timeout() ? common::FromProtoDuration(request.timeout()) : absl::Seconds(30);
   if (timeout <= absl::ZeroDuration() || timeout > absl::Hours(1)) {
     return absl::InvalidArgumentError("exec: timeout must be in (0, 1h]");
   }
@@ -441,7 +433,7 @@ absl::Status AgentCore::ImportImage(const v1::ImportImageRequest& request,
   RETURN_IF_ERROR(SplitEndpoint(request.endpoint(), &source.host, &source.port));
   ASSIGN_OR_RETURN(source.remote_path,
                    common::ValidateAbsolutePath("remote_path", request.remote_path()));
-  source.io_timeout = request.has_io_timeout() ? FromProto(request.io_timeout())
+  source.io_timeout = request.has_io_timeout() ? common::FromProtoDuration(request.io_timeout())
                                                : options_.default_io_timeout;
   if (source.io_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError("io_timeout must be at least 1s (never unbounded)");
@@ -509,7 +501,7 @@ absl::Status AgentCore::FsckImage(const v1::FsckImageRequest& request,
         break;
     }
     response->set_output(outcome.output);
-    ToProto(outcome.elapsed, response->mutable_elapsed());
+    common::ToProtoDuration(outcome.elapsed, response->mutable_elapsed());
     return absl::OkStatus();
   });
 }
@@ -703,7 +695,7 @@ absl::Status AgentCore::SelfFence(const std::string& reason) {
       stopping_.insert(name);
     }
     const absl::Duration grace = jail.spec().has_stop_timeout()
-                                     ? std::min(FromProto(jail.spec().stop_timeout()),
+                                     ? std::min(common::FromProtoDuration(jail.spec().stop_timeout()),
                                                 absl::Seconds(10))
                                      : absl::Seconds(5);
     absl::StatusOr<StopResult> stopped = jails_.Stop(name, grace);

@@ -17,32 +17,35 @@ class AgentService final : public v1::Agent::Service {
   AgentService(AgentCore& core, v1::DriverKind driver, absl::Time started,
                std::string incarnation);
 
-// Declares one unary RPC override.
-#define JAILOVER_AGENT_RPC(Method, Request, Response)                       \
+// The unary RPCs that map one to one onto AgentCore methods.
+#define JAILOVER_AGENT_CORE_RPCS(X)                              \
+  X(CreateJail, CreateJailRequest, CreateJailResponse)           \
+  X(StartJail, StartJailRequest, StartJailResponse)              \
+  X(StopJail, StopJailRequest, StopJailResponse)                 \
+  X(DestroyJail, DestroyJailRequest, DestroyJailResponse)        \
+  X(ExecInJail, ExecInJailRequest, ExecInJailResponse)           \
+  X(CreateImage, CreateImageRequest, CreateImageResponse)        \
+  X(AttachImage, AttachImageRequest, AttachImageResponse)        \
+  X(DetachImage, DetachImageRequest, DetachImageResponse)        \
+  X(ExportImage, ExportImageRequest, ExportImageResponse)        \
+  X(UnexportImage, UnexportImageRequest, UnexportImageResponse)  \
+  X(ImportImage, ImportImageRequest, ImportImageResponse)        \
+  X(ReleaseImage, ReleaseImageRequest, ReleaseImageResponse)     \
+  X(FsckImage, FsckImageRequest, FsckImageResponse)              \
+  X(MountImage, MountImageRequest, MountImageResponse)           \
+  X(UnmountImage, UnmountImageRequest, UnmountImageResponse)     \
+  X(ConfigureVip, ConfigureVipRequest, ConfigureVipResponse)     \
+  X(RemoveVip, RemoveVipRequest, RemoveVipResponse)              \
+  X(SetVipAdvskew, SetVipAdvskewRequest, SetVipAdvskewResponse)  \
+  X(GetVipState, GetVipStateRequest, GetVipStateResponse)
+
+#define JAILOVER_DECLARE_AGENT_RPC(Method, Request, Response)                       \
   grpc::Status Method(grpc::ServerContext* context, const v1::Request* request, \
                       v1::Response* response) override;
-  JAILOVER_AGENT_RPC(CreateJail, CreateJailRequest, CreateJailResponse)
-  JAILOVER_AGENT_RPC(StartJail, StartJailRequest, StartJailResponse)
-  JAILOVER_AGENT_RPC(StopJail, StopJailRequest, StopJailResponse)
-  JAILOVER_AGENT_RPC(DestroyJail, DestroyJailRequest, DestroyJailResponse)
-  JAILOVER_AGENT_RPC(ListJails, ListAgentJailsRequest, ListAgentJailsResponse)
-  JAILOVER_AGENT_RPC(ExecInJail, ExecInJailRequest, ExecInJailResponse)
-  JAILOVER_AGENT_RPC(CreateImage, CreateImageRequest, CreateImageResponse)
-  JAILOVER_AGENT_RPC(AttachImage, AttachImageRequest, AttachImageResponse)
-  JAILOVER_AGENT_RPC(DetachImage, DetachImageRequest, DetachImageResponse)
-  JAILOVER_AGENT_RPC(ExportImage, ExportImageRequest, ExportImageResponse)
-  JAILOVER_AGENT_RPC(UnexportImage, UnexportImageRequest, UnexportImageResponse)
-  JAILOVER_AGENT_RPC(ImportImage, ImportImageRequest, ImportImageResponse)
-  JAILOVER_AGENT_RPC(ReleaseImage, ReleaseImageRequest, ReleaseImageResponse)
-  JAILOVER_AGENT_RPC(FsckImage, FsckImageRequest, FsckImageResponse)
-  JAILOVER_AGENT_RPC(MountImage, MountImageRequest, MountImageResponse)
-  JAILOVER_AGENT_RPC(UnmountImage, UnmountImageRequest, UnmountImageResponse)
-  JAILOVER_AGENT_RPC(ConfigureVip, ConfigureVipRequest, ConfigureVipResponse)
-  JAILOVER_AGENT_RPC(RemoveVip, RemoveVipRequest, RemoveVipResponse)
-  JAILOVER_AGENT_RPC(SetVipAdvskew, SetVipAdvskewRequest, SetVipAdvskewResponse)
-  JAILOVER_AGENT_RPC(GetVipState, GetVipStateRequest, GetVipStateResponse)
-  JAILOVER_AGENT_RPC(GetHostFacts, GetHostFactsRequest, GetHostFactsResponse)
-#undef JAILOVER_AGENT_RPC
+  JAILOVER_AGENT_CORE_RPCS(JAILOVER_DECLARE_AGENT_RPC)
+  JAILOVER_DECLARE_AGENT_RPC(ListJails, ListAgentJailsRequest, ListAgentJailsResponse)
+  JAILOVER_DECLARE_AGENT_RPC(GetHostFacts, GetHostFactsRequest, GetHostFactsResponse)
+#undef JAILOVER_DECLARE_AGENT_RPC
 
  private:
   AgentCore& core_;  // Not owned.

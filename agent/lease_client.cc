@@ -7,17 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "common/proto/time_util.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 
 namespace jailover::agent {
-namespace {
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-}  // namespace
-
 LeaseClient::LeaseClient(LeaseOptions options, AgentCore& core, common::Clock& clock)
     : options_(std::move(options)),
       core_(core),
@@ -102,8 +95,8 @@ void LeaseClient::RunSession(const std::string& endpoint) {
         const v1::LeaseGrant& grant = message.lease();
         absl::MutexLock lock(&mu_);
         last_grant_ = clock_.MonotonicNow();
-        if (grant.has_ttl()) ttl_ = FromProto(grant.ttl());
-        if (grant.has_renew_interval()) renew_interval_ = FromProto(grant.renew_interval());
+        if (grant.has_ttl()) ttl_ = common::FromProtoDuration(grant.ttl());
+        if (grant.has_renew_interval()) renew_interval_ = common::FromProtoDuration(grant.renew_interval());
       } else if (message.has_readmit()) {
         if (absl::Status readmitted = core_.Readmit(message.readmit().reason()); !readmitted.ok()) {
           spdlog::error("lease: readmission failed: {}", readmitted.ToString());
@@ -124,7 +117,7 @@ void LeaseClient::RunSession(const std::string& endpoint) {
     v1::AgentMessage beat;
     v1::Heartbeat* heartbeat = beat.mutable_heartbeat();
     heartbeat->set_sequence(++sequence);
-    heartbeat->mutable_sent()->set_seconds(absl::ToUnixSeconds(clock_.WallNow()));
+    common::ToProtoTimestamp(clock_.WallNow(), heartbeat->mutable_sent());
     absl::StatusOr<v1::ObservedState> observed = core_.Observe();
     if (observed.ok()) {
       *heartbeat->mutable_observed() = *std::move(observed);

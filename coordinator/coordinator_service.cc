@@ -2,25 +2,10 @@
 
 #include <utility>
 
+#include "common/proto/time_util.h"
 #include "common/version.h"
 
 namespace jailover::coordinator {
-namespace {
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const absl::Duration since_epoch = t - absl::UnixEpoch();
-  out->set_seconds(absl::ToInt64Seconds(since_epoch));
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(since_epoch - absl::Seconds(out->seconds()))));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  out->set_seconds(absl::ToInt64Seconds(d));
-  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
-}
-
-}  // namespace
-
 CoordinatorService::CoordinatorService(CoordinatorIdentity identity, common::Clock& clock)
     : identity_(std::move(identity)), clock_(clock) {}
 
@@ -44,14 +29,14 @@ grpc::Status CoordinatorService::GetClusterStatus(
   }
   leader->set_version(kVersion);
   leader->set_leader(true);
-  SetTimestamp(identity_.started, leader->mutable_started());
+  common::ToProtoTimestamp(identity_.started, leader->mutable_started());
   // No state store is wired in yet: say so rather than report a fake one.
   jailover::v1::StoreStatus* store = response->mutable_store();
   store->set_kind("none");
   store->set_healthy(false);
   store->set_detail("no state store configured in this build");
-  SetTimestamp(now, response->mutable_server_time());
-  SetDuration(now - identity_.started, response->mutable_uptime());
+  common::ToProtoTimestamp(now, response->mutable_server_time());
+  common::ToProtoDuration(now - identity_.started, response->mutable_uptime());
   return grpc::Status::OK;
 }
 

@@ -19,10 +19,14 @@
 #include "gtest/gtest.h"
 #include "jailover/v1/agent.grpc.pb.h"
 #include "tests/testing/external_process.h"
+#include "tests/testing/agent_requests.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover {
 namespace {
+
+using ::jailover::testing::Op;
+using ::jailover::testing::TestVip;
 
 using ::testing::HasSubstr;
 
@@ -78,12 +82,6 @@ class AgentProcess {
     return port;
   }
 };
-
-v1::OperationContext Op(const std::string& id) {
-  v1::OperationContext context;
-  context.set_operation_id(id);
-  return context;
-}
 
 template <typename Request, typename Response, typename Call>
 grpc::Status Invoke(Call call, const Request& request, Response* response) {
@@ -190,12 +188,7 @@ TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
   EXPECT_EQ(unknown.first, 404);
   EXPECT_THAT(unknown.second, HasSubstr("not on this host"));
 
-  v1::VipSpec vip;
-  vip.set_name("web01-vip");
-  vip.set_address("198.18.0.100/32");
-  vip.set_interface("eth0");
-  vip.set_vhid(10);
-  vip.set_password("s3cret");
+  const v1::VipSpec vip = TestVip("eth0");
   v1::CreateJailRequest create;
   *create.mutable_context() = Op("create-jail");
   create.set_name("web01");

@@ -15,10 +15,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_coordinator.h"
+#include "tests/testing/agent_requests.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::agent {
 namespace {
+
+using ::jailover::testing::Op;
+using ::jailover::testing::TestVip;
 
 using ::testing::HasSubstr;
 
@@ -26,12 +30,6 @@ using ::testing::HasSubstr;
 // not miss eight renewals in a row.
 constexpr absl::Duration kTtl = absl::Milliseconds(1500);
 constexpr absl::Duration kRenew = absl::Milliseconds(100);
-
-v1::OperationContext Op(const std::string& id) {
-  v1::OperationContext context;
-  context.set_operation_id(id);
-  return context;
-}
 
 class LeaseTest : public ::testing::Test {
  protected:
@@ -63,12 +61,7 @@ class LeaseTest : public ::testing::Test {
     mount.set_mount_point("/jails/web01");
     v1::MountImageResponse mounted;
     ASSERT_TRUE(core_->MountImage(mount, &mounted).ok());
-    v1::VipSpec vip;
-    vip.set_name("web01-vip");
-    vip.set_address("198.18.0.100/32");
-    vip.set_interface("eth0");
-    vip.set_vhid(10);
-    vip.set_password("s3cret");
+    const v1::VipSpec vip = TestVip("eth0");
     v1::ConfigureVipRequest configure;
     *configure.mutable_context() = Op("vip");
     *configure.mutable_vip() = vip;

@@ -3,17 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/proto/time_util.h"
 
 namespace jailover::testing {
-namespace {
-
-void ToProto(absl::Duration d, google::protobuf::Duration* out) {
-  out->set_seconds(absl::ToInt64Seconds(d));
-  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
-}
-
-}  // namespace
-
 FakeCoordinator::FakeCoordinator(absl::Duration ttl, absl::Duration renew_interval)
     : ttl_(ttl), renew_interval_(renew_interval) {}
 
@@ -84,8 +76,8 @@ grpc::Status FakeCoordinator::Lease(
     if (silenced_) continue;
     v1::CoordinatorMessage grant;
     grant.mutable_lease()->set_sequence(sequence);
-    ToProto(ttl_, grant.mutable_lease()->mutable_ttl());
-    ToProto(renew_interval_, grant.mutable_lease()->mutable_renew_interval());
+    common::ToProtoDuration(ttl_, grant.mutable_lease()->mutable_ttl());
+    common::ToProtoDuration(renew_interval_, grant.mutable_lease()->mutable_renew_interval());
     grant.mutable_lease()->set_host_state(v1::HOST_STATE_READY);
     stream->Write(grant);
   }

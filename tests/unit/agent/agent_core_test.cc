@@ -6,23 +6,20 @@
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/mock_drivers.h"
+#include "tests/testing/agent_requests.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::agent {
 namespace {
+
+using ::jailover::testing::Op;
+using ::jailover::testing::TestVip;
 
 using ::testing::_;
 using ::testing::HasSubstr;
 using ::testing::Invoke;
 using ::testing::Return;
 using ::testing::StrictMock;
-
-v1::OperationContext Op(const std::string& id, uint64_t term = 0) {
-  v1::OperationContext context;
-  context.set_operation_id(id);
-  context.set_coordinator_term(term);
-  return context;
-}
 
 class AgentCoreTest : public ::testing::Test {
  protected:
@@ -177,11 +174,7 @@ TEST_F(AgentCoreTest, CreateAndStartJailUseTheSpecAndTheStoredImage) {
   create.set_epoch(2);
   create.mutable_spec()->add_exec_start("/bin/sh");
   create.mutable_spec()->add_exec_start("/etc/rc");
-  create.mutable_vip()->set_name("web01-vip");
-  create.mutable_vip()->set_address("198.18.0.100/32");
-  create.mutable_vip()->set_interface("em0");
-  create.mutable_vip()->set_vhid(10);
-  create.mutable_vip()->set_password("s3cret");
+  *create.mutable_vip() = TestVip();
   JailConfig defined;
   EXPECT_CALL(jails_, Define(_)).WillOnce(Invoke([&](const JailConfig& c) {
     defined = c;
@@ -275,10 +268,7 @@ TEST_F(AgentCoreTest, JailIsNotReadyFromTheMomentItStartsStopping) {
   create.set_name("web01");
   create.set_image("web01");
   create.mutable_spec()->add_exec_start("/bin/sh");
-  create.mutable_vip()->set_name("v");
-  create.mutable_vip()->set_address("198.18.0.100/32");
-  create.mutable_vip()->set_interface("em0");
-  create.mutable_vip()->set_vhid(10);
+  *create.mutable_vip() = TestVip();
   EXPECT_CALL(jails_, Define(_)).WillOnce(Return(absl::OkStatus()));
   v1::CreateJailResponse created;
   ASSERT_TRUE(core_->CreateJail(create, &created).ok());
