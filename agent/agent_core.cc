@@ -815,4 +815,27 @@ absl::StatusOr<v1::ObservedState> AgentCore::Observe() {
   return observed;
 }
 
+v1::CarpTransition AgentCore::DescribeCarpTransition(const CarpTransition& transition) {
+  v1::CarpTransition described;
+  described.set_vhid(transition.vhid);
+  described.set_interface(transition.interface);
+  described.set_to_state(ToCarpState(transition.role));
+  common::ToProtoTimestamp(transition.time, described.mutable_time());
+  const AgentState state = store_.Snapshot();
+  for (const auto& [name, vip] : state.vips()) {
+    if (vip.spec().interface() == transition.interface &&
+        static_cast<int>(vip.spec().vhid()) == transition.vhid) {
+      described.set_vip(name);
+    }
+  }
+  return described;
+}
+
+std::vector<std::string> AgentCore::JailNames() {
+  std::vector<std::string> names;
+  const AgentState state = store_.Snapshot();
+  for (const auto& [name, jail] : state.jails()) names.push_back(name);
+  return names;
+}
+
 }  // namespace jailover::agent

@@ -101,6 +101,11 @@ class AgentCore {
   absl::Status SelfFence(const std::string& reason);
   // The coordinator readmitted this host: accept work again.
   absl::Status Readmit(const std::string& reason);
+  // A CARP state change from the VIP driver as the API reports it (with the
+  // VIP's name when this agent configured that vhid).
+  v1::CarpTransition DescribeCarpTransition(const CarpTransition& transition);
+  // Names of the jails this agent defined.
+  std::vector<std::string> JailNames();
   // What this host runs and holds, for heartbeats.
   absl::StatusOr<v1::ObservedState> Observe();
 

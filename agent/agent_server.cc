@@ -79,6 +79,24 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
     server->lease_ = std::make_unique<LeaseClient>(lease, *server->core_, clock);
     server->lease_->Start();
   }
+  // CARP: preemption on (the lowest advskew wins, so the VIP follows the
+  // jail), and transitions logged and pushed to the coordinator.
+  RETURN_IF_ERROR(common::Annotate(server->drivers_.vips->Prepare(), "CARP setup"));
+  AgentServer* self = server.get();
+  RETURN_IF_ERROR(server->drivers_.vips->Watch([self](const CarpTransition& transition) {
+    v1::CarpTransition described = self->core_->DescribeCarpTransition(transition);
+    spdlog::info("vip {}: vhid {} on {} is now {}",
+                 described.vip().empty() ? "(not ours)" : described.vip(), transition.vhid,
+                 transition.interface, CarpRoleName(transition.role));
+    if (self->lease_ != nullptr) self->lease_->ReportCarpTransition(std::move(described));
+  }));
+  server->health_thread_ = std::thread([self] {
+    do {
+      for (const std::string& jail : self->core_->JailNames()) {
+        self->grpc_->SetServing("jail/" + jail, self->core_->JailReady(jail).ok());
+      }
+    } while (!self->stop_health_.WaitForNotificationWithTimeout(absl::Milliseconds(500)));
+  });
   spdlog::info("host {}: agent up, driver {}, state {}, incarnation {}", options.host_name,
                DriverKindName(options.driver), server->store_->path(), incarnation);
   return server;
@@ -87,6 +105,9 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
 AgentServer::~AgentServer() { Shutdown(absl::ZeroDuration()); }
 
 void AgentServer::Shutdown(absl::Duration deadline) {
+  if (!stop_health_.HasBeenNotified()) stop_health_.Notify();
+  if (health_thread_.joinable()) health_thread_.join();
+  if (drivers_.vips != nullptr) drivers_.vips->StopWatching();
   if (lease_ != nullptr) lease_->Shutdown();
   if (http_ != nullptr) http_->Shutdown();
   if (grpc_ != nullptr) grpc_->Shutdown(deadline);

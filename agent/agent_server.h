@@ -4,8 +4,10 @@
 #pragma once
 
 #include <memory>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "agent/agent_options.h"
 #include "agent/driver/host_drivers.h"
 #include "common/daemon/daemon_main.h"
@@ -44,6 +46,9 @@ class AgentServer final : public common::Daemon {
   std::unique_ptr<common::GrpcServer> grpc_;
   std::unique_ptr<HealthHttpServer> http_;
   std::unique_ptr<LeaseClient> lease_;
+  // Keeps the gRPC health of "jail/NAME" in step with JailReady.
+  std::thread health_thread_;
+  absl::Notification stop_health_;
 };
 
 }  // namespace jailover::agent

@@ -39,6 +39,14 @@ void LeaseClient::Shutdown() {
   if (watchdog_thread_.joinable()) watchdog_thread_.join();
 }
 
+void LeaseClient::ReportCarpTransition(v1::CarpTransition transition) {
+  absl::MutexLock lock(&mu_);
+  // Bounded: without a stream, old transitions are stale anyway (the next
+  // heartbeat carries the current VIP states).
+  if (pending_transitions_.size() >= 64) pending_transitions_.erase(pending_transitions_.begin());
+  pending_transitions_.push_back(std::move(transition));
+}
+
 bool LeaseClient::HasLease() {
   absl::MutexLock lock(&mu_);
   return absl::FromChrono(clock_.MonotonicNow() - last_grant_) <= ttl_;
@@ -107,13 +115,31 @@ void LeaseClient::RunSession(const std::string& endpoint) {
 
   if (open) spdlog::info("lease: stream open to coordinator {}", endpoint);
   uint64_t sequence = 0;
+  absl::Time next_beat = absl::Now();
   while (open) {
+    // Wake for the next heartbeat, a CARP transition to push, or shutdown.
+    std::vector<v1::CarpTransition> transitions;
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutdown_ || !pending_transitions_.empty();
+      };
+      mu_.AwaitWithDeadline(absl::Condition(&wake), next_beat);
+      if (shutdown_) break;
+      transitions.swap(pending_transitions_);
+    }
+    for (const v1::CarpTransition& transition : transitions) {
+      v1::AgentMessage message;
+      *message.mutable_carp_transition() = transition;
+      open = open && stream->Write(message);
+    }
+    if (!open || absl::Now() < next_beat) continue;
     absl::Duration interval;
     {
       absl::MutexLock lock(&mu_);
       interval = renew_interval_;
     }
-    if (!SleepUnlessShutdown(interval)) break;
+    next_beat = absl::Now() + interval;
     v1::AgentMessage beat;
     v1::Heartbeat* heartbeat = beat.mutable_heartbeat();
     heartbeat->set_sequence(++sequence);

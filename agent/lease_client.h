@@ -5,7 +5,8 @@
 // LeaseGrants. A watchdog fences the host (AgentCore::SelfFence) when no
 // grant has arrived for the lease ttl — whatever the reason: coordinator
 // down, network partition, or a coordinator that stopped answering. A
-// Readmit from the coordinator ends the fence. Thread-safe.
+// Readmit from the coordinator ends the fence. CARP transitions reported by
+// the VIP driver are pushed on the stream as they happen. Thread-safe.
 #pragma once
 
 #include <memory>
@@ -50,6 +51,11 @@ class LeaseClient {
   // Stops both threads. Idempotent. Does not fence.
   void Shutdown();
 
+  // Queues a CARP state change to be pushed to the coordinator at once
+  // (ahead of the next heartbeat). Dropped if no stream opens before 64
+  // newer ones arrive: heartbeats carry the current states anyway.
+  void ReportCarpTransition(v1::CarpTransition transition);
+
   // True while the last grant is younger than the ttl.
   bool HasLease();
 
@@ -73,6 +79,7 @@ class LeaseClient {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   // The live stream's context, so Shutdown can cancel it.
   grpc::ClientContext* session_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<v1::CarpTransition> pending_transitions_ ABSL_GUARDED_BY(mu_);
 
   std::thread stream_thread_;
   std::thread watchdog_thread_;

@@ -17,6 +17,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "jailover/v1/agent.grpc.pb.h"
 #include "tests/testing/external_process.h"
 #include "tests/testing/agent_requests.h"
@@ -46,8 +47,10 @@ class AgentProcess {
     process_ = std::move(*process);
     const int port = WaitForPort(port_file);
     http_port_ = WaitForPort(http_port_file);
-    stub_ = v1::Agent::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                                   grpc::InsecureChannelCredentials()));
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                       grpc::InsecureChannelCredentials());
+    stub_ = v1::Agent::NewStub(channel);
+    health_ = grpc::health::v1::Health::NewStub(channel);
   }
 
   // SIGTERM and a clean exit.
@@ -59,6 +62,17 @@ class AgentProcess {
   }
 
   v1::Agent::Stub& stub() { return *stub_; }
+  // grpc.health.v1 status of `service` on this agent.
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& service) {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    if (!health_->Check(&context, request, &response).ok()) {
+      return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+    }
+    return response.status();
+  }
   int http_port() const { return http_port_; }
   std::string log() const { return process_->ReadLog(); }
 
@@ -66,6 +80,7 @@ class AgentProcess {
   std::string dir_;
   std::unique_ptr<testing::ExternalProcess> process_;
   std::unique_ptr<v1::Agent::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   int http_port_ = 0;
 
   int WaitForPort(const std::string& file) {
@@ -227,6 +242,10 @@ TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
   }
   EXPECT_EQ(HttpGet(agent.http_port(), "/v1/jails/web01/ready"),
             std::make_pair(200, std::string("ready\n")));
+  // gRPC health follows within its refresh interval.
+  using Health = grpc::health::v1::HealthCheckResponse;
+  EXPECT_TRUE(testing::WaitUntil([&] { return agent.Health("jail/web01") == Health::SERVING; },
+                                 absl::Seconds(5)));
 
   v1::StopJailRequest stop;
   *stop.mutable_context() = Op("stop-jail");
@@ -240,6 +259,8 @@ TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
   const auto down = HttpGet(agent.http_port(), "/v1/jails/web01/ready");
   EXPECT_EQ(down.first, 503);
   EXPECT_THAT(down.second, HasSubstr("not running"));
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return agent.Health("jail/web01") == Health::NOT_SERVING; }, absl::Seconds(5)));
   agent.Stop();
 }
 

@@ -125,6 +125,19 @@ TEST_F(LeaseTest, HeartbeatsReportWhatRunsAndSilenceMeansSelfFence) {
   EXPECT_TRUE(lease->HasLease());
   EXPECT_FALSE(core_->self_fenced());
 
+  // A CARP transition seen by the VIP driver reaches the coordinator at once,
+  // named after our VIP.
+  CarpTransition transition;
+  transition.interface = "eth0";
+  transition.vhid = 10;
+  transition.role = CarpRole::kBackup;
+  transition.time = absl::Now();
+  lease->ReportCarpTransition(core_->DescribeCarpTransition(transition));
+  ASSERT_TRUE(testing::WaitUntil([&] { return !coordinator.transitions().empty(); },
+                                 absl::Seconds(5)));
+  EXPECT_EQ(coordinator.transitions()[0].vip(), "web01-vip");
+  EXPECT_EQ(coordinator.transitions()[0].to_state(), v1::CARP_STATE_BACKUP);
+
   // The coordinator goes silent: within the ttl (plus the watchdog's tick)
   // the host must have fenced itself.
   // (self_fenced() turns true first, to refuse work at once; then the jails,

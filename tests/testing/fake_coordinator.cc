@@ -55,6 +55,11 @@ v1::ObservedState FakeCoordinator::last_observed() {
   return last_observed_;
 }
 
+std::vector<v1::CarpTransition> FakeCoordinator::transitions() {
+  absl::MutexLock lock(&mu_);
+  return transitions_;
+}
+
 grpc::Status FakeCoordinator::Lease(
     grpc::ServerContext* /*context*/,
     grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::AgentMessage>* stream) {
@@ -72,6 +77,9 @@ grpc::Status FakeCoordinator::Lease(
       ++heartbeats_;
       sequence = message.heartbeat().sequence();
       last_observed_ = message.heartbeat().observed();
+    } else if (message.has_carp_transition()) {
+      transitions_.push_back(message.carp_transition());
+      continue;  // transitions are not answered
     }
     if (silenced_) continue;
     v1::CoordinatorMessage grant;

@@ -38,6 +38,7 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   // The last Register and the last observed state received.
   v1::Register last_register();
   v1::ObservedState last_observed();
+  std::vector<v1::CarpTransition> transitions();
 
   // v1::Coordinator::Service
   grpc::Status Lease(grpc::ServerContext* context,
@@ -53,6 +54,7 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Register last_register_ ABSL_GUARDED_BY(mu_);
   v1::ObservedState last_observed_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::CarpTransition> transitions_ ABSL_GUARDED_BY(mu_);
   grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::AgentMessage>* stream_
       ABSL_GUARDED_BY(mu_) = nullptr;
 };
