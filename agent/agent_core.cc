@@ -122,7 +122,7 @@ absl::Status AgentCore::Mutate(const v1::OperationContext& context, const char* 
                                const std::string& lock_key, google::protobuf::Message* response,
                                const std::function<absl::Status()>& action) {
   RETURN_IF_ERROR(common::ValidateOperationId(context.operation_id()));
-  if (store_.Snapshot().self_fenced()) {
+  if (store_.self_fenced()) {
     return absl::UnavailableError(absl::StrCat(
         "host ", options_.host_name, " is self-fenced (lost its lease); waiting to be readmitted"));
   }
@@ -641,7 +641,7 @@ absl::Status AgentCore::GetVipState(const v1::GetVipStateRequest& request,
 // ---------------------------------------------------------------------------
 // Health.
 
-bool AgentCore::self_fenced() const { return store_.Snapshot().self_fenced(); }
+bool AgentCore::self_fenced() const { return store_.self_fenced(); }
 
 absl::Status AgentCore::JailReady(const std::string& name) {
   RETURN_IF_ERROR(common::ValidateName("jail name", name));
@@ -688,8 +688,16 @@ absl::Status AgentCore::SelfFence(const std::string& reason) {
   spdlog::warn("host {}: SELF-FENCING: {}; stopping jails, releasing images, removing VIPs",
                options_.host_name, reason);
   const AgentState state = store_.Snapshot();
+  // Every jail of ours that runs, whether or not our record says started (a
+  // crash between start and record must not leave one running).
+  std::set<std::string> running;
+  absl::StatusOr<std::vector<JailInfo>> listed = jails_.List();
+  note(listed.status(), "listing jails");
+  if (listed.ok()) {
+    for (const JailInfo& info : *listed) running.insert(info.name);
+  }
   for (const auto& [name, jail] : state.jails()) {
-    if (!jail.started()) continue;
+    if (!jail.started() && !running.count(name)) continue;
     {
       absl::MutexLock lock(&mu_);
       stopping_.insert(name);

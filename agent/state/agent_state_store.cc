@@ -24,10 +24,11 @@ constexpr size_t kMaxStateFileBytes = 64 << 20;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(const std::string& path,
-                                                                      const std::string& host,
-                                                                      common::Clock& clock) {
-  auto store = std::unique_ptr<AgentStateStore>(new AgentStateStore(path, clock));
+absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(
+    const std::string& path, const std::string& host, common::Clock& clock,
+    int max_operation_records) {
+  auto store = std::unique_ptr<AgentStateStore>(
+      new AgentStateStore(path, clock, max_operation_records));
   absl::StatusOr<std::string> text = common::ReadFileToString(path, kMaxStateFileBytes);
   absl::MutexLock lock(&store->mu_);
   if (!text.ok() && text.status().code() == absl::StatusCode::kNotFound) {
@@ -51,6 +52,16 @@ absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(const std
                                                       store->state_.version(), ", this agent reads ",
                                                       kStateVersion));
   }
+  // Operation records move out of the state into their own index.
+  for (OperationRecord& record : *store->state_.mutable_operations()) {
+    store->operations_.push_back(std::move(record));
+    store->operation_index_[store->operations_.back().operation_id()] = &store->operations_.back();
+  }
+  while (static_cast<int>(store->operations_.size()) > max_operation_records) {
+    store->operation_index_.erase(store->operations_.front().operation_id());
+    store->operations_.pop_front();
+  }
+  store->state_.clear_operations();
   if (store->state_.host() != host) {
     return absl::FailedPreconditionError(
         absl::StrCat("agent state file ", path, " belongs to host ", store->state_.host(),
@@ -58,7 +69,7 @@ absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(const std
   }
   spdlog::info("state {}: loaded: {} jails, {} images, {} VIPs, {} operation results", path,
                store->state_.jails_size(), store->state_.images_size(), store->state_.vips_size(),
-               store->state_.operations_size());
+               store->operations_.size());
   return store;
 }
 
@@ -66,8 +77,10 @@ absl::Status AgentStateStore::PersistLocked() {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;
+  AgentState file = state_;
+  for (const OperationRecord& record : operations_) *file.add_operations() = record;
   std::string text;
-  const auto printed = google::protobuf::util::MessageToJsonString(state_, &text, options);
+  const auto printed = google::protobuf::util::MessageToJsonString(file, &text, options);
   if (!printed.ok()) return absl::InternalError(absl::StrCat("agent state: ", printed.ToString()));
   return common::Annotate(common::WriteFileAtomically(path_, text), "agent state file");
 }
@@ -84,6 +97,11 @@ absl::Status AgentStateStore::Update(const std::function<absl::Status(AgentState
 AgentState AgentStateStore::Snapshot() const {
   absl::MutexLock lock(&mu_);
   return state_;
+}
+
+bool AgentStateStore::self_fenced() const {
+  absl::MutexLock lock(&mu_);
+  return state_.self_fenced();
 }
 
 namespace {
@@ -106,6 +124,13 @@ absl::Status AgentStateStore::CheckEpoch(const std::string& image, uint64_t epoc
 }
 
 absl::Status AgentStateStore::AcceptEpoch(const std::string& image, uint64_t epoch) {
+  {
+    // The common case, the epoch already known: no write.
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(CheckEpochIn(state_, image, epoch));
+    const auto it = state_.epochs().find(image);
+    if (it != state_.epochs().end() && it->second == epoch) return absl::OkStatus();
+  }
   return Update([&](AgentState& state) -> absl::Status {
     RETURN_IF_ERROR(CheckEpochIn(state, image, epoch));
     uint64_t& newest = (*state.mutable_epochs())[image];
@@ -121,6 +146,10 @@ uint64_t AgentStateStore::NewestEpoch(const std::string& image) const {
 }
 
 absl::Status AgentStateStore::AcceptCoordinatorTerm(uint64_t term) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (term == state_.coordinator_term()) return absl::OkStatus();  // no write
+  }
   return Update([&](AgentState& state) -> absl::Status {
     if (term < state.coordinator_term()) {
       return absl::FailedPreconditionError(
@@ -163,22 +192,39 @@ absl::StatusOr<int> AgentStateStore::SlotFor(const std::string& image) {
 std::optional<OperationRecord> AgentStateStore::FindOperation(
     const std::string& operation_id) const {
   absl::MutexLock lock(&mu_);
-  for (const OperationRecord& record : state_.operations()) {
-    if (record.operation_id() == operation_id) return record;
-  }
-  return std::nullopt;
+  const auto it = operation_index_.find(operation_id);
+  if (it == operation_index_.end()) return std::nullopt;
+  return *it->second;
 }
 
 absl::Status AgentStateStore::RecordOperation(OperationRecord record) {
   if (record.completed_unix() == 0) {
     record.set_completed_unix(absl::ToUnixSeconds(clock_.WallNow()));
   }
-  return Update([&](AgentState& state) -> absl::Status {
-    *state.add_operations() = std::move(record);
-    const int excess = state.operations_size() - kMaxOperationRecords;
-    if (excess > 0) state.mutable_operations()->DeleteSubrange(0, excess);
-    return absl::OkStatus();
-  });
+  absl::MutexLock lock(&mu_);
+  // A deque keeps pointers to its elements valid across push_back and
+  // pop_front, so the index can point into it.
+  operations_.push_back(std::move(record));
+  operation_index_[operations_.back().operation_id()] = &operations_.back();
+  std::optional<OperationRecord> dropped;
+  if (static_cast<int>(operations_.size()) > max_operation_records_) {
+    const auto indexed = operation_index_.find(operations_.front().operation_id());
+    if (indexed != operation_index_.end() && indexed->second == &operations_.front()) {
+      operation_index_.erase(indexed);
+    }
+    dropped = std::move(operations_.front());
+    operations_.pop_front();
+  }
+  absl::Status persisted = PersistLocked();
+  if (!persisted.ok()) {
+    operation_index_.erase(operations_.back().operation_id());
+    operations_.pop_back();
+    if (dropped) {
+      operations_.push_front(std::move(*dropped));
+      operation_index_[operations_.front().operation_id()] = &operations_.front();
+    }
+  }
+  return persisted;
 }
 
 }  // namespace jailover::agent

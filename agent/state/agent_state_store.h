@@ -6,11 +6,13 @@
 // it was. Thread-safe.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -21,7 +23,7 @@ namespace jailover::agent {
 
 class AgentStateStore {
  public:
-  // Remembered operation results; the oldest are dropped beyond this.
+  // Remembered operation results by default; the oldest are dropped beyond.
   static constexpr int kMaxOperationRecords = 2000;
   // Highest slot handed out (units and ports are base + slot).
   static constexpr int kMaxSlot = 999;
@@ -30,16 +32,18 @@ class AgentStateStore {
   // cannot be parsed, or belongs to another host, is an error (DataLoss /
   // FailedPrecondition): starting with forgotten epochs would be unsafe.
   // `clock` is not owned.
-  static absl::StatusOr<std::unique_ptr<AgentStateStore>> Open(const std::string& path,
-                                                              const std::string& host,
-                                                              common::Clock& clock);
+  static absl::StatusOr<std::unique_ptr<AgentStateStore>> Open(
+      const std::string& path, const std::string& host, common::Clock& clock,
+      int max_operation_records = kMaxOperationRecords);
 
-  // Runs `mutate` on the state under the lock, then persists. If `mutate`
-  // fails, or the write fails, the in-memory state is left as it was before
-  // and the error returned.
+  // Runs `mutate` on the state (without the operation records) under the
+  // lock, then persists. If `mutate` fails, or the write fails, the
+  // in-memory state is left as it was before and the error returned.
   absl::Status Update(const std::function<absl::Status(jailover::internal::AgentState&)>& mutate);
-  // A copy of the current state.
+  // A copy of the current state, without the operation records (those are
+  // reached through FindOperation only), so it stays cheap.
   jailover::internal::AgentState Snapshot() const;
+  bool self_fenced() const;
 
   // OK if `epoch` is at least the newest seen for `image`; else
   // FailedPrecondition naming both epochs. Changes nothing.
@@ -65,13 +69,20 @@ class AgentStateStore {
   const std::string& path() const { return path_; }
 
  private:
-  AgentStateStore(std::string path, common::Clock& clock) : path_(std::move(path)), clock_(clock) {}
+  AgentStateStore(std::string path, common::Clock& clock, int max_operation_records)
+      : path_(std::move(path)), clock_(clock), max_operation_records_(max_operation_records) {}
   absl::Status PersistLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   common::Clock& clock_;  // Not owned.
+  const int max_operation_records_;
   mutable absl::Mutex mu_;
+  // Everything but the operation records, which live in `operations_`
+  // (oldest first) and `operation_index_`, and are merged in on write.
   jailover::internal::AgentState state_ ABSL_GUARDED_BY(mu_);
+  std::deque<jailover::internal::OperationRecord> operations_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, const jailover::internal::OperationRecord*> operation_index_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace jailover::agent

@@ -1,5 +1,6 @@
 #include "agent/state/agent_state_store.h"
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -106,8 +107,9 @@ TEST_F(AgentStateStoreTest, FileOfAnotherHostRefusesToOpen) {
   EXPECT_THAT(store.status().message(), HasSubstr("belongs to host h1"));
 }
 
-TEST_F(AgentStateStoreTest, OperationRecordsAreFoundAndBounded) {
-  auto store = Open();
+TEST_F(AgentStateStoreTest, OperationRecordsAreFoundBoundedAndPersisted) {
+  constexpr int kMax = 5;
+  auto store = AgentStateStore::Open(path_, "h1", clock_, kMax).value();
   jailover::internal::OperationRecord record;
   record.set_operation_id("op-1");
   record.set_method("StartJail");
@@ -117,19 +119,41 @@ TEST_F(AgentStateStoreTest, OperationRecordsAreFoundAndBounded) {
   EXPECT_EQ(found->method(), "StartJail");
   EXPECT_EQ(found->completed_unix(), absl::ToUnixSeconds(clock_.WallNow()));
   EXPECT_FALSE(store->FindOperation("op-2").has_value());
+  EXPECT_EQ(store->Snapshot().operations_size(), 0);  // snapshots stay small
 
-  ASSERT_TRUE(store->Update([](jailover::internal::AgentState& s) {
-                     for (int i = 0; i < AgentStateStore::kMaxOperationRecords; ++i) {
-                       s.add_operations()->set_operation_id("filler-" + std::to_string(i));
-                     }
-                     return absl::OkStatus();
-                   }).ok());
-  record.set_operation_id("op-newest");
-  ASSERT_TRUE(store->RecordOperation(record).ok());
-  const auto state = store->Snapshot();
-  EXPECT_EQ(state.operations_size(), AgentStateStore::kMaxOperationRecords);
+  for (int i = 2; i <= kMax + 1; ++i) {
+    record.set_operation_id("op-" + std::to_string(i));
+    ASSERT_TRUE(store->RecordOperation(record).ok());
+  }
   EXPECT_FALSE(store->FindOperation("op-1").has_value());  // the oldest went first
-  EXPECT_TRUE(store->FindOperation("op-newest").has_value());
+  EXPECT_TRUE(store->FindOperation("op-2").has_value());
+  EXPECT_TRUE(store->FindOperation("op-6").has_value());
+
+  store.reset();
+  auto reopened = AgentStateStore::Open(path_, "h1", clock_, kMax).value();
+  EXPECT_FALSE(reopened->FindOperation("op-1").has_value());
+  EXPECT_TRUE(reopened->FindOperation("op-2").has_value());
+  EXPECT_TRUE(reopened->FindOperation("op-6").has_value());
+  // A smaller limit on reopening keeps the newest.
+  reopened.reset();
+  auto smaller = AgentStateStore::Open(path_, "h1", clock_, 2).value();
+  EXPECT_FALSE(smaller->FindOperation("op-4").has_value());
+  EXPECT_TRUE(smaller->FindOperation("op-5").has_value());
+  EXPECT_TRUE(smaller->FindOperation("op-6").has_value());
+}
+
+TEST_F(AgentStateStoreTest, KnownEpochAndTermAreNotRewritten) {
+  auto store = Open();
+  ASSERT_TRUE(store->AcceptEpoch("web01", 3).ok());
+  ASSERT_TRUE(store->AcceptCoordinatorTerm(2).ok());
+  // Make the file unwritable by replacing it with a directory: any write fails.
+  ASSERT_TRUE(std::filesystem::remove(path_));
+  ASSERT_TRUE(std::filesystem::create_directory(path_));
+  EXPECT_TRUE(store->AcceptEpoch("web01", 3).ok());
+  EXPECT_TRUE(store->AcceptCoordinatorTerm(2).ok());
+  EXPECT_FALSE(store->AcceptEpoch("web01", 4).ok());  // a real change must be written
+  EXPECT_EQ(store->NewestEpoch("web01"), 3u);          // and is not kept when it cannot be
+  std::filesystem::remove(path_);
 }
 
 TEST_F(AgentStateStoreTest, ConcurrentEpochUpdatesKeepTheMaximum) {
