@@ -846,4 +846,79 @@ std::vector<std::string> AgentCore::JailNames() {
   return names;
 }
 
+absl::StatusOr<int> AgentCore::Reconcile() {
+  const AgentState state = store_.Snapshot();
+  ASSIGN_OR_RETURN(std::vector<JailInfo> running_list, jails_.List());
+  ASSIGN_OR_RETURN(std::vector<ImportInfo> imports, disks_.ListImports());
+  ASSIGN_OR_RETURN(std::vector<ExportInfo> exports, disks_.ListExports());
+  std::set<std::string> running;
+  for (const JailInfo& info : running_list) running.insert(info.name);
+  int differences = 0;
+
+  std::vector<std::string> stopped_jails;
+  for (const auto& [name, jail] : state.jails()) {
+    if (jail.started() && !running.count(name)) {
+      spdlog::warn("reconcile: jail {} was started by this agent but no longer runs", name);
+      stopped_jails.push_back(name);
+      ++differences;
+    } else if (!jail.started() && running.count(name)) {
+      spdlog::warn("reconcile: jail {} runs although this agent recorded it stopped", name);
+      ++differences;
+    }
+  }
+  std::vector<std::string> lost_imports;
+  for (const auto& [name, image] : state.images()) {
+    const auto import = std::find_if(imports.begin(), imports.end(),
+                                     [&](const ImportInfo& i) { return i.slot == image.slot(); });
+    if (image.imported() && import == imports.end()) {
+      spdlog::warn("reconcile: image {} was imported ({}) but its device is gone", name,
+                   image.device());
+      lost_imports.push_back(name);
+      ++differences;
+    }
+    const auto served = std::find_if(exports.begin(), exports.end(),
+                                     [&](const ExportInfo& e) { return e.slot == image.slot(); });
+    if (image.exported() && (served == exports.end() || !served->serving)) {
+      spdlog::warn("reconcile: image {} is granted to {} at epoch {} but not served; the "
+                   "coordinator's next ExportImage restores it",
+                   name, image.grant().host(), image.grant().epoch());
+      ++differences;
+    }
+  }
+  for (const ImportInfo& info : imports) {
+    const bool ours = std::any_of(state.images().begin(), state.images().end(),
+                                  [&](const auto& entry) { return entry.second.slot() == info.slot; });
+    if (!ours) {
+      spdlog::warn("reconcile: device {} ({}) is in our range but not in our records; left alone",
+                   info.device, info.source);
+      ++differences;
+    }
+  }
+  for (const auto& [name, vip] : state.vips()) {
+    absl::StatusOr<std::vector<CarpStatus>> statuses = vips_.State(vip.spec().interface());
+    const bool present =
+        statuses.ok() && std::any_of(statuses->begin(), statuses->end(), [&](const CarpStatus& c) {
+          return c.vhid == static_cast<int>(vip.spec().vhid());
+        });
+    if (!present) {
+      spdlog::warn("reconcile: VIP {} (vhid {} on {}) is missing on this host", name,
+                   vip.spec().vhid(), vip.spec().interface());
+      ++differences;
+    }
+  }
+  RETURN_IF_ERROR(store_.Update([&](AgentState& s) {
+    for (const std::string& name : stopped_jails) (*s.mutable_jails())[name].set_started(false);
+    for (const std::string& name : lost_imports) {
+      auto& image = (*s.mutable_images())[name];
+      image.set_imported(false);
+      image.clear_device();
+      image.clear_mount_point();
+    }
+    return absl::OkStatus();
+  }));
+  spdlog::info("reconcile: {} jails, {} images, {} VIPs on record; {} differences with the OS",
+               state.jails_size(), state.images_size(), state.vips_size(), differences);
+  return differences;
+}
+
 }  // namespace jailover::agent

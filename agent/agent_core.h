@@ -101,6 +101,14 @@ class AgentCore {
   absl::Status SelfFence(const std::string& reason);
   // The coordinator readmitted this host: accept work again.
   absl::Status Readmit(const std::string& reason);
+  // At start-up: compares what the state file says this agent owns with
+  // what the drivers report (jails running, devices imported, exports
+  // serving, VIPs present), corrects the records where the OS has the last
+  // word (a jail recorded as started that no longer runs; an import whose
+  // device is gone) and logs every difference, so a restarted agent neither
+  // forgets nor duplicates. Returns the number of differences found.
+  absl::StatusOr<int> Reconcile();
+
   // A CARP state change from the VIP driver as the API reports it (with the
   // VIP's name when this agent configured that vhid).
   v1::CarpTransition DescribeCarpTransition(const CarpTransition& transition);

@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   server->core_ = std::make_unique<AgentCore>(core_options, *server->store_,
                                               *server->drivers_.jails, *server->drivers_.disks,
                                               *server->drivers_.vips, clock);
+  RETURN_IF_ERROR(common::Annotate(server->core_->Reconcile().status(), "reconciling with the OS"));
   const std::string incarnation = NewIncarnation();
   server->service_ =
       std::make_unique<AgentService>(*server->core_, options.driver, clock.WallNow(), incarnation);

@@ -304,3 +304,58 @@ TEST_F(AgentCoreTest, JailIsNotReadyFromTheMomentItStartsStopping) {
 
 }  // namespace
 }  // namespace jailover::agent
+
+namespace jailover::agent {
+namespace {
+
+TEST_F(AgentCoreTest, ReconcileCorrectsRecordsTheOsContradicts) {
+  ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                       auto& jail = (*s.mutable_jails())["web01"];
+                       jail.set_name("web01");
+                       jail.set_started(true);
+                       auto& image = (*s.mutable_images())["web01"];
+                       image.set_slot(3);
+                       image.set_imported(true);
+                       image.set_device("/dev/ggate103");
+                       image.set_mount_point("/jails/web01");
+                       auto& vip = (*s.mutable_vips())["web01-vip"];
+                       *vip.mutable_spec() = TestVip();
+                       return absl::OkStatus();
+                     }).ok());
+  // The OS after a reboot: nothing of it is left.
+  EXPECT_CALL(jails_, List()).WillOnce(Return(std::vector<JailInfo>{}));
+  EXPECT_CALL(disks_, ListImports()).WillOnce(Return(std::vector<ImportInfo>{}));
+  EXPECT_CALL(disks_, ListExports()).WillOnce(Return(std::vector<ExportInfo>{}));
+  EXPECT_CALL(vips_, State("em0")).WillOnce(Return(std::vector<CarpStatus>{}));
+  EXPECT_EQ(core_->Reconcile().value(), 3);
+  const auto state = store_->Snapshot();
+  EXPECT_FALSE(state.jails().at("web01").started());
+  EXPECT_FALSE(state.images().at("web01").imported());
+  EXPECT_TRUE(state.images().at("web01").mount_point().empty());
+  // The epochs and the VIP record stay: the coordinator decides what to restore.
+  EXPECT_EQ(state.vips_size(), 1);
+}
+
+TEST_F(AgentCoreTest, ReconcileFindsNothingWhenTheOsAgrees) {
+  ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                       auto& jail = (*s.mutable_jails())["web01"];
+                       jail.set_started(true);
+                       auto& image = (*s.mutable_images())["web01"];
+                       image.set_slot(3);
+                       image.set_imported(true);
+                       return absl::OkStatus();
+                     }).ok());
+  JailInfo running;
+  running.name = "web01";
+  ImportInfo imported;
+  imported.slot = 3;
+  imported.connected = true;
+  EXPECT_CALL(jails_, List()).WillOnce(Return(std::vector<JailInfo>{running}));
+  EXPECT_CALL(disks_, ListImports()).WillOnce(Return(std::vector<ImportInfo>{imported}));
+  EXPECT_CALL(disks_, ListExports()).WillOnce(Return(std::vector<ExportInfo>{}));
+  EXPECT_EQ(core_->Reconcile().value(), 0);
+  EXPECT_TRUE(store_->Snapshot().jails().at("web01").started());
+}
+
+}  // namespace
+}  // namespace jailover::agent
