@@ -128,7 +128,45 @@ absl::Status AgentCore::Mutate(const v1::OperationContext& context, const char* 
   }
   RETURN_IF_ERROR(store_.AcceptCoordinatorTerm(context.coordinator_term()));
   ASSIGN_OR_RETURN(ObjectLocks::Guard guard, locks_.TryAcquire(lock_key));
-  return RunIdempotent(store_, context.operation_id(), method, response, action);
+  const absl::Status status =
+      RunIdempotent(store_, context.operation_id(), method, response, action);
+  ClearReadinessCache();
+  return status;
+}
+
+void AgentCore::ClearReadinessCache() {
+  absl::MutexLock lock(&mu_);
+  cached_jails_.reset();
+  cached_carp_.clear();
+}
+
+absl::StatusOr<std::vector<JailInfo>> AgentCore::CachedJails() {
+  const absl::Time now = clock_.WallNow();
+  {
+    absl::MutexLock lock(&mu_);
+    if (cached_jails_ && now - cached_jails_->first < kReadinessCacheTtl) {
+      return cached_jails_->second;
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<JailInfo> jails, jails_.List());
+  absl::MutexLock lock(&mu_);
+  cached_jails_.emplace(now, jails);
+  return jails;
+}
+
+absl::StatusOr<std::vector<CarpStatus>> AgentCore::CachedCarp(const std::string& interface) {
+  const absl::Time now = clock_.WallNow();
+  {
+    absl::MutexLock lock(&mu_);
+    const auto it = cached_carp_.find(interface);
+    if (it != cached_carp_.end() && now - it->second.first < kReadinessCacheTtl) {
+      return it->second.second;
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<CarpStatus> statuses, vips_.State(interface));
+  absl::MutexLock lock(&mu_);
+  cached_carp_[interface] = {now, statuses};
+  return statuses;
 }
 
 absl::StatusOr<OwnedImage> AgentCore::OwnedImageOrNotFound(const std::string& name) {
@@ -653,13 +691,13 @@ absl::Status AgentCore::JailReady(const std::string& name) {
   const AgentState state = store_.Snapshot();
   const auto owned = state.jails().find(name);
   if (owned == state.jails().end()) return absl::NotFoundError("jail is not on this host");
-  ASSIGN_OR_RETURN(std::vector<JailInfo> running, jails_.List());
+  ASSIGN_OR_RETURN(std::vector<JailInfo> running, CachedJails());
   bool runs = false;
   for (const JailInfo& info : running) runs = runs || (info.name == name && !info.dying);
   if (!runs) return absl::UnavailableError("jail is not running");
   const v1::VipSpec& vip = owned->second.vip();
   if (vip.interface().empty()) return absl::OkStatus();  // no VIP: running is ready
-  ASSIGN_OR_RETURN(std::vector<CarpStatus> statuses, vips_.State(vip.interface()));
+  ASSIGN_OR_RETURN(std::vector<CarpStatus> statuses, CachedCarp(vip.interface()));
   for (const CarpStatus& status : statuses) {
     if (status.vhid != static_cast<int>(vip.vhid())) continue;
     if (status.role == CarpRole::kMaster) return absl::OkStatus();
@@ -759,6 +797,7 @@ absl::Status AgentCore::SelfFence(const std::string& reason) {
            "recording VIP " + name);
     }
   }
+  ClearReadinessCache();
   spdlog::warn("host {}: self-fenced{}; refusing work until the coordinator readmits it",
                options_.host_name, first_error.ok() ? "" : " (with errors, see above)");
   return first_error;

@@ -11,6 +11,8 @@
 // The gRPC service is a thin adapter over this class. Thread-safe.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -112,6 +114,9 @@ class AgentCore {
   // A CARP state change from the VIP driver as the API reports it (with the
   // VIP's name when this agent configured that vhid).
   v1::CarpTransition DescribeCarpTransition(const CarpTransition& transition);
+  // Forgets the driver listings readiness reuses (see CachedJails); called
+  // after every mutating call and on CARP transitions.
+  void ClearReadinessCache();
   // Names of the jails this agent defined.
   std::vector<std::string> JailNames();
   // What this host runs and holds, for heartbeats.
@@ -127,6 +132,11 @@ class AgentCore {
   absl::StatusOr<jailover::internal::OwnedImage> OwnedImageOrNotFound(const std::string& name);
   absl::StatusOr<ImageFile> StoredImageFile(const std::string& name);
   absl::StatusOr<ImportSource> StoredImportSource(const std::string& name);
+  // Driver listings for readiness, reused for kReadinessCacheTtl: health is
+  // polled often (load balancers, the gRPC health refresher) and each
+  // listing runs a tool. Any mutating call clears the cache.
+  absl::StatusOr<std::vector<JailInfo>> CachedJails();
+  absl::StatusOr<std::vector<CarpStatus>> CachedCarp(const std::string& interface);
 
   const AgentCoreOptions options_;
   AgentStateStore& store_;  // Not owned.
@@ -138,7 +148,13 @@ class AgentCore {
   absl::Mutex mu_;
   // Jails being stopped: not ready even while their processes still run.
   std::set<std::string> stopping_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::pair<absl::Time, std::vector<JailInfo>>> cached_jails_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<absl::Time, std::vector<CarpStatus>>> cached_carp_
+      ABSL_GUARDED_BY(mu_);
 };
+
+// How long readiness reuses a driver listing.
+inline constexpr absl::Duration kReadinessCacheTtl = absl::Milliseconds(250);
 
 // Conversions between the API's messages and the drivers' structs, and the
 // validation of what crosses the API edge. Pure; exposed for tests.

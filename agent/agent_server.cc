@@ -85,6 +85,7 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   RETURN_IF_ERROR(common::Annotate(server->drivers_.vips->Prepare(), "CARP setup"));
   AgentServer* self = server.get();
   RETURN_IF_ERROR(server->drivers_.vips->Watch([self](const CarpTransition& transition) {
+    self->core_->ClearReadinessCache();
     v1::CarpTransition described = self->core_->DescribeCarpTransition(transition);
     spdlog::info("vip {}: vhid {} on {} is now {}",
                  described.vip().empty() ? "(not ours)" : described.vip(), transition.vhid,

@@ -359,3 +359,34 @@ TEST_F(AgentCoreTest, ReconcileFindsNothingWhenTheOsAgrees) {
 
 }  // namespace
 }  // namespace jailover::agent
+
+namespace jailover::agent {
+namespace {
+
+TEST_F(AgentCoreTest, ReadinessReusesDriverListingsBriefly) {
+  v1::CreateJailRequest create;
+  *create.mutable_context() = Op("cj");
+  create.set_name("web01");
+  create.set_image("web01");
+  create.mutable_spec()->add_exec_start("/bin/sh");
+  *create.mutable_vip() = TestVip();
+  EXPECT_CALL(jails_, Define(_)).WillOnce(Return(absl::OkStatus()));
+  v1::CreateJailResponse created;
+  ASSERT_TRUE(core_->CreateJail(create, &created).ok());
+
+  JailInfo running;
+  running.name = "web01";
+  CarpStatus master;
+  master.vhid = 10;
+  master.role = CarpRole::kMaster;
+  // Two probes within the cache's lifetime list once; after it, again.
+  EXPECT_CALL(jails_, List()).Times(2).WillRepeatedly(Return(std::vector<JailInfo>{running}));
+  EXPECT_CALL(vips_, State("em0")).Times(2).WillRepeatedly(Return(std::vector<CarpStatus>{master}));
+  EXPECT_TRUE(core_->JailReady("web01").ok());
+  EXPECT_TRUE(core_->JailReady("web01").ok());
+  clock_.Advance(kReadinessCacheTtl);
+  EXPECT_TRUE(core_->JailReady("web01").ok());
+}
+
+}  // namespace
+}  // namespace jailover::agent
