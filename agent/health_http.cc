@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/daemon/grpc_server.h"
 #include "common/log/log.h"
@@ -16,7 +17,10 @@ absl::StatusOr<std::unique_ptr<HealthHttpServer>> HealthHttpServer::Start(
   const size_t colon = listen.rfind(':');
   std::string host = listen.substr(0, colon);
   if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
-  const int requested_port = std::stoi(listen.substr(colon + 1));
+  int requested_port = 0;
+  if (!absl::SimpleAtoi(listen.substr(colon + 1), &requested_port)) {
+    return absl::InvalidArgumentError(absl::StrCat("--http_listen ", listen, ": bad port"));
+  }
 
   auto server = std::unique_ptr<HealthHttpServer>(new HealthHttpServer());
   server->server_ = std::make_unique<httplib::Server>();

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "common/status/check.h"
 #include "common/proto/time_util.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 
@@ -16,7 +17,9 @@ LeaseClient::LeaseClient(LeaseOptions options, AgentCore& core, common::Clock& c
       core_(core),
       clock_(clock),
       ttl_(options_.ttl),
-      renew_interval_(options_.renew_interval) {}
+      renew_interval_(options_.renew_interval) {
+  JAILOVER_CHECK(!options_.coordinators.empty());
+}
 
 LeaseClient::~LeaseClient() { Shutdown(); }
 

@@ -29,7 +29,7 @@ class ClientContext;
 namespace jailover::agent {
 
 struct LeaseOptions {
-  // Coordinator endpoints, HOST:PORT, tried in order.
+  // Coordinator endpoints, HOST:PORT, tried in order; at least one.
   std::vector<std::string> coordinators;
   common::TlsOptions tls;
   // Who this agent is (host, address, roles, facts).
