@@ -70,6 +70,19 @@ class AgentCoreTest : public ::testing::Test {
     return core_->ImportImage(request, &response);
   }
 
+  // Defines jail web01 with the test VIP (vhid 10 on em0).
+  void DefineJailWithVip() {
+    v1::CreateJailRequest create;
+    *create.mutable_context() = Op("define-web01");
+    create.set_name("web01");
+    create.set_image("web01");
+    create.mutable_spec()->add_exec_start("/bin/sh");
+    *create.mutable_vip() = TestVip();
+    EXPECT_CALL(jails_, Define(_)).WillOnce(Return(absl::OkStatus()));
+    v1::CreateJailResponse created;
+    ASSERT_TRUE(core_->CreateJail(create, &created).ok());
+  }
+
   testing::ScopedTempDir dir_{"agent_core"};
   testing::FakeClock clock_;
   std::unique_ptr<AgentStateStore> store_;
@@ -263,16 +276,7 @@ namespace jailover::agent {
 namespace {
 
 TEST_F(AgentCoreTest, JailIsNotReadyFromTheMomentItStartsStopping) {
-  v1::CreateJailRequest create;
-  *create.mutable_context() = Op("cj");
-  create.set_name("web01");
-  create.set_image("web01");
-  create.mutable_spec()->add_exec_start("/bin/sh");
-  *create.mutable_vip() = TestVip();
-  EXPECT_CALL(jails_, Define(_)).WillOnce(Return(absl::OkStatus()));
-  v1::CreateJailResponse created;
-  ASSERT_TRUE(core_->CreateJail(create, &created).ok());
-
+  DefineJailWithVip();
   JailInfo running;
   running.name = "web01";
   CarpStatus master;
@@ -364,16 +368,7 @@ namespace jailover::agent {
 namespace {
 
 TEST_F(AgentCoreTest, ReadinessReusesDriverListingsBriefly) {
-  v1::CreateJailRequest create;
-  *create.mutable_context() = Op("cj");
-  create.set_name("web01");
-  create.set_image("web01");
-  create.mutable_spec()->add_exec_start("/bin/sh");
-  *create.mutable_vip() = TestVip();
-  EXPECT_CALL(jails_, Define(_)).WillOnce(Return(absl::OkStatus()));
-  v1::CreateJailResponse created;
-  ASSERT_TRUE(core_->CreateJail(create, &created).ok());
-
+  DefineJailWithVip();
   JailInfo running;
   running.name = "web01";
   CarpStatus master;
