@@ -76,8 +76,8 @@ absl::StatusOr<JailConfig> JailConfigFromSpec(const std::string& name, const v1:
   config.exec_stop.assign(spec.exec_stop().begin(), spec.exec_stop().end());
   if (spec.has_stop_timeout()) config.stop_timeout = common::FromProtoDuration(spec.stop_timeout());
   if (spec.devfs_ruleset() != 0) config.devfs_ruleset = static_cast<int>(spec.devfs_ruleset());
-  config.securelevel = spec.securelevel();
-  if (spec.enforce_statfs() != 0) config.enforce_statfs = static_cast<int>(spec.enforce_statfs());
+  if (spec.has_securelevel()) config.securelevel = spec.securelevel();
+  if (spec.has_enforce_statfs()) config.enforce_statfs = static_cast<int>(spec.enforce_statfs());
   config.allow.assign(spec.allow().begin(), spec.allow().end());
   config.params.insert(spec.params().begin(), spec.params().end());
   for (const v1::RctlLimit& limit : spec.limits()) {

@@ -1,5 +1,8 @@
 #include "agent/driver/host_drivers.h"
 
+#include "agent/driver/freebsd/freebsd_disk_driver.h"
+#include "agent/driver/freebsd/freebsd_jail_driver.h"
+#include "agent/driver/freebsd/freebsd_vip_driver.h"
 #include "agent/driver/sim/sim_drivers.h"
 
 namespace jailover::agent {
@@ -15,13 +18,14 @@ absl::StatusOr<HostDrivers> MakeHostDrivers(v1::DriverKind kind, common::Command
       drivers.vips = std::make_unique<sim::SimVipDriver>();
       return drivers;
     case v1::DRIVER_KIND_FREEBSD:
+      drivers.jails = std::make_unique<freebsd::FreeBsdJailDriver>(runner, clock, freebsd_options);
+      drivers.disks = std::make_unique<freebsd::FreeBsdDiskDriver>(runner, clock, freebsd_options);
+      drivers.vips = std::make_unique<freebsd::FreeBsdVipDriver>(runner, clock, freebsd_options);
+      return drivers;
     case v1::DRIVER_KIND_LINUX:
     default:
-      (void)runner;
-      (void)clock;
-      (void)freebsd_options;
       return absl::UnimplementedError(
-          "this build has no such driver yet; use --driver=sim");
+          "this build has no Linux driver yet; use --driver=freebsd or --driver=sim");
   }
 }
 

@@ -68,7 +68,8 @@ class VipDriver {
   // CARP state of every vhid on `interface`.
   virtual absl::StatusOr<std::vector<CarpStatus>> State(const std::string& interface) = 0;
   // Starts delivering transitions to `callback` (from a driver thread) until
-  // StopWatching. Unavailable if the event source cannot be opened.
+  // StopWatching. An event source that cannot be opened yet (devd
+  // restarting) is retried in the background with a warning, not an error.
   virtual absl::Status Watch(std::function<void(const CarpTransition&)> callback) = 0;
   virtual void StopWatching() = 0;
 };

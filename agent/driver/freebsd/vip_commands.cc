@@ -1,10 +1,11 @@
 #include "agent/driver/freebsd/vip_commands.h"
 
 #include <map>
+#include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -17,44 +18,95 @@ namespace {
 constexpr char kIfconfig[] = "/sbin/ifconfig";
 constexpr char kSysctl[] = "/sbin/sysctl";
 
+// Quoted and escaped for an error message, cut to a readable length.
+std::string Quote(absl::string_view text) {
+  constexpr size_t kMaxQuoted = 120;
+  std::string out = absl::StrCat("\"", absl::CHexEscape(text.substr(0, kMaxQuoted)), "\"");
+  if (text.size() > kMaxQuoted) out += "...";
+  return out;
+}
+
+// 1 to 3 decimal digits (no sign, no spaces) with a value in [min, max].
+bool ParseSmallInt(absl::string_view text, int min, int max, int* out) {
+  if (text.empty() || text.size() > 3) return false;
+  int value = 0;
+  for (char c : text) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+    value = value * 10 + (c - '0');
+  }
+  if (value < min || value > max) return false;
+  *out = value;
+  return true;
+}
+
+// carp(4) state names as ip_carp.h's CARP_STATES prints them.
 std::optional<CarpRole> ParseRole(absl::string_view state) {
-  // carp(4) prints them upper case; ifconfig accepts any case.
-  const std::string upper = absl::AsciiStrToUpper(state);
-  if (upper == "INIT") return CarpRole::kInit;
-  if (upper == "BACKUP") return CarpRole::kBackup;
-  if (upper == "MASTER") return CarpRole::kMaster;
+  if (state == "INIT") return CarpRole::kInit;
+  if (state == "BACKUP") return CarpRole::kBackup;
+  if (state == "MASTER") return CarpRole::kMaster;
   return std::nullopt;
 }
 
-// Words of a line, split on spaces and tabs.
 std::vector<absl::string_view> Words(absl::string_view line) {
-  return absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  return absl::StrSplit(line, absl::ByAnyChar(" \t\r\v\f"), absl::SkipEmpty());
 }
 
-bool ParseInt(absl::string_view text, int min, int max, int* out) {
-  return absl::SimpleAtoi(text, out) && *out >= min && *out <= max;
+// "\tcarp: STATE vhid N advbase B advskew K [key "..."]", already split.
+// `line` is the whole line, for the key check and the error.
+absl::StatusOr<CarpStatus> ParseCarpLine(absl::string_view interface, absl::string_view line,
+                                         const std::vector<absl::string_view>& words) {
+  CarpStatus status;
+  status.interface = std::string(interface);
+  std::optional<CarpRole> role;
+  bool ok = words.size() >= 8 && (role = ParseRole(words[1])).has_value() &&
+            words[2] == "vhid" && ParseSmallInt(words[3], 1, 255, &status.vhid) &&
+            words[4] == "advbase" && ParseSmallInt(words[5], 0, 255, &status.advbase) &&
+            words[6] == "advskew" && ParseSmallInt(words[7], 0, 255, &status.advskew);
+  if (ok && words.size() > 8) {
+    // ifconfig -k: ` key "SECRET"`; the key may hold spaces, so look at
+    // the raw rest of the line: it must be one quoted string.
+    const size_t key = line.find(" key \"");
+    ok = words[8] == "key" && key != absl::string_view::npos;
+    if (ok) {
+      const absl::string_view quoted = line.substr(key + 5);
+      ok = quoted.size() >= 2 && quoted.back() == '"';
+    }
+  }
+  if (!ok) {
+    return absl::InternalError(
+        absl::StrCat("ifconfig ", interface, ": cannot parse carp line ", Quote(line),
+                     " (want \"carp: INIT|BACKUP|MASTER vhid N advbase B advskew K\")"));
+  }
+  status.role = *role;
+  return status;
 }
 
 }  // namespace
 
 absl::Status ValidateVipConfig(const VipConfig& vip) {
+  RETURN_IF_ERROR(common::ValidateName("vip name", vip.name));
   RETURN_IF_ERROR(common::ValidateInterfaceName("vip interface", vip.interface));
   RETURN_IF_ERROR(common::ValidateIpAddress("vip address", vip.address));
-  if (vip.address.find(':') != std::string::npos) {
-    return absl::InvalidArgumentError("vip address: only IPv4 VIPs are supported");
+  if (absl::StrContains(vip.address, ':')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vip address ", Quote(vip.address), ": only IPv4 VIPs are supported"));
   }
   RETURN_IF_ERROR(common::ValidateVhid(vip.vhid));
   RETURN_IF_ERROR(common::ValidateAdvbase(vip.advbase));
   RETURN_IF_ERROR(common::ValidateAdvskew(vip.advskew));
-  // carp(4) keys are at most CARP_KEY_LEN (20) bytes; longer ones are cut.
-  // Refuse them instead of letting two hosts disagree silently.
-  if (vip.password.empty() || vip.password.size() > 20) {
-    return absl::InvalidArgumentError("vip password: must be 1..20 bytes");
+  // The message never quotes the password.
+  if (vip.password.empty()) {
+    return absl::InvalidArgumentError("vip password: must not be empty");
+  }
+  if (vip.password.size() > kMaxCarpPasswordBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vip password: longer than ", kMaxCarpPasswordBytes,
+                     " bytes (ifconfig would silently cut it to that length)"));
   }
   for (char c : vip.password) {
     if (!absl::ascii_isgraph(static_cast<unsigned char>(c))) {
       return absl::InvalidArgumentError(
-          "vip password: printable characters only, no spaces or control characters");
+          "vip password: may contain only printable ASCII characters, no spaces");
     }
   }
   return absl::OkStatus();
@@ -84,6 +136,12 @@ std::vector<std::string> BuildCarpSetAdvskewArgv(const std::string& interface, i
   return {kIfconfig, interface, "vhid", absl::StrCat(vhid), "advskew", absl::StrCat(advskew)};
 }
 
+std::vector<std::string> BuildCarpSetTimingArgv(const std::string& interface, int vhid,
+                                                int advbase, int advskew) {
+  return {kIfconfig, interface,           "vhid",    absl::StrCat(vhid),
+          "advbase", absl::StrCat(advbase), "advskew", absl::StrCat(advskew)};
+}
+
 std::vector<std::string> BuildCarpRemoveArgv(const std::string& interface,
                                              const std::string& address) {
   return {kIfconfig, interface, "inet", address, "-alias"};
@@ -97,83 +155,120 @@ std::vector<std::string> BuildCarpPreemptArgv() { return {kSysctl, "net.inet.car
 
 absl::StatusOr<std::vector<CarpStatus>> ParseIfconfigCarp(absl::string_view interface,
                                                           absl::string_view text) {
+  const auto error = [interface](absl::string_view what, absl::string_view line) {
+    return absl::InternalError(
+        absl::StrCat("ifconfig ", interface, ": ", what, " in line ", Quote(line)));
+  };
   std::map<int, CarpStatus> by_vhid;
-  std::map<int, std::vector<std::string>> addresses;
-  int last_vhid = -1;  // the carp line a following "peer" line belongs to
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+  // Addresses per vhid with the line that named them (for the error when
+  // the vhid has no carp line).
+  std::map<int, std::vector<std::pair<std::string, absl::string_view>>> addresses;
+  int peer_owner = 0;  // vhid of the carp line just read, else 0
+  bool first_line = true;
+  for (absl::string_view raw : absl::StrSplit(text, '\n')) {
+    const absl::string_view line = absl::StripTrailingAsciiWhitespace(raw);
+    if (line.empty()) continue;
+    const bool indented = absl::ascii_isspace(static_cast<unsigned char>(line.front()));
     const std::vector<absl::string_view> words = Words(line);
     if (words.empty()) continue;
+    if (!indented) {
+      // The header: "em0: flags=8843<UP,...> metric 0 mtu 1500".
+      if (!first_line || words[0] != absl::StrCat(interface, ":")) {
+        return error(absl::StrCat("not the output of one interface ", interface), line);
+      }
+      first_line = false;
+      continue;
+    }
+    first_line = false;
+    const int previous_carp = peer_owner;
+    peer_owner = 0;
     if (words[0] == "carp:") {
-      // carp: STATE vhid N advbase B advskew K [key "..."]
-      CarpStatus status;
-      status.interface = std::string(interface);
-      std::optional<CarpRole> role =
-          words.size() >= 8 ? ParseRole(words[1]) : std::optional<CarpRole>();
-      if (!role || words[2] != "vhid" || words[4] != "advbase" || words[6] != "advskew" ||
-          !ParseInt(words[3], 1, 255, &status.vhid) ||
-          !ParseInt(words[5], 0, 255, &status.advbase) ||
-          !ParseInt(words[7], 0, 255, &status.advskew)) {
-        return absl::InternalError(absl::StrCat("ifconfig ", interface,
-                                                ": cannot parse carp line \"",
-                                                absl::StripAsciiWhitespace(line), "\""));
+      ASSIGN_OR_RETURN(CarpStatus status, ParseCarpLine(interface, line, words));
+      const int vhid = status.vhid;
+      if (!by_vhid.emplace(vhid, std::move(status)).second) {
+        return error(absl::StrCat("vhid ", vhid, " listed twice"), line);
       }
-      status.role = *role;
-      last_vhid = status.vhid;
-      by_vhid[status.vhid] = std::move(status);
-      continue;
-    }
-    if (words[0] == "peer" && last_vhid > 0) {
-      // 14.x: "peer 224.0.0.18 peer6 ff02::12" right after its carp line.
-      if (words.size() >= 2) by_vhid[last_vhid].peer = std::string(words[1]);
-      continue;
-    }
-    last_vhid = -1;
-    if ((words[0] == "inet" || words[0] == "inet6") && words.size() >= 4 &&
-        words[words.size() - 2] == "vhid") {
+      peer_owner = vhid;
+    } else if (words[0] == "peer" && previous_carp != 0) {
+      // 14.x: "\t      peer 224.0.0.18 peer6 ff02::12" after its carp line.
+      if (words.size() != 4 || words[2] != "peer6" ||
+          !common::ValidateIpAddress("peer", words[1]).ok() ||
+          !common::ValidateIpAddress("peer6", words[3]).ok()) {
+        return error("cannot parse the CARP peer line", line);
+      }
+      by_vhid[previous_carp].peer = std::string(words[1]);
+    } else if ((words[0] == "inet" || words[0] == "inet6") && words.size() >= 4 &&
+               words[words.size() - 2] == "vhid") {
       int vhid = 0;
-      if (!ParseInt(words.back(), 1, 255, &vhid)) {
-        return absl::InternalError(absl::StrCat("ifconfig ", interface,
-                                                ": cannot parse the vhid of \"",
-                                                absl::StripAsciiWhitespace(line), "\""));
+      if (!ParseSmallInt(words.back(), 1, 255, &vhid)) {
+        return error("bad vhid", line);
       }
-      // inet6 addresses may carry a %scope; the prefix is a separate word.
-      std::string address(words[1]);
-      address = address.substr(0, address.find('%'));
-      addresses[vhid].push_back(std::move(address));
+      // inet6 link-local addresses carry a %zone.
+      const absl::string_view address = words[1].substr(0, words[1].find('%'));
+      if (!common::ValidateIpAddress("address", address).ok()) {
+        return error("bad address", line);
+      }
+      addresses[vhid].emplace_back(std::string(address), line);
     }
+  }
+  for (auto& [vhid, list] : addresses) {
+    const auto it = by_vhid.find(vhid);
+    if (it == by_vhid.end()) {
+      return error(absl::StrCat("address of vhid ", vhid, " without a carp line (truncated?)"),
+                   list.front().second);
+    }
+    for (auto& entry : list) it->second.addresses.push_back(std::move(entry.first));
   }
   std::vector<CarpStatus> out;
-  for (auto& [vhid, status] : by_vhid) {
-    status.addresses = std::move(addresses[vhid]);
-    out.push_back(std::move(status));
-  }
+  out.reserve(by_vhid.size());
+  for (auto& entry : by_vhid) out.push_back(std::move(entry.second));
   return out;
 }
 
 absl::StatusOr<std::optional<CarpTransition>> ParseDevdCarpEvent(absl::string_view event) {
-  event = absl::StripTrailingAsciiWhitespace(event.substr(0, event.find('\0')));
-  absl::ConsumePrefix(&event, "!");
-  std::map<std::string, std::string> fields;
-  for (absl::string_view word : absl::StrSplit(event, ' ', absl::SkipEmpty())) {
-    const std::pair<std::string, std::string> kv = absl::StrSplit(word, absl::MaxSplits('=', 1));
-    fields[kv.first] = kv.second;
+  event = event.substr(0, event.find('\0'));
+  event = absl::StripAsciiWhitespace(event);
+  // devd prefixes: ! notify, + attach, - detach, ? nomatch. Only notify
+  // events carry system=; a line without a prefix is read as a notify.
+  if (event.empty() || event.front() == '+' || event.front() == '-' || event.front() == '?') {
+    return std::nullopt;
   }
-  if (fields["system"] != "CARP") return std::nullopt;
-  const std::string& subsystem = fields["subsystem"];  // VHID@IF
+  const absl::string_view original = event;
+  absl::ConsumePrefix(&event, "!");
+  std::map<absl::string_view, absl::string_view> fields;
+  bool duplicate = false;
+  for (absl::string_view word : Words(event)) {
+    const size_t eq = word.find('=');
+    if (eq == absl::string_view::npos) continue;
+    const absl::string_view key = word.substr(0, eq);
+    const absl::string_view value = word.substr(eq + 1);
+    const auto [it, inserted] = fields.emplace(key, value);
+    if (!inserted && it->second != value) duplicate = true;
+  }
+  const auto field = [&fields](absl::string_view key) -> absl::string_view {
+    const auto it = fields.find(key);
+    return it == fields.end() ? absl::string_view() : it->second;
+  };
+  if (field("system") != "CARP") return std::nullopt;
+  const auto invalid = [original](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("devd CARP event ", Quote(original), ": ", what));
+  };
+  if (duplicate) return invalid("a key is given twice with different values");
+  const absl::string_view subsystem = field("subsystem");  // VHID@IFNAME
   const size_t at = subsystem.find('@');
   CarpTransition transition;
-  if (at == std::string::npos ||
-      !ParseInt(absl::string_view(subsystem).substr(0, at), 1, 255, &transition.vhid)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("devd CARP event: bad subsystem \"", subsystem, "\" (want VHID@IF)"));
+  if (at == absl::string_view::npos ||
+      !ParseSmallInt(subsystem.substr(0, at), 1, 255, &transition.vhid)) {
+    return invalid("subsystem is not VHID@INTERFACE with a vhid of 1..255");
   }
-  transition.interface = subsystem.substr(at + 1);
-  RETURN_IF_ERROR(common::ValidateInterfaceName("devd CARP event interface", transition.interface));
-  const std::optional<CarpRole> role = ParseRole(fields["type"]);
-  if (!role) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("devd CARP event: unknown type \"", fields["type"], "\""));
+  const absl::string_view interface = subsystem.substr(at + 1);
+  if (!common::ValidateInterfaceName("interface", interface).ok()) {
+    return invalid("bad interface name in subsystem");
   }
+  transition.interface = std::string(interface);
+  const std::optional<CarpRole> role = ParseRole(field("type"));
+  if (!role) return invalid("type is not MASTER, BACKUP or INIT");
   transition.role = *role;
   return transition;
 }

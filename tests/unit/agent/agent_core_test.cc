@@ -199,6 +199,9 @@ TEST_F(AgentCoreTest, CreateAndStartJailUseTheSpecAndTheStoredImage) {
   EXPECT_EQ(defined.hostname, "web01");
   EXPECT_EQ(defined.ip4_address, "198.18.0.100");
   EXPECT_EQ(defined.exec_start, (std::vector<std::string>{"/bin/sh", "/etc/rc"}));
+  // Unset securelevel and enforce_statfs keep the safe defaults (2), not 0.
+  EXPECT_EQ(defined.securelevel, 2);
+  EXPECT_EQ(defined.enforce_statfs, 2);
   // The VIP password is not kept in the jail's record.
   EXPECT_TRUE(store_->Snapshot().jails().at("web01").vip().password().empty());
 
