@@ -351,6 +351,19 @@ void KillGroupAndReap(pid_t pid, int* wait_status) {
 
 }  // namespace
 
+std::string SingleQuoteForShell(absl::string_view word) {
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  out += '\'';
+  return out;
+}
+
 std::string FormatArgv(const std::vector<std::string>& argv,
                        const std::vector<size_t>& secret_args) {
   std::string out;
@@ -363,17 +376,9 @@ std::string FormatArgv(const std::vector<std::string>& argv,
     const std::string& arg = argv[i];
     if (!arg.empty() && std::all_of(arg.begin(), arg.end(), IsUnquotedArgvChar)) {
       out += arg;
-      continue;
+    } else {
+      out += SingleQuoteForShell(arg);
     }
-    out += '\'';
-    for (char c : arg) {
-      if (c == '\'') {
-        out += "'\\''";
-      } else {
-        out += c;
-      }
-    }
-    out += '\'';
   }
   return out;
 }

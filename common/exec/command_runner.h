@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace jailover::common {
@@ -89,6 +90,10 @@ class SubprocessCommandRunner final : public CommandRunner {
   absl::StatusOr<CommandResult> Run(const std::vector<std::string>& argv,
                                     const CommandOptions& options) override;
 };
+
+// `word` in POSIX sh single quotes: '...' with each ' written as '\''.
+// Always quotes; callers decide which words need it.
+std::string SingleQuoteForShell(absl::string_view word);
 
 // Formats argv for logs and error messages: elements joined by spaces, an
 // element quoted with '' when it is empty or holds characters a reader could

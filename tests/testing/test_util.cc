@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <system_error>
 #include <vector>
 
@@ -25,6 +27,18 @@ std::string MakeTempDir(const std::string& prefix) {
 ScopedTempDir::~ScopedTempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::string ReadTestdata(const std::string& relative_path) {
+  const std::string path = std::string(JAILOVER_TESTDATA_DIR) + "/" + relative_path;
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good()) {
+    ADD_FAILURE() << "cannot read testdata " << path;
+    return "";
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout,

@@ -27,6 +27,10 @@ class ScopedTempDir {
   std::string path_;
 };
 
+// The contents of tests/testdata/RELATIVE_PATH (read as bytes); adds a test
+// failure and returns "" if it cannot be read.
+std::string ReadTestdata(const std::string& relative_path);
+
 // Polls `condition` every `interval` of real time until it is true (returns
 // true) or `timeout` passes (returns false). For waiting on other processes
 // and threads; never a fixed sleep.

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/exec/command_runner.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
 
@@ -116,17 +117,7 @@ std::string ShellQuote(absl::string_view word, bool first_word) {
       break;
     }
   }
-  if (safe) return std::string(word);
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  out += '\'';
-  return out;
+  return safe ? std::string(word) : common::SingleQuoteForShell(word);
 }
 
 // A path jail(8) can pass through `/bin/sh -c "devfs_mount_jail PATH/dev"`

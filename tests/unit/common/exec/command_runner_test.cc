@@ -520,6 +520,13 @@ TEST(FormatArgvTest, EscapesSingleQuotes) {
   EXPECT_EQ(FormatArgv({"'"}), "''\\'''");
 }
 
+TEST(SingleQuoteForShellTest, QuotesAlwaysAndEscapesQuotes) {
+  EXPECT_EQ(SingleQuoteForShell(""), "''");
+  EXPECT_EQ(SingleQuoteForShell("plain"), "'plain'");
+  EXPECT_EQ(SingleQuoteForShell("a b$(x)"), "'a b$(x)'");
+  EXPECT_EQ(SingleQuoteForShell("it's"), "'it'\\''s'");
+}
+
 TEST(FormatArgvTest, SecretArgumentsAreMasked) {
   EXPECT_EQ(FormatArgv({"ifconfig", "em0", "vhid", "1", "pass", "s3cret", "alias", "10.0.0.5/32"},
                        {5}),

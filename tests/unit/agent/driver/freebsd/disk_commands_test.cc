@@ -5,12 +5,11 @@
 // formats, not captured from a live system.
 #include "agent/driver/freebsd/disk_commands.h"
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
 
 namespace jailover::agent::freebsd {
 namespace {
@@ -21,11 +20,7 @@ using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 std::string Testdata(const std::string& name) {
-  std::ifstream in(std::string(JAILOVER_TESTDATA_DIR) + "/freebsd/disk/" + name);
-  EXPECT_TRUE(in.good()) << name;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return testing::ReadTestdata("freebsd/disk/" + name);
 }
 
 FreeBsdDriverOptions Options() { return FreeBsdDriverOptions(); }

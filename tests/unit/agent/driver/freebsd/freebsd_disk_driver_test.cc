@@ -166,21 +166,8 @@ std::string ReadFile(const std::string& path) {
   return text.str();
 }
 
-// CMake defines JAILOVER_TESTDATA_DIR for the commands test only; here the
-// directory is found from this file's path (CMake compiles with absolute
-// source paths): tests/unit/agent/driver/freebsd/ -> tests/testdata.
-std::string TestdataDir() {
-#ifdef JAILOVER_TESTDATA_DIR
-  return JAILOVER_TESTDATA_DIR;
-#else
-  return (fs::path(__FILE__).parent_path() / "../../../../testdata").lexically_normal().string();
-#endif
-}
-
 std::string Testdata(const std::string& name) {
-  const std::string path = TestdataDir() + "/freebsd/disk/" + name;
-  EXPECT_TRUE(fs::exists(path)) << path;
-  return ReadFile(path);
+  return testing::ReadTestdata("freebsd/disk/" + name);
 }
 
 std::vector<std::string> Cat(std::vector<std::string> a, const std::vector<std::string>& b) {

@@ -4,9 +4,7 @@
 // captured from a live system).
 #include "agent/driver/freebsd/jail_commands.h"
 
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
 
 namespace jailover::agent::freebsd {
 namespace {
@@ -24,12 +23,7 @@ using ::testing::IsEmpty;
 using ::testing::StartsWith;
 
 std::string Testdata(const std::string& name) {
-  std::ifstream in(std::string(JAILOVER_TESTDATA_DIR) + "/freebsd/jail/" + name,
-                   std::ios::binary);
-  EXPECT_TRUE(in.good()) << name;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return testing::ReadTestdata("freebsd/jail/" + name);
 }
 
 FreeBsdDriverOptions Options() {

@@ -3,12 +3,11 @@
 // hand from ifcarp.c's printf formats, not captured from a live system.
 #include "agent/driver/freebsd/vip_commands.h"
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
 
 namespace jailover::agent::freebsd {
 namespace {
@@ -19,11 +18,7 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 
 std::string Testdata(const std::string& name) {
-  std::ifstream in(std::string(JAILOVER_TESTDATA_DIR) + "/freebsd/vip/" + name);
-  EXPECT_TRUE(in.good()) << name;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return testing::ReadTestdata("freebsd/vip/" + name);
 }
 
 VipConfig Vip() {
