@@ -3,6 +3,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/marshalling.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/daemon/daemon_flags.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
@@ -34,6 +35,13 @@ ABSL_FLAG(absl::Duration, lease_renew_interval, absl::Milliseconds(500),
           "Heartbeat interval until the coordinator's grants say otherwise.");
 ABSL_FLAG(std::string, image_root, "/var/jailover/images",
           "Image files (storage role) must lie below this directory.");
+ABSL_FLAG(std::string, freebsd_tool_path,
+          jailover::agent::freebsd::FreeBsdDriverOptions().tool_path,
+          "FreeBSD driver: PATH in which jail, jls, ifconfig, ggatec, mdconfig... are looked up "
+          "(absolute directories separated by ':'; the base system by default).");
+ABSL_FLAG(std::string, freebsd_devd_socket,
+          jailover::agent::freebsd::FreeBsdDriverOptions().devd_socket,
+          "FreeBSD driver: devd's seqpacket socket, read for CARP transitions.");
 
 namespace jailover::agent {
 
@@ -107,6 +115,16 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
     return absl::InvalidArgumentError(
         "--lease_ttl must be at least twice --lease_renew_interval, which must be positive");
   }
+
+  options.freebsd.tool_path = absl::GetFlag(FLAGS_freebsd_tool_path);
+  for (absl::string_view dir : absl::StrSplit(options.freebsd.tool_path, ':')) {
+    RETURN_IF_ERROR(
+        common::ValidateAbsolutePath("--freebsd_tool_path", std::string(dir)).status());
+  }
+  ASSIGN_OR_RETURN(options.freebsd.devd_socket,
+                   common::ValidateAbsolutePath("--freebsd_devd_socket",
+                                                absl::GetFlag(FLAGS_freebsd_devd_socket)));
+  options.freebsd.state_dir = options.state_dir;
 
   const std::string driver = absl::GetFlag(FLAGS_driver);
   if (driver.empty()) {

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/driver/freebsd/freebsd_options.h"
 #include "common/daemon/grpc_server.h"
 #include "jailover/v1/types.pb.h"
 
@@ -31,6 +32,9 @@ struct AgentOptions {
   std::vector<std::string> coordinators;
   absl::Duration lease_ttl = absl::Seconds(3);
   absl::Duration lease_renew_interval = absl::Milliseconds(500);
+  // FreeBSD driver settings from flags (tool_path, devd_socket); the agent
+  // sets state_dir to its own.
+  freebsd::FreeBsdDriverOptions freebsd;
 };
 
 // The driver a host of this platform uses when --driver is not given.

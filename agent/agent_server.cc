@@ -40,10 +40,8 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir));
   ASSIGN_OR_RETURN(server->store_, AgentStateStore::Open(options.state_dir + "/agent-state.json",
                                                          options.host_name, clock));
-  freebsd::FreeBsdDriverOptions freebsd_options;
-  freebsd_options.state_dir = options.state_dir;
   ASSIGN_OR_RETURN(server->drivers_,
-                   MakeHostDrivers(options.driver, server->runner_, clock, freebsd_options));
+                   MakeHostDrivers(options.driver, server->runner_, clock, options.freebsd));
 
   AgentCoreOptions core_options;
   core_options.host_name = options.host_name;

@@ -22,6 +22,8 @@ DEBIAN_RUNTIME=(
   iproute2 procps ucarp nbd-server libnbd-bin fuse3 e2fsprogs util-linux
   busybox-static etcd-server etcd-client
 )
+# Tests only: python3 runs the fake FreeBSD userland (tests/fake_freebsd).
+DEBIAN_TEST=(python3)
 # FreeBSD: the base system has jail(8), ggated/ggatec, mdconfig, ifconfig/CARP.
 FREEBSD_PKGS=(
   cmake ninja pkgconf git grpc protobuf abseil spdlog googletest benchmark
@@ -39,11 +41,11 @@ if [[ "$os" == "FreeBSD" ]]; then
 fi
 
 if [[ ! -r /etc/debian_version ]]; then
-  echo "install-deps: unsupported system ($os); install by hand: ${DEBIAN_BUILD[*]} ${DEBIAN_RUNTIME[*]}" >&2
+  echo "install-deps: unsupported system ($os); install by hand: ${DEBIAN_BUILD[*]} ${DEBIAN_RUNTIME[*]} ${DEBIAN_TEST[*]}" >&2
   exit 1
 fi
 
-all=("${DEBIAN_BUILD[@]}" "${DEBIAN_RUNTIME[@]}")
+all=("${DEBIAN_BUILD[@]}" "${DEBIAN_RUNTIME[@]}" "${DEBIAN_TEST[@]}")
 if (( print_only )); then echo "apt-get install -y ${all[*]}"; exit 0; fi
 
 if [[ $(id -u) -ne 0 ]]; then

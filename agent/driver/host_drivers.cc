@@ -1,5 +1,8 @@
 #include "agent/driver/host_drivers.h"
 
+#include <map>
+#include <string>
+
 #include "agent/driver/freebsd/freebsd_disk_driver.h"
 #include "agent/driver/freebsd/freebsd_jail_driver.h"
 #include "agent/driver/freebsd/freebsd_vip_driver.h"
@@ -17,11 +20,15 @@ absl::StatusOr<HostDrivers> MakeHostDrivers(v1::DriverKind kind, common::Command
       drivers.disks = std::make_unique<sim::SimDiskDriver>();
       drivers.vips = std::make_unique<sim::SimVipDriver>();
       return drivers;
-    case v1::DRIVER_KIND_FREEBSD:
-      drivers.jails = std::make_unique<freebsd::FreeBsdJailDriver>(runner, clock, freebsd_options);
-      drivers.disks = std::make_unique<freebsd::FreeBsdDiskDriver>(runner, clock, freebsd_options);
-      drivers.vips = std::make_unique<freebsd::FreeBsdVipDriver>(runner, clock, freebsd_options);
+    case v1::DRIVER_KIND_FREEBSD: {
+      drivers.runner = std::make_unique<common::EnvironmentCommandRunner>(
+          runner, std::map<std::string, std::string>{{"PATH", freebsd_options.tool_path}});
+      common::CommandRunner& tools = *drivers.runner;
+      drivers.jails = std::make_unique<freebsd::FreeBsdJailDriver>(tools, clock, freebsd_options);
+      drivers.disks = std::make_unique<freebsd::FreeBsdDiskDriver>(tools, clock, freebsd_options);
+      drivers.vips = std::make_unique<freebsd::FreeBsdVipDriver>(tools, clock, freebsd_options);
       return drivers;
+    }
     case v1::DRIVER_KIND_LINUX:
     default:
       return absl::UnimplementedError(

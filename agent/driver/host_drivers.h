@@ -17,6 +17,10 @@ namespace jailover::agent {
 
 // The three drivers of one host, owned together.
 struct HostDrivers {
+  // The runner the drivers use, when it is not the caller's (FreeBSD: the
+  // caller's with PATH set to the driver's tool path). Declared first so it
+  // outlives the drivers.
+  std::unique_ptr<common::CommandRunner> runner;
   std::unique_ptr<JailDriver> jails;
   std::unique_ptr<DiskDriver> disks;
   std::unique_ptr<VipDriver> vips;

@@ -530,4 +530,11 @@ absl::StatusOr<CommandResult> SubprocessCommandRunner::Run(const std::vector<std
   return result;
 }
 
+absl::StatusOr<CommandResult> EnvironmentCommandRunner::Run(const std::vector<std::string>& argv,
+                                                           const CommandOptions& options) {
+  CommandOptions with_env = options;
+  for (const auto& [name, value] : env_) with_env.env.emplace(name, value);  // caller's wins
+  return base_.Run(argv, with_env);
+}
+
 }  // namespace jailover::common

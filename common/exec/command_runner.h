@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -89,6 +90,26 @@ class SubprocessCommandRunner final : public CommandRunner {
   // CommandRunner
   absl::StatusOr<CommandResult> Run(const std::vector<std::string>& argv,
                                     const CommandOptions& options) override;
+};
+
+// Runs every command through another runner with fixed environment entries
+// added where the caller did not set the same variable: a driver whose tools
+// are found through its own PATH (FreeBSD: the base system directories, or a
+// test's fake userland first). Thread-safe if `base` is.
+class EnvironmentCommandRunner final : public CommandRunner {
+ public:
+  // `base` is not owned and must outlive this runner.
+  EnvironmentCommandRunner(CommandRunner& base, std::map<std::string, std::string> env)
+      : base_(base), env_(std::move(env)) {}
+
+  using CommandRunner::Run;
+  // CommandRunner
+  absl::StatusOr<CommandResult> Run(const std::vector<std::string>& argv,
+                                    const CommandOptions& options) override;
+
+ private:
+  CommandRunner& base_;
+  const std::map<std::string, std::string> env_;
 };
 
 // `word` in POSIX sh single quotes: '...' with each ' written as '\''.

@@ -2,24 +2,19 @@
 // fencing, idempotent operation ids, and state that survives a restart.
 // The same flow against the FreeBSD driver with a fake FreeBSD userland is
 // the agent's end-to-end test; this one checks the agent's own rules.
-#include <signal.h>
-#include <sys/wait.h>
 
-#include <fstream>
 #include <memory>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include <httplib.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jailover/v1/agent.grpc.pb.h"
-#include "tests/testing/external_process.h"
+#include "tests/testing/agent_process.h"
 #include "tests/testing/agent_requests.h"
 #include "tests/testing/test_util.h"
 
@@ -31,79 +26,14 @@ using ::jailover::testing::TestVip;
 
 using ::testing::HasSubstr;
 
-class AgentProcess {
+// The agent on the sim driver, as host s1.
+class SimAgent : public testing::AgentProcess {
  public:
-  AgentProcess(const std::string& dir, int run) : dir_(dir) {
-    const std::string port_file = absl::StrCat(dir, "/agent", run, ".port");
-    const std::string http_port_file = absl::StrCat(dir, "/agent", run, ".http");
-    auto process = testing::ExternalProcess::Start(
-        {JAILOVER_AGENT_BIN, "--listen=127.0.0.1:0", "--port_file=" + port_file, "--insecure",
-         "--host_name=s1", "--driver=sim", "--state_dir=" + dir + "/state",
-         "--image_root=/images", "--jail_root=/jails", "--http_listen=127.0.0.1:0",
-         "--http_port_file=" + http_port_file},
-        absl::StrCat(dir, "/agent", run, ".log"));
-    EXPECT_TRUE(process.ok()) << process.status();
-    if (!process.ok()) return;
-    process_ = std::move(*process);
-    const int port = WaitForPort(port_file);
-    http_port_ = WaitForPort(http_port_file);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                       grpc::InsecureChannelCredentials());
-    stub_ = v1::Agent::NewStub(channel);
-    health_ = grpc::health::v1::Health::NewStub(channel);
-  }
-
-  // SIGTERM and a clean exit.
-  void Stop() {
-    process_->Signal(SIGTERM);
-    auto status = process_->Wait(absl::Seconds(15));
-    ASSERT_TRUE(status.ok());
-    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << process_->ReadLog();
-  }
-
-  v1::Agent::Stub& stub() { return *stub_; }
-  // grpc.health.v1 status of `service` on this agent.
-  grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& service) {
-    grpc::ClientContext context;
-    grpc::health::v1::HealthCheckRequest request;
-    request.set_service(service);
-    grpc::health::v1::HealthCheckResponse response;
-    if (!health_->Check(&context, request, &response).ok()) {
-      return grpc::health::v1::HealthCheckResponse::UNKNOWN;
-    }
-    return response.status();
-  }
-  int http_port() const { return http_port_; }
-  std::string log() const { return process_->ReadLog(); }
-
- private:
-  std::string dir_;
-  std::unique_ptr<testing::ExternalProcess> process_;
-  std::unique_ptr<v1::Agent::Stub> stub_;
-  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
-  int http_port_ = 0;
-
-  int WaitForPort(const std::string& file) {
-    int port = 0;
-    EXPECT_TRUE(testing::WaitUntil(
-        [&] {
-          std::ifstream in(file);
-          std::string text;
-          std::getline(in, text);
-          return absl::SimpleAtoi(text, &port) && port > 0;
-        },
-        absl::Seconds(30)))
-        << file << "\n" << process_->ReadLog();
-    return port;
-  }
+  SimAgent(const std::string& dir, int run)
+      : AgentProcess(JAILOVER_AGENT_BIN, dir, run,
+                     {"--host_name=s1", "--driver=sim", "--state_dir=" + dir + "/state",
+                      "--image_root=/images", "--jail_root=/jails"}) {}
 };
-
-template <typename Request, typename Response, typename Call>
-grpc::Status Invoke(Call call, const Request& request, Response* response) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  return call(&context, request, response);
-}
 
 grpc::Status Export(v1::Agent::Stub& stub, const std::string& op, const std::string& host,
                     const std::string& address, uint64_t epoch, v1::ExportImageResponse* out) {
@@ -132,7 +62,7 @@ grpc::Status Import(v1::Agent::Stub& stub, const std::string& op, uint64_t epoch
 TEST(AgentItest, EpochsFenceOldCallersAndSurviveARestart) {
   testing::ScopedTempDir dir("agent_itest");
   {
-    AgentProcess agent(dir.path(), 1);
+    SimAgent agent(dir.path(), 1);
     v1::CreateImageRequest create;
     *create.mutable_context() = Op("create-1");
     create.mutable_image()->set_name("web01");
@@ -174,7 +104,7 @@ TEST(AgentItest, EpochsFenceOldCallersAndSurviveARestart) {
   }
   {
     // A restarted agent remembers the epochs and the operation results.
-    AgentProcess agent(dir.path(), 2);
+    SimAgent agent(dir.path(), 2);
     EXPECT_EQ(Import(agent.stub(), "import-old-2", 1).error_code(),
               grpc::StatusCode::FAILED_PRECONDITION);
     v1::ExportImageResponse exported;
@@ -185,21 +115,11 @@ TEST(AgentItest, EpochsFenceOldCallersAndSurviveARestart) {
   }
 }
 
-// GET http://127.0.0.1:PORT/PATH -> (status, body); status -1 if no answer.
-std::pair<int, std::string> HttpGet(int port, const std::string& path) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(5);
-  client.set_read_timeout(5);
-  auto result = client.Get(path.c_str());
-  if (!result) return {-1, ""};
-  return {result->status, result->body};
-}
-
 TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
   testing::ScopedTempDir dir("agent_itest_ready");
-  AgentProcess agent(dir.path(), 1);
-  EXPECT_EQ(HttpGet(agent.http_port(), "/healthz"), std::make_pair(200, std::string("ok\n")));
-  const auto unknown = HttpGet(agent.http_port(), "/v1/jails/web01/ready");
+  SimAgent agent(dir.path(), 1);
+  EXPECT_EQ(testing::HttpGet(agent.http_port(), "/healthz"), std::make_pair(200, std::string("ok\n")));
+  const auto unknown = testing::HttpGet(agent.http_port(), "/v1/jails/web01/ready");
   EXPECT_EQ(unknown.first, 404);
   EXPECT_THAT(unknown.second, HasSubstr("not on this host"));
 
@@ -227,7 +147,7 @@ TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
     ASSERT_TRUE(agent.stub().StartJail(&context, start, &started).ok());
   }
   // Running, but the VIP is not on this host yet.
-  const auto no_vip = HttpGet(agent.http_port(), "/v1/jails/web01/ready");
+  const auto no_vip = testing::HttpGet(agent.http_port(), "/v1/jails/web01/ready");
   EXPECT_EQ(no_vip.first, 503);
   EXPECT_THAT(no_vip.second, HasSubstr("vhid 10 is not configured"));
 
@@ -240,7 +160,7 @@ TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
     grpc::ClientContext context;
     ASSERT_TRUE(agent.stub().ConfigureVip(&context, configure, &configured).ok());
   }
-  EXPECT_EQ(HttpGet(agent.http_port(), "/v1/jails/web01/ready"),
+  EXPECT_EQ(testing::HttpGet(agent.http_port(), "/v1/jails/web01/ready"),
             std::make_pair(200, std::string("ready\n")));
   // gRPC health follows within its refresh interval.
   using Health = grpc::health::v1::HealthCheckResponse;
@@ -256,7 +176,7 @@ TEST(AgentItest, ReadyOnlyWhileTheJailRunsHereAsCarpMaster) {
     ASSERT_TRUE(agent.stub().StopJail(&context, stop, &stopped).ok());
   }
   EXPECT_TRUE(stopped.was_running());
-  const auto down = HttpGet(agent.http_port(), "/v1/jails/web01/ready");
+  const auto down = testing::HttpGet(agent.http_port(), "/v1/jails/web01/ready");
   EXPECT_EQ(down.first, 503);
   EXPECT_THAT(down.second, HasSubstr("not running"));
   EXPECT_TRUE(testing::WaitUntil(

@@ -219,27 +219,27 @@ std::optional<int> GgateUnitFromName(absl::string_view name) {
 // --- storage host: image files and md(4) ---
 
 std::vector<std::string> BuildTruncateArgv(uint64_t size_bytes, const std::string& path) {
-  return {kTruncatePath, "-s", absl::StrCat(size_bytes), path};
+  return {kTruncateTool, "-s", absl::StrCat(size_bytes), path};
 }
 
 std::vector<std::string> BuildMdconfigAttachArgv(const std::string& file, int unit) {
-  return {kMdconfigPath, "-a", "-t", "vnode", "-f", file, "-u", absl::StrCat(unit)};
+  return {kMdconfigTool, "-a", "-t", "vnode", "-f", file, "-u", absl::StrCat(unit)};
 }
 
 std::vector<std::string> BuildMdconfigDetachArgv(int unit) {
-  return {kMdconfigPath, "-d", "-u", absl::StrCat(unit)};
+  return {kMdconfigTool, "-d", "-u", absl::StrCat(unit)};
 }
 
 std::vector<std::string> BuildMdconfigListUnitArgv(int unit) {
-  return {kMdconfigPath, "-l", "-v", "-u", absl::StrCat(unit)};
+  return {kMdconfigTool, "-l", "-v", "-u", absl::StrCat(unit)};
 }
 
 std::vector<std::string> BuildMdconfigListFileArgv(const std::string& file) {
-  return {kMdconfigPath, "-l", "-f", file};
+  return {kMdconfigTool, "-l", "-f", file};
 }
 
 std::vector<std::string> BuildNewfsArgv(const std::string& device) {
-  return {kNewfsPath, "-U", device};
+  return {kNewfsTool, "-U", device};
 }
 
 absl::StatusOr<std::vector<MdDevice>> ParseMdconfigListVerbose(absl::string_view text) {
@@ -303,7 +303,7 @@ absl::StatusOr<std::vector<int>> ParseMdconfigList(absl::string_view text) {
 std::vector<std::string> BuildGgatedArgv(const std::string& listen_address, int port,
                                          const std::string& pidfile,
                                          const std::string& exports_file) {
-  std::vector<std::string> argv = {kGgatedPath};
+  std::vector<std::string> argv = {kGgatedTool};
   if (!listen_address.empty()) {
     argv.push_back("-a");
     argv.push_back(listen_address);
@@ -398,7 +398,7 @@ std::vector<std::string> BuildGgatecCreateArgv(const std::string& host, int port
                                                const std::string& path, int unit,
                                                int timeout_seconds) {
   if (timeout_seconds < 1) timeout_seconds = 1;
-  return {kGgatecPath,
+  return {kGgatecTool,
           "create",
           "-o",
           "rw",
@@ -414,19 +414,19 @@ std::vector<std::string> BuildGgatecCreateArgv(const std::string& host, int port
 
 std::vector<std::string> BuildGgatecRescueArgv(const std::string& host, int port,
                                                const std::string& path, int unit) {
-  return {kGgatecPath, "rescue", "-o", "rw", "-p", absl::StrCat(port),
+  return {kGgatecTool, "rescue", "-o", "rw", "-p", absl::StrCat(port),
           "-u",        absl::StrCat(unit), host, path};
 }
 
 std::vector<std::string> BuildGgatecDestroyArgv(int unit, bool force) {
-  std::vector<std::string> argv = {kGgatecPath, "destroy"};
+  std::vector<std::string> argv = {kGgatecTool, "destroy"};
   if (force) argv.push_back("-f");
   argv.insert(argv.end(), {"-u", absl::StrCat(unit)});
   return argv;
 }
 
 std::vector<std::string> BuildGgatecListArgv(int unit) {
-  std::vector<std::string> argv = {kGgatecPath, "list", "-v"};
+  std::vector<std::string> argv = {kGgatecTool, "list", "-v"};
   if (unit >= 0) argv.insert(argv.end(), {"-u", absl::StrCat(unit)});
   return argv;
 }
@@ -510,22 +510,22 @@ std::optional<GgateSource> ParseGgateInfo(absl::string_view info) {
 // --- jail host: filesystems ---
 
 std::vector<std::string> BuildFsckPreenArgv(const std::string& device) {
-  return {kFsckUfsPath, "-p", device};
+  return {kFsckUfsTool, "-p", device};
 }
 
 std::vector<std::string> BuildFsckRepairArgv(const std::string& device) {
-  return {kFsckUfsPath, "-y", device};
+  return {kFsckUfsTool, "-y", device};
 }
 
-std::vector<std::string> BuildMountListArgv() { return {kMountPath, "-p"}; }
+std::vector<std::string> BuildMountListArgv() { return {kMountTool, "-p"}; }
 
 std::vector<std::string> BuildMountUfsArgv(const std::string& device,
                                            const std::string& mount_point) {
-  return {kMountPath, "-t", "ufs", device, mount_point};
+  return {kMountTool, "-t", "ufs", device, mount_point};
 }
 
 std::vector<std::string> BuildUmountArgv(const std::string& mount_point, bool force) {
-  std::vector<std::string> argv = {kUmountPath};
+  std::vector<std::string> argv = {kUmountTool};
   if (force) argv.push_back("-f");
   argv.push_back(mount_point);
   return argv;

@@ -17,20 +17,10 @@
 #include "absl/strings/string_view.h"
 #include "agent/driver/disk_driver.h"
 #include "agent/driver/freebsd/freebsd_options.h"
+#include "agent/driver/freebsd/tools.h"
 #include "common/exec/command_runner.h"
 
 namespace jailover::agent::freebsd {
-
-// Absolute paths of the base-system tools (FreeBSD hier(7): /sbin for the
-// system tools, truncate(1) is in /usr/bin).
-inline constexpr char kTruncatePath[] = "/usr/bin/truncate";
-inline constexpr char kMdconfigPath[] = "/sbin/mdconfig";
-inline constexpr char kNewfsPath[] = "/sbin/newfs";
-inline constexpr char kGgatedPath[] = "/sbin/ggated";
-inline constexpr char kGgatecPath[] = "/sbin/ggatec";
-inline constexpr char kFsckUfsPath[] = "/sbin/fsck_ufs";
-inline constexpr char kMountPath[] = "/sbin/mount";
-inline constexpr char kUmountPath[] = "/sbin/umount";
 
 // mdconfig -l ... exits with 255 (main returns -1) when nothing matches,
 // with no output (reference 4.2).

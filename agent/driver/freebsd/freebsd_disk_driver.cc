@@ -828,6 +828,15 @@ absl::Status FreeBsdDiskDriver::Mount(const std::string& device, const std::stri
           context, ": ", device, " is already mounted at ", entry.mount_point));
     }
   }
+  // mount(8) needs the directory; the caller checked it lies under the
+  // jail root. A fresh standby has never had this jail.
+  std::error_code ec;
+  if (fs::create_directories(mount_point, ec)) {
+    spdlog::info("{}: created the mount point", context);
+  } else if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(context, ": cannot create the mount point: ", ec.message()));
+  }
   RETURN_IF_ERROR(RunChecked(context, BuildMountUfsArgv(device, mount_point),
                              ToolTimeout(kToolTimeout), absl::StatusCode::kFailedPrecondition,
                              false)

@@ -27,6 +27,10 @@ struct FreeBsdDriverOptions {
   // Upper bound for any single tool run (jail -c runs exec.start, so it is
   // generous); specific calls use shorter limits where they can.
   absl::Duration command_timeout = absl::Seconds(120);
+  // PATH in which the driver looks up its tools (jail, jls, ifconfig,
+  // ggatec, mdconfig, ...): the base system's directories, so a port in
+  // /usr/local never shadows them. Tests put a fake userland first.
+  std::string tool_path = "/sbin:/bin:/usr/sbin:/usr/bin";
   // devd's event socket, read for CARP transitions.
   std::string devd_socket = "/var/run/devd.seqpacket.pipe";
 };

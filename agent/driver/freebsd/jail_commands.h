@@ -22,17 +22,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "agent/driver/freebsd/freebsd_options.h"
+#include "agent/driver/freebsd/tools.h"
 #include "agent/driver/jail_driver.h"
 
 namespace jailover::agent::freebsd {
 
-// Absolute paths of the base-system tools (FreeBSD source tree locations
-// usr.sbin/jail, usr.sbin/jls, usr.sbin/jexec, usr.bin/rctl, sbin/umount).
-inline constexpr char kJailTool[] = "/usr/sbin/jail";
-inline constexpr char kJlsTool[] = "/usr/sbin/jls";
-inline constexpr char kJexecTool[] = "/usr/sbin/jexec";
-inline constexpr char kRctlTool[] = "/usr/bin/rctl";
-inline constexpr char kUmountTool[] = "/sbin/umount";
 // Prefixed to exec.start when the config has an environment: exec.clean
 // leaves the command only HOME, SHELL, TERM, USER and PATH=/bin:/usr/bin.
 inline constexpr char kEnvTool[] = "/usr/bin/env";

@@ -9,14 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/driver/freebsd/tools.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
 
 namespace jailover::agent::freebsd {
 namespace {
-
-constexpr char kIfconfig[] = "/sbin/ifconfig";
-constexpr char kSysctl[] = "/sbin/sysctl";
 
 // Quoted and escaped for an error message, cut to a readable length.
 std::string Quote(absl::string_view text) {
@@ -115,7 +113,7 @@ absl::Status ValidateVipConfig(const VipConfig& vip) {
 absl::StatusOr<SecretArgv> BuildCarpAddArgv(const VipConfig& vip) {
   RETURN_IF_ERROR(ValidateVipConfig(vip));
   SecretArgv out;
-  out.argv = {kIfconfig,
+  out.argv = {kIfconfigTool,
               vip.interface,
               "vhid",
               absl::StrCat(vip.vhid),
@@ -133,25 +131,25 @@ absl::StatusOr<SecretArgv> BuildCarpAddArgv(const VipConfig& vip) {
 
 std::vector<std::string> BuildCarpSetAdvskewArgv(const std::string& interface, int vhid,
                                                  int advskew) {
-  return {kIfconfig, interface, "vhid", absl::StrCat(vhid), "advskew", absl::StrCat(advskew)};
+  return {kIfconfigTool, interface, "vhid", absl::StrCat(vhid), "advskew", absl::StrCat(advskew)};
 }
 
 std::vector<std::string> BuildCarpSetTimingArgv(const std::string& interface, int vhid,
                                                 int advbase, int advskew) {
-  return {kIfconfig, interface,           "vhid",    absl::StrCat(vhid),
+  return {kIfconfigTool, interface,           "vhid",    absl::StrCat(vhid),
           "advbase", absl::StrCat(advbase), "advskew", absl::StrCat(advskew)};
 }
 
 std::vector<std::string> BuildCarpRemoveArgv(const std::string& interface,
                                              const std::string& address) {
-  return {kIfconfig, interface, "inet", address, "-alias"};
+  return {kIfconfigTool, interface, "inet", address, "-alias"};
 }
 
 std::vector<std::string> BuildIfconfigShowArgv(const std::string& interface) {
-  return {kIfconfig, interface};
+  return {kIfconfigTool, interface};
 }
 
-std::vector<std::string> BuildCarpPreemptArgv() { return {kSysctl, "net.inet.carp.preempt=1"}; }
+std::vector<std::string> BuildCarpPreemptArgv() { return {kSysctlTool, "net.inet.carp.preempt=1"}; }
 
 absl::StatusOr<std::vector<CarpStatus>> ParseIfconfigCarp(absl::string_view interface,
                                                           absl::string_view text) {

@@ -378,6 +378,25 @@ TEST_F(CommandRunnerTest, InheritEnvironment) {
   EXPECT_THAT(lines, Not(::testing::Contains("JAILOVER_TEST_OVERRIDDEN=from-parent")));
 }
 
+TEST_F(CommandRunnerTest, EnvironmentRunnerAddsItsEntriesUnlessTheCallerSetsThem) {
+  EnvironmentCommandRunner tools(runner_, {{"PATH", "/usr/bin:/bin"}, {"JAILOVER_FIXED", "1"}});
+  absl::StatusOr<CommandResult> result = tools.Run({"env"}, absl::Seconds(10));
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::vector<std::string> lines = Lines(result->stdout_text);
+  std::sort(lines.begin(), lines.end());
+  EXPECT_THAT(lines, ElementsAre("JAILOVER_FIXED=1", "LC_ALL=C", "PATH=/usr/bin:/bin"));
+
+  CommandOptions options;
+  options.env["JAILOVER_FIXED"] = "caller";
+  result = tools.Run({"env"}, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(Lines(result->stdout_text), ::testing::Contains("JAILOVER_FIXED=caller"));
+
+  // Its PATH is where argv[0] is looked up.
+  EnvironmentCommandRunner nowhere(runner_, {{"PATH", "/nonexistent-jailover-dir"}});
+  EXPECT_EQ(nowhere.Run({"env"}, absl::Seconds(10)).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(CommandRunnerTest, InvalidEnvNameIsInvalidArgument) {
   CommandOptions options;
   options.env["A=B"] = "x";

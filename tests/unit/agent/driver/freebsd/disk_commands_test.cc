@@ -116,27 +116,27 @@ TEST(DiskDeviceTest, GgateUnitFromName) {
 
 TEST(DiskArgvTest, ImageCommands) {
   EXPECT_THAT(BuildTruncateArgv(1073741824, "/images/web01.img"),
-              ElementsAre("/usr/bin/truncate", "-s", "1073741824", "/images/web01.img"));
+              ElementsAre("truncate", "-s", "1073741824", "/images/web01.img"));
   EXPECT_THAT(BuildMdconfigAttachArgv("/images/web01.img", 101),
-              ElementsAre("/sbin/mdconfig", "-a", "-t", "vnode", "-f", "/images/web01.img", "-u",
+              ElementsAre("mdconfig", "-a", "-t", "vnode", "-f", "/images/web01.img", "-u",
                           "101"));
-  EXPECT_THAT(BuildMdconfigDetachArgv(101), ElementsAre("/sbin/mdconfig", "-d", "-u", "101"));
+  EXPECT_THAT(BuildMdconfigDetachArgv(101), ElementsAre("mdconfig", "-d", "-u", "101"));
   EXPECT_THAT(BuildMdconfigListUnitArgv(101),
-              ElementsAre("/sbin/mdconfig", "-l", "-v", "-u", "101"));
+              ElementsAre("mdconfig", "-l", "-v", "-u", "101"));
   EXPECT_THAT(BuildMdconfigListFileArgv("/images/web01.img"),
-              ElementsAre("/sbin/mdconfig", "-l", "-f", "/images/web01.img"));
-  EXPECT_THAT(BuildNewfsArgv("/dev/md101"), ElementsAre("/sbin/newfs", "-U", "/dev/md101"));
+              ElementsAre("mdconfig", "-l", "-f", "/images/web01.img"));
+  EXPECT_THAT(BuildNewfsArgv("/dev/md101"), ElementsAre("newfs", "-U", "/dev/md101"));
 }
 
 TEST(DiskArgvTest, GgatedInUsageOrder) {
   EXPECT_THAT(BuildGgatedArgv("198.18.0.10", 3101, "/var/db/jailover/ggated/web01.pid",
                               "/var/db/jailover/ggated/web01.exports"),
-              ElementsAre("/sbin/ggated", "-a", "198.18.0.10", "-F",
+              ElementsAre("ggated", "-a", "198.18.0.10", "-F",
                           "/var/db/jailover/ggated/web01.pid", "-p", "3101",
                           "/var/db/jailover/ggated/web01.exports"));
   // No listen address: all addresses, no -a.
   EXPECT_THAT(BuildGgatedArgv("", 3100, "/s/x.pid", "/s/x.exports"),
-              ElementsAre("/sbin/ggated", "-F", "/s/x.pid", "-p", "3100", "/s/x.exports"));
+              ElementsAre("ggated", "-F", "/s/x.pid", "-p", "3100", "/s/x.exports"));
 }
 
 // ---------------------------------------------------------------------------
@@ -299,21 +299,21 @@ TEST(PidFileTest, Parses) {
 
 TEST(GgatecArgvTest, Builders) {
   EXPECT_THAT(BuildGgatecCreateArgv("198.18.0.10", 3101, "/images/web01.img", 101, 5),
-              ElementsAre("/sbin/ggatec", "create", "-o", "rw", "-p", "3101", "-t", "5", "-u",
+              ElementsAre("ggatec", "create", "-o", "rw", "-p", "3101", "-t", "5", "-u",
                           "101", "198.18.0.10", "/images/web01.img"));
   // -t 0 would make I/O to a dead server hang forever.
   EXPECT_THAT(BuildGgatecCreateArgv("198.18.0.10", 3101, "/images/web01.img", 101, 0),
-              ElementsAre("/sbin/ggatec", "create", "-o", "rw", "-p", "3101", "-t", "1", "-u",
+              ElementsAre("ggatec", "create", "-o", "rw", "-p", "3101", "-t", "1", "-u",
                           "101", "198.18.0.10", "/images/web01.img"));
   EXPECT_THAT(BuildGgatecRescueArgv("198.18.0.10", 3101, "/images/web01.img", 101),
-              ElementsAre("/sbin/ggatec", "rescue", "-o", "rw", "-p", "3101", "-u", "101",
+              ElementsAre("ggatec", "rescue", "-o", "rw", "-p", "3101", "-u", "101",
                           "198.18.0.10", "/images/web01.img"));
   EXPECT_THAT(BuildGgatecDestroyArgv(101, false),
-              ElementsAre("/sbin/ggatec", "destroy", "-u", "101"));
+              ElementsAre("ggatec", "destroy", "-u", "101"));
   EXPECT_THAT(BuildGgatecDestroyArgv(101, true),
-              ElementsAre("/sbin/ggatec", "destroy", "-f", "-u", "101"));
-  EXPECT_THAT(BuildGgatecListArgv(101), ElementsAre("/sbin/ggatec", "list", "-v", "-u", "101"));
-  EXPECT_THAT(BuildGgatecListArgv(-1), ElementsAre("/sbin/ggatec", "list", "-v"));
+              ElementsAre("ggatec", "destroy", "-f", "-u", "101"));
+  EXPECT_THAT(BuildGgatecListArgv(101), ElementsAre("ggatec", "list", "-v", "-u", "101"));
+  EXPECT_THAT(BuildGgatecListArgv(-1), ElementsAre("ggatec", "list", "-v"));
 }
 
 TEST(GgatecListParseTest, NoProviders) {
@@ -418,15 +418,15 @@ TEST(GgateInfoTest, ParsesAndFormats) {
 
 TEST(FilesystemArgvTest, Builders) {
   EXPECT_THAT(BuildFsckPreenArgv("/dev/ggate101"),
-              ElementsAre("/sbin/fsck_ufs", "-p", "/dev/ggate101"));
+              ElementsAre("fsck_ufs", "-p", "/dev/ggate101"));
   EXPECT_THAT(BuildFsckRepairArgv("/dev/ggate101"),
-              ElementsAre("/sbin/fsck_ufs", "-y", "/dev/ggate101"));
-  EXPECT_THAT(BuildMountListArgv(), ElementsAre("/sbin/mount", "-p"));
+              ElementsAre("fsck_ufs", "-y", "/dev/ggate101"));
+  EXPECT_THAT(BuildMountListArgv(), ElementsAre("mount", "-p"));
   EXPECT_THAT(BuildMountUfsArgv("/dev/ggate101", "/jails/web01"),
-              ElementsAre("/sbin/mount", "-t", "ufs", "/dev/ggate101", "/jails/web01"));
-  EXPECT_THAT(BuildUmountArgv("/jails/web01", false), ElementsAre("/sbin/umount", "/jails/web01"));
+              ElementsAre("mount", "-t", "ufs", "/dev/ggate101", "/jails/web01"));
+  EXPECT_THAT(BuildUmountArgv("/jails/web01", false), ElementsAre("umount", "/jails/web01"));
   EXPECT_THAT(BuildUmountArgv("/jails/web01", true),
-              ElementsAre("/sbin/umount", "-f", "/jails/web01"));
+              ElementsAre("umount", "-f", "/jails/web01"));
 }
 
 TEST(MountParseTest, ParsesPutfsentOutput) {

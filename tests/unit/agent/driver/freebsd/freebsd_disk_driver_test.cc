@@ -134,11 +134,11 @@ class SimulatingRunner final : public common::CommandRunner {
     absl::StatusOr<common::CommandResult> result = script_.Run(argv, options);
     clock_.Advance(per_call_);
     if (!result.ok() || !result->ok() || argv.empty()) return result;
-    if (argv[0] == kTruncatePath && argv.size() == 4) {
+    if (argv[0] == kTruncateTool && argv.size() == 4) {
       std::ofstream(argv[3]).close();
       fs::resize_file(argv[3], std::stoull(argv[2]));
     }
-    if (argv[0] == kGgatedPath && ggated_writes_pidfile_) {
+    if (argv[0] == kGgatedTool && ggated_writes_pidfile_) {
       for (size_t i = 0; i + 1 < argv.size(); ++i) {
         if (argv[i] == "-F") {
           const int pid = next_pid_++;
@@ -205,7 +205,7 @@ class FreeBsdDiskDriverTest : public ::testing::Test {
     return options_.state_dir + "/ggated/" + name + ".pid";
   }
   std::vector<std::string> GgatedArgv(const std::string& name = "web01", int port = 3101) {
-    return {"/sbin/ggated", "-F", PidPath(name), "-p", absl::StrCat(port), ExportsPath(name)};
+    return {"ggated", "-F", PidPath(name), "-p", absl::StrCat(port), ExportsPath(name)};
   }
   // Scripts the md check of a first export and exports `image` to `address`.
   void ExportOnce(const ImageFile& image, const std::string& address, uint64_t epoch, int pid) {
@@ -231,10 +231,10 @@ class FreeBsdDiskDriverTest : public ::testing::Test {
 
 TEST_F(FreeBsdDiskDriverTest, CreateMakesFileFilesystemAndDetaches) {
   const ImageFile image = Image();
-  script_.ExpectExit({"/usr/bin/truncate", "-s", "67108864", image.path}, 0);
-  script_.ExpectExit({"/sbin/mdconfig", "-a", "-t", "vnode", "-f", image.path, "-u", "101"}, 0);
-  script_.ExpectExit({"/sbin/newfs", "-U", "/dev/md101"}, 0, "/dev/md101: 64.0MB ...\n");
-  script_.ExpectExit({"/sbin/mdconfig", "-d", "-u", "101"}, 0);
+  script_.ExpectExit({"truncate", "-s", "67108864", image.path}, 0);
+  script_.ExpectExit({"mdconfig", "-a", "-t", "vnode", "-f", image.path, "-u", "101"}, 0);
+  script_.ExpectExit({"newfs", "-U", "/dev/md101"}, 0, "/dev/md101: 64.0MB ...\n");
+  script_.ExpectExit({"mdconfig", "-d", "-u", "101"}, 0);
   auto created = driver_->CreateImage(image);
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_TRUE(*created);
@@ -267,7 +267,7 @@ TEST_F(FreeBsdDiskDriverTest, CreateExistingOtherSizeIsFailedPrecondition) {
 
 TEST_F(FreeBsdDiskDriverTest, CreateFailureRollsBack) {
   const ImageFile image = Image();
-  script_.ExpectExit({"/usr/bin/truncate", "-s", "67108864", image.path}, 0);
+  script_.ExpectExit({"truncate", "-s", "67108864", image.path}, 0);
   script_.ExpectExit(BuildMdconfigAttachArgv(image.path, 101), 0);
   script_.ExpectExit(BuildNewfsArgv("/dev/md101"), 1, "",
                      "newfs: /dev/md101: failed to open disk for writing\n");
@@ -295,8 +295,8 @@ TEST_F(FreeBsdDiskDriverTest, CreateRejectsExt4AndOddSizes) {
 TEST_F(FreeBsdDiskDriverTest, AttachWhenNotAttached) {
   const ImageFile image = Image();
   MakeImageFile(image, image.size_bytes);
-  script_.ExpectExit({"/sbin/mdconfig", "-l", "-v", "-u", "101"}, 255);  // no output
-  script_.ExpectExit({"/sbin/mdconfig", "-a", "-t", "vnode", "-f", image.path, "-u", "101"}, 0);
+  script_.ExpectExit({"mdconfig", "-l", "-v", "-u", "101"}, 255);  // no output
+  script_.ExpectExit({"mdconfig", "-a", "-t", "vnode", "-f", image.path, "-u", "101"}, 0);
   auto device = driver_->AttachImage(image);
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_EQ(*device, "/dev/md101");
@@ -333,7 +333,7 @@ TEST_F(FreeBsdDiskDriverTest, DetachIsIdempotent) {
 
   script_.ExpectExit(BuildMdconfigListUnitArgv(101), 0,
                      absl::StrCat("md101\tvnode\t   64M\t", image.path, "\t\n"));
-  script_.ExpectExit({"/sbin/mdconfig", "-d", "-u", "101"}, 0);
+  script_.ExpectExit({"mdconfig", "-d", "-u", "101"}, 0);
   EXPECT_TRUE(driver_->DetachImage(image).ok());
 }
 
@@ -366,8 +366,8 @@ TEST_F(FreeBsdDiskDriverTest, AttachAndDetachRefusedWhileExported) {
 TEST_F(FreeBsdDiskDriverTest, FirstExportStartsGgated) {
   const ImageFile image = Image();
   MakeImageFile(image, image.size_bytes);
-  script_.ExpectExit({"/sbin/mdconfig", "-l", "-f", image.path}, 255);
-  script_.ExpectExit({"/sbin/ggated", "-F", PidPath(), "-p", "3101", ExportsPath()}, 0);
+  script_.ExpectExit({"mdconfig", "-l", "-f", image.path}, 255);
+  script_.ExpectExit({"ggated", "-F", PidPath(), "-p", "3101", ExportsPath()}, 0);
   runner_.set_next_ggated_pid(812);
   auto info = driver_->Export(image, ExportGrant{"198.18.0.12", 3});
   ASSERT_TRUE(info.ok()) << info.status();
@@ -390,7 +390,7 @@ TEST_F(FreeBsdDiskDriverTest, ListenAddressIsPassedWithDashA) {
   const ImageFile image = Image();
   MakeImageFile(image, image.size_bytes);
   script_.ExpectExit(BuildMdconfigListFileArgv(image.path), 255);
-  script_.ExpectExit(Cat({"/sbin/ggated", "-a", "198.18.0.10"},
+  script_.ExpectExit(Cat({"ggated", "-a", "198.18.0.10"},
                          {"-F", PidPath(), "-p", "3101", ExportsPath()}),
                      0);
   auto info = driver_->Export(image, ExportGrant{"198.18.0.12", 3});
@@ -644,8 +644,8 @@ std::string GgateBlock(const std::string& name, const std::string& info) {
 }
 
 TEST_F(FreeBsdDiskDriverTest, ImportCreatesTheDevice) {
-  script_.ExpectExit({"/sbin/ggatec", "list", "-v", "-u", "101"}, 0);  // absent: no output
-  script_.ExpectExit({"/sbin/ggatec", "create", "-o", "rw", "-p", "3101", "-t", "5", "-u", "101",
+  script_.ExpectExit({"ggatec", "list", "-v", "-u", "101"}, 0);  // absent: no output
+  script_.ExpectExit({"ggatec", "create", "-o", "rw", "-p", "3101", "-t", "5", "-u", "101",
                       "198.18.0.10", "/images/web01.img"},
                      0);  // with -u nothing is printed
   auto info = driver_->Import(Source());
@@ -723,19 +723,19 @@ TEST_F(FreeBsdDiskDriverTest, ReleaseAbsentIsOk) {
 TEST_F(FreeBsdDiskDriverTest, ReleaseDestroysWithOrWithoutForce) {
   const std::string block = GgateBlock("ggate101", "198.18.0.10:3101 /images/web01.img");
   script_.ExpectExit(BuildGgatecListArgv(101), 0, block);
-  script_.ExpectExit({"/sbin/ggatec", "destroy", "-u", "101"}, 1,
+  script_.ExpectExit({"ggatec", "destroy", "-u", "101"}, 1,
                      "error: ggatec: ioctl(/dev/ggctl): Device busy.\nerror: Exiting.\n");
   const absl::Status busy = driver_->Release(Source(), false);
   EXPECT_EQ(busy.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(busy.message(), HasSubstr("Device busy"));
 
   script_.ExpectExit(BuildGgatecListArgv(101), 0, block);
-  script_.ExpectExit({"/sbin/ggatec", "destroy", "-f", "-u", "101"}, 0);
+  script_.ExpectExit({"ggatec", "destroy", "-f", "-u", "101"}, 0);
   EXPECT_TRUE(driver_->Release(Source(), true).ok());
 }
 
 TEST_F(FreeBsdDiskDriverTest, ListImportsKeepsOnlyOurGgatecUnits) {
-  script_.ExpectExit({"/sbin/ggatec", "list", "-v"}, 0, Testdata("ggatec_list_v_mixed.txt"));
+  script_.ExpectExit({"ggatec", "list", "-v"}, 0, Testdata("ggatec_list_v_mixed.txt"));
   auto imports = driver_->ListImports();
   ASSERT_TRUE(imports.ok()) << imports.status();
   ASSERT_THAT(*imports, SizeIs(1));
@@ -756,7 +756,7 @@ TEST_F(FreeBsdDiskDriverTest, ListImportsOfNothing) {
 
 TEST_F(FreeBsdDiskDriverTest, FsckClean) {
   runner_.set_per_call(absl::Seconds(2));
-  script_.ExpectExit({"/sbin/fsck_ufs", "-p", "/dev/ggate101"}, 0,
+  script_.ExpectExit({"fsck_ufs", "-p", "/dev/ggate101"}, 0,
                      "/dev/ggate101: FILE SYSTEM CLEAN; SKIPPING CHECKS\n");
   auto outcome = driver_->Fsck("/dev/ggate101", FilesystemKind::kUfs);
   ASSERT_TRUE(outcome.ok()) << outcome.status();
@@ -813,10 +813,12 @@ TEST_F(FreeBsdDiskDriverTest, FsckErrors) {
 // ---------------------------------------------------------------------------
 // Mount / Unmount
 
-TEST_F(FreeBsdDiskDriverTest, MountWhenNothingIsThere) {
-  script_.ExpectExit({"/sbin/mount", "-p"}, 0, Testdata("mount_p.txt"));
-  script_.ExpectExit({"/sbin/mount", "-t", "ufs", "/dev/ggate101", "/jails/db01"}, 0);
-  EXPECT_TRUE(driver_->Mount("/dev/ggate101", "/jails/db01").ok());
+TEST_F(FreeBsdDiskDriverTest, MountWhenNothingIsThereMakesTheMountPoint) {
+  const std::string point = dir_.path() + "/jails/db01";
+  script_.ExpectExit({"mount", "-p"}, 0, Testdata("mount_p.txt"));
+  script_.ExpectExit({"mount", "-t", "ufs", "/dev/ggate101", point}, 0);
+  EXPECT_TRUE(driver_->Mount("/dev/ggate101", point).ok());
+  EXPECT_TRUE(fs::is_directory(point));
 }
 
 TEST_F(FreeBsdDiskDriverTest, MountIsIdempotentForTheSameDevice) {
@@ -841,11 +843,12 @@ TEST_F(FreeBsdDiskDriverTest, MountConflicts) {
 }
 
 TEST_F(FreeBsdDiskDriverTest, MountFailureSurfacesStderr) {
+  const std::string point = dir_.path() + "/jails/db01";
   script_.ExpectExit(BuildMountListArgv(), 0, "");
-  script_.ExpectExit(BuildMountUfsArgv("/dev/ggate101", "/jails/db01"), 1, "",
+  script_.ExpectExit(BuildMountUfsArgv("/dev/ggate101", point), 1, "",
                      "mount: /dev/ggate101: R/W mount of /jails/db01 denied. Filesystem is not "
                      "clean - run fsck.: Operation not permitted\n");
-  const absl::Status status = driver_->Mount("/dev/ggate101", "/jails/db01");
+  const absl::Status status = driver_->Mount("/dev/ggate101", point);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("run fsck"));
 }
@@ -860,11 +863,11 @@ TEST_F(FreeBsdDiskDriverTest, UnmountIsIdempotent) {
   EXPECT_TRUE(driver_->Unmount("/jails/db01", false).ok());
 
   script_.ExpectExit(BuildMountListArgv(), 0, Testdata("mount_p.txt"));
-  script_.ExpectExit({"/sbin/umount", "/jails/web01"}, 0);
+  script_.ExpectExit({"umount", "/jails/web01"}, 0);
   EXPECT_TRUE(driver_->Unmount("/jails/web01", false).ok());
 
   script_.ExpectExit(BuildMountListArgv(), 0, Testdata("mount_p.txt"));
-  script_.ExpectExit({"/sbin/umount", "-f", "/jails/web01"}, 0);
+  script_.ExpectExit({"umount", "-f", "/jails/web01"}, 0);
   EXPECT_TRUE(driver_->Unmount("/jails/web01", true).ok());
 }
 

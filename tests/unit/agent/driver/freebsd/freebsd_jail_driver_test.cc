@@ -25,7 +25,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-const std::vector<std::string> kJls = {"/usr/sbin/jls", "--libxo", "json", "-v"};
+const std::vector<std::string> kJls = {"jls", "--libxo", "json", "-v"};
 
 // `jls --libxo json -v` listing `jails` (name, jid), compact libxo form.
 std::string JlsOutput(const std::vector<std::pair<std::string, int>>& jails) {
@@ -124,9 +124,9 @@ TEST_F(JailDriverTest, DefineRefusesABadConfigAndWritesNothing) {
 TEST_F(JailDriverTest, DefineThenStartCreatesTheJailAndAppliesRctlLimits) {
   DefineWeb01();
   runner_.ExpectExit(kJls, 0, JlsOutput({}));
-  runner_.ExpectExit({"/usr/sbin/jail", "-i", "-f", ConfPath(), "-c", "web01"}, 0, "7\n");
-  runner_.ExpectExit({"/usr/bin/rctl", "-a", "jail:web01:memoryuse:deny=1g"}, 0);
-  runner_.ExpectExit({"/usr/bin/rctl", "-a", "jail:web01:maxproc:deny=200"}, 0);
+  runner_.ExpectExit({"jail", "-i", "-f", ConfPath(), "-c", "web01"}, 0, "7\n");
+  runner_.ExpectExit({"rctl", "-a", "jail:web01:memoryuse:deny=1g"}, 0);
+  runner_.ExpectExit({"rctl", "-a", "jail:web01:maxproc:deny=200"}, 0);
   runner_.ExpectExit(kJls, 0, JlsOutput({{"db1", 3}, {"web01", 7}}));
 
   const absl::StatusOr<JailInfo> info = driver.Start("web01");
@@ -155,7 +155,7 @@ TEST_F(JailDriverTest, StartWhenRunningIsAlreadyExists) {
 TEST_F(JailDriverTest, StartRacingAnotherCreateIsAlreadyExists) {
   DefineWeb01();
   runner_.ExpectExit(kJls, 0, JlsOutput({}));
-  runner_.ExpectExit({"/usr/sbin/jail", "-i", "-f", ConfPath(), "-c", "web01"}, 1, "",
+  runner_.ExpectExit({"jail", "-i", "-f", ConfPath(), "-c", "web01"}, 1, "",
                      "jail: \"web01\" already exists\n");
   EXPECT_EQ(driver.Start("web01").status().code(), absl::StatusCode::kAlreadyExists);
 }
@@ -164,7 +164,7 @@ TEST_F(JailDriverTest, StartFailureSurfacesJailStderrAndRunsNothingElse) {
   DefineWeb01();
   runner_.ExpectExit(kJls, 0, JlsOutput({}));
   // jail(8) unwinds a failed create itself (reference 1.5).
-  runner_.ExpectExit({"/usr/sbin/jail", "-i", "-f", ConfPath(), "-c", "web01"}, 1, "",
+  runner_.ExpectExit({"jail", "-i", "-f", ConfPath(), "-c", "web01"}, 1, "",
                      "jail: web01: path /var/jailover/jails/web01: No such file or directory\n");
   const absl::StatusOr<JailInfo> info = driver.Start("web01");
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInternal);
@@ -176,12 +176,12 @@ TEST_F(JailDriverTest, StartFailureSurfacesJailStderrAndRunsNothingElse) {
 TEST_F(JailDriverTest, StartWithAFailingRctlStopsTheJailAgain) {
   DefineWeb01();
   runner_.ExpectExit(kJls, 0, JlsOutput({}));
-  runner_.ExpectExit({"/usr/sbin/jail", "-i", "-f", ConfPath(), "-c", "web01"}, 0, "7\n");
-  runner_.ExpectExit({"/usr/bin/rctl", "-a", "jail:web01:memoryuse:deny=1g"}, 1, "",
+  runner_.ExpectExit({"jail", "-i", "-f", ConfPath(), "-c", "web01"}, 0, "7\n");
+  runner_.ExpectExit({"rctl", "-a", "jail:web01:memoryuse:deny=1g"}, 1, "",
                      "rctl: RACCT/RCTL present, but disabled; enable using kern.racct.enable=1 "
                      "tunable\n");
-  runner_.ExpectExit({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"}, 0);
-  runner_.ExpectExit({"/usr/bin/rctl", "-r", "jail:web01"}, 0);
+  runner_.ExpectExit({"jail", "-f", ConfPath(), "-r", "web01"}, 0);
+  runner_.ExpectExit({"rctl", "-r", "jail:web01"}, 0);
 
   const absl::StatusOr<JailInfo> info = driver.Start("web01");
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInternal);
@@ -192,18 +192,18 @@ TEST_F(JailDriverTest, StartWithAFailingRctlStopsTheJailAgain) {
 TEST_F(JailDriverTest, StartWhoseJailToolIsKilledRemovesWhatItLeft) {
   DefineWeb01();
   runner_.ExpectExit(kJls, 0, JlsOutput({}));
-  runner_.ExpectError({"/usr/sbin/jail", "-i", "-f", ConfPath(), "-c", "web01"},
+  runner_.ExpectError({"jail", "-i", "-f", ConfPath(), "-c", "web01"},
                       absl::DeadlineExceededError("killed after 2m"));
   runner_.ExpectExit(kJls, 0, JlsOutput({{"web01", 7}}));
-  runner_.ExpectExit({"/usr/sbin/jail", "-R", "web01"}, 0);
-  runner_.ExpectExit({"/sbin/umount", "-f", "/var/jailover/jails/web01/dev"}, 0);
+  runner_.ExpectExit({"jail", "-R", "web01"}, 0);
+  runner_.ExpectExit({"umount", "-f", "/var/jailover/jails/web01/dev"}, 0);
   EXPECT_EQ(driver.Start("web01").status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(JailDriverTest, StopRunsJailRemoveWithGracePlusStopTimeoutThenRctl) {
   DefineWeb01();
-  runner_.ExpectExit({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"}, 0);
-  runner_.ExpectExit({"/usr/bin/rctl", "-r", "jail:web01"}, 0);
+  runner_.ExpectExit({"jail", "-f", ConfPath(), "-r", "web01"}, 0);
+  runner_.ExpectExit({"rctl", "-r", "jail:web01"}, 0);
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->was_running);
@@ -216,7 +216,7 @@ TEST_F(JailDriverTest, StopWithoutLimitsRunsNoRctl) {
   JailConfig config = Web01();
   config.limits.clear();
   DefineWeb01(config);
-  runner_.ExpectExit({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"}, 0);
+  runner_.ExpectExit({"jail", "-f", ConfPath(), "-r", "web01"}, 0);
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->was_running);
@@ -224,7 +224,7 @@ TEST_F(JailDriverTest, StopWithoutLimitsRunsNoRctl) {
 
 TEST_F(JailDriverTest, StopOfAJailThatIsNotRunningIsANoOp) {
   DefineWeb01();
-  runner_.ExpectExit({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"}, 1, "",
+  runner_.ExpectExit({"jail", "-f", ConfPath(), "-r", "web01"}, 1, "",
                      "jail: \"web01\" not found\n");
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
@@ -234,12 +234,12 @@ TEST_F(JailDriverTest, StopOfAJailThatIsNotRunningIsANoOp) {
 
 TEST_F(JailDriverTest, StopThatTimesOutEscalatesToJailDashR) {
   DefineWeb01();
-  runner_.ExpectError({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"},
+  runner_.ExpectError({"jail", "-f", ConfPath(), "-r", "web01"},
                       absl::DeadlineExceededError("killed after 45s"));
   runner_.ExpectExit(kJls, 0, JlsOutput({{"web01", 7}}));
-  runner_.ExpectExit({"/usr/sbin/jail", "-R", "web01"}, 0);
-  runner_.ExpectExit({"/sbin/umount", "-f", "/var/jailover/jails/web01/dev"}, 0);
-  runner_.ExpectExit({"/usr/bin/rctl", "-r", "jail:web01"}, 0);
+  runner_.ExpectExit({"jail", "-R", "web01"}, 0);
+  runner_.ExpectExit({"umount", "-f", "/var/jailover/jails/web01/dev"}, 0);
+  runner_.ExpectExit({"rctl", "-r", "jail:web01"}, 0);
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->was_running);
@@ -249,13 +249,13 @@ TEST_F(JailDriverTest, StopThatTimesOutEscalatesToJailDashR) {
 TEST_F(JailDriverTest, StopWhoseExecStopFailsEscalatesToJailDashR) {
   DefineWeb01();
   // jail(8) gives up after a failed exec.stop and leaves the jail running.
-  runner_.ExpectExit({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"}, 1, "",
+  runner_.ExpectExit({"jail", "-f", ConfPath(), "-r", "web01"}, 1, "",
                      "jail: web01: /bin/sh /etc/rc.shutdown jail: failed\n");
   runner_.ExpectExit(kJls, 0, JlsOutput({{"web01", 7}}));
-  runner_.ExpectExit({"/usr/sbin/jail", "-R", "web01"}, 0);
-  runner_.ExpectExit({"/sbin/umount", "-f", "/var/jailover/jails/web01/dev"}, 1, "",
+  runner_.ExpectExit({"jail", "-R", "web01"}, 0);
+  runner_.ExpectExit({"umount", "-f", "/var/jailover/jails/web01/dev"}, 1, "",
                      "umount: /var/jailover/jails/web01/dev: not a file system root directory\n");
-  runner_.ExpectExit({"/usr/bin/rctl", "-r", "jail:web01"}, 0);
+  runner_.ExpectExit({"rctl", "-r", "jail:web01"}, 0);
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->killed);
@@ -263,11 +263,11 @@ TEST_F(JailDriverTest, StopWhoseExecStopFailsEscalatesToJailDashR) {
 
 TEST_F(JailDriverTest, StopThatFailsAfterTheJailIsGoneDoesNotKill) {
   DefineWeb01();
-  runner_.ExpectExit({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"}, 1, "",
+  runner_.ExpectExit({"jail", "-f", ConfPath(), "-r", "web01"}, 1, "",
                      "jail: web01: /sbin/umount /var/jailover/jails/web01/dev: failed\n");
   runner_.ExpectExit(kJls, 0, JlsOutput({}));
-  runner_.ExpectExit({"/sbin/umount", "-f", "/var/jailover/jails/web01/dev"}, 0);
-  runner_.ExpectExit({"/usr/bin/rctl", "-r", "jail:web01"}, 0);
+  runner_.ExpectExit({"umount", "-f", "/var/jailover/jails/web01/dev"}, 0);
+  runner_.ExpectExit({"rctl", "-r", "jail:web01"}, 0);
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->was_running);
@@ -276,10 +276,10 @@ TEST_F(JailDriverTest, StopThatFailsAfterTheJailIsGoneDoesNotKill) {
 
 TEST_F(JailDriverTest, StopReportsAFailingJailDashR) {
   DefineWeb01();
-  runner_.ExpectError({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"},
+  runner_.ExpectError({"jail", "-f", ConfPath(), "-r", "web01"},
                       absl::DeadlineExceededError("killed"));
   runner_.ExpectExit(kJls, 0, JlsOutput({{"web01", 7}}));
-  runner_.ExpectExit({"/usr/sbin/jail", "-R", "web01"}, 1, "", "jail: jail_remove: EPERM\n");
+  runner_.ExpectExit({"jail", "-R", "web01"}, 1, "", "jail: jail_remove: EPERM\n");
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(std::string(result.status().message()), HasSubstr("jail_remove: EPERM"));
@@ -287,7 +287,7 @@ TEST_F(JailDriverTest, StopReportsAFailingJailDashR) {
 
 TEST_F(JailDriverTest, StopWhenJlsFailsAfterATimeoutIsAnError) {
   DefineWeb01();
-  runner_.ExpectError({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"},
+  runner_.ExpectError({"jail", "-f", ConfPath(), "-r", "web01"},
                       absl::DeadlineExceededError("killed"));
   runner_.ExpectExit(kJls, 1, "", "jls: unknown parameter\n");
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
@@ -297,8 +297,8 @@ TEST_F(JailDriverTest, StopWhenJlsFailsAfterATimeoutIsAnError) {
 
 TEST_F(JailDriverTest, AFailingRctlRemoveIsOnlyAWarning) {
   DefineWeb01();
-  runner_.ExpectExit({"/usr/sbin/jail", "-f", ConfPath(), "-r", "web01"}, 0);
-  runner_.ExpectExit({"/usr/bin/rctl", "-r", "jail:web01"}, 1, "",
+  runner_.ExpectExit({"jail", "-f", ConfPath(), "-r", "web01"}, 0);
+  runner_.ExpectExit({"rctl", "-r", "jail:web01"}, 1, "",
                      "rctl: failed to remove rule: No such process\n");
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
@@ -306,7 +306,7 @@ TEST_F(JailDriverTest, AFailingRctlRemoveIsOnlyAWarning) {
 }
 
 TEST_F(JailDriverTest, StopWithoutAConfFileStopsByName) {
-  runner_.ExpectExit({"/usr/sbin/jail", "-r", "web01"}, 0);
+  runner_.ExpectExit({"jail", "-r", "web01"}, 0);
   const absl::StatusOr<StopResult> result = driver.Stop("web01", absl::Seconds(5));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->was_running);
@@ -361,7 +361,7 @@ TEST_F(JailDriverTest, ExecOnAMissingJailIsNotFound) {
 
 TEST_F(JailDriverTest, ExecRunsJexecByJidAndReturnsTheExitCode) {
   runner_.ExpectExit(kJls, 0, JlsOutput({{"web01", 7}}));
-  runner_.ExpectExit({"/usr/sbin/jexec", "-l", "7", "/usr/sbin/service", "nginx", "status"}, 3,
+  runner_.ExpectExit({"jexec", "-l", "7", "/usr/sbin/service", "nginx", "status"}, 3,
                      "nginx is not running.\n");
   const absl::StatusOr<common::CommandResult> result =
       driver.Exec("web01", {"/usr/sbin/service", "nginx", "status"}, absl::Seconds(5));

@@ -3,10 +3,6 @@
 // unix socket standing in for devd. Backoff waits run on a FakeClock.
 #include "agent/driver/freebsd/freebsd_vip_driver.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -18,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_command_runner.h"
+#include "tests/testing/fake_devd.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::agent::freebsd {
@@ -30,8 +27,8 @@ using ::testing::Not;
 
 constexpr absl::Duration kWait = absl::Seconds(10);
 
-const std::vector<std::string> kShow = {"/sbin/ifconfig", "em0"};
-const std::vector<std::string> kAdd = {"/sbin/ifconfig", "em0",    "vhid", "10",
+const std::vector<std::string> kShow = {"ifconfig", "em0"};
+const std::vector<std::string> kAdd = {"ifconfig", "em0",    "vhid", "10",
                                        "advbase",        "1",      "advskew", "100",
                                        "pass",           "s3cret", "alias", "10.0.0.50/32"};
 
@@ -86,47 +83,6 @@ class Recorder {
   std::vector<CarpTransition> got_ ABSL_GUARDED_BY(mu_);
 };
 
-// The listening side of devd's SOCK_SEQPACKET socket, one client at a time.
-class FakeDevd {
- public:
-  explicit FakeDevd(std::string path) : path_(std::move(path)) {}
-  ~FakeDevd() {
-    CloseClient();
-    if (listen_fd_ >= 0) close(listen_fd_);
-  }
-
-  bool Listen() {
-    listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    sockaddr_un address = {};
-    address.sun_family = AF_UNIX;
-    if (listen_fd_ < 0 || path_.size() >= sizeof(address.sun_path)) return false;
-    path_.copy(address.sun_path, path_.size());
-    return bind(listen_fd_, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0 &&
-           listen(listen_fd_, 4) == 0;
-  }
-  // Accepts a pending connection within `timeout`.
-  bool TryAccept(absl::Duration timeout) {
-    pollfd p = {listen_fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) != 1) return false;
-    CloseClient();
-    client_fd_ = accept(listen_fd_, nullptr, nullptr);
-    return client_fd_ >= 0;
-  }
-  bool Send(const std::string& packet) {
-    return send(client_fd_, packet.data(), packet.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(packet.size());
-  }
-  void CloseClient() {
-    if (client_fd_ >= 0) close(client_fd_);
-    client_fd_ = -1;
-  }
-
- private:
-  std::string path_;
-  int listen_fd_ = -1;
-  int client_fd_ = -1;
-};
-
 class FreeBsdVipDriverTest : public ::testing::Test {
  protected:
   void TearDown() override { runner_.VerifyAllConsumed(); }
@@ -159,13 +115,13 @@ class FreeBsdVipDriverTest : public ::testing::Test {
 // Prepare.
 
 TEST_F(FreeBsdVipDriverTest, PrepareTurnsPreemptionOn) {
-  runner_.ExpectExit({"/sbin/sysctl", "net.inet.carp.preempt=1"}, 0,
+  runner_.ExpectExit({"sysctl", "net.inet.carp.preempt=1"}, 0,
                      "net.inet.carp.preempt: 0 -> 1\n");
   EXPECT_TRUE(driver_.Prepare().ok());
 }
 
 TEST_F(FreeBsdVipDriverTest, PrepareWithoutCarpLoadedSaysSo) {
-  runner_.ExpectExit({"/sbin/sysctl", "net.inet.carp.preempt=1"}, 1, "",
+  runner_.ExpectExit({"sysctl", "net.inet.carp.preempt=1"}, 1, "",
                      "sysctl: unknown oid 'net.inet.carp.preempt'\n");
   const absl::Status status = driver_.Prepare();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
@@ -203,7 +159,7 @@ TEST_F(FreeBsdVipDriverTest, ConfigureSameConfigIsANoOp) {
 
 TEST_F(FreeBsdVipDriverTest, ConfigureAnotherAdvskewOnlyChangesTheSkew) {
   runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.50", 10, 200));
-  runner_.ExpectExit({"/sbin/ifconfig", "em0", "vhid", "10", "advskew", "100"}, 0);
+  runner_.ExpectExit({"ifconfig", "em0", "vhid", "10", "advskew", "100"}, 0);
   EXPECT_TRUE(driver_.Configure(Vip()).ok());
   EXPECT_THAT(runner_.last_options().secret_args, IsEmpty());
 }
@@ -211,7 +167,7 @@ TEST_F(FreeBsdVipDriverTest, ConfigureAnotherAdvskewOnlyChangesTheSkew) {
 TEST_F(FreeBsdVipDriverTest, ConfigureAnotherAdvbaseSetsBoth) {
   runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.50", 10, 3, 100));
   runner_.ExpectExit(
-      {"/sbin/ifconfig", "em0", "vhid", "10", "advbase", "1", "advskew", "100"}, 0);
+      {"ifconfig", "em0", "vhid", "10", "advbase", "1", "advskew", "100"}, 0);
   EXPECT_TRUE(driver_.Configure(Vip()).ok());
 }
 
@@ -252,7 +208,7 @@ TEST_F(FreeBsdVipDriverTest, ConfigureOnAMissingInterfaceIsFailedPrecondition) {
   runner_.ExpectExit(kShow, 1, "", "ifconfig: interface em0 does not exist\n");
   const absl::Status status = driver_.Configure(Vip());
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("vip web01: /sbin/ifconfig em0: exit 1"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("vip web01: ifconfig em0: exit 1"));
 }
 
 // ---------------------------------------------------------------------------
@@ -267,7 +223,7 @@ TEST_F(FreeBsdVipDriverTest, SetAdvskewOnAMissingVhidIsFailedPrecondition) {
 
 TEST_F(FreeBsdVipDriverTest, SetAdvskewChangesAndSkipsWhenEqual) {
   runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.50", 10, 100));
-  runner_.ExpectExit({"/sbin/ifconfig", "em0", "vhid", "10", "advskew", "0"}, 0);
+  runner_.ExpectExit({"ifconfig", "em0", "vhid", "10", "advskew", "0"}, 0);
   EXPECT_TRUE(driver_.SetAdvskew(Vip(), 0).ok());
   runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.50", 10, 0));
   EXPECT_TRUE(driver_.SetAdvskew(Vip(), 0).ok());
@@ -285,7 +241,7 @@ TEST_F(FreeBsdVipDriverTest, SetAdvskewRefusesAnotherVipsVhidAndBadValues) {
 
 TEST_F(FreeBsdVipDriverTest, RemovePresentRunsIfconfigAlias) {
   runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.50", 10, 100));
-  runner_.ExpectExit({"/sbin/ifconfig", "em0", "inet", "10.0.0.50", "-alias"}, 0);
+  runner_.ExpectExit({"ifconfig", "em0", "inet", "10.0.0.50", "-alias"}, 0);
   EXPECT_TRUE(driver_.Remove(Vip()).ok());
 }
 
@@ -302,7 +258,7 @@ TEST_F(FreeBsdVipDriverTest, RemoveAbsentIsOkWithoutChanges) {
 }
 
 TEST_F(FreeBsdVipDriverTest, RemoveWithoutIfconfigIsAnErrorNotAnAbsentVip) {
-  runner_.ExpectError(kShow, absl::NotFoundError("/sbin/ifconfig: no such executable"));
+  runner_.ExpectError(kShow, absl::NotFoundError("ifconfig: no such executable"));
   const absl::Status status = driver_.Remove(Vip());
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()), HasSubstr("no such executable"));
@@ -310,7 +266,7 @@ TEST_F(FreeBsdVipDriverTest, RemoveWithoutIfconfigIsAnErrorNotAnAbsentVip) {
 
 TEST_F(FreeBsdVipDriverTest, RemoveReportsAFailedIfconfig) {
   runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.50", 10, 100));
-  runner_.ExpectExit({"/sbin/ifconfig", "em0", "inet", "10.0.0.50", "-alias"}, 1, "",
+  runner_.ExpectExit({"ifconfig", "em0", "inet", "10.0.0.50", "-alias"}, 1, "",
                      "ifconfig: ioctl (SIOCDIFADDR): Can't assign requested address\n");
   EXPECT_EQ(driver_.Remove(Vip()).code(), absl::StatusCode::kFailedPrecondition);
 }
@@ -339,7 +295,7 @@ TEST_F(FreeBsdVipDriverTest, StateErrors) {
   runner_.ExpectError(kShow, absl::DeadlineExceededError("killed after 30s"));
   const absl::Status slow = driver_.State("em0").status();
   EXPECT_EQ(slow.code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_THAT(std::string(slow.message()), HasSubstr("/sbin/ifconfig em0: killed after 30s"));
+  EXPECT_THAT(std::string(slow.message()), HasSubstr("ifconfig em0: killed after 30s"));
   EXPECT_EQ(driver_.State("em0; reboot").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -347,7 +303,7 @@ TEST_F(FreeBsdVipDriverTest, StateErrors) {
 // Watch.
 
 TEST_F(FreeBsdVipDriverTest, WatchDeliversCarpEventsOnlyAndReconnects) {
-  FakeDevd devd(options_.devd_socket);
+  testing::FakeDevd devd(options_.devd_socket);
   ASSERT_TRUE(devd.Listen());
   ASSERT_TRUE(driver_.Watch(recorder_.Callback()).ok());
   ASSERT_TRUE(devd.TryAccept(kWait));
@@ -386,7 +342,7 @@ TEST_F(FreeBsdVipDriverTest, WatchWithoutDevdReturnsOkAndConnectsLater) {
   ASSERT_TRUE(driver_.Watch(recorder_.Callback()).ok());
   ASSERT_TRUE(testing::WaitUntil([&] { return driver_.DevdConnectAttemptsForTest() >= 1; },
                                  kWait));
-  FakeDevd devd(options_.devd_socket);
+  testing::FakeDevd devd(options_.devd_socket);
   ASSERT_TRUE(devd.Listen());
   ASSERT_TRUE(AdvanceUntil([&] { return devd.TryAccept(absl::Milliseconds(10)); }));
   ASSERT_TRUE(devd.Send("!system=CARP subsystem=3@vlan10 type=INIT"));
@@ -419,7 +375,7 @@ TEST_F(FreeBsdVipDriverTest, WatchStateErrorsAndRestart) {
   driver_.StopWatching();
 
   // Watching again after a stop works.
-  FakeDevd devd(options_.devd_socket);
+  testing::FakeDevd devd(options_.devd_socket);
   ASSERT_TRUE(devd.Listen());
   ASSERT_TRUE(driver_.Watch(recorder_.Callback()).ok());
   ASSERT_TRUE(devd.TryAccept(kWait));

@@ -430,23 +430,23 @@ TEST(ParseJailConfTest, BadFilesAreInternal) {
 
 TEST(JailArgvTest, Builders) {
   EXPECT_THAT(BuildJailCreateArgv("/var/db/jailover/jails/web01.conf", "web01"),
-              ElementsAre("/usr/sbin/jail", "-i", "-f", "/var/db/jailover/jails/web01.conf", "-c",
+              ElementsAre("jail", "-i", "-f", "/var/db/jailover/jails/web01.conf", "-c",
                           "web01"));
   EXPECT_THAT(BuildJailRemoveArgv("/var/db/jailover/jails/web01.conf", "web01"),
-              ElementsAre("/usr/sbin/jail", "-f", "/var/db/jailover/jails/web01.conf", "-r",
+              ElementsAre("jail", "-f", "/var/db/jailover/jails/web01.conf", "-r",
                           "web01"));
-  EXPECT_THAT(BuildJailRemoveByNameArgv("web01"), ElementsAre("/usr/sbin/jail", "-r", "web01"));
-  EXPECT_THAT(BuildJailForceRemoveArgv("web01"), ElementsAre("/usr/sbin/jail", "-R", "web01"));
-  EXPECT_THAT(BuildJlsArgv(), ElementsAre("/usr/sbin/jls", "--libxo", "json", "-v"));
+  EXPECT_THAT(BuildJailRemoveByNameArgv("web01"), ElementsAre("jail", "-r", "web01"));
+  EXPECT_THAT(BuildJailForceRemoveArgv("web01"), ElementsAre("jail", "-R", "web01"));
+  EXPECT_THAT(BuildJlsArgv(), ElementsAre("jls", "--libxo", "json", "-v"));
   EXPECT_THAT(BuildJexecArgv("7", {"/usr/sbin/service", "nginx", "status"}),
-              ElementsAre("/usr/sbin/jexec", "-l", "7", "/usr/sbin/service", "nginx", "status"));
+              ElementsAre("jexec", "-l", "7", "/usr/sbin/service", "nginx", "status"));
   EXPECT_THAT(BuildRctlAddArgv("web01", {"memoryuse", "deny", "1g"}),
-              ElementsAre("/usr/bin/rctl", "-a", "jail:web01:memoryuse:deny=1g"));
+              ElementsAre("rctl", "-a", "jail:web01:memoryuse:deny=1g"));
   EXPECT_THAT(BuildRctlAddArgv("web01", {"pcpu", "deny", "200"}),
-              ElementsAre("/usr/bin/rctl", "-a", "jail:web01:pcpu:deny=200"));
-  EXPECT_THAT(BuildRctlRemoveArgv("web01"), ElementsAre("/usr/bin/rctl", "-r", "jail:web01"));
+              ElementsAre("rctl", "-a", "jail:web01:pcpu:deny=200"));
+  EXPECT_THAT(BuildRctlRemoveArgv("web01"), ElementsAre("rctl", "-r", "jail:web01"));
   EXPECT_THAT(BuildDevfsUnmountArgv("/var/jailover/jails/web01"),
-              ElementsAre("/sbin/umount", "-f", "/var/jailover/jails/web01/dev"));
+              ElementsAre("umount", "-f", "/var/jailover/jails/web01/dev"));
 }
 
 TEST(JailPathsTest, Golden) {

@@ -39,7 +39,7 @@ VipConfig Vip() {
 TEST(CarpArgvTest, AddPutsVhidFirstAndMarksThePassword) {
   auto add = BuildCarpAddArgv(Vip());
   ASSERT_TRUE(add.ok()) << add.status();
-  EXPECT_THAT(add->argv, ElementsAre("/sbin/ifconfig", "em0", "vhid", "10", "advbase", "1",
+  EXPECT_THAT(add->argv, ElementsAre("ifconfig", "em0", "vhid", "10", "advbase", "1",
                                      "advskew", "100", "pass", "s3cret", "alias",
                                      "10.0.0.50/32"));
   EXPECT_THAT(add->secret_args, ElementsAre(9u));
@@ -47,14 +47,14 @@ TEST(CarpArgvTest, AddPutsVhidFirstAndMarksThePassword) {
 
 TEST(CarpArgvTest, OtherCommands) {
   EXPECT_THAT(BuildCarpSetAdvskewArgv("em0", 10, 0),
-              ElementsAre("/sbin/ifconfig", "em0", "vhid", "10", "advskew", "0"));
+              ElementsAre("ifconfig", "em0", "vhid", "10", "advskew", "0"));
   EXPECT_THAT(BuildCarpSetTimingArgv("em0", 10, 2, 50),
-              ElementsAre("/sbin/ifconfig", "em0", "vhid", "10", "advbase", "2", "advskew",
+              ElementsAre("ifconfig", "em0", "vhid", "10", "advbase", "2", "advskew",
                           "50"));
   EXPECT_THAT(BuildCarpRemoveArgv("em0", "10.0.0.50"),
-              ElementsAre("/sbin/ifconfig", "em0", "inet", "10.0.0.50", "-alias"));
-  EXPECT_THAT(BuildIfconfigShowArgv("em0"), ElementsAre("/sbin/ifconfig", "em0"));
-  EXPECT_THAT(BuildCarpPreemptArgv(), ElementsAre("/sbin/sysctl", "net.inet.carp.preempt=1"));
+              ElementsAre("ifconfig", "em0", "inet", "10.0.0.50", "-alias"));
+  EXPECT_THAT(BuildIfconfigShowArgv("em0"), ElementsAre("ifconfig", "em0"));
+  EXPECT_THAT(BuildCarpPreemptArgv(), ElementsAre("sysctl", "net.inet.carp.preempt=1"));
 }
 
 TEST(CarpArgvTest, LimitsAreAccepted) {
