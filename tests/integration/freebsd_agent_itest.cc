@@ -320,9 +320,19 @@ TEST_F(FreeBsdAgentTest, ImageJailVipAndEpochFencingEndToEnd) {
   s1->Stop();
 }
 
+// What an agent reports to the coordinator, for comparing and printing.
+std::string Reported(const v1::ObservedState& state) {
+  return absl::StrCat("jails ", state.jails_size(), " imports ", state.imports_size(), " vips ",
+                      state.vips_size(), "\n", state.DebugString());
+}
+
 TEST_F(FreeBsdAgentTest, RepeatedOperationIdsRunOnceAndARestartedAgentFindsItsWork) {
+  // A coordinator that keeps granting (ttl 30 s): h1 reports what it has.
+  testing::FakeCoordinator coordinator(absl::Seconds(30), absl::Milliseconds(200));
+  const std::vector<std::string> lease = {"--coordinators=" + coordinator.Start(),
+                                          "--lease_ttl=30s", "--lease_renew_interval=200ms"};
   auto s1 = StartAgent("s1", 1);
-  auto h1 = StartAgent("h1", 1);
+  auto h1 = StartAgent("h1", 1, lease);
   ASSERT_TRUE(s1->ok() && h1->ok());
   std::string endpoint;
   ASSERT_NO_FATAL_FAILURE(CreateAndExport(*s1, &endpoint));
@@ -344,13 +354,32 @@ TEST_F(FreeBsdAgentTest, RepeatedOperationIdsRunOnceAndARestartedAgentFindsItsWo
   ASSERT_THAT(vips_before, SizeIs(1));
   const std::vector<int> server_before = fake_.LiveGgatedPids();
   const std::string world_before = World();
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const v1::ObservedState seen = coordinator.last_observed();
+        return seen.jails_size() == 1 && seen.jails(0).ready() && seen.imports_size() == 1 &&
+               seen.vips_size() == 1;
+      },
+      absl::Seconds(10)))
+      << Reported(coordinator.last_observed());
+  const std::string reported_before = Reported(coordinator.last_observed());
+  const int heartbeats_before = coordinator.heartbeats();
 
   // Restart both agents (SIGKILL for h1: no clean-up at all).
   h1->Kill();
   s1->Stop();
   s1 = StartAgent("s1", 2);
-  h1 = StartAgent("h1", 2);
+  h1 = StartAgent("h1", 2, lease);
   ASSERT_TRUE(s1->ok() && h1->ok());
+  // The restarted h1 reports the same jail, import (device, mount point,
+  // epoch) and VIP as before.
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        return coordinator.heartbeats() > heartbeats_before + 2 &&
+               Reported(coordinator.last_observed()) == reported_before;
+      },
+      absl::Seconds(10)))
+      << "before:\n" << reported_before << "after:\n" << Reported(coordinator.last_observed());
   EXPECT_THAT(h1->log(), HasSubstr("1 jails"));
   EXPECT_THAT(JailNames(*h1), ElementsAre(jails_before[0]));
   EXPECT_THAT(VipStates(*h1), ElementsAre(vips_before[0]));
@@ -369,6 +398,7 @@ TEST_F(FreeBsdAgentTest, RepeatedOperationIdsRunOnceAndARestartedAgentFindsItsWo
             std::make_pair(200, std::string("ready\n")));
   h1->Stop();
   s1->Stop();
+  coordinator.Stop();
 }
 
 TEST_F(FreeBsdAgentTest, SilencedCoordinatorSelfFencesThroughTheDriver) {
@@ -428,7 +458,7 @@ TEST_F(FreeBsdAgentTest, SilencedCoordinatorSelfFencesThroughTheDriver) {
                 fake_.CountCalls(absl::StrCat("umount -f ", mount_point())),
             1);
   EXPECT_EQ(fake_.CountCalls("ifconfig em0 inet 198.18.0.100 -alias"), 1);
-  EXPECT_THAT(h1->log(), HasSubstr("fenc"));
+  EXPECT_THAT(h1->log(), HasSubstr("self-fenced"));
   const auto healthz = HttpGet(h1->http_port(), "/healthz");
   EXPECT_EQ(healthz.first, 200);
   EXPECT_THAT(healthz.second, HasSubstr("self-fenced"));
