@@ -1,5 +1,8 @@
 #include "agent/agent_options.h"
 
+#include <filesystem>
+#include <system_error>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/marshalling.h"
 #include "absl/strings/str_cat.h"
@@ -42,6 +45,16 @@ ABSL_FLAG(std::string, freebsd_tool_path,
 ABSL_FLAG(std::string, freebsd_devd_socket,
           jailover::agent::freebsd::FreeBsdDriverOptions().devd_socket,
           "FreeBSD driver: devd's seqpacket socket, read for CARP transitions.");
+ABSL_FLAG(std::string, linux_tool_path,
+          jailover::agent::linux_driver::LinuxDriverOptions().tool_path,
+          "Linux driver: PATH in which ip, ucarp, nbd-server, nbdfuse, losetup, e2fsck, mount, "
+          "unshare... are looked up (absolute directories separated by ':').");
+ABSL_FLAG(std::string, linux_jail_init, "",
+          "Linux driver: path of jailover-jail-init, the jails' pid 1; default: beside this "
+          "program, else /usr/local/libexec/jailover/jailover-jail-init.");
+ABSL_FLAG(std::string, storage_address, "",
+          "Storage role: the address export servers (ggated, nbd-server) bind and clients reach "
+          "them at; empty = all addresses.");
 
 namespace jailover::agent {
 
@@ -116,15 +129,39 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
         "--lease_ttl must be at least twice --lease_renew_interval, which must be positive");
   }
 
-  options.freebsd.tool_path = absl::GetFlag(FLAGS_freebsd_tool_path);
-  for (absl::string_view dir : absl::StrSplit(options.freebsd.tool_path, ':')) {
+  options.freebsd_options.tool_path = absl::GetFlag(FLAGS_freebsd_tool_path);
+  for (absl::string_view dir : absl::StrSplit(options.freebsd_options.tool_path, ':')) {
     RETURN_IF_ERROR(
         common::ValidateAbsolutePath("--freebsd_tool_path", std::string(dir)).status());
   }
-  ASSIGN_OR_RETURN(options.freebsd.devd_socket,
+  ASSIGN_OR_RETURN(options.freebsd_options.devd_socket,
                    common::ValidateAbsolutePath("--freebsd_devd_socket",
                                                 absl::GetFlag(FLAGS_freebsd_devd_socket)));
-  options.freebsd.state_dir = options.state_dir;
+  options.freebsd_options.state_dir = options.state_dir;
+
+  const std::string storage_address = absl::GetFlag(FLAGS_storage_address);
+  if (!storage_address.empty()) {
+    RETURN_IF_ERROR(common::ValidateIpAddress("--storage_address", storage_address));
+  }
+  options.freebsd_options.storage_listen_address = storage_address;
+  options.linux_options.storage_listen_address = storage_address;
+  options.linux_options.state_dir = options.state_dir;
+  options.linux_options.tool_path = absl::GetFlag(FLAGS_linux_tool_path);
+  for (absl::string_view dir : absl::StrSplit(options.linux_options.tool_path, ':')) {
+    RETURN_IF_ERROR(common::ValidateAbsolutePath("--linux_tool_path", std::string(dir)).status());
+  }
+  std::string jail_init = absl::GetFlag(FLAGS_linux_jail_init);
+  if (jail_init.empty()) {
+    // Beside this program (the build tree and an install keep them together).
+    std::error_code error;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+    const std::filesystem::path beside = self.parent_path() / "jailover-jail-init";
+    jail_init = !error && std::filesystem::exists(beside, error)
+                    ? beside.string()
+                    : options.linux_options.jail_init_path;
+  }
+  ASSIGN_OR_RETURN(options.linux_options.jail_init_path,
+                   common::ValidateAbsolutePath("--linux_jail_init", jail_init));
 
   const std::string driver = absl::GetFlag(FLAGS_driver);
   if (driver.empty()) {

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/driver/freebsd/freebsd_options.h"
+#include "agent/driver/linux/linux_options.h"
 #include "common/daemon/grpc_server.h"
 #include "jailover/v1/types.pb.h"
 
@@ -34,7 +35,10 @@ struct AgentOptions {
   absl::Duration lease_renew_interval = absl::Milliseconds(500);
   // FreeBSD driver settings from flags (tool_path, devd_socket); the agent
   // sets state_dir to its own.
-  freebsd::FreeBsdDriverOptions freebsd;
+  freebsd::FreeBsdDriverOptions freebsd_options;
+  // Linux driver settings from flags (tool_path, jail_init_path,
+  // storage_listen_address); state_dir is the agent's.
+  linux_driver::LinuxDriverOptions linux_options;
 };
 
 // The driver a host of this platform uses when --driver is not given.

@@ -41,7 +41,8 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   ASSIGN_OR_RETURN(server->store_, AgentStateStore::Open(options.state_dir + "/agent-state.json",
                                                          options.host_name, clock));
   ASSIGN_OR_RETURN(server->drivers_,
-                   MakeHostDrivers(options.driver, server->runner_, clock, options.freebsd));
+                   MakeHostDrivers(options.driver, server->runner_, clock,
+                                   options.freebsd_options, options.linux_options));
 
   AgentCoreOptions core_options;
   core_options.host_name = options.host_name;
@@ -54,7 +55,8 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   const std::string incarnation = NewIncarnation();
   server->service_ =
       std::make_unique<AgentService>(*server->core_, options.driver, clock.WallNow(), incarnation);
-  ASSIGN_OR_RETURN(server->grpc_, common::GrpcServer::Start(options.grpc, {server->service_.get()}));
+  ASSIGN_OR_RETURN(server->grpc_,
+                   common::GrpcServer::Start(options.grpc, {server->service_.get()}));
   server->grpc_->SetServing(jailover::v1::Agent::service_full_name(), true);
   ASSIGN_OR_RETURN(server->http_, HealthHttpServer::Start(options.http_listen,
                                                           options.http_port_file, *server->core_));

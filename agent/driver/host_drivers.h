@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "agent/driver/disk_driver.h"
 #include "agent/driver/freebsd/freebsd_options.h"
+#include "agent/driver/linux/linux_options.h"
 #include "agent/driver/jail_driver.h"
 #include "agent/driver/vip_driver.h"
 #include "common/exec/command_runner.h"
@@ -30,6 +31,7 @@ struct HostDrivers {
 // outlive the drivers. Unimplemented for a driver this build does not have.
 absl::StatusOr<HostDrivers> MakeHostDrivers(v1::DriverKind kind, common::CommandRunner& runner,
                                             common::Clock& clock,
-                                            const freebsd::FreeBsdDriverOptions& freebsd_options);
+                                            const freebsd::FreeBsdDriverOptions& freebsd_options,
+                                            const linux_driver::LinuxDriverOptions& linux_options);
 
 }  // namespace jailover::agent

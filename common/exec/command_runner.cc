@@ -537,4 +537,149 @@ absl::StatusOr<CommandResult> EnvironmentCommandRunner::Run(const std::vector<st
   return base_.Run(argv, with_env);
 }
 
+absl::StatusOr<pid_t> CommandRunner::StartDetached(const std::vector<std::string>& argv,
+                                                   const DetachedOptions& options) {
+  return absl::UnimplementedError(absl::StrCat("this runner cannot start daemons: ",
+                                               FormatArgv(argv, options.secret_args)));
+}
+
+namespace {
+
+// Reads exactly sizeof(int) bytes; false on EOF before that.
+bool ReadInt(int fd, int* value) {
+  char buffer[sizeof(int)];
+  size_t got = 0;
+  while (got < sizeof(buffer)) {
+    const ssize_t n = ::read(fd, buffer + got, sizeof(buffer) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  std::memcpy(value, buffer, sizeof(int));
+  return true;
+}
+
+// Async-signal-safe write of one int (in the forked children).
+void WriteInt(int fd, int value) {
+  const char* data = reinterpret_cast<const char*>(&value);
+  size_t done = 0;
+  while (done < sizeof(int)) {
+    const ssize_t n = ::write(fd, data + done, sizeof(int) - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<pid_t> SubprocessCommandRunner::StartDetached(
+    const std::vector<std::string>& argv, const DetachedOptions& options) {
+  if (absl::Status status = ValidateArgv(argv); !status.ok()) return status;
+  const std::string shown = FormatArgv(argv, options.secret_args);
+  if (options.log_path.empty() || options.log_path[0] != '/' ||
+      options.log_path.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(shown, ": a daemon needs an absolute log path, got ",
+                     FormatArgv({options.log_path})));
+  }
+  CommandOptions env_options;
+  env_options.inherit_environment = options.inherit_environment;
+  env_options.env = options.env;
+  absl::StatusOr<std::vector<std::string>> env = BuildEnvironment(env_options);
+  if (!env.ok()) return env.status();
+  const std::string search_path = FindPath(*env).value_or(kDefaultCommandPath);
+  absl::StatusOr<std::string> program = ResolveProgram(argv[0], search_path, options.working_dir);
+  if (!program.ok()) return program.status();
+
+  UniqueFd log_fd(::open(options.log_path.c_str(),
+                         O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600));
+  if (!log_fd.valid()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(shown, ": log ", options.log_path, ": ", ErrnoText(errno)));
+  }
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return InternalErrno("pipe2", errno);
+  UniqueFd report_read(report[0]);
+  UniqueFd report_write(report[1]);
+
+  // Everything the children need is built before fork: after it, in a
+  // multithreaded process, only async-signal-safe calls are allowed.
+  std::vector<char*> child_argv;
+  for (const std::string& arg : argv) child_argv.push_back(const_cast<char*>(arg.c_str()));
+  child_argv.push_back(nullptr);
+  std::vector<char*> child_env;
+  for (const std::string& entry : *env) child_env.push_back(const_cast<char*>(entry.c_str()));
+  child_env.push_back(nullptr);
+  const char* path = program->c_str();
+  const char* dir = options.working_dir.empty() ? nullptr : options.working_dir.c_str();
+  const int out = log_fd.get();
+  const int status_fd = report_write.get();
+  const long max_fd = std::min<long>(std::max<long>(::sysconf(_SC_OPEN_MAX), 1024), 65536);
+
+  const pid_t middle = ::fork();
+  if (middle < 0) return InternalErrno("fork", errno);
+  if (middle == 0) {
+    // Middle child: forks the daemon and exits at once, so the daemon is
+    // reparented and never our zombie.
+    const pid_t daemon = ::fork();
+    if (daemon < 0) {
+      WriteInt(status_fd, -errno);
+      ::_exit(1);
+    }
+    if (daemon > 0) {
+      WriteInt(status_fd, daemon);
+      ::_exit(0);
+    }
+    // The daemon: leader of a new session and process group of its own.
+    ::setsid();
+    sigset_t empty;
+    sigemptyset(&empty);
+    ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+    struct sigaction default_action;
+    std::memset(&default_action, 0, sizeof(default_action));
+    default_action.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &default_action, nullptr);
+    }
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || ::dup2(null_fd, STDIN_FILENO) < 0 || ::dup2(out, STDOUT_FILENO) < 0 ||
+        ::dup2(out, STDERR_FILENO) < 0 || (dir != nullptr && ::chdir(dir) != 0)) {
+      WriteInt(status_fd, errno);
+      ::_exit(127);
+    }
+    // Every other descriptor but the report pipe (close-on-exec) goes.
+    for (int fd = STDERR_FILENO + 1; fd < max_fd; ++fd) {
+      if (fd != status_fd) ::close(fd);
+    }
+    ::execve(path, child_argv.data(), child_env.data());
+    WriteInt(status_fd, errno);
+    ::_exit(127);
+  }
+  report_write.Reset();
+  int wait_status = 0;
+  while (::waitpid(middle, &wait_status, 0) < 0 && errno == EINTR) {
+  }
+  int daemon_pid = 0;
+  if (!ReadInt(report_read.get(), &daemon_pid)) {
+    return absl::InternalError(absl::StrCat(shown, ": the forked starter died"));
+  }
+  if (daemon_pid <= 0) return InternalErrno(absl::StrCat(shown, ": fork"), -daemon_pid);
+  int exec_errno = 0;
+  if (ReadInt(report_read.get(), &exec_errno)) {
+    // The daemon wrote an errno before exec (or instead of it).
+    return absl::InternalError(
+        absl::StrCat(shown, ": not started: ", ErrnoText(exec_errno)));
+  }
+  spdlog::debug("{}: started detached, pid {}, log {}", shown, daemon_pid, options.log_path);
+  return static_cast<pid_t>(daemon_pid);
+}
+
+absl::StatusOr<pid_t> EnvironmentCommandRunner::StartDetached(
+    const std::vector<std::string>& argv, const DetachedOptions& options) {
+  DetachedOptions with_env = options;
+  for (const auto& [name, value] : env_) with_env.env.emplace(name, value);  // caller's wins
+  return base_.StartDetached(argv, with_env);
+}
+
 }  // namespace jailover::common

@@ -4,6 +4,8 @@
 // an argument are never interpreted. Implementations are thread-safe.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <map>
 #include <string>
@@ -42,6 +44,19 @@ struct CommandOptions {
   std::vector<size_t> secret_args;
 };
 
+// How CommandRunner::StartDetached starts a daemon.
+struct DetachedOptions {
+  // stdout and stderr are appended to this file (created mode 0600).
+  // Required: a daemon's output must go somewhere an operator can read.
+  std::string log_path;
+  // Environment and working directory, as in CommandOptions.
+  bool inherit_environment = false;
+  std::map<std::string, std::string> env;
+  std::string working_dir;
+  // argv indices shown as *** in logs and errors.
+  std::vector<size_t> secret_args;
+};
+
 struct CommandResult {
   // Exit status when the child exited normally, else -1.
   int exit_code = -1;
@@ -71,6 +86,18 @@ class CommandRunner {
   virtual absl::StatusOr<CommandResult> Run(const std::vector<std::string>& argv,
                                             const CommandOptions& options) = 0;
 
+  // Starts argv[0] as a daemon the caller keeps (ucarp, nbd-server, nbdfuse,
+  // a Linux jail's init): in a new session (its own process group, no
+  // controlling terminal), stdin on /dev/null, stdout and stderr appended to
+  // options.log_path, default signal dispositions and an empty signal mask,
+  // and not a child of this process (double fork), so it outlives the caller
+  // and is never left a zombie. Returns its pid once it has exec'd. Errors:
+  // InvalidArgument (bad argv, env or log path), NotFound (argv[0] is not an
+  // executable, searched in PATH), Internal (fork/exec failure). Runners
+  // that cannot start daemons return Unimplemented.
+  virtual absl::StatusOr<pid_t> StartDetached(const std::vector<std::string>& argv,
+                                              const DetachedOptions& options);
+
   // Run with default options and the given timeout.
   absl::StatusOr<CommandResult> Run(const std::vector<std::string>& argv,
                                     absl::Duration timeout) {
@@ -90,6 +117,8 @@ class SubprocessCommandRunner final : public CommandRunner {
   // CommandRunner
   absl::StatusOr<CommandResult> Run(const std::vector<std::string>& argv,
                                     const CommandOptions& options) override;
+  absl::StatusOr<pid_t> StartDetached(const std::vector<std::string>& argv,
+                                      const DetachedOptions& options) override;
 };
 
 // Runs every command through another runner with fixed environment entries
@@ -106,6 +135,8 @@ class EnvironmentCommandRunner final : public CommandRunner {
   // CommandRunner
   absl::StatusOr<CommandResult> Run(const std::vector<std::string>& argv,
                                     const CommandOptions& options) override;
+  absl::StatusOr<pid_t> StartDetached(const std::vector<std::string>& argv,
+                                      const DetachedOptions& options) override;
 
  private:
   CommandRunner& base_;

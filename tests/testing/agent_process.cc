@@ -78,7 +78,11 @@ int AgentProcess::WaitForPort(const std::string& file) {
 }
 
 std::pair<int, std::string> HttpGet(int port, const std::string& path) {
-  httplib::Client client("127.0.0.1", port);
+  return HttpGet("127.0.0.1", port, path);
+}
+
+std::pair<int, std::string> HttpGet(const std::string& host, int port, const std::string& path) {
+  httplib::Client client(host, port);
   client.set_connection_timeout(5);
   client.set_read_timeout(5);
   auto result = client.Get(path.c_str());

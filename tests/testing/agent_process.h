@@ -47,7 +47,9 @@ class AgentProcess {
   int http_port_ = 0;
 };
 
-// GET http://127.0.0.1:PORT/PATH -> (status, body); status -1 if no answer.
+// GET http://HOST:PORT/PATH -> (status, body); status -1 if no answer.
+std::pair<int, std::string> HttpGet(const std::string& host, int port, const std::string& path);
+// The same on 127.0.0.1.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
 
 // A ClientContext with a 30 s deadline, so a hung agent fails the test

@@ -78,37 +78,69 @@ common::CommandOptions FakeCommandRunner::last_options() const {
   return options_.back();
 }
 
+absl::StatusOr<size_t> FakeCommandRunner::Consume(const std::vector<std::string>& argv,
+                                                  bool detached) {
+  const std::string actual = absl::StrCat(detached ? "(detached) " : "", common::FormatArgv(argv));
+  std::string failure;
+  if (next_ == expected_.size()) {
+    failure = absl::StrCat("FakeCommandRunner: unexpected command (no more expected)\n",
+                           "  actual:   ", actual);
+  } else if (expected_[next_].argv != argv || expected_[next_].detached != detached) {
+    failure = absl::StrCat("FakeCommandRunner: unexpected command #", next_ + 1, "\n",
+                           "  expected: ", expected_[next_].detached ? "(detached) " : "",
+                           common::FormatArgv(expected_[next_].argv), "\n", "  actual:   ",
+                           actual);
+    for (size_t i = next_ + 1; i < expected_.size(); ++i) {
+      if (expected_[i].argv == argv && expected_[i].detached == detached) {
+        absl::StrAppend(&failure, "\n  (out of order: matches expected command #", i + 1, ")");
+        break;
+      }
+    }
+  } else {
+    return next_++;
+  }
+  ADD_FAILURE() << failure;
+  return absl::InternalError(failure);
+}
+
 absl::StatusOr<common::CommandResult> FakeCommandRunner::Run(
     const std::vector<std::string>& argv, const common::CommandOptions& options) {
-  std::string failure;
-  absl::StatusOr<common::CommandResult> result;
-  {
-    absl::MutexLock lock(&mu_);
-    calls_.push_back(argv);
-    options_.push_back(options);
-    const std::string actual = common::FormatArgv(argv);
-    if (next_ == expected_.size()) {
-      failure = absl::StrCat("FakeCommandRunner: unexpected command (no more expected)\n",
-                             "  actual:   ", actual);
-    } else if (expected_[next_].argv != argv) {
-      failure = absl::StrCat("FakeCommandRunner: unexpected command #", next_ + 1, "\n",
-                             "  expected: ", common::FormatArgv(expected_[next_].argv), "\n",
-                             "  actual:   ", actual);
-      for (size_t i = next_ + 1; i < expected_.size(); ++i) {
-        if (expected_[i].argv == argv) {
-          absl::StrAppend(&failure, "\n  (out of order: matches expected command #", i + 1, ")");
-          break;
-        }
-      }
-    } else {
-      result = expected_[next_++].result;
-    }
-  }
-  if (!failure.empty()) {
-    ADD_FAILURE() << failure;
-    return absl::InternalError(failure);
-  }
-  return result;
+  absl::MutexLock lock(&mu_);
+  calls_.push_back(argv);
+  options_.push_back(options);
+  absl::StatusOr<size_t> index = Consume(argv, false);
+  if (!index.ok()) return index.status();
+  return expected_[*index].result;
+}
+
+void FakeCommandRunner::ExpectDetached(std::vector<std::string> argv,
+                                       absl::StatusOr<pid_t> pid) {
+  absl::MutexLock lock(&mu_);
+  Expectation expectation{std::move(argv), common::CommandResult()};
+  expectation.detached = true;
+  expectation.pid = std::move(pid);
+  expected_.push_back(std::move(expectation));
+}
+
+absl::StatusOr<pid_t> FakeCommandRunner::StartDetached(const std::vector<std::string>& argv,
+                                                       const common::DetachedOptions& options) {
+  absl::MutexLock lock(&mu_);
+  calls_.push_back(argv);
+  common::CommandOptions as_run;
+  as_run.inherit_environment = options.inherit_environment;
+  as_run.env = options.env;
+  as_run.working_dir = options.working_dir;
+  as_run.secret_args = options.secret_args;
+  options_.push_back(std::move(as_run));
+  detached_options_.push_back(options);
+  absl::StatusOr<size_t> index = Consume(argv, true);
+  if (!index.ok()) return index.status();
+  return expected_[*index].pid;
+}
+
+std::vector<common::DetachedOptions> FakeCommandRunner::detached_options() const {
+  absl::MutexLock lock(&mu_);
+  return detached_options_;
 }
 
 FaultInjectingCommandRunner::FaultInjectingCommandRunner(common::CommandRunner& base)
@@ -142,8 +174,8 @@ int FaultInjectingCommandRunner::injected_count() const {
   return injected_count_;
 }
 
-absl::StatusOr<common::CommandResult> FaultInjectingCommandRunner::Run(
-    const std::vector<std::string>& argv, const common::CommandOptions& options) {
+std::optional<absl::Status> FaultInjectingCommandRunner::NextFault(
+    const std::vector<std::string>& argv) {
   std::optional<absl::Status> fault;
   {
     absl::MutexLock lock(&mu_);
@@ -158,9 +190,20 @@ absl::StatusOr<common::CommandResult> FaultInjectingCommandRunner::Run(
     }
     if (fault.has_value()) ++injected_count_;
   }
-  if (fault.has_value()) return *std::move(fault);
+  return fault;
+}
+
+absl::StatusOr<common::CommandResult> FaultInjectingCommandRunner::Run(
+    const std::vector<std::string>& argv, const common::CommandOptions& options) {
+  if (std::optional<absl::Status> fault = NextFault(argv); fault.has_value()) return *fault;
   // Outside the lock: the wrapped runner may block for the command's duration.
   return base_.Run(argv, options);
+}
+
+absl::StatusOr<pid_t> FaultInjectingCommandRunner::StartDetached(
+    const std::vector<std::string>& argv, const common::DetachedOptions& options) {
+  if (std::optional<absl::Status> fault = NextFault(argv); fault.has_value()) return *fault;
+  return base_.StartDetached(argv, options);
 }
 
 }  // namespace jailover::testing

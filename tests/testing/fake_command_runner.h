@@ -20,6 +20,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ class FakeCommandRunner final : public common::CommandRunner {
   // Like Expect, but the call returns `status`, which must not be OK (e.g.
   // DeadlineExceeded, NotFound).
   void ExpectError(std::vector<std::string> argv, absl::Status status);
+  // Appends an expectation for StartDetached with exactly `argv`; it returns
+  // `pid` (or its error). A Run call does not match it, nor the reverse.
+  void ExpectDetached(std::vector<std::string> argv, absl::StatusOr<pid_t> pid);
 
   // True when every expectation has been consumed.
   bool AllConsumed() const;
@@ -63,12 +67,23 @@ class FakeCommandRunner final : public common::CommandRunner {
   using common::CommandRunner::Run;
   absl::StatusOr<common::CommandResult> Run(const std::vector<std::string>& argv,
                                             const common::CommandOptions& options) override;
+  // Recorded in calls() like Run; options() gets the daemon's env.
+  absl::StatusOr<pid_t> StartDetached(const std::vector<std::string>& argv,
+                                      const common::DetachedOptions& options) override;
+  // The options of every StartDetached call, in order.
+  std::vector<common::DetachedOptions> detached_options() const;
 
  private:
   struct Expectation {
     std::vector<std::string> argv;
     absl::StatusOr<common::CommandResult> result;
+    bool detached = false;
+    absl::StatusOr<pid_t> pid = 0;
   };
+  // Matches `argv` against the next expectation (of kind `detached`);
+  // returns its index or Internal after ADD_FAILURE.
+  absl::StatusOr<size_t> Consume(const std::vector<std::string>& argv, bool detached)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   // Every expectation in order; those from index next_ on are unconsumed.
@@ -76,6 +91,7 @@ class FakeCommandRunner final : public common::CommandRunner {
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::vector<std::string>> calls_ ABSL_GUARDED_BY(mu_);
   std::vector<common::CommandOptions> options_ ABSL_GUARDED_BY(mu_);
+  std::vector<common::DetachedOptions> detached_options_ ABSL_GUARDED_BY(mu_);
 };
 
 class FaultInjectingCommandRunner final : public common::CommandRunner {
@@ -104,8 +120,13 @@ class FaultInjectingCommandRunner final : public common::CommandRunner {
   using common::CommandRunner::Run;
   absl::StatusOr<common::CommandResult> Run(const std::vector<std::string>& argv,
                                             const common::CommandOptions& options) override;
+  absl::StatusOr<pid_t> StartDetached(const std::vector<std::string>& argv,
+                                      const common::DetachedOptions& options) override;
 
  private:
+  // The fault for this call, if any (counts the call).
+  std::optional<absl::Status> NextFault(const std::vector<std::string>& argv);
+
   common::CommandRunner& base_;  // Not owned.
   mutable absl::Mutex mu_;
   std::map<int, absl::Status> nth_faults_ ABSL_GUARDED_BY(mu_);

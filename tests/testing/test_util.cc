@@ -41,6 +41,13 @@ std::string ReadTestdata(const std::string& relative_path) {
   return text.str();
 }
 
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout,
                absl::Duration interval) {
   const absl::Time deadline = absl::Now() + timeout;

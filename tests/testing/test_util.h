@@ -31,6 +31,9 @@ class ScopedTempDir {
 // failure and returns "" if it cannot be read.
 std::string ReadTestdata(const std::string& relative_path);
 
+// The contents of `path`, or "" if it cannot be read (for failure messages).
+std::string ReadFileOrEmpty(const std::string& path);
+
 // Polls `condition` every `interval` of real time until it is true (returns
 // true) or `timeout` passes (returns false). For waiting on other processes
 // and threads; never a fixed sleep.

@@ -563,25 +563,5 @@ absl::StatusOr<std::vector<MountEntry>> ParseMountP(absl::string_view text) {
   return entries;
 }
 
-// --- errors ---
-
-std::string DescribeToolFailure(const common::CommandResult& result, bool syslog_hint) {
-  std::string head;
-  if (result.exit_code >= 0) {
-    head = absl::StrCat("exit ", result.exit_code);
-  } else if (result.term_signal != 0) {
-    head = absl::StrCat("killed by signal ", result.term_signal);
-  } else {
-    head = "abnormal exit";
-  }
-  absl::string_view said = absl::StripAsciiWhitespace(result.stderr_text);
-  if (said.empty()) said = absl::StripAsciiWhitespace(result.stdout_text);
-  if (said.empty()) {
-    return absl::StrCat(head, syslog_hint ? ", no output; see syslog" : ", no output");
-  }
-  const bool cut = said.size() > kMaxQuoted;
-  if (cut) said = said.substr(0, kMaxQuoted);
-  return absl::StrCat(head, ": ", said, cut ? "..." : "");
-}
 
 }  // namespace jailover::agent::freebsd

@@ -18,6 +18,7 @@
 #include "agent/driver/disk_driver.h"
 #include "agent/driver/freebsd/freebsd_options.h"
 #include "agent/driver/freebsd/tools.h"
+#include "agent/driver/tool_output.h"
 #include "common/exec/command_runner.h"
 
 namespace jailover::agent::freebsd {
@@ -245,14 +246,5 @@ struct MountEntry {
 // mounts. Internal, quoting the line, for a line without six fields or with
 // non-numeric dump/pass.
 absl::StatusOr<std::vector<MountEntry>> ParseMountP(absl::string_view text);
-
-// --- errors ---
-
-// What a failed tool said, for an error message: stderr trimmed, else
-// stdout trimmed (ggatec destroy prints its errors on stdout), each capped
-// at 500 bytes; "exit N" or "killed by signal N" first. With no output and
-// `syslog_hint`, says "no output; see syslog" (ggated and ggatec log their
-// run-time errors to syslog unless -v, reference 0.4).
-std::string DescribeToolFailure(const common::CommandResult& result, bool syslog_hint);
 
 }  // namespace jailover::agent::freebsd

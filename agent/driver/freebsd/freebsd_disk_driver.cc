@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/driver/tool_output.h"
 #include "common/file/file_util.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
@@ -57,16 +58,23 @@ absl::StatusOr<const ExportsEntry*> SingleEntry(const std::string& context,
   return file.entries.empty() ? nullptr : &file.entries.front();
 }
 
-// Appends `text` to `out` while `out` stays within `cap` bytes (plus a
-// truncation note once).
-void AppendCapped(std::string* out, absl::string_view text, size_t cap) {
-  if (out->size() >= cap) return;
-  if (out->size() + text.size() > cap) {
-    absl::StrAppend(out, text.substr(0, cap - out->size()), "\n[output truncated]\n");
-  } else {
-    absl::StrAppend(out, text);
+// The single entry of a one-unit listing (mdconfig -l -u N, ggatec list -u
+// N), or none; Internal if the tool listed anything else.
+template <typename Entry>
+absl::StatusOr<std::optional<Entry>> OnlyUnit(const std::string& context,
+                                              const std::vector<std::string>& argv,
+                                              std::vector<Entry> entries,
+                                              const std::string& wanted,
+                                              std::string (*name_of)(const Entry&)) {
+  if (entries.empty()) return std::optional<Entry>();
+  if (entries.size() != 1 || name_of(entries[0]) != wanted) {
+    return absl::InternalError(absl::StrCat(context, ": ", common::FormatArgv(argv),
+                                            ": expected only ", wanted, ", got ",
+                                            entries.size(), " entries"));
   }
+  return std::optional<Entry>(std::move(entries[0]));
 }
+
 
 }  // namespace
 
@@ -198,12 +206,12 @@ absl::StatusOr<std::optional<MdDevice>> FreeBsdDiskDriver::MdUnitState(const std
   RETURN_IF_ERROR(CheckOutputComplete(context, argv, result));
   absl::StatusOr<std::vector<MdDevice>> devices = ParseMdconfigListVerbose(result.stdout_text);
   if (!devices.ok()) return common::Annotate(devices.status(), context);
-  if (devices->size() != 1 || (*devices)[0].unit != unit) {
+  if (devices->empty()) {  // exit 0 means found
     return absl::InternalError(absl::StrCat(context, ": ", common::FormatArgv(argv),
-                                            ": expected exactly md", unit, ", got ",
-                                            devices->size(), " device(s)"));
+                                            ": exit 0 but md", unit, " is not listed"));
   }
-  return std::optional<MdDevice>(std::move((*devices)[0]));
+  return OnlyUnit<MdDevice>(context, argv, *std::move(devices), absl::StrCat("md", unit),
+                            [](const MdDevice& d) { return d.name; });
 }
 
 absl::StatusOr<bool> FreeBsdDiskDriver::CreateImage(const ImageFile& image) {
@@ -654,14 +662,9 @@ absl::StatusOr<std::optional<GgateProvider>> FreeBsdDiskDriver::GgateUnitState(
   absl::StatusOr<std::vector<GgateProvider>> providers =
       ParseGgatecListVerbose(result.stdout_text);
   if (!providers.ok()) return common::Annotate(providers.status(), context);
-  const std::string name = absl::StrCat("ggate", unit);
-  if (providers->empty()) return std::optional<GgateProvider>();
-  if (providers->size() != 1 || (*providers)[0].name != name) {
-    return absl::InternalError(absl::StrCat(context, ": ", common::FormatArgv(argv),
-                                            ": expected only ", name, ", got ",
-                                            providers->size(), " provider(s)"));
-  }
-  return std::optional<GgateProvider>(std::move((*providers)[0]));
+  return OnlyUnit<GgateProvider>(context, argv, *std::move(providers),
+                                 absl::StrCat("ggate", unit),
+                                 [](const GgateProvider& p) { return p.name; });
 }
 
 absl::StatusOr<ImportInfo> FreeBsdDiskDriver::Import(const ImportSource& source) {
@@ -763,15 +766,7 @@ absl::StatusOr<FsckOutcome> FreeBsdDiskDriver::Fsck(const std::string& device,
   auto run = [&](const std::vector<std::string>& argv) -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(common::CommandResult result,
                      Run(device, argv, options_.command_timeout, kMaxFsckOutputBytes));
-    std::string chunk = absl::StrCat("$ ", common::FormatArgv(argv), "\n", result.stdout_text,
-                                     result.stderr_text);
-    if (chunk.back() != '\n') chunk.push_back('\n');
-    absl::StrAppend(&chunk, "[",
-                    result.exit_code >= 0
-                        ? absl::StrCat("exit ", result.exit_code)
-                        : absl::StrCat("killed by signal ", result.term_signal),
-                    "]\n");
-    AppendCapped(&outcome.output, chunk, kMaxFsckOutputBytes);
+    AppendTranscript(&outcome.output, argv, result, kMaxFsckOutputBytes);
     return result.exit_code;
   };
   auto finish = [&](FsckOutcome::Result result) {

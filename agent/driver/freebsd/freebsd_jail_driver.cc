@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "agent/driver/tool_output.h"
 #include "common/file/file_util.h"
 #include "common/status/status_macros.h"
 
@@ -32,26 +33,6 @@ constexpr absl::Duration kMaxToolTimeout = absl::Seconds(30);
 // Grace for the jail -r that undoes a start whose rctl rules failed.
 constexpr absl::Duration kRollbackGrace = absl::Seconds(10);
 
-// A tool's stderr for a one-line message.
-std::string OneLine(absl::string_view text) {
-  return absl::StrReplaceAll(absl::StripAsciiWhitespace(text), {{"\n", "; "}});
-}
-
-// "exit 1: jail: ..." / "signal 9" for a command that did not succeed.
-std::string DescribeFailure(const common::CommandResult& result) {
-  std::string out = result.exit_code >= 0 ? absl::StrCat("exit ", result.exit_code)
-                                          : absl::StrCat("signal ", result.term_signal);
-  const std::string err = OneLine(result.stderr_text);
-  if (!err.empty()) absl::StrAppend(&out, ": ", err);
-  return out;
-}
-
-absl::Status MakePrivateDir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-    return absl::InternalError(absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 

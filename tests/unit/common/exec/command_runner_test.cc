@@ -397,6 +397,53 @@ TEST_F(CommandRunnerTest, EnvironmentRunnerAddsItsEntriesUnlessTheCallerSetsThem
   EXPECT_EQ(nowhere.Run({"env"}, absl::Seconds(10)).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(CommandRunnerTest, StartDetachedRunsADaemonInItsOwnSessionLoggingToItsFile) {
+  const std::string dir = MakeTempDir("runner_detached");
+  const std::string script = dir + "/daemon.sh";
+  WriteExecutable(script, "#!/bin/sh\necho \"started $JAILOVER_X\"\nexec sleep 60\n");
+  DetachedOptions options;
+  options.log_path = dir + "/daemon.log";
+  options.env["JAILOVER_X"] = "with env";
+  absl::StatusOr<pid_t> pid = runner_.StartDetached({script}, options);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return ReadFile(options.log_path) == "started with env\n"; }, absl::Seconds(10)))
+      << ReadFile(options.log_path);
+  EXPECT_EQ(::getsid(*pid), *pid);     // leads its own session
+  EXPECT_EQ(::getpgid(*pid), *pid);    // and its own process group
+  char target[256] = {};
+  ASSERT_GT(::readlink(absl::StrCat("/proc/", *pid, "/fd/0").c_str(), target, sizeof(target) - 1),
+            0);
+  EXPECT_STREQ(target, "/dev/null");
+  // The pid is the program's own (it exec'd `sleep`), not a starter's.
+  EXPECT_THAT(ReadFile(absl::StrCat("/proc/", *pid, "/cmdline")), HasSubstr("sleep"));
+  ::kill(*pid, SIGKILL);
+  EXPECT_TRUE(WaitUntilGone(*pid));
+}
+
+TEST_F(CommandRunnerTest, StartDetachedErrors) {
+  const std::string dir = MakeTempDir("runner_detached_errors");
+  DetachedOptions options;
+  options.log_path = dir + "/daemon.log";
+  EXPECT_EQ(runner_.StartDetached({"jailover-no-such-program"}, options).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(runner_.StartDetached({}, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A script whose interpreter is missing passes the checks but cannot exec.
+  const std::string bad = dir + "/bad.sh";
+  WriteExecutable(bad, "#!/nonexistent/interpreter\n");
+  const absl::Status not_started = runner_.StartDetached({bad}, options).status();
+  EXPECT_EQ(not_started.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(not_started.message(), HasSubstr("not started"));
+  DetachedOptions relative;
+  relative.log_path = "daemon.log";
+  EXPECT_EQ(runner_.StartDetached({"sleep", "1"}, relative).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  relative.log_path = dir + "/no/such/dir/daemon.log";
+  EXPECT_EQ(runner_.StartDetached({"sleep", "1"}, relative).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(CommandRunnerTest, InvalidEnvNameIsInvalidArgument) {
   CommandOptions options;
   options.env["A=B"] = "x";
@@ -560,7 +607,8 @@ TEST(CommandRunnerSecretTest, TimeoutErrorDoesNotShowTheSecret) {
   // sh gets the secret as $0 and ignores it.
   const auto result = runner.Run({"sh", "-c", "sleep 5", "hunter2"}, options);
   ASSERT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_THAT(std::string(result.status().message()), ::testing::Not(::testing::HasSubstr("hunter2")));
+  EXPECT_THAT(std::string(result.status().message()),
+              ::testing::Not(::testing::HasSubstr("hunter2")));
   EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("sh -c 'sleep 5' ***"));
 }
 

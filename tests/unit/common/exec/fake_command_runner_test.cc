@@ -224,3 +224,29 @@ TEST(FaultInjectingCommandRunnerTest, OkStatusIsRejected) {
 
 }  // namespace
 }  // namespace jailover::testing
+
+namespace jailover::testing {
+namespace {
+
+TEST(FakeCommandRunnerDetachedTest, DetachedAndRunExpectationsDoNotMix) {
+  FakeCommandRunner runner;
+  runner.ExpectDetached({"ucarp", "-i", "eth0"}, 4242);
+  runner.ExpectExit({"ip", "addr"}, 0);
+  common::DetachedOptions options;
+  options.log_path = "/var/log/ucarp.log";
+  auto pid = runner.StartDetached({"ucarp", "-i", "eth0"}, options);
+  ASSERT_TRUE(pid.ok());
+  EXPECT_EQ(*pid, 4242);
+  // A StartDetached where a Run is expected fails the test.
+  absl::Status wrong;
+  EXPECT_NONFATAL_FAILURE(wrong = runner.StartDetached({"ip", "addr"}, options).status(),
+                          "(detached) ip addr");
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kInternal);
+  ASSERT_EQ(runner.detached_options().size(), 2u);
+  EXPECT_EQ(runner.detached_options()[0].log_path, "/var/log/ucarp.log");
+  EXPECT_TRUE(runner.Run({"ip", "addr"}, absl::Seconds(1)).ok());
+  runner.VerifyAllConsumed();
+}
+
+}  // namespace
+}  // namespace jailover::testing

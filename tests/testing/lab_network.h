@@ -1,0 +1,163 @@
+// LabNetwork: an isolated L2 segment in network namespaces for lab tests
+// (root only). A bridge lives in its own namespace PREFIX-sw, connected to
+// nothing real; each host is a network namespace PREFIX-NAME with eth0
+// (198.18.0.0/15 address given by the test) on that bridge, plus a
+// persistent mount namespace of its own, so FUSE mounts and mounts made in
+// the host stay visible to later commands in it (`ip netns exec` would give
+// each command a fresh one).
+//
+// PREFIX is unique per test process ("jl" + pid), so lab tests can run in
+// parallel. RAII: the destructor kills every process whose network
+// namespace is a lab host's (by pid, found through /proc/PID/ns/net),
+// unmounts what is mounted under the lab directory in each host, detaches
+// loop devices backed by files under it, drops the mount namespaces and
+// deletes the network namespaces — on success and on failure alike.
+// SweepLabLeftovers removes what a crashed lab test left (its own
+// namespaces only, recognised by the "jl" prefix and the lab directory).
+//
+// Ownership: a lab jl<PID> belongs to process PID; LabLeftovers() and
+// SweepLabLeftovers() only look at labs whose owner is dead (checked by pid
+// and start time recorded in /run/jailover-lab/jl<PID>.owner, so a reused
+// pid does not keep a dead lab alive), so lab tests running in parallel
+// (ctest -j) never see or sweep each other's live labs. Not thread-safe:
+// one LabNetwork is used by one test thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/exec/command_runner.h"
+
+namespace jailover::testing {
+
+// True if lab tests can run here: root (euid 0) and ip, nsenter, unshare,
+// findmnt and losetup present. Otherwise false with the reason in *why_not.
+// It never fails by itself: the caller decides (JAILOVER_REQUIRE_LAB skips,
+// or fails when the environment variable CI is set, where lab tests must run).
+bool LabAvailable(std::string* why_not);
+
+// First statement of every lab test: skips it when the lab is not available,
+// except under CI (env CI set), where it fails.
+#define JAILOVER_REQUIRE_LAB()                                        \
+  do {                                                                \
+    std::string jailover_lab_why_not_;                                \
+    if (!::jailover::testing::LabAvailable(&jailover_lab_why_not_)) { \
+      if (getenv("CI") != nullptr) FAIL() << jailover_lab_why_not_;   \
+      GTEST_SKIP() << jailover_lab_why_not_;                          \
+    }                                                                 \
+  } while (0)
+
+struct LabHost {
+  std::string name;     // "h1"
+  std::string address;  // "198.18.0.11"
+};
+
+class LabNetwork {
+ public:
+  // Builds the segment and hosts (addresses /24 on eth0, lo up,
+  // net.ipv4.ip_nonlocal_bind=1 in each host). Host names: 1-12 of [a-z0-9]
+  // starting with a letter, not "sw" or "ns"; addresses in 198.18.0.0/15,
+  // all distinct (InvalidArgument otherwise, nothing created).
+  // FailedPrecondition without root/tools or when this process already has
+  // a LabNetwork (one per process: the prefix is per process). If building
+  // fails halfway, what was made is removed before the error returns.
+  static absl::StatusOr<std::unique_ptr<LabNetwork>> Create(const std::vector<LabHost>& hosts);
+  ~LabNetwork();
+  LabNetwork(const LabNetwork&) = delete;
+  LabNetwork& operator=(const LabNetwork&) = delete;
+
+  const std::string& prefix() const { return prefix_; }
+  // Scratch directory of this lab (under /run/jailover-lab/PREFIX), on a
+  // private mount; per-host subdirectories DIR/NAME exist.
+  const std::string& dir() const { return dir_; }
+  std::string host_dir(const std::string& host) const { return dir_ + "/" + host; }
+  // /run/netns/PREFIX-NAME and the host's mount namespace file.
+  std::string netns_path(const std::string& host) const;
+  std::string mountns_path(const std::string& host) const;
+
+  // argv run inside `host` (its net and mount namespaces), via nsenter.
+  std::vector<std::string> InHost(const std::string& host,
+                                  const std::vector<std::string>& argv) const;
+  // Runs `argv` in `host` and waits (CommandRunner semantics, PATH default).
+  absl::StatusOr<common::CommandResult> Run(const std::string& host,
+                                            const std::vector<std::string>& argv,
+                                            absl::Duration timeout = absl::Seconds(30));
+  // Starts a daemon in `host` (CommandRunner::StartDetached through nsenter;
+  // the returned pid is nsenter's, which execs the program in place). Waits
+  // (up to 5 s) until that pid is in the host and runs argv[0], so Pids()
+  // and /proc/PID/cmdline show the program when it returns.
+  absl::StatusOr<pid_t> StartDetached(const std::string& host, const std::vector<std::string>& argv,
+                                      const std::string& log_path);
+
+  // Runs one gtest case of this very test binary inside `host` (its net and
+  // mount namespaces, so FUSE mounts and daemons the case makes stay in the
+  // host, as with an agent running there): /proc/self/exe
+  // --gtest_filter=TEST --gtest_also_run_disabled_tests through nsenter,
+  // with `env` plus JAILOVER_LAB_DIR=dir() and JAILOVER_LAB_HOST=host in its
+  // environment. Name such cases DISABLED_... so a normal run skips them.
+  // Returns the run (exit 0 = the case passed; stdout has gtest's report).
+  absl::StatusOr<common::CommandResult> RunTestInHost(
+      const std::string& host, const std::string& test,
+      const std::map<std::string, std::string>& env = {},
+      absl::Duration timeout = absl::Seconds(120));
+
+  // The bridge port of `host` down/up: a pulled cable.
+  absl::Status LinkDown(const std::string& host);
+  absl::Status LinkUp(const std::string& host);
+  // Every process in `host`'s network namespace.
+  std::vector<pid_t> Pids(const std::string& host) const;
+  // SIGKILL every process in `host` (host death; pair with LinkDown).
+  void KillAll(const std::string& host);
+
+  common::CommandRunner& runner() { return runner_; }
+
+ private:
+  explicit LabNetwork(std::string prefix);
+  absl::Status Build(const std::vector<LabHost>& hosts);
+  absl::Status AddHost(const LabHost& host);
+
+  std::string prefix_;
+  std::string dir_;
+  std::vector<LabHost> hosts_;
+  common::SubprocessCommandRunner runner_;
+};
+
+// Root of all lab directories.
+inline constexpr char kLabRoot[] = "/run/jailover-lab";
+
+// What lab tests whose owner process is dead left behind, for the cleanup
+// checks: network namespaces named jl<PID>-*, the directory
+// /run/jailover-lab/jl<PID> and mounts under it, loop devices backed by
+// files under it, processes in those network namespaces or in the hosts'
+// mount namespaces. One human-readable line each; empty = clean.
+std::vector<std::string> LabLeftovers();
+// The same for one lab prefix ("jl1234"), whether its owner lives or not.
+std::vector<std::string> LabLeftovers(const std::string& prefix);
+// Removes all of it (kills those processes by pid, unmounts in each host's
+// mount namespace, detaches the loop devices, deletes the namespaces and the
+// directory), with the teardown steps of ~LabNetwork. Returns what it
+// removed. Sweeps are serialised by a lock file; safe to call while other
+// labs are live (they are not touched).
+std::vector<std::string> SweepLabLeftovers();
+// The same for one prefix, whether its owner lives or not (never call it on
+// a lab some live LabNetwork still uses).
+std::vector<std::string> SweepLabLeftovers(const std::string& prefix);
+
+// Makes lab `prefix` count as owned also by the live process `holder` (pid
+// and start time appended to its .owner file): LabLeftovers() and
+// SweepLabLeftovers() leave it alone while `holder` lives. For a test that
+// crashes a lab's owner on purpose and inspects what it left before a
+// concurrent sweep could remove it. ReleaseLab drops the extra holders.
+absl::Status HoldLab(const std::string& prefix, pid_t holder);
+void ReleaseLab(const std::string& prefix);
+
+}  // namespace jailover::testing
