@@ -38,10 +38,6 @@ constexpr size_t kMaxDevdPacket = 16 * 1024;
 // often, so a FakeClock advanced by a test is noticed.
 constexpr absl::Duration kClockPollSlice = absl::Milliseconds(50);
 
-// The driver whose watcher thread this is, to catch StopWatching from the
-// callback (it would join itself).
-thread_local const FreeBsdVipDriver* tls_watching_driver = nullptr;
-
 bool HasAddress(const CarpStatus& status, const std::string& address) {
   return std::find(status.addresses.begin(), status.addresses.end(), address) !=
          status.addresses.end();
@@ -66,20 +62,7 @@ absl::Status NeedInterface(const absl::Status& status) {
   return absl::FailedPreconditionError(status.message());
 }
 
-// True if `fd` became readable within `timeout` (zero = just look;
-// InfiniteDuration = wait forever).
-bool Readable(int fd, absl::Duration timeout) {
-  pollfd p = {fd, POLLIN, 0};
-  const int ms = timeout == absl::InfiniteDuration()
-                     ? -1
-                     : static_cast<int>(absl::ToInt64Milliseconds(
-                           std::max(timeout, absl::ZeroDuration())));
-  while (true) {
-    const int n = poll(&p, 1, ms);
-    if (n < 0 && errno == EINTR) continue;
-    return n > 0;
-  }
-}
+bool Readable(int fd, absl::Duration timeout) { return WatchThread::Readable(fd, timeout); }
 
 // A non-blocking SOCK_SEQPACKET socket connected to `path`, or the reason
 // it could not be made. Non-blocking so a devd that does not accept cannot
@@ -268,41 +251,14 @@ absl::Status FreeBsdVipDriver::Watch(std::function<void(const CarpTransition&)> 
         "devd socket path \"", path, "\": must be 1..", sizeof(sockaddr_un::sun_path) - 1,
         " bytes without NUL"));
   }
-  JAILOVER_CHECK(tls_watching_driver != this);
-  absl::MutexLock lock(&watch_mu_);
-  if (watcher_.joinable()) return absl::FailedPreconditionError("carp watch: already watching");
-  int fds[2];
-  if (pipe(fds) != 0) {
-    return absl::InternalError(absl::StrCat("carp watch: pipe: ", Errno(errno)));
-  }
-  for (int fd : fds) {
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-  }
-  stop_read_fd_ = fds[0];
-  stop_write_fd_ = fds[1];
-  watcher_ = std::thread([this, stop_fd = fds[0], callback = std::move(callback)] {
-    WatchLoop(stop_fd, callback);
-  });
-  return absl::OkStatus();
+  return common::Annotate(
+      watcher_.Start([this, callback = std::move(callback)](int stop_fd) {
+        WatchLoop(stop_fd, callback);
+      }),
+      "carp watch");
 }
 
-void FreeBsdVipDriver::StopWatching() {
-  // Joining from the watcher thread itself would never return.
-  JAILOVER_CHECK(tls_watching_driver != this);
-  absl::MutexLock lock(&watch_mu_);
-  if (!watcher_.joinable()) return;
-  const char byte = 1;
-  // The pipe is empty and non-blocking, so this write cannot block; the
-  // byte stays unread, so every later wait of the thread sees it too.
-  while (write(stop_write_fd_, &byte, 1) < 0 && errno == EINTR) {
-  }
-  watcher_.join();
-  close(stop_read_fd_);
-  close(stop_write_fd_);
-  stop_read_fd_ = -1;
-  stop_write_fd_ = -1;
-}
+void FreeBsdVipDriver::StopWatching() { watcher_.Stop(); }
 
 bool FreeBsdVipDriver::SleepUnlessStopped(int stop_fd, absl::Duration d) {
   const auto deadline = clock_.MonotonicNow() + absl::ToChronoNanoseconds(d);
@@ -316,7 +272,6 @@ bool FreeBsdVipDriver::SleepUnlessStopped(int stop_fd, absl::Duration d) {
 
 void FreeBsdVipDriver::WatchLoop(int stop_fd,
                                  const std::function<void(const CarpTransition&)>& callback) {
-  tls_watching_driver = this;
   const std::string& path = options_.devd_socket;
   absl::Duration backoff = kDevdInitialBackoff;
   while (!Readable(stop_fd, absl::ZeroDuration())) {
@@ -338,7 +293,6 @@ void FreeBsdVipDriver::WatchLoop(int stop_fd,
     if (!SleepUnlessStopped(stop_fd, backoff)) break;
     backoff = std::min(backoff * 2, kDevdMaxBackoff);
   }
-  tls_watching_driver = nullptr;
 }
 
 std::string FreeBsdVipDriver::ReadEvents(

@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/driver/watch_thread.h"
 #include "agent/driver/freebsd/freebsd_options.h"
 #include "agent/driver/vip_driver.h"
 #include "common/exec/command_runner.h"
@@ -130,15 +131,9 @@ class FreeBsdVipDriver final : public VipDriver {
   // Serializes Configure, SetAdvskew and Remove (each reads, decides, acts).
   absl::Mutex config_mu_;
 
-  // Held for all of Watch and StopWatching, so a second StopWatching
-  // returns only after the thread has ended too.
-  absl::Mutex watch_mu_;
-  std::thread watcher_ ABSL_GUARDED_BY(watch_mu_);
-  // Self-pipe: a byte written to stop_write_fd_ wakes every wait of the
-  // watcher thread. Both -1 when not watching. Owned.
-  int stop_read_fd_ ABSL_GUARDED_BY(watch_mu_) = -1;
-  int stop_write_fd_ ABSL_GUARDED_BY(watch_mu_) = -1;
   std::atomic<int> devd_connect_attempts_{0};
+  // Last member: destroyed (stopped) first.
+  WatchThread watcher_;
 };
 
 }  // namespace jailover::agent::freebsd

@@ -44,7 +44,6 @@ constexpr size_t kMaxScriptBytes = 64 * 1024;
 constexpr size_t kLogTailBytes = 600;
 constexpr absl::Duration kStopPollInterval = absl::Milliseconds(20);
 
-thread_local const LinuxVipDriver* tls_watching_driver = nullptr;
 
 std::string Errno(int err) { return std::string(strerror(err)); }
 
@@ -117,16 +116,7 @@ std::string LogTail(const std::string& path) {
   return std::string(absl::StripAsciiWhitespace(tail));
 }
 
-bool Readable(int fd, absl::Duration timeout) {
-  pollfd p = {fd, POLLIN, 0};
-  const int ms =
-      static_cast<int>(absl::ToInt64Milliseconds(std::max(timeout, absl::ZeroDuration())));
-  while (true) {
-    const int n = poll(&p, 1, ms);
-    if (n < 0 && errno == EINTR) continue;
-    return n > 0;
-  }
-}
+bool Readable(int fd, absl::Duration timeout) { return WatchThread::Readable(fd, timeout); }
 
 // A script: shared head, then `body`.
 std::string Script(const std::string& tool_path, absl::string_view what, absl::string_view body) {
@@ -743,27 +733,17 @@ std::map<std::string, LinuxVipDriver::WatchedRole> LinuxVipDriver::Snapshot() co
 
 absl::Status LinuxVipDriver::Watch(std::function<void(const CarpTransition&)> callback) {
   if (!callback) return absl::InvalidArgumentError("carp watch: empty callback");
-  JAILOVER_CHECK(tls_watching_driver != this);
-  absl::MutexLock lock(&watch_mu_);
-  if (watcher_.joinable()) return absl::FailedPreconditionError("carp watch: already watching");
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
-    return absl::InternalError(absl::StrCat("carp watch: pipe: ", Errno(errno)));
-  }
-  stop_read_fd_ = fds[0];
-  stop_write_fd_ = fds[1];
   // The baseline is taken here, so a change made after Watch returns is
   // reported.
-  watcher_ = std::thread([this, stop_fd = fds[0], seen = Snapshot(),
-                          callback = std::move(callback)]() mutable {
-    WatchLoop(stop_fd, std::move(seen), callback);
-  });
-  return absl::OkStatus();
+  return common::Annotate(
+      watcher_.Start([this, seen = Snapshot(), callback = std::move(callback)](int stop_fd) {
+        WatchLoop(stop_fd, seen, callback);
+      }),
+      "carp watch");
 }
 
 void LinuxVipDriver::WatchLoop(int stop_fd, std::map<std::string, WatchedRole> seen,
                                const std::function<void(const CarpTransition&)>& callback) {
-  tls_watching_driver = this;
   spdlog::info("carp: watching ucarp state files in {} every {}", VipsDir(),
                absl::FormatDuration(kWatchInterval));
   while (!Readable(stop_fd, kWatchInterval)) {
@@ -785,21 +765,8 @@ void LinuxVipDriver::WatchLoop(int stop_fd, std::map<std::string, WatchedRole> s
     }
     seen = std::move(now);
   }
-  tls_watching_driver = nullptr;
 }
 
-void LinuxVipDriver::StopWatching() {
-  JAILOVER_CHECK(tls_watching_driver != this);
-  absl::MutexLock lock(&watch_mu_);
-  if (!watcher_.joinable()) return;
-  const char byte = 1;
-  while (write(stop_write_fd_, &byte, 1) < 0 && errno == EINTR) {
-  }
-  watcher_.join();
-  close(stop_read_fd_);
-  close(stop_write_fd_);
-  stop_read_fd_ = -1;
-  stop_write_fd_ = -1;
-}
+void LinuxVipDriver::StopWatching() { watcher_.Stop(); }
 
 }  // namespace jailover::agent::linux_driver

@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/driver/watch_thread.h"
 #include "agent/driver/linux/linux_options.h"
 #include "agent/driver/vip_driver.h"
 #include "common/exec/command_runner.h"
@@ -220,11 +221,8 @@ class LinuxVipDriver final : public VipDriver {
   // Serializes Configure, SetAdvskew, Remove and Demote.
   absl::Mutex config_mu_;
 
-  absl::Mutex watch_mu_;
-  std::thread watcher_ ABSL_GUARDED_BY(watch_mu_);
-  // Self-pipe waking the watcher thread. -1 when not watching. Owned.
-  int stop_read_fd_ ABSL_GUARDED_BY(watch_mu_) = -1;
-  int stop_write_fd_ ABSL_GUARDED_BY(watch_mu_) = -1;
+  // Last member: destroyed (stopped) first.
+  WatchThread watcher_;
 };
 
 }  // namespace jailover::agent::linux_driver

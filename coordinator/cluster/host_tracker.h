@@ -1,0 +1,242 @@
+// HostTracker: the coordinator's pure state machine of one host's membership
+// (lease, failure detection, fencing, drain and maintenance). It does no I/O,
+// reads no clock and starts no thread: every input carries `now`, a point of
+// the Clock's monotonic time (Clock::MonotonicNow), and every output is data
+// — the transitions of the host's state, with reasons, that the caller turns
+// into events and persists, and queries the operations engine acts on.
+//
+// States (v1::HostState) and exact thresholds, with `age` = now - the last
+// lease renewal (Register or Heartbeat):
+//   READY       lease current.
+//   SUSPECT     age >= suspect_after (default 1.5 x renew_interval: one whole
+//               heartbeat missed, with half an interval of slack for jitter).
+//               The next heartbeat returns the host to READY. Nothing moves.
+//   UNREACHABLE age >= ttl. NeedsFencing() is true: the caller fences the host
+//               at the storage layer. Still nothing moves. A heartbeat before
+//               the host is fenced returns it to READY (its agent has not
+//               fenced itself: the agent waits for more than ttl after its
+//               last grant, which comes after the coordinator's last receipt).
+//   FENCED      StorageFencingDone (grants revoked, connections cut), or
+//               age >= ttl + safety_margin (the agent has fenced itself by
+//               then), or MarkFenced by an operator (audited: who and why),
+//               or a heartbeat reporting that the agent fenced itself. Only
+//               now may the host's jails be moved. A FENCED host that
+//               heartbeats again stays FENCED ("returned") until Readmit,
+//               which is refused while its agent still reports a running
+//               jail, an imported image or a VIP it is CARP master of.
+//   DRAINING / MAINTENANCE
+//               administrative modes, shown while the host is otherwise
+//               READY; a failure (SUSPECT, UNREACHABLE, FENCED) is shown
+//               instead and the mode returns with the host. DRAINING (takes
+//               no new jails; the caller migrates its jails away) lasts
+//               until Undrain. MAINTENANCE (held out of service; the caller
+//               drains it first) lasts until EndMaintenance or until its
+//               optional expiry, after which the host is READY again (not
+//               DRAINING): expiry means "back in service".
+//   UNSPECIFIED before the agent's first Register.
+//
+// Every input is evaluated after first applying the timeouts up to `now`, so
+// the result does not depend on how often Tick is called: a heartbeat that
+// arrives after the ttl first makes the host UNREACHABLE, then READY again.
+// Inputs whose `now` is older than a previous input's are refused
+// (InvalidArgument); refused inputs change nothing.
+//
+// Thread-compatible: not thread-safe; the caller serialises access.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "coordinator/names.h"
+#include "jailover/v1/types.pb.h"
+
+namespace jailover::coordinator::cluster {
+
+// The monotonic time of common::Clock::MonotonicNow().
+using MonoTime = std::chrono::steady_clock::time_point;
+
+// Lease and fencing timing of all hosts.
+struct HostTrackerConfig {
+  // Lease time to live: UNREACHABLE after this long without a heartbeat.
+  absl::Duration ttl = absl::Seconds(3);
+  // How often agents send heartbeats (sent to them in each LeaseGrant).
+  absl::Duration renew_interval = absl::Milliseconds(500);
+  // SUSPECT after this long without a heartbeat; zero = 1.5 x renew_interval.
+  absl::Duration suspect_after = absl::ZeroDuration();
+  // FENCED by time only after ttl + safety_margin without a heartbeat. Must
+  // cover the agent's self-fence (stopping its jails within their stop
+  // timeouts, unmounting, detaching) and clock rate differences.
+  absl::Duration safety_margin = absl::Seconds(10);
+
+  // suspect_after with its default applied.
+  absl::Duration SuspectAfter() const;
+  // OK, or InvalidArgument naming the field: all durations positive
+  // (safety_margin may be zero), renew_interval < suspect_after < ttl.
+  absl::Status Validate() const;
+};
+
+// One change of the host's state, for the event log.
+struct HostTransition {
+  v1::HostState from = v1::HOST_STATE_UNSPECIFIED;
+  v1::HostState to = v1::HOST_STATE_UNSPECIFIED;
+  MonoTime at;
+  std::string reason;
+};
+
+class HostTracker {
+ public:
+  // A host that no agent has registered for yet (UNSPECIFIED). `config`
+  // must be valid (see HostTrackerConfig::Validate); `name` is for messages.
+  HostTracker(std::string name, HostTrackerConfig config, MonoTime now);
+
+  // A tracker rebuilt after a coordinator restart from the persisted status
+  // (state, reason). Safe by construction: a FENCED host stays FENCED (not
+  // "returned" until it heartbeats); an UNREACHABLE host stays UNREACHABLE,
+  // with its last renewal taken as `now` - ttl (fenced by time after the
+  // safety margin); any other host gets a fresh lease from `now` (its agent
+  // has one ttl to reconnect) but is not usable for placement before its
+  // first heartbeat. DRAINING and MAINTENANCE are kept; a maintenance
+  // expiry is taken from `maintenance_until` if given.
+  static absl::StatusOr<HostTracker> Restore(std::string name, HostTrackerConfig config,
+                                             MonoTime now, const v1::HostStatus& persisted,
+                                             std::optional<MonoTime> maintenance_until);
+
+  // --- Inputs. Each returns the transitions it caused, oldest first. ---
+
+  // The agent opened a lease stream: renews the lease. `incarnation`
+  // (non-empty) changes when the agent process restarts; a new incarnation
+  // of a live host is not a failure (jails outlive the agent process). The
+  // last observed state is dropped: the host is not usable for placement,
+  // nor readmitted, before the new stream's first heartbeat.
+  absl::StatusOr<std::vector<HostTransition>> Register(MonoTime now, absl::string_view incarnation);
+  // A lease renewal with what the agent observes. FailedPrecondition before
+  // Register.
+  absl::StatusOr<std::vector<HostTransition>> Heartbeat(MonoTime now,
+                                                        const v1::ObservedState& observed);
+  // Applies the timeouts up to `now` (lease and maintenance expiry). Call it
+  // at least every renew_interval / 2 for timely detection.
+  absl::StatusOr<std::vector<HostTransition>> Tick(MonoTime now);
+  // Storage fencing of this host finished (its grants revoked, its storage
+  // connections cut); `detail` says what was done ("img1 epoch 7 -> 8").
+  // Accepted in any registered state, as the fence has happened whatever
+  // the host's state now; a no-op when already FENCED.
+  absl::StatusOr<std::vector<HostTransition>> StorageFencingDone(MonoTime now,
+                                                                 absl::string_view detail);
+  // An operator asserts the host cannot write (powered off, port shut).
+  // `operator_name` and `reason` are required and kept for the audit trail.
+  // Refused (FailedPrecondition) while the host holds a live lease — a host
+  // that heartbeats is not fenced by saying so — so only an UNREACHABLE
+  // host can be marked; a no-op when already FENCED.
+  absl::StatusOr<std::vector<HostTransition>> MarkFenced(MonoTime now,
+                                                         absl::string_view operator_name,
+                                                         absl::string_view reason);
+  // Takes a FENCED host back. FailedPrecondition unless it is FENCED, has
+  // heartbeated since it was fenced and its lease is live, and its last
+  // observed state has no running jail, no imported image and no VIP it is
+  // CARP master of (the message lists what is still there). The caller then
+  // sends the agent a Readmit; until a heartbeat shows the agent no longer
+  // self-fenced, the host is READY but not usable for placement.
+  absl::StatusOr<std::vector<HostTransition>> Readmit(MonoTime now, absl::string_view operator_name,
+                                                      absl::string_view reason);
+  // Enters DRAINING (from any state; shown once the host is READY). A
+  // no-op when already draining; FailedPrecondition in maintenance.
+  absl::StatusOr<std::vector<HostTransition>> Drain(MonoTime now, absl::string_view reason);
+  // Leaves DRAINING; a no-op when not draining; FailedPrecondition in
+  // maintenance (use EndMaintenance).
+  absl::StatusOr<std::vector<HostTransition>> Undrain(MonoTime now, absl::string_view reason);
+  // Enters (or extends) MAINTENANCE, until `until` if given (which must lie
+  // after `now`, else InvalidArgument), else until EndMaintenance. Replaces
+  // DRAINING.
+  absl::StatusOr<std::vector<HostTransition>> SetMaintenance(MonoTime now,
+                                                             std::optional<MonoTime> until,
+                                                             absl::string_view reason);
+  // Leaves MAINTENANCE; a no-op when not in maintenance.
+  absl::StatusOr<std::vector<HostTransition>> EndMaintenance(MonoTime now,
+                                                             absl::string_view reason);
+
+  // --- Queries (as of the last input). ---
+
+  const std::string& name() const { return name_; }
+  // The state shown to users and used for decisions.
+  v1::HostState state() const;
+  // When the current state() began, and why.
+  MonoTime since() const { return since_; }
+  const std::string& reason() const { return reason_; }
+  // READY (not draining, not in maintenance), heartbeated at least once
+  // since the tracker started, and the agent does not report itself
+  // self-fenced.
+  bool IsUsableForPlacement() const;
+  // UNREACHABLE and not yet fenced: the caller should fence it at the
+  // storage layer (or wait for the time fence).
+  bool NeedsFencing() const { return liveness_ == v1::HOST_STATE_UNREACHABLE; }
+  // FENCED and heartbeating again within the ttl: waiting for Readmit.
+  bool returned() const;
+  bool draining() const { return admin_ == Admin::kDraining; }
+  bool in_maintenance() const { return admin_ == Admin::kMaintenance; }
+  std::optional<MonoTime> maintenance_until() const { return maintenance_until_; }
+  // Who fenced the host and why ("operator:alice: powered off"), while FENCED.
+  const std::string& fenced_by() const { return fenced_by_; }
+  const std::string& incarnation() const { return incarnation_; }
+  // The last lease renewal (Register or Heartbeat), if any.
+  std::optional<MonoTime> last_renewal() const { return last_renewal_; }
+  // When the lease ends if not renewed (last renewal + ttl), and when the
+  // host is fenced by time (+ safety margin); nullopt before Register.
+  std::optional<MonoTime> lease_expires() const;
+  std::optional<MonoTime> fence_deadline() const;
+  // What the agent reported in its last heartbeat, if any.
+  const std::optional<v1::ObservedState>& observed() const { return observed_; }
+  const HostTrackerConfig& config() const { return config_; }
+
+  // Fills state, reason, lease_expires, last_heartbeat, agent_incarnation,
+  // maintenance_until and observed of `status`, converting monotonic times
+  // to wall times through the pair (`mono_now`, `wall_now`) read together.
+  void ToStatus(MonoTime mono_now, absl::Time wall_now, v1::HostStatus* status) const;
+
+ private:
+  enum class Admin { kNone, kDraining, kMaintenance };
+
+  // Runs `change(probe, out)` on a copy advanced to `now` and keeps the copy
+  // only if both succeed, so a refused input changes nothing.
+  template <typename Change>
+  absl::StatusOr<std::vector<HostTransition>> Apply(MonoTime now, Change change);
+  // Checks `now` is not older than the last input, then applies the
+  // timeouts up to it.
+  absl::Status Advance(MonoTime now, std::vector<HostTransition>* out);
+  void ApplyTimeouts(MonoTime now, std::vector<HostTransition>* out);
+  // Changes liveness_/admin_ and records the transition of state(), if any.
+  void SetLiveness(v1::HostState liveness, MonoTime now, std::string reason,
+                   std::vector<HostTransition>* out);
+  void SetAdmin(Admin admin, MonoTime now, std::string reason, std::vector<HostTransition>* out);
+  void Record(v1::HostState before, MonoTime now, std::string reason,
+              std::vector<HostTransition>* out);
+  void Fence(MonoTime now, std::string by, std::string reason, std::vector<HostTransition>* out);
+  // What in the last observed state stops a readmission; "" if nothing.
+  std::string StillRunning() const;
+
+  std::string name_;
+  HostTrackerConfig config_;
+  // READY, SUSPECT, UNREACHABLE or FENCED (UNSPECIFIED before Register).
+  v1::HostState liveness_ = v1::HOST_STATE_UNSPECIFIED;
+  Admin admin_ = Admin::kNone;
+  std::optional<MonoTime> maintenance_until_;
+  MonoTime since_;
+  std::string reason_;
+  MonoTime last_input_;
+  std::optional<MonoTime> last_renewal_;
+  std::optional<MonoTime> fenced_at_;
+  std::string fenced_by_;
+  std::string incarnation_;
+  std::optional<v1::ObservedState> observed_;
+  // After Readmit, until a heartbeat shows the agent no longer self-fenced:
+  // a self-fenced report is the agent not yet having processed the Readmit,
+  // not a new fence.
+  bool awaiting_unfence_ = false;
+};
+
+}  // namespace jailover::coordinator::cluster
