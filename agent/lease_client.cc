@@ -169,6 +169,11 @@ void LeaseClient::RunSession(const std::string& endpoint) {
 
 void LeaseClient::WatchdogLoop() {
   while (true) {
+    // The fence flag first, then the grant's age: a Readmit is processed
+    // after the grant that precedes it on the stream, so an agent seen
+    // unfenced here has a fresh grant below, and is not fenced again by a
+    // stale age read just before the readmission.
+    const bool fenced = core_.self_fenced();
     absl::Duration ttl;
     absl::Duration age;
     {
@@ -176,7 +181,7 @@ void LeaseClient::WatchdogLoop() {
       ttl = ttl_;
       age = absl::FromChrono(clock_.MonotonicNow() - last_grant_);
     }
-    if (age > ttl && !core_.self_fenced()) {
+    if (age > ttl && !fenced) {
       // Fencing happens on this thread; the stream keeps trying to
       // reconnect meanwhile, so a Readmit can still arrive.
       (void)core_.SelfFence(absl::StrCat("no lease renewal for ", absl::FormatDuration(age),

@@ -29,19 +29,11 @@ using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
 
-// Reads the port a daemon wrote to its --port_file; 0 while not there yet.
-int ReadPort(const std::string& path) {
-  std::ifstream in(path);
-  std::string text;
-  std::getline(in, text);
-  int port = 0;
-  return absl::SimpleAtoi(text, &port) ? port : 0;
-}
 
 // Waits for the port file; on failure the daemon's log explains why.
 int WaitForPort(const std::string& path, testing::ExternalProcess& daemon) {
   int port = 0;
-  const bool ok = testing::WaitUntil([&] { return (port = ReadPort(path)) > 0; },
+  const bool ok = testing::WaitUntil([&] { return (port = testing::ReadPortFile(path)) > 0; },
                                      absl::Seconds(30));
   EXPECT_TRUE(ok) << "no port file " << path << "; log:\n" << daemon.ReadLog();
   return port;
@@ -90,7 +82,8 @@ TEST_F(DaemonsTest, BothServeHealthAndJailoverctlStatusWorks) {
   const std::string agent_port_file = dir_ + "/agent.port";
   auto coordinator = StartDaemon(
       "coordinator", {JAILOVER_COORDINATOR_BIN, "--listen=127.0.0.1:0",
-                      "--port_file=" + coordinator_port_file, "--insecure", "--name=ctl1"});
+                      "--port_file=" + coordinator_port_file, "--insecure", "--name=ctl1",
+                      "--data_dir=" + dir_ + "/coordinator-data"});
   auto agent = StartDaemon("agent", {JAILOVER_AGENT_BIN, "--listen=127.0.0.1:0",
                                      "--port_file=" + agent_port_file, "--insecure",
                                      "--host_name=h1", "--driver=sim", "--http_listen=127.0.0.1:0",

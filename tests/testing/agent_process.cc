@@ -66,10 +66,8 @@ int AgentProcess::WaitForPort(const std::string& file) {
   int port = 0;
   EXPECT_TRUE(WaitUntil(
       [&] {
-        std::ifstream in(file);
-        std::string text;
-        std::getline(in, text);
-        return absl::SimpleAtoi(text, &port) && port > 0;
+        port = ReadPortFile(file);
+        return port > 0;
       },
       absl::Seconds(30)))
       << file << "\n"

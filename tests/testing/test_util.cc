@@ -8,6 +8,7 @@
 #include <system_error>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "common/status/check.h"
 #include "gtest/gtest.h"
@@ -39,6 +40,14 @@ std::string ReadTestdata(const std::string& relative_path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+int ReadPortFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string text;
+  std::getline(in, text);
+  int port = 0;
+  return absl::SimpleAtoi(text, &port) && port > 0 ? port : 0;
 }
 
 std::string ReadFileOrEmpty(const std::string& path) {

@@ -31,6 +31,9 @@ class ScopedTempDir {
 // failure and returns "" if it cannot be read.
 std::string ReadTestdata(const std::string& relative_path);
 
+// The port a daemon wrote to its --port_file; 0 while it is not there yet.
+int ReadPortFile(const std::string& path);
+
 // The contents of `path`, or "" if it cannot be read (for failure messages).
 std::string ReadFileOrEmpty(const std::string& path);
 

@@ -1,0 +1,364 @@
+#include "coordinator/cluster/membership.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "common/proto/time_util.h"
+#include "common/status/status_macros.h"
+#include "common/validation/validation.h"
+#include "coordinator/names.h"
+
+namespace jailover::coordinator::cluster {
+namespace {
+
+absl::Time ToWall(MonoTime at, MonoTime mono_now, absl::Time wall_now) {
+  return wall_now - absl::FromChrono(mono_now - at);
+}
+
+v1::Severity SeverityOf(v1::HostState to) {
+  switch (to) {
+    case v1::HOST_STATE_UNREACHABLE:
+    case v1::HOST_STATE_FENCED:
+      return v1::SEVERITY_WARNING;
+    default:
+      return v1::SEVERITY_INFO;
+  }
+}
+
+}  // namespace
+
+Membership::Membership(store::StateStore& store, HostTrackerConfig config, common::Clock& clock)
+    : store_(store), config_(config), clock_(clock) {}
+
+absl::StatusOr<std::unique_ptr<Membership>> Membership::Create(store::StateStore& store,
+                                                               HostTrackerConfig config,
+                                                               common::Clock& clock) {
+  RETURN_IF_ERROR(config.Validate());
+  auto membership = std::unique_ptr<Membership>(new Membership(store, config, clock));
+  RETURN_IF_ERROR(membership->RestoreAll());
+  return membership;
+}
+
+absl::Status Membership::RestoreAll() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(store::VersionedList<v1::Host> stored,
+                   store::ListObjects<v1::Host>(store_));
+  const MonoTime mono_now = clock_.MonotonicNow();
+  const absl::Time wall_now = clock_.WallNow();
+  for (const store::Versioned<v1::Host>& host : stored.objects) {
+    const v1::HostStatus& status = host.object.status();
+    std::optional<MonoTime> maintenance_until;
+    if (status.has_maintenance_until()) {
+      const absl::Time until = common::FromProtoTimestamp(status.maintenance_until());
+      maintenance_until = mono_now + absl::ToChronoNanoseconds(until - wall_now);
+    }
+    absl::StatusOr<HostTracker> tracker =
+        HostTracker::Restore(host.object.name(), config_, mono_now, status, maintenance_until);
+    if (!tracker.ok()) {
+      return absl::Status(tracker.status().code(),
+                          absl::StrCat("restoring host ", host.object.name(), " from the store: ",
+                                       tracker.status().message()));
+    }
+    spdlog::info("host {}: restored as {} ({})", host.object.name(),
+                 HostStateName(tracker->state()), tracker->reason());
+    hosts_.emplace(host.object.name(), std::make_unique<Entry>(*std::move(tracker)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Membership::Entry*> Membership::FindLocked(absl::string_view host) {
+  RETURN_IF_ERROR(common::ValidateName("host", host));
+  auto it = hosts_.find(host);
+  if (it == hosts_.end()) {
+    return absl::NotFoundError(absl::StrCat("host ", host, ": not known to this coordinator"));
+  }
+  return it->second.get();
+}
+
+absl::Status Membership::PersistLocked(absl::string_view host, const HostTracker& tracker,
+                                       const std::vector<HostTransition>& transitions,
+                                       absl::string_view actor,
+                                       const std::function<void(v1::Host&)>& update,
+                                       MonoTime mono_now, absl::Time wall_now) {
+  auto build = [&]() -> absl::StatusOr<store::Txn> {
+    ASSIGN_OR_RETURN(std::optional<store::Versioned<v1::Host>> current,
+                     store::GetObject<v1::Host>(store_, host));
+    v1::Host object;
+    store::Txn txn;
+    if (current.has_value()) {
+      object = std::move(current->object);
+      txn.ExpectModRevision(store::ObjectKey<v1::Host>(host), current->mod_revision);
+    } else {
+      object.set_name(std::string(host));
+      txn.ExpectAbsent(store::ObjectKey<v1::Host>(host));
+    }
+    if (update) update(object);
+    // The tracker owns the status but for the facts (from registration).
+    v1::HostFacts facts = object.status().facts();
+    v1::HostStatus* status = object.mutable_status();
+    std::vector<std::string> jails(status->jails().begin(), status->jails().end());
+    status->Clear();
+    *status->mutable_facts() = std::move(facts);
+    for (std::string& jail : jails) status->add_jails(std::move(jail));
+    tracker.ToStatus(mono_now, wall_now, status);
+    txn.PutObject(object);
+    for (const HostTransition& transition : transitions) {
+      v1::Event event;
+      event.set_type(kHostStateEvent);
+      event.set_severity(SeverityOf(transition.to));
+      event.set_host(std::string(host));
+      event.set_from_value(HostStateName(transition.from));
+      event.set_to_value(HostStateName(transition.to));
+      event.set_reason(transition.reason);
+      if (!actor.empty() && transition.reason.find(std::string(actor)) == std::string::npos) {
+        absl::StrAppend(event.mutable_reason(), " (by ", actor, ")");
+      }
+      common::ToProtoTimestamp(ToWall(transition.at, mono_now, wall_now), event.mutable_time());
+      txn.AppendEvent(std::move(event));
+    }
+    return txn;
+  };
+  absl::StatusOr<int64_t> committed = store::CommitWithRetry(store_, build);
+  if (!committed.ok()) {
+    return absl::Status(committed.status().code(),
+                        absl::StrCat("host ", host, ": persisting its state: ",
+                                     committed.status().message()));
+  }
+  for (const HostTransition& transition : transitions) {
+    spdlog::info("host {}: {} -> {}: {}", std::string(host), HostStateName(transition.from),
+                 HostStateName(transition.to), transition.reason);
+  }
+  return absl::OkStatus();
+}
+
+LeaseAnswer Membership::AnswerLocked(Entry& entry, const v1::ObservedState* observed) {
+  LeaseAnswer answer;
+  answer.state = entry.tracker.state();
+  answer.grant = answer.state != v1::HOST_STATE_FENCED;
+  if (!answer.grant) {
+    entry.pending_readmit.reset();
+    entry.readmitted.reset();
+    return answer;
+  }
+  if (observed == nullptr) return answer;
+  if (entry.pending_readmit.has_value()) {
+    answer.readmit_reason = std::move(entry.pending_readmit);
+    entry.pending_readmit.reset();
+  } else if (observed->self_fenced() && entry.readmitted.has_value()) {
+    answer.readmit_reason = entry.readmitted;
+  } else if (!observed->self_fenced()) {
+    entry.readmitted.reset();
+  }
+  return answer;
+}
+
+absl::StatusOr<LeaseAnswer> Membership::Register(const v1::Register& registration) {
+  const std::string& name = registration.host();
+  RETURN_IF_ERROR(common::ValidateName("register.host", name));
+  const std::string& incarnation = registration.facts().incarnation();
+  if (incarnation.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("host ", name, ": registration without facts.incarnation"));
+  }
+  absl::MutexLock lock(&mu_);
+  const MonoTime mono_now = clock_.MonotonicNow();
+  const absl::Time wall_now = clock_.WallNow();
+  auto it = hosts_.find(name);
+  HostTracker tracker = it != hosts_.end() ? it->second->tracker
+                                           : HostTracker(name, config_, mono_now);
+  ASSIGN_OR_RETURN(std::vector<HostTransition> transitions,
+                   tracker.Register(mono_now, incarnation));
+  // Always written: the agent's address, roles and facts may have changed.
+  RETURN_IF_ERROR(PersistLocked(
+      name, tracker, transitions, "",
+      [&](v1::Host& host) {
+        host.set_agent_address(registration.agent_address());
+        host.clear_roles();
+        for (int role : registration.roles()) host.add_roles(static_cast<v1::HostRole>(role));
+        for (const auto& [key, value] : registration.labels()) {
+          (*host.mutable_labels())[key] = value;
+        }
+        host.set_storage_address(registration.storage_address());
+        *host.mutable_status()->mutable_facts() = registration.facts();
+      },
+      mono_now, wall_now));
+  if (it == hosts_.end()) {
+    it = hosts_.emplace(name, std::make_unique<Entry>(std::move(tracker))).first;
+  } else {
+    it->second->tracker = std::move(tracker);
+  }
+  return AnswerLocked(*it->second, nullptr);
+}
+
+absl::StatusOr<LeaseAnswer> Membership::Heartbeat(absl::string_view host,
+                                                  const v1::ObservedState& observed) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
+  const MonoTime mono_now = clock_.MonotonicNow();
+  HostTracker tracker = entry->tracker;
+  ASSIGN_OR_RETURN(std::vector<HostTransition> transitions, tracker.Heartbeat(mono_now, observed));
+  if (!transitions.empty()) {
+    RETURN_IF_ERROR(
+        PersistLocked(host, tracker, transitions, "", nullptr, mono_now, clock_.WallNow()));
+  }
+  entry->tracker = std::move(tracker);
+  return AnswerLocked(*entry, &observed);
+}
+
+absl::Status Membership::Tick() {
+  absl::MutexLock lock(&mu_);
+  const MonoTime mono_now = clock_.MonotonicNow();
+  const absl::Time wall_now = clock_.WallNow();
+  absl::Status first;
+  for (auto& [name, entry] : hosts_) {
+    HostTracker tracker = entry->tracker;
+    absl::StatusOr<std::vector<HostTransition>> transitions = tracker.Tick(mono_now);
+    absl::Status status = transitions.status();
+    if (status.ok() && !transitions->empty()) {
+      status = PersistLocked(name, tracker, *transitions, "", nullptr, mono_now, wall_now);
+    }
+    if (!status.ok()) {
+      if (first.ok()) first = status;
+      continue;  // The tracker is unchanged: the next Tick redoes it.
+    }
+    entry->tracker = std::move(tracker);
+    if (entry->tracker.state() == v1::HOST_STATE_FENCED) {
+      entry->pending_readmit.reset();
+      entry->readmitted.reset();
+    }
+  }
+  return first;
+}
+
+absl::StatusOr<v1::Host> Membership::OperatorInputLocked(
+    absl::string_view host, absl::string_view operator_name,
+    const std::function<absl::StatusOr<std::vector<HostTransition>>(HostTracker&, MonoTime)>&
+        input) {
+  ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
+  const MonoTime mono_now = clock_.MonotonicNow();
+  HostTracker tracker = entry->tracker;
+  ASSIGN_OR_RETURN(std::vector<HostTransition> transitions, input(tracker, mono_now));
+  if (!transitions.empty()) {
+    RETURN_IF_ERROR(PersistLocked(host, tracker, transitions, operator_name, nullptr, mono_now,
+                                  clock_.WallNow()));
+  }
+  entry->tracker = std::move(tracker);
+  if (entry->tracker.state() == v1::HOST_STATE_FENCED) {
+    entry->pending_readmit.reset();
+    entry->readmitted.reset();
+  }
+  return ViewLocked(std::string(host), *entry);
+}
+
+absl::StatusOr<v1::Host> Membership::MarkFenced(absl::string_view host,
+                                                absl::string_view operator_name,
+                                                absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  return OperatorInputLocked(host, operator_name, [&](HostTracker& tracker, MonoTime now) {
+    return tracker.MarkFenced(now, operator_name, reason);
+  });
+}
+
+absl::StatusOr<v1::Host> Membership::Readmit(absl::string_view host,
+                                             absl::string_view operator_name,
+                                             absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  {
+    ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
+    const HostTracker& tracker = entry->tracker;
+    // The tracker's own refusals (still running, not returned) come first.
+    HostTracker probe = tracker;
+    RETURN_IF_ERROR(probe.Readmit(clock_.MonotonicNow(), operator_name, reason).status());
+    if (tracker.observed().has_value() && !tracker.observed()->self_fenced()) {
+      // It gets no lease while FENCED, so its agent is about to fence itself;
+      // a Readmit now would cross that fence (which then reads as a new one).
+      return absl::FailedPreconditionError(absl::StrCat(
+          "host ", host, ": its agent has not reported itself self-fenced yet (it gets no lease "
+          "while FENCED and fences itself within the lease ttl of ",
+          absl::FormatDuration(config_.ttl), "); retry then"));
+    }
+  }
+  ASSIGN_OR_RETURN(v1::Host result,
+                   OperatorInputLocked(host, operator_name, [&](HostTracker& tracker,
+                                                                MonoTime now) {
+                     return tracker.Readmit(now, operator_name, reason);
+                   }));
+  Entry& entry = *hosts_.find(host)->second;
+  entry.pending_readmit = reason.empty()
+                              ? absl::StrCat("readmitted by ", operator_name)
+                              : absl::StrCat("readmitted by ", operator_name, ": ", reason);
+  entry.readmitted = entry.pending_readmit;
+  return result;
+}
+
+absl::StatusOr<v1::Host> Membership::Drain(absl::string_view host,
+                                           absl::string_view operator_name,
+                                           absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  return OperatorInputLocked(host, operator_name, [&](HostTracker& tracker, MonoTime now) {
+    return tracker.Drain(now, reason.empty()
+                                  ? absl::StrCat("drained by ", operator_name)
+                                  : absl::StrCat("drained by ", operator_name, ": ", reason));
+  });
+}
+
+absl::StatusOr<v1::Host> Membership::Undrain(absl::string_view host,
+                                             absl::string_view operator_name,
+                                             absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  return OperatorInputLocked(host, operator_name, [&](HostTracker& tracker, MonoTime now) {
+    return tracker.Undrain(now, reason.empty()
+                                    ? absl::StrCat("undrained by ", operator_name)
+                                    : absl::StrCat("undrained by ", operator_name, ": ", reason));
+  });
+}
+
+absl::StatusOr<v1::Host> Membership::ViewLocked(const std::string& name, const Entry& entry) {
+  ASSIGN_OR_RETURN(std::optional<store::Versioned<v1::Host>> stored,
+                   store::GetObject<v1::Host>(store_, name));
+  v1::Host host;
+  if (stored.has_value()) {
+    host = std::move(stored->object);
+  } else {
+    host.set_name(name);
+  }
+  v1::HostStatus* status = host.mutable_status();
+  v1::HostFacts facts = status->facts();
+  std::vector<std::string> jails(status->jails().begin(), status->jails().end());
+  status->Clear();
+  *status->mutable_facts() = std::move(facts);
+  for (std::string& jail : jails) status->add_jails(std::move(jail));
+  entry.tracker.ToStatus(clock_.MonotonicNow(), clock_.WallNow(), status);
+  return host;
+}
+
+absl::StatusOr<std::vector<v1::Host>> Membership::List(const std::vector<v1::HostState>& states) {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Host> out;
+  for (const auto& [name, entry] : hosts_) {
+    if (!states.empty() &&
+        std::find(states.begin(), states.end(), entry->tracker.state()) == states.end()) {
+      continue;
+    }
+    ASSIGN_OR_RETURN(v1::Host host, ViewLocked(name, *entry));
+    out.push_back(std::move(host));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Host> Membership::Get(absl::string_view host) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
+  return ViewLocked(std::string(host), *entry);
+}
+
+std::map<v1::HostState, int> Membership::CountByState() {
+  absl::MutexLock lock(&mu_);
+  std::map<v1::HostState, int> counts;
+  for (const auto& [name, entry] : hosts_) ++counts[entry->tracker.state()];
+  return counts;
+}
+
+}  // namespace jailover::coordinator::cluster

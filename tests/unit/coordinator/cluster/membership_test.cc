@@ -1,0 +1,318 @@
+#include "coordinator/cluster/membership.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/proto/time_util.h"
+#include "coordinator/store/sqlite_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/test_util.h"
+
+namespace jailover::coordinator::cluster {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+HostTrackerConfig Config() {
+  HostTrackerConfig config;
+  config.ttl = absl::Seconds(3);
+  config.renew_interval = absl::Milliseconds(500);
+  config.safety_margin = absl::Seconds(10);
+  return config;  // SUSPECT after 750 ms.
+}
+
+v1::Register Registration(const std::string& host, const std::string& incarnation) {
+  v1::Register registration;
+  registration.set_host(host);
+  registration.set_agent_address("10.0.0.1:7420");
+  registration.add_roles(v1::HOST_ROLE_JAIL);
+  registration.mutable_facts()->set_incarnation(incarnation);
+  registration.mutable_facts()->set_os("FreeBSD");
+  return registration;
+}
+
+v1::ObservedState RunningJail(const std::string& name) {
+  v1::ObservedState observed;
+  observed.add_jails()->set_name(name);
+  return observed;
+}
+
+class MembershipTest : public ::testing::Test {
+ protected:
+  MembershipTest() : temp_("membership_test") {}
+
+  void SetUp() override { OpenAll(); }
+
+  // (Re)opens the store file and a Membership over it: a coordinator start.
+  void OpenAll() {
+    membership_.reset();
+    store_.reset();
+    auto store = store::SqliteStore::Open(temp_.path() + "/state.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    auto membership = Membership::Create(*store_, Config(), clock_);
+    ASSERT_TRUE(membership.ok()) << membership.status();
+    membership_ = *std::move(membership);
+  }
+
+  // The host as persisted in the store.
+  v1::Host Stored(const std::string& name) {
+    auto host = store::GetObject<v1::Host>(*store_, name);
+    EXPECT_TRUE(host.ok()) << host.status();
+    if (!host.ok() || !host->has_value()) return v1::Host();
+    return (*host)->object;
+  }
+
+  // "FROM->TO" of every host.state event, oldest first.
+  std::vector<std::string> Transitions() {
+    auto events = store_->ReadEvents(0, 1000);
+    EXPECT_TRUE(events.ok()) << events.status();
+    std::vector<std::string> out;
+    if (!events.ok()) return out;
+    for (const v1::Event& event : *events) {
+      EXPECT_EQ(event.type(), kHostStateEvent);
+      out.push_back(event.from_value() + "->" + event.to_value());
+    }
+    return out;
+  }
+
+  v1::Event LastEvent() {
+    auto events = store_->ReadEvents(0, 1000);
+    EXPECT_TRUE(events.ok() && !events->empty());
+    return events.ok() && !events->empty() ? events->back() : v1::Event();
+  }
+
+  // Registers h1 and lets it go silent until FENCED by time.
+  void RegisterThenFenceByTime() {
+    ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+    clock_.Advance(absl::Seconds(14));
+    ASSERT_TRUE(membership_->Tick().ok());
+    ASSERT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+  }
+
+  testing::ScopedTempDir temp_;
+  testing::FakeClock clock_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<Membership> membership_;
+};
+
+TEST_F(MembershipTest, RegisterAndHeartbeatsMakeTheHostReadyAndPersistIt) {
+  auto answer = membership_->Register(Registration("h1", "inc1"));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->state, v1::HOST_STATE_READY);
+  EXPECT_TRUE(answer->grant);
+  for (int i = 0; i < 10; ++i) {
+    clock_.Advance(absl::Milliseconds(500));
+    ASSERT_TRUE(membership_->Tick().ok());
+    auto beat = membership_->Heartbeat("h1", {});
+    ASSERT_TRUE(beat.ok()) << beat.status();
+    EXPECT_TRUE(beat->grant);
+    EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+  }
+  const v1::Host stored = Stored("h1");
+  EXPECT_EQ(stored.status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(stored.agent_address(), "10.0.0.1:7420");
+  EXPECT_THAT(stored.roles(), ElementsAre(v1::HOST_ROLE_JAIL));
+  EXPECT_EQ(stored.status().facts().os(), "FreeBSD");
+  EXPECT_EQ(stored.status().agent_incarnation(), "inc1");
+  // Heartbeats within the lease changed nothing: one transition only.
+  EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY"));
+
+  auto host = membership_->Get("h1");
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(host->status().state(), v1::HOST_STATE_READY);
+  // Live status: the lease runs ttl from the last heartbeat.
+  EXPECT_EQ(common::FromProtoTimestamp(host->status().lease_expires()),
+            clock_.WallNow() + absl::Seconds(3));
+}
+
+TEST_F(MembershipTest, SilenceMovesThroughSuspectUnreachableFencedEachPersisted) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  clock_.Advance(absl::Milliseconds(700));
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
+  clock_.Advance(absl::Milliseconds(100));  // 800 ms >= 750 ms
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_SUSPECT);
+  clock_.Advance(absl::Milliseconds(2200));  // 3 s = ttl
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_UNREACHABLE);
+  clock_.Advance(absl::Milliseconds(9900));  // 12.9 s < ttl + margin
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_UNREACHABLE);
+  clock_.Advance(absl::Milliseconds(100));
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+  EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY", "READY->SUSPECT",
+                                         "SUSPECT->UNREACHABLE", "UNREACHABLE->FENCED"));
+  const v1::Event fenced = LastEvent();
+  EXPECT_EQ(fenced.host(), "h1");
+  EXPECT_EQ(fenced.severity(), v1::SEVERITY_WARNING);
+  EXPECT_EQ(common::FromProtoTimestamp(fenced.time()), clock_.WallNow());
+  auto listed = membership_->List({v1::HOST_STATE_FENCED});
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front().name(), "h1");
+  EXPECT_TRUE(membership_->List({v1::HOST_STATE_READY})->empty());
+}
+
+TEST_F(MembershipTest, AHeartbeatBeforeTheFenceReturnsTheHostToReady) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  clock_.Advance(absl::Seconds(4));
+  ASSERT_TRUE(membership_->Tick().ok());
+  auto beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+  EXPECT_TRUE(beat->grant);
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
+  EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY", "READY->SUSPECT",
+                                         "SUSPECT->UNREACHABLE", "UNREACHABLE->READY"));
+}
+
+TEST_F(MembershipTest, AFencedHostStaysFencedAcrossACoordinatorRestartAndGetsNoLease) {
+  RegisterThenFenceByTime();
+  OpenAll();  // Coordinator restart over the same file.
+  auto host = membership_->Get("h1");
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(host->status().state(), v1::HOST_STATE_FENCED);
+
+  // Its agent comes back: still FENCED, and no grant.
+  clock_.Advance(absl::Seconds(1));
+  auto registered = membership_->Register(Registration("h1", "inc2"));
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  EXPECT_EQ(registered->state, v1::HOST_STATE_FENCED);
+  EXPECT_FALSE(registered->grant);
+  auto beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->state, v1::HOST_STATE_FENCED);
+  EXPECT_FALSE(beat->grant);
+  EXPECT_FALSE(beat->readmit_reason.has_value());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+  EXPECT_EQ(Stored("h1").status().agent_incarnation(), "inc2");
+}
+
+TEST_F(MembershipTest, ReadmitIsRefusedWhileAJailRunsAndAcceptedWhenNothingRuns) {
+  RegisterThenFenceByTime();
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc2")).ok());
+  ASSERT_TRUE(membership_->Heartbeat("h1", RunningJail("web1")).ok());
+  const size_t events_before = Transitions().size();
+
+  auto refused = membership_->Readmit("h1", "alice", "repaired");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("web1"));
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+  EXPECT_EQ(Transitions().size(), events_before);
+
+  // Nothing runs, but the agent has not fenced itself yet: it is about to
+  // (no lease while FENCED), so a Readmit now would cross that fence.
+  clock_.Advance(absl::Milliseconds(500));
+  ASSERT_TRUE(membership_->Heartbeat("h1", {}).ok());
+  auto early = membership_->Readmit("h1", "alice", "repaired");
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(early.status().message(), HasSubstr("self-fenced"));
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+
+  v1::ObservedState nothing;
+  nothing.set_self_fenced(true);
+  clock_.Advance(absl::Milliseconds(500));
+  auto beat = membership_->Heartbeat("h1", nothing);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_FALSE(beat->grant);
+  auto readmitted = membership_->Readmit("h1", "alice", "repaired");
+  ASSERT_TRUE(readmitted.ok()) << readmitted.status();
+  EXPECT_EQ(readmitted->status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
+  const v1::Event event = LastEvent();
+  EXPECT_EQ(event.from_value(), "FENCED");
+  EXPECT_EQ(event.to_value(), "READY");
+  EXPECT_THAT(event.reason(), HasSubstr("alice"));
+
+  // The next heartbeat gets a grant and then the Readmit, once.
+  clock_.Advance(absl::Milliseconds(500));
+  beat = membership_->Heartbeat("h1", nothing);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_TRUE(beat->grant);
+  ASSERT_TRUE(beat->readmit_reason.has_value());
+  EXPECT_THAT(*beat->readmit_reason, HasSubstr("alice"));
+  // Still self-fenced (the Readmit crossed a fence of the agent's own):
+  // the Readmit is sent again, until a heartbeat shows the agent unfenced.
+  beat = membership_->Heartbeat("h1", nothing);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_TRUE(beat->grant);
+  EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+  EXPECT_TRUE(beat->readmit_reason.has_value());
+  beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok());
+  EXPECT_TRUE(beat->grant);
+  EXPECT_FALSE(beat->readmit_reason.has_value());
+  beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok());
+  EXPECT_FALSE(beat->readmit_reason.has_value());
+  EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+}
+
+TEST_F(MembershipTest, MarkFencedIsAuditedAndRefusedForALiveHost) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  auto refused = membership_->MarkFenced("h1", "alice", "powered off");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(membership_->MarkFenced("h1", "alice", "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(membership_->Tick().ok());
+  ASSERT_EQ(Stored("h1").status().state(), v1::HOST_STATE_UNREACHABLE);
+  auto fenced = membership_->MarkFenced("h1", "alice", "powered off");
+  ASSERT_TRUE(fenced.ok()) << fenced.status();
+  EXPECT_EQ(fenced->status().state(), v1::HOST_STATE_FENCED);
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+  const v1::Event event = LastEvent();
+  EXPECT_EQ(event.to_value(), "FENCED");
+  EXPECT_THAT(event.reason(), HasSubstr("alice"));
+  EXPECT_THAT(event.reason(), HasSubstr("powered off"));
+}
+
+TEST_F(MembershipTest, DrainAndUndrainArePersisted) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  auto drained = membership_->Drain("h1", "bob", "kernel upgrade");
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_DRAINING);
+  EXPECT_THAT(LastEvent().reason(), HasSubstr("bob"));
+  // A draining host still gets its lease.
+  auto beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok());
+  EXPECT_TRUE(beat->grant);
+  ASSERT_TRUE(membership_->Undrain("h1", "bob", "").ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
+  EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY", "READY->DRAINING",
+                                         "DRAINING->READY"));
+  auto counts = membership_->CountByState();
+  EXPECT_EQ(counts[v1::HOST_STATE_READY], 1);
+}
+
+TEST_F(MembershipTest, BadInputsChangeNothing) {
+  v1::Register no_incarnation = Registration("h1", "");
+  EXPECT_EQ(membership_->Register(no_incarnation).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(membership_->Register(Registration("../etc", "inc1")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(membership_->Heartbeat("h1", {}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(membership_->Readmit("h1", "alice", "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(membership_->Get("h1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(membership_->List()->empty());
+  EXPECT_EQ(*store_->Revision(), 0);
+}
+
+TEST_F(MembershipTest, CreateRefusesAnInvalidConfig) {
+  HostTrackerConfig config = Config();
+  config.renew_interval = absl::Seconds(5);  // longer than the ttl
+  EXPECT_EQ(Membership::Create(*store_, config, clock_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace jailover::coordinator::cluster
