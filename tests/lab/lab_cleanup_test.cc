@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/lab_network.h"
+#include "tests/testing/test_util.h"
 
 namespace jailover::testing {
 namespace {
@@ -52,6 +54,13 @@ bool Running(pid_t pid) {
   const size_t paren = stat.rfind(')');
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' &&
          stat[paren + 2] != 'X';
+}
+
+// True once `check` holds, within a few seconds: a detached loop device is
+// freed only when its last opener (udev probing a new device, say) closes
+// it, so teardown's effects may lag a moment under load.
+bool Eventually(const std::function<bool()>& check) {
+  return testing::WaitUntil(check, absl::Seconds(10), absl::Milliseconds(50));
 }
 
 // Runs one case of this binary as a plain child (not in a lab host).
@@ -231,9 +240,10 @@ TEST(LabCleanupTest, FailureMidwayLeavesNothing) {
   EXPECT_THAT(child->stdout_text, HasSubstr("failing on purpose midway"));
   ASSERT_EQ(ValueOf(child->stdout_text, "MESS"), "ok") << child->stdout_text;
   ASSERT_TRUE(absl::StartsWith(prefix, "jl")) << child->stdout_text;
-  EXPECT_THAT(LabLeftovers(prefix), IsEmpty());
-  EXPECT_FALSE(LoopBound(ValueOf(child->stdout_text, "LOOP")));
-  EXPECT_FALSE(LoopBound(ValueOf(child->stdout_text, "LOOP2")));
+  EXPECT_TRUE(Eventually([&] { return LabLeftovers(prefix).empty(); }))
+      << absl::StrJoin(LabLeftovers(prefix), "\n");
+  EXPECT_TRUE(Eventually([&] { return !LoopBound(ValueOf(child->stdout_text, "LOOP")); }));
+  EXPECT_TRUE(Eventually([&] { return !LoopBound(ValueOf(child->stdout_text, "LOOP2")); }));
   pid_t sleeper = 0;
   ASSERT_TRUE(absl::SimpleAtoi(ValueOf(child->stdout_text, "SLEEP"), &sleeper));
   EXPECT_FALSE(Running(sleeper));
@@ -279,9 +289,10 @@ TEST(LabCleanupTest, CrashLeavesLeftoversThatSweepRemoves) {
   ReleaseLab(prefix);
   const std::vector<std::string> removed = SweepLabLeftovers();
   std::cout << "swept:\n" << absl::StrJoin(removed, "\n") << std::endl;
-  EXPECT_THAT(LabLeftovers(prefix), IsEmpty());
-  EXPECT_FALSE(LoopBound(loop));
-  EXPECT_FALSE(LoopBound(ValueOf(child->stdout_text, "LOOP2")));
+  EXPECT_TRUE(Eventually([&] { return LabLeftovers(prefix).empty(); }))
+      << absl::StrJoin(LabLeftovers(prefix), "\n");
+  EXPECT_TRUE(Eventually([&] { return !LoopBound(loop); }));
+  EXPECT_TRUE(Eventually([&] { return !LoopBound(ValueOf(child->stdout_text, "LOOP2")); }));
   EXPECT_FALSE(Running(sleeper));
   EXPECT_THAT(absl::StrJoin(LabLeftovers(), "\n"), Not(HasSubstr(prefix)));
 }

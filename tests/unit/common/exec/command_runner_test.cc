@@ -415,8 +415,14 @@ TEST_F(CommandRunnerTest, StartDetachedRunsADaemonInItsOwnSessionLoggingToItsFil
   ASSERT_GT(::readlink(absl::StrCat("/proc/", *pid, "/fd/0").c_str(), target, sizeof(target) - 1),
             0);
   EXPECT_STREQ(target, "/dev/null");
-  // The pid is the program's own (it exec'd `sleep`), not a starter's.
-  EXPECT_THAT(ReadFile(absl::StrCat("/proc/", *pid, "/cmdline")), HasSubstr("sleep"));
+  // The pid is the program's own (the script execs `sleep` right after its
+  // echo), not a starter's.
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        return ReadFile(absl::StrCat("/proc/", *pid, "/cmdline")).find("sleep") !=
+               std::string::npos;
+      },
+      absl::Seconds(10)));
   ::kill(*pid, SIGKILL);
   EXPECT_TRUE(WaitUntilGone(*pid));
 }
