@@ -325,7 +325,11 @@ absl::Status AgentCore::ListJails(v1::ListAgentJailsResponse* response) {
     v1::ObservedJail* jail = response->add_jails();
     *jail = ToObservedJail(info);
     const auto owned = state.jails().find(info.name);
-    if (owned != state.jails().end()) jail->set_image(owned->second.image());
+    if (owned != state.jails().end()) {
+      jail->set_image(owned->second.image());
+      // What the coordinator's probe waits for, as the LB endpoint sees it.
+      jail->set_ready(JailReady(info.name).ok());
+    }
   }
   return absl::OkStatus();
 }

@@ -34,7 +34,11 @@ jailover::v1::HostFacts CollectHostFacts(jailover::v1::DriverKind driver, absl::
     facts.set_memory_bytes(static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size));
   }
   struct ifaddrs* list = nullptr;
-  if (getifaddrs(&list) == 0) {
+  if (driver == v1::DRIVER_KIND_SIM) {
+    // The simulated host speaks CARP on one simulated interface, whatever
+    // this machine has.
+    facts.add_interfaces("sim0");
+  } else if (getifaddrs(&list) == 0) {
     std::set<std::string> names;
     for (struct ifaddrs* ifa = list; ifa != nullptr; ifa = ifa->ifa_next) {
       if (ifa->ifa_name != nullptr && (ifa->ifa_flags & IFF_LOOPBACK) == 0) {

@@ -20,6 +20,23 @@ ABSL_FLAG(absl::Duration, lease_safety_margin, absl::Seconds(10),
           "An UNREACHABLE host is FENCED by time after lease_ttl + this margin (must cover the "
           "agent's self-fence: stopping its jails, releasing its images).");
 
+ABSL_FLAG(std::string, http_listen, "0.0.0.0:7422",
+          "HTTP address of /healthz, /readyz and /metrics (Prometheus), HOST:PORT; port 0 = "
+          "chosen by the OS.");
+ABSL_FLAG(std::string, http_port_file, "",
+          "If set, the bound HTTP port is written to this file once serving.");
+ABSL_FLAG(std::string, jail_root, "/var/jailover/jails",
+          "The agents' --jail_root: jails whose spec sets no mount_point are mounted at "
+          "JAIL_ROOT/NAME.");
+ABSL_FLAG(absl::Duration, agent_call_timeout, absl::Seconds(30),
+          "Deadline of one call to an agent (a stop also gets the jail's stop_timeout).");
+ABSL_FLAG(absl::Duration, probe_timeout, absl::Seconds(30),
+          "How long a started jail may take to be ready (running, CARP master of its VIP, "
+          "answering on its health_port) before its operation fails.");
+ABSL_FLAG(std::string, crash_after_step_for_testing, "",
+          "TESTING ONLY: abort the process right after the agent call of the operation step "
+          "KIND:STEP (e.g. failover:fsck) succeeded, before it is recorded, as a crash would.");
+
 namespace jailover::coordinator {
 namespace {
 constexpr char kDefaultListen[] = "0.0.0.0:7430";
@@ -38,6 +55,22 @@ absl::StatusOr<CoordinatorOptions> CoordinatorOptionsFromFlags() {
   options.lease.ttl = absl::GetFlag(FLAGS_lease_ttl);
   options.lease.renew_interval = absl::GetFlag(FLAGS_lease_renew_interval);
   options.lease.safety_margin = absl::GetFlag(FLAGS_lease_safety_margin);
+  ASSIGN_OR_RETURN(options.jail_root,
+                   common::ValidateAbsolutePath("--jail_root", absl::GetFlag(FLAGS_jail_root)));
+  options.agent_call_timeout = absl::GetFlag(FLAGS_agent_call_timeout);
+  options.probe_timeout = absl::GetFlag(FLAGS_probe_timeout);
+  for (const auto& [flag, value] : {std::pair{"--agent_call_timeout", options.agent_call_timeout},
+                                    std::pair{"--probe_timeout", options.probe_timeout}}) {
+    if (value <= absl::ZeroDuration() || value > absl::Hours(1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " must lie in (0, 1h], got ", absl::FormatDuration(value)));
+    }
+  }
+  options.crash_after_step_for_testing = absl::GetFlag(FLAGS_crash_after_step_for_testing);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  RETURN_IF_ERROR(common::ValidateHostPort("--http_listen", options.http_listen,
+                                           /*allow_port_zero=*/true));
+  options.http_port_file = absl::GetFlag(FLAGS_http_port_file);
   if (absl::Status valid = options.lease.Validate(); !valid.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--lease_ttl, --lease_renew_interval, --lease_safety_margin: ",

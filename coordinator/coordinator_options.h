@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/daemon/grpc_server.h"
 #include "coordinator/cluster/host_tracker.h"
 
@@ -14,10 +15,23 @@ struct CoordinatorOptions {
   // Name of this coordinator in status output (default: the system host name).
   std::string name;
   common::GrpcServerOptions grpc;
+  // HTTP port: /healthz, /readyz, /metrics (HOST:PORT, port 0 = chosen by
+  // the OS), and the file the bound port is written to ("" = none).
+  std::string http_listen;
+  std::string http_port_file;
   // Directory of the state store (DATA_DIR/state.db); created, mode 0700.
   std::string data_dir;
   // Lease timing sent to agents and used to detect and fence failed hosts.
   cluster::HostTrackerConfig lease;
+  // Agents' jail root (mount points of jails whose spec sets none).
+  std::string jail_root;
+  // Deadline of one agent call, and how long a started jail may take to
+  // become ready (the probe step).
+  absl::Duration agent_call_timeout;
+  absl::Duration probe_timeout;
+  // Testing only: abort right after the agent call of the step with this
+  // name (see ops::EngineOptions). Empty = never.
+  std::string crash_after_step_for_testing;
 };
 
 // Reads and validates the flags. InvalidArgument names the flag at fault.

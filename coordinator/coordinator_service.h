@@ -19,7 +19,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
+#include "coordinator/catalog/catalog.h"
 #include "coordinator/cluster/membership.h"
+#include "coordinator/http/metrics.h"
+#include "coordinator/ops/controller.h"
 #include "coordinator/store/state_store.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 
@@ -45,7 +48,8 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
   // service.
   CoordinatorService(CoordinatorIdentity identity, common::Clock& clock,
                      cluster::Membership& membership, store::StateStore& store,
-                     StoreDescription store_description);
+                     ops::Controller& controller, catalog::Catalog& catalog,
+                     StoreDescription store_description, Metrics* metrics = nullptr);
 
   // The HOST:PORT this coordinator listens on, known once the server has
   // bound its port (after the service was registered).
@@ -67,14 +71,69 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
   grpc::Status ReadmitHost(grpc::ServerContext* context,
                            const jailover::v1::ReadmitHostRequest* request,
                            jailover::v1::ReadmitHostResponse* response) override;
-  // Marks the host DRAINING. No operation is returned yet: moving its jails
-  // away belongs to the operations engine.
+  // Marks the host DRAINING; the controller then migrates its jails away,
+  // one operation per jail (followed with ListOperations --host). No single
+  // operation is returned.
   grpc::Status DrainHost(grpc::ServerContext* context,
                          const jailover::v1::DrainHostRequest* request,
                          jailover::v1::DrainHostResponse* response) override;
   grpc::Status UndrainHost(grpc::ServerContext* context,
                            const jailover::v1::UndrainHostRequest* request,
                            jailover::v1::UndrainHostResponse* response) override;
+  grpc::Status ApplyImage(grpc::ServerContext* context,
+                          const jailover::v1::ApplyImageRequest* request,
+                          jailover::v1::ApplyImageResponse* response) override;
+  grpc::Status ListImages(grpc::ServerContext* context,
+                          const jailover::v1::ListImagesRequest* request,
+                          jailover::v1::ListImagesResponse* response) override;
+  grpc::Status GetImage(grpc::ServerContext* context, const jailover::v1::GetImageRequest* request,
+                        jailover::v1::GetImageResponse* response) override;
+  grpc::Status DeleteImage(grpc::ServerContext* context,
+                           const jailover::v1::DeleteImageRequest* request,
+                           jailover::v1::DeleteImageResponse* response) override;
+  grpc::Status ApplyVip(grpc::ServerContext* context, const jailover::v1::ApplyVipRequest* request,
+                        jailover::v1::ApplyVipResponse* response) override;
+  grpc::Status ListVips(grpc::ServerContext* context, const jailover::v1::ListVipsRequest* request,
+                        jailover::v1::ListVipsResponse* response) override;
+  grpc::Status DeleteVip(grpc::ServerContext* context,
+                         const jailover::v1::DeleteVipRequest* request,
+                         jailover::v1::DeleteVipResponse* response) override;
+  // Stores the definition; a new jail is started by the controller at once
+  // (the START operation is returned), a running jail whose spec changed is
+  // restarted in place (re-created from the new spec).
+  grpc::Status ApplyJail(grpc::ServerContext* context,
+                         const jailover::v1::ApplyJailRequest* request,
+                         jailover::v1::ApplyJailResponse* response) override;
+  grpc::Status DeleteJail(grpc::ServerContext* context,
+                          const jailover::v1::DeleteJailRequest* request,
+                          jailover::v1::DeleteJailResponse* response) override;
+  grpc::Status SetMaintenance(grpc::ServerContext* context,
+                              const jailover::v1::SetMaintenanceRequest* request,
+                              jailover::v1::SetMaintenanceResponse* response) override;
+  grpc::Status ListJails(grpc::ServerContext* context,
+                         const jailover::v1::ListJailsRequest* request,
+                         jailover::v1::ListJailsResponse* response) override;
+  grpc::Status GetJail(grpc::ServerContext* context, const jailover::v1::GetJailRequest* request,
+                       jailover::v1::GetJailResponse* response) override;
+  grpc::Status RestartJail(grpc::ServerContext* context,
+                           const jailover::v1::RestartJailRequest* request,
+                           jailover::v1::RestartJailResponse* response) override;
+  grpc::Status Migrate(grpc::ServerContext* context, const jailover::v1::MigrateRequest* request,
+                       jailover::v1::MigrateResponse* response) override;
+  grpc::Status Failover(grpc::ServerContext* context,
+                        const jailover::v1::FailoverRequest* request,
+                        jailover::v1::FailoverResponse* response) override;
+  grpc::Status Plan(grpc::ServerContext* context, const jailover::v1::PlanRequest* request,
+                    jailover::v1::PlanResponse* response) override;
+  grpc::Status ListOperations(grpc::ServerContext* context,
+                              const jailover::v1::ListOperationsRequest* request,
+                              jailover::v1::ListOperationsResponse* response) override;
+  grpc::Status GetOperation(grpc::ServerContext* context,
+                            const jailover::v1::GetOperationRequest* request,
+                            jailover::v1::GetOperationResponse* response) override;
+  grpc::Status WatchEvents(grpc::ServerContext* context,
+                           const jailover::v1::WatchEventsRequest* request,
+                           grpc::ServerWriter<jailover::v1::Event>* writer) override;
   grpc::Status GetClusterStatus(grpc::ServerContext* context,
                                 const jailover::v1::GetClusterStatusRequest* request,
                                 jailover::v1::GetClusterStatusResponse* response) override;
@@ -84,6 +143,9 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
   common::Clock& clock_;                 // Not owned.
   cluster::Membership& membership_;      // Not owned.
   store::StateStore& store_;             // Not owned.
+  ops::Controller& controller_;          // Not owned.
+  catalog::Catalog& catalog_;            // Not owned.
+  Metrics* const metrics_;               // Not owned; may be null.
   const StoreDescription store_description_;
   absl::Mutex mu_;
   std::string listen_address_ ABSL_GUARDED_BY(mu_);

@@ -36,7 +36,7 @@ wait_port() {  # FILE PID: wait up to 20 s for a daemon's port file
 
 echo "==> starting jailover-coordinator (loopback, no TLS: demo only)"
 "$bin_coordinator" --listen=127.0.0.1:0 --port_file="$work/coordinator.port" --insecure \
-  --data_dir="$work/coordinator-data" --name=demo-ctl >"$work/coordinator.log" 2>&1 &
+  --data_dir="$work/coordinator-data" --http_listen=127.0.0.1:0 --name=demo-ctl >"$work/coordinator.log" 2>&1 &
 pids+=($!)
 coordinator_port=$(wait_port "$work/coordinator.port" "${pids[-1]}")
 

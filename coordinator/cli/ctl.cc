@@ -2,162 +2,199 @@
 
 #include <stdlib.h>
 
-#include <chrono>
-#include <memory>
-#include <vector>
-
 #include <CLI/CLI.hpp>
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
-#include "common/status/grpc_status.h"
+#include "absl/status/status.h"
 #include "common/tls/credentials.h"
 #include "common/validation/validation.h"
-#include "common/version.h"
-#include "jailover/v1/coordinator.grpc.pb.h"
+#include "coordinator/cli/ctl_commands.h"
 
 namespace jailover::cli {
 namespace {
-
-// Options shared by every subcommand.
-struct GlobalOptions {
-  std::string coordinator = "localhost:7430";
-  common::TlsOptions tls;
-  double timeout_seconds = 10;
-  std::string output = "table";
-};
 
 std::string EnvOr(const char* name, const std::string& fallback) {
   const char* value = getenv(name);
   return value != nullptr && *value != '\0' ? std::string(value) : fallback;
 }
 
-// A connected stub, or the reason there is none.
-absl::StatusOr<std::unique_ptr<jailover::v1::Coordinator::Stub>> Connect(
-    const GlobalOptions& options) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      common::MakeChannel(options.coordinator, options.tls);
-  if (!channel.ok()) return channel.status();
-  return jailover::v1::Coordinator::NewStub(*channel);
-}
+// Builds the command tree; `action` is set to the command that was parsed.
+class CommandTree {
+ public:
+  CommandTree(CLI::App& app, GlobalOptions& options, CommandArgs& args)
+      : app_(app), options_(options), args_(args) {}
 
-void SetDeadline(const GlobalOptions& options, grpc::ClientContext* context) {
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(options.timeout_seconds * 1000)));
-}
+  void Build() {
+    CLI::App& app = app_;
+    GlobalOptions& options = options_;
+    CommandArgs& a = args_;
+    app.require_subcommand(1);
+    app.fallthrough();
+    app.add_option("--coordinator", options.coordinator,
+                   "Coordinator address HOST:PORT (env JAILOVER_COORDINATOR)")
+        ->capture_default_str();
+    app.add_option("--tls_cert", options.tls.cert_file,
+                   "PEM client certificate (env JAILOVER_TLS_CERT)");
+    app.add_option("--tls_key", options.tls.key_file,
+                   "PEM key of --tls_cert (env JAILOVER_TLS_KEY)");
+    app.add_option("--tls_ca", options.tls.ca_file,
+                   "PEM CA of the coordinator (env JAILOVER_TLS_CA)");
+    app.add_flag("--insecure", options.tls.insecure,
+                 "No TLS, for development and the lab (env JAILOVER_INSECURE=1)");
+    app.add_option("--timeout", options.timeout_seconds, "Seconds to wait for the coordinator")
+        ->check(CLI::Range(0.1, 3600.0))
+        ->capture_default_str();
+    app.add_option("-o,--output", options.output, "Output format: table or json")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
 
-// Calls GetClusterStatus; errors carry the coordinator's address.
-absl::StatusOr<jailover::v1::GetClusterStatusResponse> FetchStatus(const GlobalOptions& options) {
-  auto stub = Connect(options);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext context;
-  SetDeadline(options, &context);
-  jailover::v1::GetClusterStatusResponse response;
-  const absl::Status status = common::FromGrpcStatus(
-      (*stub)->GetClusterStatus(&context, jailover::v1::GetClusterStatusRequest(), &response));
-  if (!status.ok()) {
-    return absl::Status(status.code(), absl::StrCat("coordinator ", options.coordinator, ": ",
-                                                    absl::StatusCodeToString(status.code()), ": ",
-                                                    status.message()));
+    // Cluster.
+    Leaf(&app, "version", "Print the client's and the coordinator's version", RunVersion)
+        ->add_flag("--client", a.client_only, "Only the client's version; no connection");
+    Leaf(&app, "status", "Cluster overview: coordinator, store, hosts, jails", RunStatus);
+
+    // Hosts.
+    CLI::App* host = Group("host", "Hosts: list, inspect, drain, maintenance, fencing");
+    Leaf(host, "list", "List hosts with their state", RunHostList)
+        ->add_option("--state", a.states, "Only hosts in these states (READY, FENCED, ...)")
+        ->delimiter(',');
+    Name(Leaf(host, "get", "One host in detail", RunHostGet), "HOST");
+    Wait(Reason(Name(Leaf(host, "drain", "Move every jail off a host by migration", RunHostDrain),
+                     "HOST")));
+    Name(Leaf(host, "undrain", "Let a drained host take jails again", RunHostUndrain), "HOST");
+    CLI::App* maintenance = Wait(Reason(
+        Name(Leaf(host, "maintenance", "Put a host in maintenance (--on) or take it out (--off)",
+                  RunHostMaintenance),
+             "HOST")));
+    CLI::Option* on = maintenance->add_flag("--on", a.maintenance_on, "Enter maintenance");
+    CLI::Option* off = maintenance->add_flag("--off", a.maintenance_off, "Leave maintenance");
+    on->excludes(off);
+    maintenance->add_option("--duration", a.duration,
+                            "With --on: maintenance ends by itself after this long (2h)");
+    Name(Leaf(host, "mark-fenced", "Declare a host FENCED on your word (audited)",
+              RunHostMarkFenced),
+         "HOST")
+        ->add_option("--reason", a.reason, "Required: why the host cannot write")
+        ->required();
+    Reason(Name(Leaf(host, "readmit", "Readmit a FENCED host that runs nothing", RunHostReadmit),
+                "HOST"));
+    Name(Leaf(host, "remove", "Forget a host that holds no jails and no images", RunHostRemove),
+         "HOST");
+
+    // Images.
+    CLI::App* image = Group("image", "Images: the network disks that hold jail roots");
+    File(Leaf(image, "apply", "Create or update images from a spec file", RunImageApply));
+    Leaf(image, "list", "List images with their grants", RunImageList);
+    Name(Leaf(image, "get", "One image in detail", RunImageGet), "IMAGE");
+    Name(Leaf(image, "delete", "Delete an image definition no jail uses", RunImageDelete), "IMAGE")
+        ->add_flag("--delete-file", a.delete_file, "Also remove the backing file");
+
+    // VIPs.
+    CLI::App* vip = Group("vip", "VIPs: CARP-shared service addresses");
+    File(Leaf(vip, "apply", "Create or update VIPs from a spec file", RunVipApply));
+    Leaf(vip, "list", "List VIPs", RunVipList);
+    Name(Leaf(vip, "delete", "Delete a VIP definition no jail uses", RunVipDelete), "VIP");
+
+    // Jails.
+    CLI::App* jail = Group("jail", "Jails: apply, inspect, restart, delete");
+    CLI::App* jail_apply =
+        Wait(File(Leaf(jail, "apply", "Create or update jails from a spec file", RunJailApply)));
+    jail_apply->add_flag("--dry-run", a.dry_run, "Validate and plan only; change nothing");
+    CLI::App* jail_list = Leaf(jail, "list", "List jails with their phase and host", RunJailList);
+    jail_list->add_option("--host", a.host, "Only jails on this host");
+    jail_list->add_option("--phase", a.states, "Only jails in these phases (RUNNING, ERROR, ...)")
+        ->delimiter(',');
+    Name(Leaf(jail, "get", "One jail in detail", RunJailGet), "JAIL");
+    Wait(Name(Leaf(jail, "delete", "Stop a jail, release its image and forget it", RunJailDelete),
+              "JAIL"));
+    Wait(Reason(
+        Name(Leaf(jail, "restart", "Stop and start a jail in place", RunJailRestart), "JAIL")));
+
+    // Everything in one file.
+    Wait(File(Leaf(&app, "apply", "Apply a multi-document spec file: Images, then Vips, then Jails",
+                   RunApply)));
+
+    // Moves.
+    CLI::App* migrate = Wait(Reason(
+        Name(Leaf(&app, "migrate", "Planned migration of a running jail", RunMigrate), "JAIL")));
+    migrate->add_option("--to", a.to_host, "Target host; default: chosen like a failover");
+    CLI::App* failover = Wait(
+        Name(Leaf(&app, "failover",
+                  "Fence the jail's host from its image and start it on a standby", RunFailover),
+             "JAIL"));
+    failover->add_option("--to", a.to_host, "Target host; default: the first READY standby");
+    failover->add_option("--reason", a.reason, "Required: recorded in the event log")->required();
+
+    // Dry run.
+    CLI::App* plan = Group("plan", "Dry run: what would happen; changes nothing");
+    Name(Leaf(plan, "fail-host", "What if this host failed now?", RunPlanFailHost), "HOST")
+        ->add_flag("--fail-on-error", a.fail_on_error, "Exit 3 if the plan has an ERROR problem");
+    CLI::App* plan_migrate =
+        Name(Leaf(plan, "migrate", "What if I migrated this jail?", RunPlanMigrate), "JAIL");
+    plan_migrate->add_option("--to", a.to_host, "Target host; default: let the coordinator choose");
+    plan_migrate->add_flag("--fail-on-error", a.fail_on_error,
+                           "Exit 3 if the plan has an ERROR problem");
+
+    // Operations and events.
+    CLI::App* op = Group("op", "Operations: what the coordinator did and does");
+    CLI::App* op_list = Leaf(op, "list", "List operations, newest first", RunOpList);
+    op_list->add_option("--jail", a.jail, "Only operations on this jail");
+    op_list->add_option("--host", a.host, "Only operations on this host");
+    op_list->add_option("--state", a.states, "Only operations in these states")->delimiter(',');
+    op_list->add_option("--limit", a.limit, "At most this many (coordinator default 50)");
+    Name(Leaf(op, "get", "One operation with its steps", RunOpGet), "ID");
+
+    CLI::App* events = Leaf(&app, "events", "The event log, optionally followed", RunEvents);
+    events->add_option("--from", a.from_sequence, "First sequence number (0 = oldest retained)");
+    events->add_flag("--follow,-f", a.follow, "Keep streaming new events until Ctrl-C");
+    events->add_option("--jail", a.jail, "Only events of this jail");
+    events->add_option("--host", a.host, "Only events of this host");
+    events->add_option("--type", a.types, "Only events of these types (host.state, ...)")
+        ->delimiter(',');
   }
-  return response;
-}
 
-std::string ToJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions json;
-  json.add_whitespace = true;
-  json.always_print_primitive_fields = true;
-  std::string text;
-  (void)google::protobuf::util::MessageToJsonString(message, &text, json);
-  return text;
-}
+  Command action() const { return action_; }
 
-int Fail(std::ostream& err, const absl::Status& status) {
-  err << "jailoverctl: " << status.message() << "\n";
-  return kExitError;
-}
-
-int RunStatus(const GlobalOptions& options, std::ostream& out, std::ostream& err) {
-  auto status = FetchStatus(options);
-  if (!status.ok()) return Fail(err, status.status());
-  out << (options.output == "json" ? ToJson(*status) : FormatClusterStatus(*status));
-  return kExitOk;
-}
-
-int RunVersion(const GlobalOptions& options, bool client_only, std::ostream& out,
-               std::ostream& err) {
-  if (options.output == "json") {
-    // Built by hand: two strings need no JSON library.
-    std::string server_json;
-    if (!client_only) {
-      auto status = FetchStatus(options);
-      if (!status.ok()) return Fail(err, status.status());
-      server_json = absl::StrFormat(R"(, "coordinator": {"version": "%s", "apiVersion": "%s"})",
-                                    status->version(), status->api_version());
-    }
-    out << absl::StrFormat(R"({"client": {"version": "%s", "apiVersion": "%s"}%s})", kVersion,
-                           kApiVersion, server_json)
-        << "\n";
-    return kExitOk;
+ private:
+  CLI::App* Group(const std::string& name, const std::string& description) {
+    CLI::App* group = app_.add_subcommand(name, description);
+    group->require_subcommand(1);
+    return group;
   }
-  out << absl::StrFormat("jailoverctl  %s (api %s)\n", kVersion, kApiVersion);
-  if (client_only) return kExitOk;
-  auto status = FetchStatus(options);
-  if (!status.ok()) return Fail(err, status.status());
-  out << absl::StrFormat("coordinator  %s (api %s) at %s\n", status->version(),
-                         status->api_version(), options.coordinator);
-  return kExitOk;
-}
+
+  CLI::App* Leaf(CLI::App* parent, const std::string& name, const std::string& description,
+                 Command command) {
+    CLI::App* leaf = parent->add_subcommand(name, description);
+    leaf->callback([this, command] { action_ = command; });
+    return leaf;
+  }
+
+  CLI::App* Name(CLI::App* leaf, const std::string& what) {
+    leaf->add_option(what, args_.name, what)->required();
+    return leaf;
+  }
+
+  CLI::App* Reason(CLI::App* leaf) {
+    leaf->add_option("--reason", args_.reason, "Why, for the event log");
+    return leaf;
+  }
+
+  CLI::App* Wait(CLI::App* leaf) {
+    leaf->add_flag("--wait", args_.wait, "Follow the operation until it ends; exit 3 if it fails");
+    return leaf;
+  }
+
+  CLI::App* File(CLI::App* leaf) {
+    leaf->add_option("-f,--file", args_.file, "YAML spec file (docs/specs.md)")->required();
+    return leaf;
+  }
+
+  CLI::App& app_;
+  GlobalOptions& options_;
+  CommandArgs& args_;
+  Command action_ = nullptr;
+};
 
 }  // namespace
-
-std::string FormatUptime(const google::protobuf::Duration& d) {
-  const int64_t s = d.seconds();
-  if (s >= 86400) return absl::StrFormat("%dd%dh", s / 86400, (s % 86400) / 3600);
-  if (s >= 3600) return absl::StrFormat("%dh%dm", s / 3600, (s % 3600) / 60);
-  if (s >= 60) return absl::StrFormat("%dm%ds", s / 60, s % 60);
-  if (s >= 1) return absl::StrFormat("%ds", s);
-  return absl::StrFormat("%.3fs", d.nanos() / 1e9);
-}
-
-std::string FormatCounts(
-    const google::protobuf::RepeatedPtrField<jailover::v1::StateCount>& counts,
-    const std::string& none) {
-  std::vector<std::string> parts;
-  for (const auto& c : counts) {
-    if (c.count() > 0) parts.push_back(absl::StrCat(c.count(), " ", c.state()));
-  }
-  return parts.empty() ? none : absl::StrJoin(parts, ", ");
-}
-
-std::string FormatClusterStatus(const jailover::v1::GetClusterStatusResponse& status) {
-  std::string text;
-  const auto& leader = status.leader();
-  absl::StrAppendFormat(&text, "%-12s %s at %s, leader (term %d), version %s (api %s), up %s\n",
-                        "coordinator", leader.name(), leader.address(), status.term(),
-                        status.version(), status.api_version(), FormatUptime(status.uptime()));
-  for (const auto& follower : status.followers()) {
-    absl::StrAppendFormat(&text, "%-12s %s at %s, follower, version %s\n", "", follower.name(),
-                          follower.address(), follower.version());
-  }
-  const auto& store = status.store();
-  const std::string detail = store.detail().empty() ? "" : absl::StrCat(" (", store.detail(), ")");
-  if (store.kind().empty() || store.kind() == "none") {
-    absl::StrAppendFormat(&text, "%-12s none%s\n", "store", detail);
-  } else {
-    absl::StrAppendFormat(&text, "%-12s %s, %s%s\n", "store", store.kind(),
-                          store.healthy() ? "healthy" : "NOT HEALTHY", detail);
-  }
-  absl::StrAppendFormat(&text, "%-12s %s\n", "hosts",
-                        FormatCounts(status.hosts_by_state(), "none registered"));
-  absl::StrAppendFormat(&text, "%-12s %s\n", "jails", FormatCounts(status.jails_by_phase(), "none"));
-  absl::StrAppendFormat(&text, "%-12s %d running\n", "operations", status.operations_running());
-  absl::StrAppendFormat(&text, "%-12s last sequence %d\n", "events", status.last_event_sequence());
-  return text;
-}
 
 int RunCtl(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   GlobalOptions options;
@@ -166,41 +203,32 @@ int RunCtl(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   options.tls.key_file = EnvOr("JAILOVER_TLS_KEY", "");
   options.tls.ca_file = EnvOr("JAILOVER_TLS_CA", "");
   options.tls.insecure = EnvOr("JAILOVER_INSECURE", "") == "1";
+  CommandArgs args;
 
   CLI::App app{"jailoverctl: operate a jailover cluster", "jailoverctl"};
-  app.require_subcommand(1);
-  app.add_option("--coordinator", options.coordinator,
-                 "Coordinator address HOST:PORT (env JAILOVER_COORDINATOR)")
-      ->capture_default_str();
-  app.add_option("--tls_cert", options.tls.cert_file, "PEM client certificate (env JAILOVER_TLS_CERT)");
-  app.add_option("--tls_key", options.tls.key_file, "PEM key of --tls_cert (env JAILOVER_TLS_KEY)");
-  app.add_option("--tls_ca", options.tls.ca_file, "PEM CA of the coordinator (env JAILOVER_TLS_CA)");
-  app.add_flag("--insecure", options.tls.insecure,
-               "No TLS, for development and the lab (env JAILOVER_INSECURE=1)");
-  app.add_option("--timeout", options.timeout_seconds, "Seconds to wait for the coordinator")
-      ->check(CLI::Range(0.1, 3600.0))
-      ->capture_default_str();
-  app.add_option("-o,--output", options.output, "Output format")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
-
-  bool client_only = false;
-  CLI::App* version = app.add_subcommand("version", "Print the client's and the coordinator's version");
-  version->add_flag("--client", client_only, "Only the client's version; no connection");
-  CLI::App* status = app.add_subcommand("status", "Cluster overview: coordinator, store, hosts, jails");
-
+  CommandTree tree(app, options, args);
+  tree.Build();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     out << app.help();
     return kExitOk;
+  } catch (const CLI::CallForAllHelp&) {
+    out << app.help("", CLI::AppFormatMode::All);
+    return kExitOk;
   } catch (const CLI::ParseError& e) {
-    err << "jailoverctl: " << e.what() << "\n" << "Run with --help for usage.\n";
+    err << "jailoverctl: " << e.what() << "\n"
+        << "Run with --help for usage.\n";
+    return kExitUsage;
+  }
+  const Command action = tree.action();
+  if (action == nullptr) {
+    err << "jailoverctl: no command\n";
     return kExitUsage;
   }
 
   // Address and TLS need checking only when a command dials the coordinator.
-  const bool dials = !(version->parsed() && client_only);
+  const bool dials = !(action == &RunVersion && args.client_only);
   if (dials) {
     absl::Status valid = common::ValidateHostPort("--coordinator", options.coordinator);
     if (valid.ok()) valid = common::ValidateTlsOptions(options.tls);
@@ -209,10 +237,8 @@ int RunCtl(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       return kExitUsage;
     }
   }
-  if (version->parsed()) return RunVersion(options, client_only, out, err);
-  if (status->parsed()) return RunStatus(options, out, err);
-  err << "jailoverctl: no command\n";
-  return kExitUsage;
+  const CommandContext ctx{options, out, err};
+  return action(ctx, args);
 }
 
 }  // namespace jailover::cli

@@ -127,7 +127,8 @@ int JailTracker::BudgetUsed(MonoTime now) const {
 }
 
 bool JailTracker::NeedsFailover(v1::HostState host_state) const {
-  return op_id_.empty() && !host_.empty() && host_state == v1::HOST_STATE_FENCED &&
+  return op_id_.empty() && !host_.empty() &&
+         (host_state == v1::HOST_STATE_FENCED || host_state == v1::HOST_STATE_UNREACHABLE) &&
          (phase_ == v1::JAIL_PHASE_RUNNING || phase_ == v1::JAIL_PHASE_PENDING);
 }
 
@@ -261,10 +262,11 @@ absl::StatusOr<std::vector<JailTransition>> JailTracker::OperationFailed(
   if (op_kind_ == v1::OPERATION_KIND_STOP) {
     SetPhase(v1::JAIL_PHASE_ERROR, now, absl::StrCat(op, "; it may still run on ", host_), &out);
   } else {
-    if (op_kind_ == v1::OPERATION_KIND_START || op_kind_ == v1::OPERATION_KIND_RESTART) {
-      host_ = op_target_;
-    }
-    unconfirmed_ = true;
+    // A failed restart leaves the jail (maybe) on its host; a failed first
+    // start leaves it unplaced, to be started again from the beginning.
+    if (op_kind_ == v1::OPERATION_KIND_RESTART) host_ = op_target_;
+    if (op_kind_ == v1::OPERATION_KIND_START) host_.clear();
+    unconfirmed_ = !host_.empty();
     SetPhase(v1::JAIL_PHASE_PENDING, now, op, &out);
   }
   op_id_.clear();
@@ -354,10 +356,19 @@ absl::StatusOr<JailUpdate> JailTracker::Evaluate(MonoTime now, HostLookup hosts)
                 &update.transitions);
     return update;
   }
-  if (here->state == v1::HOST_STATE_SUSPECT || here->state == v1::HOST_STATE_UNREACHABLE ||
-      here->state == v1::HOST_STATE_UNSPECIFIED) {
-    d.reason =
-        absl::StrCat("waiting: host ", host_, " is ", state, "; jails move only once it is FENCED");
+  if (here->state == v1::HOST_STATE_UNREACHABLE) {
+    // The failover's first step fences the host from the jail's image at the
+    // storage host; nothing else moves before that step succeeded.
+    d = Recover(JailAction::kFailover, now,
+                absl::StrCat("host ", host_,
+                             " is UNREACHABLE (lease expired); the failover fences it from the "
+                             "image first"),
+                &update.transitions);
+    return update;
+  }
+  if (here->state == v1::HOST_STATE_SUSPECT || here->state == v1::HOST_STATE_UNSPECIFIED) {
+    d.reason = absl::StrCat("waiting: host ", host_, " is ", state,
+                            "; jails move only once its lease expired (UNREACHABLE)");
     return update;
   }
   if (phase_ == v1::JAIL_PHASE_PENDING) {

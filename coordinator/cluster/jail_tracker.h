@@ -23,9 +23,12 @@
 //                 an operator's operation takes it out (and resets the budget).
 //
 // Decisions (Evaluate), given the states of the hosts:
-//   kFailover only when the jail's host is FENCED (never while it is merely
-//   SUSPECT or UNREACHABLE: its jail may still be writing), or when the jail
-//   is down on a host in MAINTENANCE. kRestart when it is down on a READY or
+//   kFailover once the jail's host lease expired (UNREACHABLE) or it is
+//   FENCED — never while it is merely SUSPECT. The failover operation's
+//   first step fences the old host from the jail's image at the storage host
+//   (the grant goes to the standby at epoch + 1, the old host's connection is
+//   cut), so nothing moves while the old host could still write; or when the
+//   jail is down on a host in MAINTENANCE. kRestart when it is down on a READY or
 //   DRAINING host. Both draw on the policy budget: at most max_restarts
 //   automatic restarts and failovers, counted together, started within the
 //   sliding window; the one that would exceed it puts the jail in ERROR with
@@ -103,7 +106,7 @@ struct JailDecision {
   // kRestart: from_host; kFailover: empty (the planner picks a standby);
   // kFailback: the preferred host.
   std::string to_host;
-  // Why this action, or why none ("waiting: host h1 is UNREACHABLE ...").
+  // Why this action, or why none ("waiting: host h1 is SUSPECT ...").
   std::string reason;
 };
 
@@ -158,8 +161,8 @@ class JailTracker {
                                                                 absl::string_view operation_id,
                                                                 uint64_t epoch);
   // The operation failed with `error`: PENDING (a STOP failure: ERROR). The
-  // jail is then taken to be on the target (START, RESTART) or still on its
-  // old host (MIGRATE, FAILOVER).
+  // jail is then taken to be on the target (RESTART), still on its old host
+  // (MIGRATE, FAILOVER) or, after a failed first START, still unplaced.
   absl::StatusOr<std::vector<JailTransition>> OperationFailed(MonoTime now,
                                                               absl::string_view operation_id,
                                                               absl::string_view error);
@@ -183,7 +186,7 @@ class JailTracker {
   const std::string& operation_id() const { return op_id_; }
   uint64_t epoch() const { return epoch_; }
   const EffectivePolicy& policy() const { return policy_; }
-  // True when the jail's host is FENCED (`host_state`) and the jail is
+  // True when the jail's host is UNREACHABLE or FENCED (`host_state`) and the jail is
   // RUNNING or PENDING there with no operation acting on it. Ignores the
   // budget (Evaluate applies it).
   bool NeedsFailover(v1::HostState host_state) const;

@@ -354,6 +354,37 @@ absl::StatusOr<v1::Host> Membership::Get(absl::string_view host) {
   return ViewLocked(std::string(host), *entry);
 }
 
+absl::StatusOr<v1::Host> Membership::SetMaintenance(absl::string_view host,
+                                                    absl::string_view operator_name, bool enabled,
+                                                    std::optional<absl::Duration> duration,
+                                                    absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  const std::string why =
+      absl::StrCat(enabled ? "maintenance by " : "maintenance ended by ", operator_name,
+                   reason.empty() ? "" : ": ", reason);
+  return OperatorInputLocked(host, operator_name, [&](HostTracker& tracker, MonoTime now) {
+    if (!enabled) return tracker.EndMaintenance(now, why);
+    std::optional<MonoTime> until;
+    if (duration.has_value()) until = now + absl::ToChronoNanoseconds(*duration);
+    return tracker.SetMaintenance(now, until, why);
+  });
+}
+
+absl::StatusOr<v1::Host> Membership::StorageFencingDone(absl::string_view host,
+                                                        absl::string_view detail) {
+  absl::MutexLock lock(&mu_);
+  return OperatorInputLocked(host, "coordinator", [&](HostTracker& tracker, MonoTime now) {
+    return tracker.StorageFencingDone(now, detail);
+  });
+}
+
+std::map<std::string, HostView> Membership::HostViews() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, HostView> views;
+  for (const auto& [name, entry] : hosts_) views.emplace(name, ViewOf(entry->tracker));
+  return views;
+}
+
 std::map<v1::HostState, int> Membership::CountByState() {
   absl::MutexLock lock(&mu_);
   std::map<v1::HostState, int> counts;

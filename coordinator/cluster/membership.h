@@ -42,6 +42,7 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "coordinator/cluster/host_tracker.h"
+#include "coordinator/cluster/jail_tracker.h"
 #include "coordinator/store/state_store.h"
 #include "jailover/v1/agent.pb.h"
 #include "jailover/v1/types.pb.h"
@@ -107,7 +108,21 @@ class Membership {
   absl::StatusOr<v1::Host> Undrain(absl::string_view host, absl::string_view operator_name,
                                    absl::string_view reason);
 
+  // Enters maintenance (until `duration` from now, if set) or leaves it.
+  absl::StatusOr<v1::Host> SetMaintenance(absl::string_view host, absl::string_view operator_name,
+                                          bool enabled, std::optional<absl::Duration> duration,
+                                          absl::string_view reason);
+
+  // --- The operations engine. ---
+
+  // The host can no longer write through its grants (`detail`: which image,
+  // which epoch): see HostTracker::StorageFencingDone. Returns the host.
+  absl::StatusOr<v1::Host> StorageFencingDone(absl::string_view host, absl::string_view detail);
+
   // --- Queries. ---
+
+  // What the jail trackers need of every host, by name.
+  std::map<std::string, HostView> HostViews();
 
   // Every host sorted by name, with its live status; `states` empty = all.
   absl::StatusOr<std::vector<v1::Host>> List(const std::vector<v1::HostState>& states = {});

@@ -191,7 +191,7 @@ class PlanBuilder {
                               status.operation_id(), ")"));
     }
     if (status.host().empty()) {
-      AddProblem(v1::SEVERITY_ERROR, name, "",
+      if (kind != v1::OPERATION_KIND_START) AddProblem(v1::SEVERITY_ERROR, name, "",
                  absl::StrCat("jail ", name, " is not placed on any host"));
     } else {
       s.current = Lookup(view_.hosts, status.host());
@@ -316,10 +316,77 @@ class PlanBuilder {
       stop.description = absl::StrCat("StopJail ", op.jail, " at epoch ", op.old_epoch,
                                       " (graceful; LB health turns NOT_SERVING first)");
       op.steps.push_back(std::move(stop));
+      // Defined again from the stored spec, so a changed spec takes effect.
+      Step destroy = JailStep(op, StepAction::kDestroyJail, "destroy", op.from_host, op.old_epoch);
+      destroy.description = absl::StrCat("DestroyJail ", op.jail);
+      op.steps.push_back(std::move(destroy));
+      Step create = JailStep(op, StepAction::kCreateJail, "create", op.to_host, op.new_epoch);
+      create.vip = s.jail->vip();
+      create.description = absl::StrCat("CreateJail ", op.jail, " (image ", op.image, ", epoch ",
+                                        op.new_epoch, create.vip.empty() ? "" : ", VIP ",
+                                        create.vip, ") from the current spec");
+      op.steps.push_back(std::move(create));
       Step start = JailStep(op, StepAction::kStartJail, "start", op.to_host, op.new_epoch);
       start.description = absl::StrCat("StartJail ", op.jail, " at epoch ", op.new_epoch);
       op.steps.push_back(std::move(start));
       AddProbeAndRunning(op, s, op.to_host, op.new_epoch);
+    }
+    op.blocked = JailHasError(op.jail);
+    plan_.operations.push_back(std::move(op));
+  }
+
+  // Stop of s.jail where it runs: VIP removed there, stop, destroy, unmount,
+  // release at its epoch, then STOPPED recorded. The grant stays (the next
+  // start grants epoch + 1).
+  void AddStop(const Subject& s) {
+    PlannedOperation op;
+    op.kind = v1::OPERATION_KIND_STOP;
+    op.jail = s.jail->name();
+    op.from_host = op.to_host = s.jail->status().host();
+    if (s.image != nullptr) {
+      op.image = s.image->spec().name();
+      op.old_epoch = op.new_epoch = s.image->grant().epoch();
+    }
+    if (s.current != nullptr && s.image != nullptr) {
+      if (s.vip != nullptr) {
+        Step vip = JailStep(op, StepAction::kRemoveVip, "vip-remove", op.from_host, op.old_epoch);
+        vip.vip = s.vip->name();
+        vip.best_effort = true;
+        vip.description = absl::StrCat("RemoveVip ", vip.vip);
+        op.steps.push_back(std::move(vip));
+      }
+      AddStopAndRelease(op, s, /*best_effort=*/false);
+      op.steps.push_back(RecordStep(op, "stopped", op.from_host, v1::JAIL_PHASE_STOPPED,
+                                    op.old_epoch,
+                                    absl::StrCat("record ", op.jail, " STOPPED")));
+    }
+    op.blocked = JailHasError(op.jail);
+    plan_.operations.push_back(std::move(op));
+  }
+
+  // First start of s.jail on `target`.
+  void AddStart(const Subject& s, const std::string& target) {
+    PlannedOperation op;
+    op.kind = v1::OPERATION_KIND_START;
+    op.jail = s.jail->name();
+    op.to_host = target;
+    if (s.image != nullptr) {
+      op.image = s.image->spec().name();
+      op.old_epoch = s.image->grant().epoch();
+      op.new_epoch = op.old_epoch + 1;
+    }
+    if (!target.empty() && s.image != nullptr && s.storage != nullptr) {
+      Step create = JailStep(op, StepAction::kCreateImage, "create-image",
+                             s.image->spec().storage_host(), op.old_epoch);
+      create.description =
+          absl::StrCat("CreateImage ", op.image, " (", s.image->spec().path(), ", ",
+                       s.image->spec().size_bytes(), " bytes) if missing");
+      op.steps.push_back(std::move(create));
+      op.steps.push_back(GrantStep("grant", s, view_.hosts.at(target), op));
+      AddAttach(op, s, target);
+      AddPromote(op, s, target);
+      AddBackups(op, s, target);
+      AddProbeAndRunning(op, s, target, op.new_epoch);
     }
     op.blocked = JailHasError(op.jail);
     plan_.operations.push_back(std::move(op));
@@ -489,6 +556,33 @@ class PlanBuilder {
         absl::StrCat("ConfigureVip ", vip.vip, " (vhid ", s.vip->vhid(), " on ", s.vip->interface(),
                      ") advskew ", kMasterAdvskew, ": ", target, " becomes CARP master");
     op.steps.push_back(std::move(vip));
+  }
+
+  // The VIP as CARP backup on the other READY jail hosts of the placement,
+  // so that the next failover target takes the address over by itself.
+  void AddBackups(PlannedOperation& op, const Subject& s, const std::string& target) {
+    if (s.vip == nullptr) return;
+    std::vector<std::string> hosts = {s.jail->placement().preferred_host()};
+    for (const std::string& standby : s.jail->placement().standbys()) hosts.push_back(standby);
+    for (const std::string& host : hosts) {
+      if (host.empty() || host == target) continue;
+      const v1::Host* h = Lookup(view_.hosts, host);
+      if (h == nullptr || !HasRole(*h, v1::HOST_ROLE_JAIL) ||
+          h->status().state() != v1::HOST_STATE_READY) {
+        continue;
+      }
+      const std::optional<int> rank = BackupRank(*s.jail, host);
+      Step step = JailStep(op, StepAction::kConfigureVip, "vip-backup", host, op.new_epoch);
+      step.vip = s.vip->name();
+      step.advskew = std::min<uint32_t>(kBackupAdvskewBase + rank.value_or(0), kMaxAdvskew);
+      step.best_effort = true;
+      step.description = absl::StrCat("ConfigureVip ", step.vip, " advskew ", step.advskew,
+                                      " (CARP backup, ",
+                                      rank.value_or(0) == 0 ? std::string("preferred host")
+                                                            : absl::StrCat("standby #", *rank),
+                                      ")");
+      op.steps.push_back(std::move(step));
+    }
   }
 
   void AddDemote(PlannedOperation& op, const Subject& s, bool best_effort) {
@@ -796,18 +890,63 @@ absl::StatusOr<Plan> PlanDrain(const ClusterView& view, absl::string_view host_n
   return std::move(builder).Finish();
 }
 
-absl::StatusOr<Plan> PlanRestart(const ClusterView& view, absl::string_view jail_name) {
+namespace {
+
+// An operation on the jail where it runs (restart, stop): its host must
+// answer calls.
+absl::StatusOr<Plan> PlanInPlace(const ClusterView& view, absl::string_view jail_name,
+                                 v1::OperationKind kind, absl::string_view verb,
+                                 void (PlanBuilder::*add)(const Subject&)) {
   RETURN_IF_ERROR(CheckView(view));
   ASSIGN_OR_RETURN(const v1::Jail* jail, FindJail(view, jail_name));
-  PlanBuilder builder(view, v1::OPERATION_KIND_RESTART, absl::StrCat("restart ", jail_name));
+  PlanBuilder builder(view, kind, absl::StrCat(verb, " ", jail_name));
   const Subject s = builder.Resolve(*jail, v1::OPERATION_KIND_RESTART);
   if (s.current != nullptr && !Reachable(*s.current)) {
     builder.AddProblem(
         v1::SEVERITY_ERROR, jail->name(), s.current->name(),
         absl::StrCat("host ", s.current->name(), " of jail ", jail->name(), " is ",
-                     HostStateName(s.current->status().state()), ": cannot restart there"));
+                     HostStateName(s.current->status().state()), ": cannot ", verb, " it there"));
   }
-  builder.AddRestart(s);
+  (builder.*add)(s);
+  return std::move(builder).Finish();
+}
+
+}  // namespace
+
+absl::StatusOr<Plan> PlanRestart(const ClusterView& view, absl::string_view jail_name) {
+  return PlanInPlace(view, jail_name, v1::OPERATION_KIND_RESTART, "restart",
+                     &PlanBuilder::AddRestart);
+}
+
+absl::StatusOr<Plan> PlanStop(const ClusterView& view, absl::string_view jail_name) {
+  return PlanInPlace(view, jail_name, v1::OPERATION_KIND_STOP, "stop", &PlanBuilder::AddStop);
+}
+
+absl::StatusOr<Plan> PlanStart(const ClusterView& view, absl::string_view jail_name,
+                               absl::string_view requested_target) {
+  RETURN_IF_ERROR(CheckView(view));
+  ASSIGN_OR_RETURN(const v1::Jail* jail, FindJail(view, jail_name));
+  if (!requested_target.empty()) RETURN_IF_ERROR(FindHost(view, requested_target).status());
+  PlanBuilder builder(view, v1::OPERATION_KIND_START, absl::StrCat("start ", jail_name));
+  // Resolve as a migration would (image, storage, VIP), minus "not placed".
+  const Subject s = builder.Resolve(*jail, v1::OPERATION_KIND_START);
+  std::string target(requested_target);
+  if (target.empty()) {
+    target = builder.Choose(*jail, {});
+  } else {
+    const v1::Host& host = view.hosts.at(target);
+    if (!HasRole(host, v1::HOST_ROLE_JAIL) || host.status().state() != v1::HOST_STATE_READY) {
+      builder.AddProblem(v1::SEVERITY_ERROR, jail->name(), target,
+                         absl::StrCat("host ", target, " is ",
+                                      HostStateName(host.status().state()),
+                                      HasRole(host, v1::HOST_ROLE_JAIL) ? "" : " without the jail role",
+                                      ": only a READY jail host takes jails"));
+    }
+    builder.AddChoice(jail->name(), target, {absl::StrCat(target, ": chosen, requested target")});
+  }
+  if (!target.empty()) builder.CheckTargetInterface(s, view.hosts.at(target));
+  builder.CountMove("", target);
+  builder.AddStart(s, target);
   return std::move(builder).Finish();
 }
 
@@ -837,14 +976,101 @@ v1::Operation ToOperation(const PlannedOperation& planned) {
   op.set_from_host(planned.from_host);
   op.set_to_host(planned.to_host);
   op.set_state(v1::OPERATION_STATE_PENDING);
+  op.set_image(planned.image);
+  op.set_old_epoch(planned.old_epoch);
+  op.set_new_epoch(planned.new_epoch);
   for (const Step& step : planned.steps) {
     v1::OperationStep* out = op.add_steps();
     out->set_name(step.name);
     out->set_host(step.host);
     out->set_state(v1::OPERATION_STATE_PENDING);
     out->set_detail(step.description);
+    *out->mutable_call() = ToStepCall(step);
   }
   return op;
+}
+
+namespace {
+
+constexpr std::pair<StepAction, v1::StepAction> kActions[] = {
+    {StepAction::kRecordPhase, v1::STEP_ACTION_RECORD_PHASE},
+    {StepAction::kStopJail, v1::STEP_ACTION_STOP_JAIL},
+    {StepAction::kDestroyJail, v1::STEP_ACTION_DESTROY_JAIL},
+    {StepAction::kUnmountImage, v1::STEP_ACTION_UNMOUNT_IMAGE},
+    {StepAction::kReleaseImage, v1::STEP_ACTION_RELEASE_IMAGE},
+    {StepAction::kExportImage, v1::STEP_ACTION_EXPORT_IMAGE},
+    {StepAction::kImportImage, v1::STEP_ACTION_IMPORT_IMAGE},
+    {StepAction::kFsckImage, v1::STEP_ACTION_FSCK_IMAGE},
+    {StepAction::kMountImage, v1::STEP_ACTION_MOUNT_IMAGE},
+    {StepAction::kCreateJail, v1::STEP_ACTION_CREATE_JAIL},
+    {StepAction::kStartJail, v1::STEP_ACTION_START_JAIL},
+    {StepAction::kConfigureVip, v1::STEP_ACTION_CONFIGURE_VIP},
+    {StepAction::kSetVipAdvskew, v1::STEP_ACTION_SET_VIP_ADVSKEW},
+    {StepAction::kRemoveVip, v1::STEP_ACTION_REMOVE_VIP},
+    {StepAction::kProbe, v1::STEP_ACTION_PROBE},
+    {StepAction::kCreateImage, v1::STEP_ACTION_CREATE_IMAGE},
+};
+
+}  // namespace
+
+v1::StepCall ToStepCall(const Step& step) {
+  v1::StepCall call;
+  for (const auto& [ours, theirs] : kActions) {
+    if (ours == step.action) call.set_action(theirs);
+  }
+  call.set_jail(step.jail);
+  call.set_image(step.image);
+  call.set_epoch(step.epoch);
+  call.set_previous_epoch(step.previous_epoch);
+  call.set_previous_grant_host(step.previous_grant_host);
+  call.set_grant_host(step.grant_host);
+  call.set_grant_address(step.grant_address);
+  call.set_endpoint(step.endpoint);
+  call.set_remote_path(step.remote_path);
+  call.set_filesystem(step.filesystem);
+  call.set_mount_point(step.mount_point);
+  call.set_vip(step.vip);
+  call.set_advskew(step.advskew);
+  call.set_force(step.force);
+  call.set_phase(step.phase);
+  call.set_best_effort(step.best_effort);
+  return call;
+}
+
+absl::StatusOr<Step> StepFromOperationStep(const v1::OperationStep& in) {
+  const v1::StepCall& call = in.call();
+  Step step;
+  bool known = false;
+  for (const auto& [ours, theirs] : kActions) {
+    if (theirs == call.action()) {
+      step.action = ours;
+      known = true;
+    }
+  }
+  if (!known) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", in.name(), " has no known action (",
+                                                   static_cast<int>(call.action()), ")"));
+  }
+  step.name = in.name();
+  step.host = in.host();
+  step.jail = call.jail();
+  step.image = call.image();
+  step.epoch = call.epoch();
+  step.previous_epoch = call.previous_epoch();
+  step.previous_grant_host = call.previous_grant_host();
+  step.grant_host = call.grant_host();
+  step.grant_address = call.grant_address();
+  step.endpoint = call.endpoint();
+  step.remote_path = call.remote_path();
+  step.filesystem = call.filesystem();
+  step.mount_point = call.mount_point();
+  step.vip = call.vip();
+  step.advskew = call.advskew();
+  step.force = call.force();
+  step.phase = call.phase();
+  step.best_effort = call.best_effort();
+  step.description = in.detail();
+  return step;
 }
 
 std::string RenderPlan(const Plan& plan) {

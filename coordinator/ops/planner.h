@@ -31,7 +31,8 @@
 //   from here), stop, destroy, unmount, release on P at epoch E; grant: T
 //   ExportImage(I, grant {S, E+1}) (also cuts P); import, fsck, mount, create,
 //   start on S; vip S -> 0; vip-demote on P; probe; running.
-// Restart: stop, start, probe, running on the same host and epoch.
+// Restart: stop, destroy, create (from the current spec), start, probe,
+// running on the same host and epoch.
 //
 // Advskew (CARP: lowest advertises, preemption on): the host running the jail
 // has kMasterAdvskew (0). Any other host keeping the jail's VIP has
@@ -133,6 +134,9 @@ enum class StepAction {
   // Coordinator: the jail runs on host and, if the spec has a health_port,
   // answers on VIP:health_port.
   kProbe,
+  // CreateImage(ImageSpec from the store) on the storage host: creates the
+  // backing file and its filesystem if missing (a no-op otherwise).
+  kCreateImage,
 };
 
 // One step, with every argument of its call. Fields not used by the action
@@ -247,13 +251,32 @@ absl::StatusOr<Plan> PlanDrain(const ClusterView& view, absl::string_view host);
 // Stop and start of `jail` on its current host.
 absl::StatusOr<Plan> PlanRestart(const ClusterView& view, absl::string_view jail);
 
+// Stop of `jail` where it runs (for a delete): VIP removed there (best
+// effort), stop, destroy, unmount, release, STOPPED recorded.
+absl::StatusOr<Plan> PlanStop(const ClusterView& view, absl::string_view jail);
+
+// First start of a jail that was never placed, on `target` (empty = the
+// preferred host if READY, else the planner's choice): create-image (if
+// missing), grant (epoch + 1), import, fsck, mount, create, start, vip
+// (master), vip-backup on the other READY hosts of its placement (best
+// effort, advskew 100 + rank), probe, running.
+absl::StatusOr<Plan> PlanStart(const ClusterView& view, absl::string_view jail,
+                               absl::string_view target);
+
 // The Plan RPC's answer.
 v1::PlanResponse ToPlanResponse(const Plan& plan);
 
 // The operation the engine persists before running `planned` (state PENDING,
-// one OperationStep per Step, detail = the step's description). The caller
-// sets id, reason, requested_by and created.
+// one OperationStep per Step with its full call, detail = the step's
+// description; image and epochs). The caller sets id, reason, requested_by,
+// automatic and created.
 v1::Operation ToOperation(const PlannedOperation& planned);
+
+// A Step's call as persisted, and back: StepFromOperationStep(step with
+// call ToStepCall(s), name and host of s) == s, description aside (taken
+// from the step's detail).
+v1::StepCall ToStepCall(const Step& step);
+absl::StatusOr<Step> StepFromOperationStep(const v1::OperationStep& step);
 
 // The text `jailoverctl plan` prints: title, numbered steps, placement
 // choices with reasons, problems.

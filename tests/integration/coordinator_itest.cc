@@ -44,7 +44,7 @@ class CoordinatorTest : public ::testing::Test {
     const std::string port_file = absl::StrCat(dir_, "/coordinator", runs_, ".port");
     auto started = testing::ExternalProcess::Start(
         {JAILOVER_COORDINATOR_BIN, absl::StrCat("--listen=127.0.0.1:", port),
-         "--port_file=" + port_file, "--insecure", "--name=ctl1", "--data_dir=" + dir_ + "/data",
+         "--port_file=" + port_file, "--insecure", "--name=ctl1", "--data_dir=" + dir_ + "/data", "--http_listen=127.0.0.1:0",
          absl::StrCat("--lease_ttl=", kTtl), absl::StrCat("--lease_renew_interval=", kRenew),
          absl::StrCat("--lease_safety_margin=", kMargin)},
         absl::StrCat(dir_, "/coordinator", runs_++, ".log"));

@@ -83,7 +83,7 @@ TEST_F(DaemonsTest, BothServeHealthAndJailoverctlStatusWorks) {
   auto coordinator = StartDaemon(
       "coordinator", {JAILOVER_COORDINATOR_BIN, "--listen=127.0.0.1:0",
                       "--port_file=" + coordinator_port_file, "--insecure", "--name=ctl1",
-                      "--data_dir=" + dir_ + "/coordinator-data"});
+                      "--data_dir=" + dir_ + "/coordinator-data", "--http_listen=127.0.0.1:0"});
   auto agent = StartDaemon("agent", {JAILOVER_AGENT_BIN, "--listen=127.0.0.1:0",
                                      "--port_file=" + agent_port_file, "--insecure",
                                      "--host_name=h1", "--driver=sim", "--http_listen=127.0.0.1:0",

@@ -3,6 +3,8 @@
 #include <sstream>
 #include <vector>
 
+#include "common/validation/validation.h"
+#include "coordinator/cli/ctl_commands.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -11,6 +13,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 struct CtlResult {
   int code;
@@ -71,6 +74,51 @@ TEST(CtlTest, BadCoordinatorAddressIsAnError) {
   EXPECT_THAT(r.err, HasSubstr("--coordinator"));
 }
 
+TEST(CtlTest, CommandsCheckTheirArgumentsBeforeDialing) {
+  // 127.0.0.1:1 refuses connections: exit 2 (not 1) proves nothing was dialed.
+  const std::vector<std::vector<const char*>> usage = {
+      {"failover", "web"},                  // --reason is required
+      {"failover", "web", "--reason", ""},  // and must not be empty
+      {"host", "mark-fenced", "h1"},        // --reason is required
+      {"host", "maintenance", "h1"},        // --on or --off
+      {"host", "maintenance", "h1", "--off", "--duration", "1h"},
+      {"host", "list", "--state", "sleepy"},         // unknown state
+      {"jail", "list", "--phase", "UNSPECIFIED"},    // not a real phase
+      {"op", "list", "--state", "DONE"},             // unknown state
+      {"jail", "get", "../etc"},                     // bad name
+      {"op", "get", "has space"},                    // bad operation id
+      {"jail", "apply"},                             // -f is required
+      {"jail", "apply", "-f", "/nonexistent.yaml"},  // unreadable spec file
+      {"apply", "-f", "-"},                          // no stdin
+      {"plan"},                                      // needs fail-host or migrate
+      {"migrate"},                                   // needs the jail
+  };
+  for (std::vector<const char*> args : usage) {
+    std::vector<const char*> full = {"--coordinator", "127.0.0.1:1", "--insecure"};
+    full.insert(full.end(), args.begin(), args.end());
+    const CtlResult r = Ctl(full);
+    EXPECT_EQ(r.code, kExitUsage) << args[0] << " " << (args.size() > 1 ? args[1] : "") << ": "
+                                  << r.err;
+    EXPECT_THAT(r.err, HasSubstr("jailoverctl: "));
+    EXPECT_THAT(r.err, Not(HasSubstr("unavailable")));
+  }
+}
+
+TEST(CtlTest, SubcommandHelpShowsItsFlags) {
+  const CtlResult r = Ctl({"failover", "--help"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("--reason"));
+  EXPECT_THAT(r.out, HasSubstr("--wait"));
+}
+
+TEST(CtlTest, RequestIdsAreFreshAndValid) {
+  const std::string a = NewRequestId();
+  const std::string b = NewRequestId();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.size(), 36u);
+  EXPECT_TRUE(common::ValidateOperationId(a).ok()) << a;
+}
+
 TEST(CtlFormatTest, Uptime) {
   EXPECT_EQ(FormatUptime(Seconds(0, 350'000'000)), "0.350s");
   EXPECT_EQ(FormatUptime(Seconds(42)), "42s");
@@ -106,13 +154,14 @@ TEST(CtlFormatTest, ClusterStatusTable) {
   status.mutable_store()->set_detail("/var/db/jailover/state.db");
   status.set_operations_running(2);
   status.set_last_event_sequence(41);
-  EXPECT_EQ(FormatClusterStatus(status),
-            "coordinator  ctl1 at 198.18.0.2:7430, leader (term 0), version 0.1.0 (api v1), up 1m15s\n"
-            "store        sqlite, healthy (/var/db/jailover/state.db)\n"
-            "hosts        none registered\n"
-            "jails        none\n"
-            "operations   2 running\n"
-            "events       last sequence 41\n");
+  EXPECT_EQ(
+      FormatClusterStatus(status),
+      "coordinator  ctl1 at 198.18.0.2:7430, leader (term 0), version 0.1.0 (api v1), up 1m15s\n"
+      "store        sqlite, healthy (/var/db/jailover/state.db)\n"
+      "hosts        none registered\n"
+      "jails        none\n"
+      "operations   2 running\n"
+      "events       last sequence 41\n");
 }
 
 TEST(CtlFormatTest, MissingStoreIsShownAsNone) {

@@ -200,20 +200,30 @@ TEST_F(JailTrackerTest, OperationsDriveThePhasesOneAtATime) {
   EXPECT_EQ(Evaluate(jail).decision.action, JailAction::kNone);
 }
 
-TEST_F(JailTrackerTest, FailoverOnlyOnceTheHostIsFenced) {
+// The failover of a jail whose host's lease expired starts at UNREACHABLE:
+// its first step fences the host from the image at the storage host (the
+// grant goes to the standby at epoch + 1), so nothing else moves unfenced.
+TEST_F(JailTrackerTest, FailoverOnlyOnceTheLeaseExpired) {
   JailTracker jail = Running();
-  for (v1::HostState state :
-       {v1::HOST_STATE_READY, v1::HOST_STATE_SUSPECT, v1::HOST_STATE_UNREACHABLE,
-        v1::HOST_STATE_DRAINING, v1::HOST_STATE_MAINTENANCE}) {
+  for (v1::HostState state : {v1::HOST_STATE_READY, v1::HOST_STATE_SUSPECT,
+                              v1::HOST_STATE_DRAINING, v1::HOST_STATE_MAINTENANCE}) {
     SetHost("h1", state, Now());
     JailUpdate update = Evaluate(jail);
     EXPECT_EQ(update.decision.action, JailAction::kNone) << HostStateName(state);
     EXPECT_FALSE(jail.NeedsFailover(state));
     EXPECT_THAT(update.transitions, IsEmpty());
   }
-  SetHost("h1", v1::HOST_STATE_UNREACHABLE, Now());
+  SetHost("h1", v1::HOST_STATE_SUSPECT, Now());
   EXPECT_THAT(Evaluate(jail).decision.reason,
-              HasSubstr("waiting: host h1 is UNREACHABLE; jails move only once it is FENCED"));
+              HasSubstr("waiting: host h1 is SUSPECT; jails move only once its lease expired"));
+  {
+    SetHost("h1", v1::HOST_STATE_UNREACHABLE, Now());
+    EXPECT_TRUE(jail.NeedsFailover(v1::HOST_STATE_UNREACHABLE));
+    JailTracker copy = jail;
+    JailUpdate update = Evaluate(copy);
+    EXPECT_EQ(update.decision.action, JailAction::kFailover);
+    EXPECT_THAT(update.decision.reason, HasSubstr("fences it from the image first"));
+  }
 
   SetHost("h1", v1::HOST_STATE_FENCED, Now());
   EXPECT_TRUE(jail.NeedsFailover(v1::HOST_STATE_FENCED));
@@ -231,7 +241,7 @@ TEST_F(JailTrackerTest, FailoverOnlyOnceTheHostIsFenced) {
   EXPECT_EQ(jail.BudgetUsed(Now()), 1);
 }
 
-TEST_F(JailTrackerTest, LeaseExpiryLeadsToAFailoverDecisionOnlyWhenFencedByTime) {
+TEST_F(JailTrackerTest, LeaseExpiryLeadsToAFailoverDecisionAtTheTtl) {
   HostTrackerConfig config;
   config.safety_margin = absl::Seconds(2);
   HostTracker h1("h1", config, Now());
@@ -248,10 +258,11 @@ TEST_F(JailTrackerTest, LeaseExpiryLeadsToAFailoverDecisionOnlyWhenFencedByTime)
     ASSERT_TRUE(h1.Tick(Now()).ok());
     absl::StatusOr<JailUpdate> update = jail.Evaluate(Now(), lookup);
     ASSERT_TRUE(update.ok());
-    if (t < absl::Seconds(5)) {
+    if (t < config.ttl) {
       ASSERT_EQ(update->decision.action, JailAction::kNone) << absl::FormatDuration(t);
     } else {
-      ASSERT_EQ(h1.state(), v1::HOST_STATE_FENCED);
+      ASSERT_EQ(h1.state(), t < config.ttl + config.safety_margin ? v1::HOST_STATE_UNREACHABLE
+                                                                  : v1::HOST_STATE_FENCED);
       ASSERT_EQ(update->decision.action, JailAction::kFailover) << absl::FormatDuration(t);
     }
   }
@@ -394,6 +405,18 @@ TEST_F(JailTrackerTest, CrashesAreRestartedUntilTheLimitThenError) {
   EXPECT_EQ(update.transitions[0].to, kError);
   EXPECT_EQ(update.transitions[0].reason,
             "4 restarts/failovers in 10m, limit 3; wanted a restart: not running on h1 (READY)");
+}
+
+TEST_F(JailTrackerTest, AFailedFirstStartLeavesTheJailUnplaced) {
+  JailTracker jail = Create();
+  ASSERT_EQ(Evaluate(jail).decision.action, JailAction::kStart);
+  ASSERT_THAT(Steps(jail.OperationStarted(Now(), Op("s1", v1::OPERATION_KIND_START, "h1", false))),
+              ElementsAre(Step(kPending, kStarting)));
+  ASSERT_THAT(Steps(jail.OperationFailed(Now(), "s1", "mount failed")),
+              ElementsAre(Step(kStarting, kPending)));
+  EXPECT_EQ(jail.host(), "");
+  // Started again from the beginning (not restarted where it never ran).
+  EXPECT_EQ(Evaluate(jail).decision.action, JailAction::kStart);
 }
 
 TEST_F(JailTrackerTest, AFailedOperationWaitsForTheHostToReport) {

@@ -375,7 +375,8 @@ TEST(PlannerTest, RestartStopsAndStartsOnTheSameHostAndEpoch) {
   absl::StatusOr<Plan> plan = PlanRestart(view, "web");
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_THAT(plan->problems, IsEmpty());
-  EXPECT_THAT(StepList(*plan), ElementsAre("restart web stop@h1", "restart web start@h1",
+  EXPECT_THAT(StepList(*plan), ElementsAre("restart web stop@h1", "restart web destroy@h1",
+                                           "restart web create@h1", "restart web start@h1",
                                            "restart web probe@h1", "restart web running@h1"));
   for (const Step& step : plan->operations[0].steps) EXPECT_EQ(step.epoch, 7u);
 }
@@ -715,6 +716,114 @@ Placement:
 Problems:
   ERROR   jail web already runs on h1
 )");
+}
+
+}  // namespace
+}  // namespace jailover::coordinator::ops
+
+namespace jailover::coordinator::ops {
+namespace {
+
+TEST(PlanStartTest, FirstStartGrantsTheNextEpochAndKeepsTheStandbysAsCarpBackups) {
+  ClusterView view = MakeView();
+  v1::Jail& web = view.jails["web"];
+  web.clear_status();
+  web.mutable_status()->set_phase(v1::JAIL_PHASE_PENDING);
+  view.images["web-img"].clear_grant();
+  view.images["web-img"].clear_export_endpoint();
+  view.jails.erase("db");
+  absl::StatusOr<Plan> plan = PlanStart(view, "web", "");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->operations.size(), 1u);
+  const PlannedOperation& op = plan->operations[0];
+  EXPECT_EQ(op.kind, v1::OPERATION_KIND_START);
+  EXPECT_EQ(op.to_host, "h1");  // The preferred host.
+  EXPECT_EQ(op.old_epoch, 0u);
+  EXPECT_EQ(op.new_epoch, 1u);
+  EXPECT_FALSE(op.blocked);
+  std::vector<std::string> steps;
+  for (const Step& step : op.steps) {
+    steps.push_back(absl::StrCat(step.name, "@", step.host, step.best_effort ? " (best effort)" : "",
+                                 step.advskew != 0 ? absl::StrCat(" ", step.advskew) : ""));
+  }
+  EXPECT_THAT(steps, ElementsAre("create-image@st1", "grant@st1", "import@h1", "fsck@h1",
+                                 "mount@h1", "create@h1", "start@h1", "vip@h1",
+                                 "vip-backup@h2 (best effort) 101", "vip-backup@h3 (best effort) 102",
+                                 "probe@h1", "running@h1"));
+  // Not exported yet: a warning, not an error.
+  EXPECT_THAT(Messages(*plan, v1::SEVERITY_WARNING), ElementsAre(HasSubstr("is not exported")));
+  EXPECT_THAT(Messages(*plan, v1::SEVERITY_ERROR), IsEmpty());
+
+  // A requested target that is not READY blocks the start.
+  view.hosts["h4"].mutable_status()->set_state(v1::HOST_STATE_FENCED);
+  plan = PlanStart(view, "web", "h4");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(plan->operations[0].blocked);
+  EXPECT_THAT(Messages(*plan, v1::SEVERITY_ERROR), ElementsAre(HasSubstr("h4 is FENCED")));
+  EXPECT_EQ(PlanStart(view, "web", "nosuch").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(PlanStopTest, StopsWhereItRunsAndRecordsStopped) {
+  ClusterView view = MakeView();
+  absl::StatusOr<Plan> plan = PlanStop(view, "web");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->operations.size(), 1u);
+  std::vector<std::string> steps;
+  for (const Step& step : plan->operations[0].steps) {
+    steps.push_back(absl::StrCat(step.name, "@", step.host, step.best_effort ? " (best effort)" : ""));
+    EXPECT_EQ(step.epoch, 7u);
+  }
+  EXPECT_THAT(steps, ElementsAre("vip-remove@h1 (best effort)", "stop@h1", "destroy@h1",
+                                 "unmount@h1", "release@h1", "stopped@h1"));
+  view.hosts["h1"].mutable_status()->set_state(v1::HOST_STATE_UNREACHABLE);
+  plan = PlanStop(view, "web");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(plan->operations[0].blocked);
+}
+
+TEST(StepCallTest, EveryStepOfEveryPlanSurvivesThePersistedForm) {
+  ClusterView view = MakeView();
+  std::vector<Plan> plans;
+  for (auto plan : {PlanFailover(view, "web"), PlanMigration(view, "db", "h4"),
+                    PlanRestart(view, "web"), PlanHostFailure(view, "h1"), PlanStop(view, "db")}) {
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    plans.push_back(*std::move(plan));
+  }
+  int checked = 0;
+  for (const Plan& plan : plans) {
+    for (const PlannedOperation& planned : plan.operations) {
+      const v1::Operation op = ToOperation(planned);
+      EXPECT_EQ(op.image(), planned.image);
+      EXPECT_EQ(op.new_epoch(), planned.new_epoch);
+      ASSERT_EQ(op.steps_size(), static_cast<int>(planned.steps.size()));
+      for (int i = 0; i < op.steps_size(); ++i) {
+        absl::StatusOr<Step> back = StepFromOperationStep(op.steps(i));
+        ASSERT_TRUE(back.ok()) << back.status();
+        const Step& want = planned.steps[i];
+        EXPECT_EQ(back->action, want.action) << want.name;
+        EXPECT_EQ(back->name, want.name);
+        EXPECT_EQ(back->host, want.host);
+        EXPECT_EQ(back->epoch, want.epoch);
+        EXPECT_EQ(back->previous_epoch, want.previous_epoch);
+        EXPECT_EQ(back->grant_host, want.grant_host);
+        EXPECT_EQ(back->grant_address, want.grant_address);
+        EXPECT_EQ(back->endpoint, want.endpoint);
+        EXPECT_EQ(back->remote_path, want.remote_path);
+        EXPECT_EQ(back->mount_point, want.mount_point);
+        EXPECT_EQ(back->vip, want.vip);
+        EXPECT_EQ(back->advskew, want.advskew);
+        EXPECT_EQ(back->force, want.force);
+        EXPECT_EQ(back->phase, want.phase);
+        EXPECT_EQ(back->best_effort, want.best_effort);
+        EXPECT_EQ(back->description, want.description);
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 30);
+  v1::OperationStep unknown;
+  unknown.set_name("mystery");
+  EXPECT_EQ(StepFromOperationStep(unknown).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,0 +1,73 @@
+// CoordinatorHttpServer: the coordinator's HTTP port, for probes and Prometheus.
+//   GET /healthz   200 "ok" while the process serves; 503 with the reason when
+//                  the healthz handler says it is not healthy
+//   GET /readyz    200 only on the leader (the one coordinator that acts);
+//                  503 with the reason on a follower or while starting
+//   GET /metrics   200, text exposition format 0.0.4 (see Metrics)
+//   anything else  404
+// Knows nothing about the coordinator itself: it calls the handlers it is
+// given on every request (from httplib's worker threads, possibly several at
+// once, so the handlers must be thread-safe). Runs its own listener thread.
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace jailover::coordinator {
+
+// What the routes serve. All three are required.
+struct CoordinatorHttpHandlers {
+  // {healthy, text}: 200 with text ("ok" if empty) or 503 with text.
+  std::function<std::pair<bool, std::string>()> healthz;
+  // {leader, text}: 200 with text ("leader" if empty) or 503 with the reason.
+  std::function<std::pair<bool, std::string>()> readyz;
+  // The body of /metrics; refreshes the gauges, then returns Metrics::Render().
+  std::function<std::string()> metrics;
+};
+
+class CoordinatorHttpServer {
+ public:
+  // The Content-Type of GET /metrics.
+  static constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+
+  // Listens on `listen` (HOST:PORT, port 0 = chosen by the OS) and writes the
+  // bound port to `port_file` unless it is "". InvalidArgument for a bad
+  // address or a missing handler; Unavailable, naming the address, if it
+  // cannot bind (e.g. the port is in use).
+  static absl::StatusOr<std::unique_ptr<CoordinatorHttpServer>> Start(
+      const std::string& listen, const std::string& port_file, CoordinatorHttpHandlers handlers);
+  // Shuts down.
+  ~CoordinatorHttpServer();
+  CoordinatorHttpServer(const CoordinatorHttpServer&) = delete;
+  CoordinatorHttpServer& operator=(const CoordinatorHttpServer&) = delete;
+
+  // The bound port.
+  int port() const { return port_; }
+  // Stops listening and joins the listener thread. Idempotent.
+  void Shutdown();
+
+ private:
+  CoordinatorHttpServer() = default;
+
+  CoordinatorHttpHandlers handlers_;
+  std::unique_ptr<httplib::Server> server_;  // Owned.
+  absl::Mutex shutdown_mu_;                  // Serializes Shutdown().
+  std::thread thread_ ABSL_GUARDED_BY(shutdown_mu_);
+  std::atomic<bool> listener_done_{false};  // Set when the listener thread ends.
+  int port_ = 0;
+};
+
+}  // namespace jailover::coordinator

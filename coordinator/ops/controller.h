@@ -1,0 +1,161 @@
+// Controller: the coordinator's automation. It keeps one JailTracker per
+// defined jail (restored from the store at start-up), feeds them what the
+// hosts' heartbeats report, and on every Reconcile (the tick, ~10 per second)
+// turns their decisions into operations run by the Engine:
+//   - a jail never placed → START on its preferred host (or the planner's
+//     choice); after a failed start, again after 5 s, doubling up to 5 min;
+//   - a jail down on a live host → RESTART (within its policy budget);
+//   - a jail whose host's lease expired (UNREACHABLE) or that is FENCED →
+//     FAILOVER, planned for the whole failed host at once (PlanHostFailure,
+//     so the standbys share the load exactly as `jailoverctl plan fail-host`
+//     shows); the failover's first step fences the host from the image;
+//   - a jail on a DRAINING or MAINTENANCE host → planned MIGRATION;
+//   - failback (policy AUTO) → MIGRATION back to the preferred host.
+// A plan with an ERROR problem is not started; its reason is logged (once
+// per change) and kept as the decision's reason.
+//
+// It is the single writer of the jails' status (phase, host, epoch,
+// operation): every tracker transition is persisted with a "jail.phase"
+// event. As the engine's OperationObserver it records the phases its steps
+// ask for, ends the trackers' operations, and marks a host whose lease
+// expired FENCED once a failover's fence step took an image away from it
+// (Membership::StorageFencingDone).
+//
+// Thread-safe: one mutex for the trackers (store commits included).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/time/clock.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/cluster/jail_tracker.h"
+#include "coordinator/cluster/membership.h"
+#include "coordinator/ops/engine.h"
+#include "coordinator/ops/planner.h"
+#include "coordinator/store/state_store.h"
+#include "jailover/v1/coordinator.pb.h"
+
+namespace jailover::coordinator::ops {
+
+// Metrics hooks (all optional).
+struct ControllerHooks {
+  std::function<void(const v1::Operation&, const v1::OperationStep&, absl::Duration)> step_ended;
+  std::function<void(const v1::Operation&, absl::Duration)> operation_ended;
+};
+
+struct ControllerOptions {
+  // Agents' jail root (mount points of jails whose spec has none).
+  std::string jail_root = std::string(kDefaultJailRoot);
+  cluster::JailTrackerConfig jail_tracker;
+  ControllerHooks hooks;
+};
+
+class Controller final : public OperationObserver {
+ public:
+  // Restores a tracker for every jail in `store`. Not owned, must outlive it:
+  // store, membership, clock.
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(store::StateStore& store,
+                                                            cluster::Membership& membership,
+                                                            common::Clock& clock,
+                                                            ControllerOptions options);
+  // The engine that runs the operations and the catalog of definitions (set
+  // once, before Reconcile; not owned).
+  void SetEngine(Engine* engine);
+  void SetCatalog(catalog::Catalog* catalog);
+
+  // One round of automation (see the file comment).
+  absl::Status Reconcile();
+
+  // --- Operators' requests (each plans first; a plan with an ERROR problem
+  // is refused with FailedPrecondition listing the problems). ---
+  absl::StatusOr<v1::Operation> Migrate(const std::string& jail, const std::string& to_host,
+                                        const std::string& reason, const std::string& requested_by);
+  // `to_host` empty = the planner's choice.
+  absl::StatusOr<v1::Operation> Failover(const std::string& jail, const std::string& to_host,
+                                         const std::string& reason,
+                                         const std::string& requested_by);
+  absl::StatusOr<v1::Operation> Restart(const std::string& jail, const std::string& reason,
+                                        const std::string& requested_by);
+  // Deletes a jail: a jail that runs nowhere is forgotten at once (nullopt);
+  // otherwise a STOP operation starts and the definition is forgotten when it
+  // succeeds (its reason starts with kDeleteReason, so this survives a
+  // coordinator restart).
+  absl::StatusOr<std::optional<v1::Operation>> Delete(const std::string& jail,
+                                                      const std::string& requested_by);
+  // The dry run.
+  absl::StatusOr<v1::PlanResponse> Plan(const v1::PlanRequest& request);
+  absl::StatusOr<std::string> RenderPlan(const v1::PlanRequest& request);
+
+  // The current snapshot the planner works on.
+  absl::StatusOr<ClusterView> View();
+  // Jails by phase name, for status and metrics.
+  std::map<std::string, int> JailsByPhase();
+
+  // OperationObserver.
+  absl::Status OperationStarted(const v1::Operation& op) override;
+  absl::Status RecordPhase(const v1::Operation& op, const Step& step) override;
+  void HostFencedFromImage(const v1::Operation& op, const std::string& host,
+                           const std::string& image, const std::string& detail) override;
+  void StepEnded(const v1::Operation& op, const v1::OperationStep& step,
+                 absl::Duration duration) override;
+  void OperationEnded(const v1::Operation& op, absl::Duration duration) override;
+
+ private:
+  Controller(store::StateStore& store, cluster::Membership& membership, common::Clock& clock,
+             ControllerOptions options);
+
+  absl::StatusOr<ClusterView> ViewLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates trackers for new jails, updates definitions, drops deleted ones.
+  absl::Status SyncTrackersLocked(const ClusterView& view) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the tracker's status into the stored jail with one "jail.phase"
+  // event per transition.
+  absl::Status PersistLocked(const cluster::JailTracker& tracker,
+                             const std::vector<cluster::JailTransition>& transitions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts `planned` and tells its tracker. `problems` of the plan refuse it.
+  absl::StatusOr<v1::Operation> StartLocked(const ops::Plan& plan, const PlannedOperation& planned,
+                                            const std::string& reason,
+                                            const std::string& requested_by, bool automatic)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An operator's operation on `jail`, planned by `plan_of`.
+  absl::StatusOr<v1::Operation> OperatorOperationLocked(
+      const std::string& jail,
+      const std::function<absl::StatusOr<ops::Plan>(const ClusterView&)>& plan_of,
+      const std::string& reason, const std::string& requested_by)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs `message` for `jail` unless it is what was logged last.
+  void NoteLocked(const std::string& jail, const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  store::StateStore& store_;         // Not owned.
+  cluster::Membership& membership_;  // Not owned.
+  common::Clock& clock_;             // Not owned.
+  const ControllerOptions options_;
+
+  absl::Mutex mu_;
+  Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
+  catalog::Catalog* catalog_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::map<std::string, cluster::JailTracker> trackers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> noted_ ABSL_GUARDED_BY(mu_);
+  // After a failed automatic first start: not before `at`; the next delay.
+  struct Backoff {
+    cluster::MonoTime at;
+    absl::Duration delay;
+  };
+  std::map<std::string, Backoff> start_backoff_ ABSL_GUARDED_BY(mu_);
+};
+
+// The reason of a STOP operation started by Delete.
+inline constexpr char kDeleteReason[] = "delete requested by ";
+
+// Operation problems as one line: "ERROR: ...; WARNING: ...".
+std::string DescribeProblems(const ops::Plan& plan, const std::string& jail);
+
+}  // namespace jailover::coordinator::ops

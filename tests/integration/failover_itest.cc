@@ -1,0 +1,414 @@
+// The coordinator's automation end to end, with the real binaries on
+// 127.0.0.1: the coordinator, a storage agent s1 and two jail agents h1 and
+// h2 (sim driver). A jail applied with placement h1 [h2] starts on h1 at
+// epoch 1. Then:
+//   - SIGKILL of h1's agent → h1 UNREACHABLE → the failover fences h1 from
+//     the image (the storage agent's grant moves to h2 at epoch 2) → the jail
+//     RUNNING on h2 at epoch 2, h1 FENCED; the steps the failover ran are
+//     exactly those `Plan(host_failure h1)` listed before the kill;
+//   - the same with the coordinator aborting right after the fsck step: the
+//     restarted coordinator resumes the same operation, repeats the fsck call
+//     with its id (the agent answers from its record: it ran once) and runs
+//     each later step once;
+//   - a planned migration h1 → h2 and a drain of h2 move the jail and leave
+//     nothing of it on the host it left.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "jailover/v1/coordinator.grpc.pb.h"
+#include "tests/testing/agent_process.h"
+#include "tests/testing/external_process.h"
+#include "tests/testing/test_util.h"
+
+namespace jailover {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kTtl[] = "3s";
+constexpr char kRenew[] = "200ms";
+constexpr char kMargin[] = "2s";
+
+class FailoverTest : public ::testing::Test {
+ protected:
+  FailoverTest() : temp_("failover_itest"), dir_(temp_.path()) {}
+
+  void StartCoordinator(int port, const std::vector<std::string>& extra = {}) {
+    const std::string port_file = absl::StrCat(dir_, "/coordinator", runs_, ".port");
+    std::vector<std::string> argv = {JAILOVER_COORDINATOR_BIN,
+                                     absl::StrCat("--listen=127.0.0.1:", port),
+                                     "--port_file=" + port_file,
+                                     "--insecure",
+                                     "--name=ctl1",
+                                     "--data_dir=" + dir_ + "/data",
+                                     "--http_listen=127.0.0.1:0",
+                                     absl::StrCat("--lease_ttl=", kTtl),
+                                     absl::StrCat("--lease_renew_interval=", kRenew),
+                                     absl::StrCat("--lease_safety_margin=", kMargin),
+                                     "--probe_timeout=10s",
+                                     "--jail_root=" + dir_ + "/jails",
+                                     "--agent_call_timeout=5s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto started =
+        testing::ExternalProcess::Start(argv, absl::StrCat(dir_, "/coordinator", runs_++, ".log"));
+    ASSERT_TRUE(started.ok()) << started.status();
+    coordinator_ = *std::move(started);
+    ASSERT_TRUE(testing::WaitUntil([&] { return (port_ = testing::ReadPortFile(port_file)) > 0; },
+                                   absl::Seconds(30)))
+        << coordinator_->ReadLog();
+    stub_ = v1::Coordinator::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()));
+  }
+
+  std::unique_ptr<testing::AgentProcess> StartAgent(const std::string& host, int run) {
+    auto agent = std::make_unique<testing::AgentProcess>(
+        JAILOVER_AGENT_BIN, dir_, run,
+        std::vector<std::string>{
+            "--driver=sim", "--host_name=" + host, "--state_dir=" + dir_ + "/state-" + host,
+            "--jail_root=" + dir_ + "/jails", absl::StrCat("--coordinators=127.0.0.1:", port_),
+            absl::StrCat("--lease_ttl=", kTtl), absl::StrCat("--lease_renew_interval=", kRenew)});
+    EXPECT_TRUE(agent->ok());
+    return agent;
+  }
+
+  v1::Host GetHost(const std::string& name) {
+    auto context = testing::CallContext();
+    v1::GetHostRequest request;
+    request.set_name(name);
+    v1::GetHostResponse response;
+    (void)stub_->GetHost(context.get(), request, &response);
+    return response.host();
+  }
+
+  v1::Jail GetJail(const std::string& name) {
+    auto context = testing::CallContext();
+    v1::GetJailRequest request;
+    request.set_name(name);
+    v1::GetJailResponse response;
+    (void)stub_->GetJail(context.get(), request, &response);
+    return response.jail();
+  }
+
+  v1::Image GetImage(const std::string& name) {
+    auto context = testing::CallContext();
+    v1::GetImageRequest request;
+    request.set_name(name);
+    v1::GetImageResponse response;
+    (void)stub_->GetImage(context.get(), request, &response);
+    return response.image();
+  }
+
+  std::vector<v1::Operation> Operations(const std::string& jail) {
+    auto context = testing::CallContext();
+    v1::ListOperationsRequest request;
+    request.set_jail(jail);
+    v1::ListOperationsResponse response;
+    EXPECT_TRUE(stub_->ListOperations(context.get(), request, &response).ok());
+    return {response.operations().begin(), response.operations().end()};
+  }
+
+  bool WaitForJail(const std::string& host, uint64_t epoch, absl::Duration timeout) {
+    return testing::WaitUntil(
+        [&] {
+          const v1::Jail jail = GetJail("web");
+          return jail.status().phase() == v1::JAIL_PHASE_RUNNING && jail.status().host() == host &&
+                 jail.status().epoch() == epoch;
+        },
+        timeout, absl::Milliseconds(50));
+  }
+
+  std::string Logs() {
+    std::string out = absl::StrCat("--- coordinator:\n", coordinator_->ReadLog());
+    for (const auto& [name, agent] : agents_) {
+      if (agent) absl::StrAppend(&out, "--- ", name, ":\n", agent->log());
+    }
+    return out;
+  }
+
+  // The coordinator and s1, h1, h2, all READY; the image, VIP and jail
+  // applied; the jail RUNNING on h1 at epoch 1.
+  void SetUpCluster(const std::vector<std::string>& coordinator_flags = {}) {
+    ASSERT_NO_FATAL_FAILURE(StartCoordinator(0, coordinator_flags));
+    int run = 0;
+    for (const char* host : {"s1", "h1", "h2"}) agents_[host] = StartAgent(host, ++run);
+    for (const char* host : {"s1", "h1", "h2"}) {
+      ASSERT_TRUE(
+          testing::WaitUntil([&] { return GetHost(host).status().state() == v1::HOST_STATE_READY; },
+                             absl::Seconds(20)))
+          << host << "\n"
+          << Logs();
+    }
+    {
+      auto context = testing::CallContext();
+      v1::ApplyImageRequest request;
+      v1::ImageSpec* image = request.mutable_image();
+      image->set_name("web-img");
+      image->set_storage_host("s1");
+      image->set_path("/var/jailover/images/web.img");
+      image->set_size_bytes(64 << 20);
+      image->set_filesystem(v1::FILESYSTEM_UFS);
+      v1::ApplyImageResponse response;
+      grpc::Status status = stub_->ApplyImage(context.get(), request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+    {
+      auto context = testing::CallContext();
+      v1::ApplyVipRequest request;
+      v1::VipSpec* vip = request.mutable_vip();
+      vip->set_name("web-vip");
+      vip->set_address("198.18.0.10/32");
+      vip->set_interface("sim0");
+      vip->set_vhid(10);
+      vip->set_password("s3cret");
+      vip->set_advbase(1);
+      v1::ApplyVipResponse response;
+      grpc::Status status = stub_->ApplyVip(context.get(), request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+    {
+      auto context = testing::CallContext();
+      v1::ApplyJailRequest request;
+      v1::Jail* jail = request.mutable_jail();
+      jail->set_name("web");
+      jail->set_image("web-img");
+      jail->set_vip("web-vip");
+      jail->mutable_placement()->set_preferred_host("h1");
+      jail->mutable_placement()->add_standbys("h2");
+      jail->mutable_spec()->add_exec_start("/bin/sh");
+      jail->mutable_spec()->add_exec_start("/etc/rc");
+      v1::ApplyJailResponse response;
+      grpc::Status status = stub_->ApplyJail(context.get(), request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+    ASSERT_TRUE(WaitForJail("h1", 1, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  }
+
+  // The grant s1's agent reports for the image.
+  v1::Grant StorageGrant() {
+    const v1::Host s1 = GetHost("s1");
+    for (const v1::ObservedExport& e : s1.status().observed().exports()) {
+      if (e.image() == "web-img") return e.grant();
+    }
+    return v1::Grant();
+  }
+
+  // (step name, host) of an operation, in order.
+  static std::vector<std::pair<std::string, std::string>> StepsOf(const v1::Operation& op) {
+    std::vector<std::pair<std::string, std::string>> steps;
+    for (const v1::OperationStep& step : op.steps()) steps.emplace_back(step.name(), step.host());
+    return steps;
+  }
+
+  const v1::Operation* Only(const std::vector<v1::Operation>& ops, v1::OperationKind kind) {
+    const v1::Operation* found = nullptr;
+    for (const v1::Operation& op : ops) {
+      if (op.kind() != kind) continue;
+      EXPECT_EQ(found, nullptr) << "more than one " << v1::OperationKind_Name(kind);
+      found = &op;
+    }
+    return found;
+  }
+
+  testing::ScopedTempDir temp_;
+  const std::string dir_;
+  int runs_ = 0;
+  int port_ = 0;
+  std::unique_ptr<testing::ExternalProcess> coordinator_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents_;
+};
+
+TEST_F(FailoverTest, KilledHostFailsOverToTheStandbyAtTheNextEpochAsPlanned) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster());
+  EXPECT_EQ(GetImage("web-img").grant().host(), "h1");
+  EXPECT_EQ(GetImage("web-img").grant().epoch(), 1u);
+  ASSERT_TRUE(testing::WaitUntil([&] { return StorageGrant().host() == "h1"; }, absl::Seconds(5)));
+
+  // The dry run first: what a failure of h1 would do. Changes nothing.
+  v1::PlanResponse plan;
+  {
+    auto context = testing::CallContext();
+    v1::PlanRequest request;
+    request.mutable_host_failure()->set_host("h1");
+    grpc::Status status = stub_->Plan(context.get(), request, &plan);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_EQ(plan.choices_size(), 1);
+  EXPECT_EQ(plan.choices(0).chosen_host(), "h2");
+  EXPECT_EQ(plan.problems_size(), 0) << plan.DebugString();
+  std::vector<std::pair<std::string, std::string>> planned;
+  for (const v1::PlannedStep& step : plan.steps()) planned.emplace_back(step.step(), step.host());
+  ASSERT_FALSE(planned.empty());
+  EXPECT_EQ(planned.front(), std::make_pair(std::string("fence"), std::string("s1")));
+  EXPECT_EQ(GetJail("web").status().host(), "h1");
+
+  // h1's agent dies.
+  const absl::Time killed = absl::Now();
+  agents_["h1"]->Kill();
+  ASSERT_TRUE(WaitForJail("h2", 2, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  const absl::Duration took = absl::Now() - killed;
+  // Not before the lease expired (the ttl runs from h1's last heartbeat,
+  // up to one renew interval before the kill).
+  EXPECT_GE(took, absl::Seconds(3) - absl::Milliseconds(200)) << took;
+
+  // The grant moved at the storage host: h2 at epoch 2; h1's is revoked.
+  const v1::Image image = GetImage("web-img");
+  EXPECT_EQ(image.grant().host(), "h2");
+  EXPECT_EQ(image.grant().epoch(), 2u);
+  ASSERT_TRUE(testing::WaitUntil([&] { return StorageGrant().host() == "h2"; }, absl::Seconds(5)));
+  EXPECT_EQ(StorageGrant().epoch(), 2u);
+  // h1 is FENCED by the storage fencing (not by time).
+  const v1::Host h1 = GetHost("h1");
+  EXPECT_EQ(h1.status().state(), v1::HOST_STATE_FENCED);
+  EXPECT_THAT(h1.status().reason(), HasSubstr("web-img"));
+
+  // One failover, exactly the planned steps, all SUCCEEDED once.
+  const std::vector<v1::Operation> ops = Operations("web");
+  const v1::Operation* failover = Only(ops, v1::OPERATION_KIND_FAILOVER);
+  ASSERT_NE(failover, nullptr);
+  EXPECT_EQ(failover->state(), v1::OPERATION_STATE_SUCCEEDED) << failover->DebugString();
+  EXPECT_EQ(StepsOf(*failover), planned);
+  for (const v1::OperationStep& step : failover->steps()) {
+    EXPECT_EQ(step.state(), v1::OPERATION_STATE_SUCCEEDED) << step.DebugString();
+    EXPECT_EQ(step.attempts(), 1u) << step.DebugString();
+  }
+  EXPECT_EQ(failover->from_host(), "h1");
+  EXPECT_EQ(failover->to_host(), "h2");
+  EXPECT_TRUE(failover->automatic());
+
+  // The h2 agent reports the jail, ready (CARP master there).
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        const v1::Host h2 = GetHost("h2");
+        for (const v1::ObservedJail& jail : h2.status().observed().jails()) {
+          if (jail.name() == "web" && jail.ready()) return true;
+        }
+        return false;
+      },
+      absl::Seconds(5)))
+      << GetHost("h2").DebugString();
+
+  // The event log tells the story.
+  std::vector<std::string> phases;
+  {
+    auto context = testing::CallContext();
+    v1::WatchEventsRequest request;
+    request.set_jail("web");
+    request.add_types("jail.phase");
+    auto reader = stub_->WatchEvents(context.get(), request);
+    v1::Event event;
+    while (reader->Read(&event))
+      phases.push_back(absl::StrCat(event.from_value(), "->", event.to_value()));
+    EXPECT_TRUE(reader->Finish().ok());
+  }
+  EXPECT_THAT(phases, ::testing::IsSupersetOf({"RUNNING->FAILING_OVER", "FAILING_OVER->RUNNING"}));
+}
+
+TEST_F(FailoverTest, CoordinatorKilledBetweenTwoStepsFinishesTheSameOperationOnce) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster({"--crash_after_step_for_testing=failover:fsck"}));
+  const int port = port_;
+  agents_["h1"]->Kill();
+  // The coordinator aborts right after h2 ran the fsck.
+  absl::StatusOr<int> died = coordinator_->Wait(absl::Seconds(30));
+  ASSERT_TRUE(died.ok()) << Logs();
+  ASSERT_TRUE(WIFSIGNALED(*died)) << *died;
+  EXPECT_THAT(coordinator_->ReadLog(), HasSubstr("aborting as --crash_after_step_for_testing"));
+  // Restarted at once (the agents' leases last 3 s), on the same port and data.
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(port));
+  ASSERT_TRUE(WaitForJail("h2", 2, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  EXPECT_THAT(coordinator_->ReadLog(), HasSubstr("resuming it"));
+
+  const std::vector<v1::Operation> ops = Operations("web");
+  const v1::Operation* failover = Only(ops, v1::OPERATION_KIND_FAILOVER);
+  ASSERT_NE(failover, nullptr);
+  EXPECT_EQ(failover->state(), v1::OPERATION_STATE_SUCCEEDED) << failover->DebugString();
+  int fsck_index = -1;
+  for (int i = 0; i < failover->steps_size(); ++i) {
+    const v1::OperationStep& step = failover->steps(i);
+    EXPECT_EQ(step.state(), v1::OPERATION_STATE_SUCCEEDED) << step.DebugString();
+    if (step.name() == "fsck") {
+      fsck_index = i;
+      // Called before the crash and again after it, with the same id.
+      EXPECT_EQ(step.attempts(), 2u) << step.DebugString();
+    } else {
+      EXPECT_EQ(step.attempts(), 1u) << step.DebugString();
+    }
+  }
+  ASSERT_GE(fsck_index, 0);
+  // The agent answered the repeat from its record: the fsck ran once.
+  const std::string h2_log = agents_["h2"]->log();
+  EXPECT_THAT(h2_log,
+              HasSubstr(absl::StrCat("operation ", failover->id(), ":", fsck_index, ": repeated")))
+      << h2_log;
+  EXPECT_EQ(GetImage("web-img").grant().epoch(), 2u);
+}
+
+TEST_F(FailoverTest, MigrationAndDrainMoveTheJailAndLeaveNothingBehind) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster());
+  {
+    auto context = testing::CallContext();
+    v1::MigrateRequest request;
+    request.set_jail("web");
+    request.set_to_host("h2");
+    request.set_reason("itest");
+    v1::MigrateResponse response;
+    grpc::Status status = stub_->Migrate(context.get(), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.operation().kind(), v1::OPERATION_KIND_MIGRATE);
+  }
+  ASSERT_TRUE(WaitForJail("h2", 2, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  auto clean = [&](const std::string& host) {
+    const v1::ObservedState observed = GetHost(host).status().observed();
+    for (const v1::ObservedJail& jail : observed.jails()) {
+      if (jail.name() == "web") return false;
+    }
+    for (const v1::ObservedImport& import : observed.imports()) {
+      if (import.image() == "web-img") return false;
+    }
+    for (const v1::ObservedVip& vip : observed.vips()) {
+      // Kept as a CARP backup (the preferred host's rank), never master.
+      if (vip.name() == "web-vip" && vip.advskew() == 0) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(testing::WaitUntil([&] { return clean("h1"); }, absl::Seconds(5)))
+      << GetHost("h1").DebugString();
+  EXPECT_EQ(GetHost("h1").status().state(), v1::HOST_STATE_READY);  // Not fenced.
+
+  // Draining h2 sends the jail back to h1.
+  {
+    auto context = testing::CallContext();
+    v1::DrainHostRequest request;
+    request.set_name("h2");
+    request.set_reason("itest");
+    v1::DrainHostResponse response;
+    grpc::Status status = stub_->DrainHost(context.get(), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_TRUE(WaitForJail("h1", 3, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  ASSERT_TRUE(testing::WaitUntil([&] { return clean("h2"); }, absl::Seconds(5)))
+      << GetHost("h2").DebugString();
+  EXPECT_EQ(GetHost("h2").status().state(), v1::HOST_STATE_DRAINING);
+  const std::vector<v1::Operation> ops = Operations("web");
+  int migrations = 0;
+  for (const v1::Operation& op : ops) {
+    EXPECT_EQ(op.state(), v1::OPERATION_STATE_SUCCEEDED) << op.DebugString();
+    migrations += op.kind() == v1::OPERATION_KIND_MIGRATE;
+  }
+  EXPECT_EQ(migrations, 2);
+}
+
+}  // namespace
+}  // namespace jailover
