@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, http_port_file, "",
 ABSL_FLAG(std::vector<std::string>, coordinators, {},
           "Coordinator endpoints HOST:PORT,... for the lease, tried in order. Empty: no lease "
           "(development only; such an agent never fences itself).");
+ABSL_FLAG(std::vector<std::string>, roles, std::vector<std::string>({"jail", "storage"}),
+          "What this host is used for, registered with the coordinator: jail (runs jails), "
+          "storage (exports images), or both.");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(3),
           "Fence this host (stop jails, release images, remove VIPs) after this long without a "
           "lease renewal; the coordinator's grants override it.");
@@ -117,6 +120,19 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
         common::ValidateAbsolutePath("--http_port_file", options.http_port_file).status());
   }
 
+  for (const std::string& role : absl::GetFlag(FLAGS_roles)) {
+    if (role == "jail") {
+      options.roles.push_back(v1::HOST_ROLE_JAIL);
+    } else if (role == "storage") {
+      options.roles.push_back(v1::HOST_ROLE_STORAGE);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--roles: unknown role \"", role, "\" (use jail, storage or both)"));
+    }
+  }
+  if (options.roles.empty()) {
+    return absl::InvalidArgumentError("--roles: give jail, storage or both");
+  }
   options.coordinators = absl::GetFlag(FLAGS_coordinators);
   for (const std::string& endpoint : options.coordinators) {
     RETURN_IF_ERROR(common::ValidateHostPort("--coordinators", endpoint));

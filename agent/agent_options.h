@@ -31,6 +31,8 @@ struct AgentOptions {
   // Coordinator endpoints for the lease; empty = no lease (development only:
   // such an agent never fences itself).
   std::vector<std::string> coordinators;
+  // Roles registered with the coordinator (--roles).
+  std::vector<v1::HostRole> roles;
   absl::Duration lease_ttl = absl::Seconds(3);
   absl::Duration lease_renew_interval = absl::Milliseconds(500);
   // FreeBSD driver settings from flags (tool_path, devd_socket); the agent

@@ -74,8 +74,7 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
     const std::string& listen = options.grpc.listen;
     hello.set_agent_address(
         absl::StrCat(listen.substr(0, listen.rfind(':')), ":", server->grpc_->port()));
-    hello.add_roles(v1::HOST_ROLE_JAIL);
-    hello.add_roles(v1::HOST_ROLE_STORAGE);
+    for (v1::HostRole role : options.roles) hello.add_roles(role);
     *hello.mutable_facts() = CollectHostFacts(options.driver, clock.WallNow(), incarnation);
     server->lease_ = std::make_unique<LeaseClient>(lease, *server->core_, clock);
     server->lease_->Start();

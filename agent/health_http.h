@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/agent_core.h"
+#include "common/http/http_listener.h"
 
 namespace httplib {
 class Server;
@@ -30,16 +31,14 @@ class HealthHttpServer {
                                                                  AgentCore& core);
   ~HealthHttpServer();
 
-  int port() const { return port_; }
+  int port() const { return listener_->port(); }
   // Stops listening and joins the thread. Idempotent.
   void Shutdown();
 
  private:
   HealthHttpServer() = default;
 
-  std::unique_ptr<httplib::Server> server_;  // Owned.
-  std::thread thread_;
-  int port_ = 0;
+  std::unique_ptr<common::HttpListener> listener_;
 };
 
 }  // namespace jailover::agent

@@ -44,6 +44,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   ASSIGN_OR_RETURN(server->membership_,
                    cluster::Membership::Create(*server->store_, options.lease, clock));
   server->metrics_ = std::make_unique<Metrics>();
+  server->membership_->SetTransitionHook([m = server->metrics_.get()](
+                                             const cluster::HostTransition& transition) {
+    m->HostTransition(HostStateName(transition.to));
+  });
   ops::ControllerOptions controller_options;
   controller_options.jail_root = options.jail_root;
   Metrics* metrics = server->metrics_.get();
@@ -115,13 +119,21 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
 CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
 
 void CoordinatorServer::TickLoop() {
+  std::string last_reconcile_error = "OK";
   // Real time paces the loop; the timeouts themselves read the Clock.
   while (!stop_ticking_.WaitForNotificationWithTimeout(kTickInterval)) {
     if (absl::Status ticked = membership_->Tick(); !ticked.ok()) {
       spdlog::error("membership tick: {}", ticked.ToString());
     }
-    if (absl::Status reconciled = controller_->Reconcile(); !reconciled.ok()) {
-      spdlog::error("reconcile: {}", reconciled.ToString());
+    // Logged when the error changes, not ten times a second.
+    const absl::Status reconciled = controller_->Reconcile();
+    if (reconciled.ToString() != last_reconcile_error) {
+      if (!reconciled.ok()) {
+        spdlog::error("reconcile: {}", reconciled.ToString());
+      } else {
+        spdlog::info("reconcile: working again");
+      }
+      last_reconcile_error = reconciled.ok() ? "OK" : reconciled.ToString();
     }
   }
 }

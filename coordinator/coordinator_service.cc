@@ -288,6 +288,21 @@ grpc::Status CoordinatorService::DeleteJail(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status CoordinatorService::RegisterHost(grpc::ServerContext* /*context*/,
+                                              const v1::RegisterHostRequest* /*request*/,
+                                              v1::RegisterHostResponse* /*response*/) {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      "hosts register themselves through their agent's lease stream: start "
+                      "jailover-agent with --host_name, --roles and --coordinators");
+}
+
+grpc::Status CoordinatorService::RemoveHost(grpc::ServerContext* context,
+                                            const v1::RemoveHostRequest* request,
+                                            v1::RemoveHostResponse* /*response*/) {
+  return common::ToGrpcStatus(
+      membership_.Remove(request->name(), absl::StrCat("operator:", OperatorName(*context)), ""));
+}
+
 grpc::Status CoordinatorService::SetMaintenance(grpc::ServerContext* context,
                                                 const v1::SetMaintenanceRequest* request,
                                                 v1::SetMaintenanceResponse* response) {

@@ -107,6 +107,13 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
   grpc::Status DeleteJail(grpc::ServerContext* context,
                           const jailover::v1::DeleteJailRequest* request,
                           jailover::v1::DeleteJailResponse* response) override;
+  // Not supported: hosts register through their agent's lease stream.
+  grpc::Status RegisterHost(grpc::ServerContext* context,
+                            const jailover::v1::RegisterHostRequest* request,
+                            jailover::v1::RegisterHostResponse* response) override;
+  grpc::Status RemoveHost(grpc::ServerContext* context,
+                          const jailover::v1::RemoveHostRequest* request,
+                          jailover::v1::RemoveHostResponse* response) override;
   grpc::Status SetMaintenance(grpc::ServerContext* context,
                               const jailover::v1::SetMaintenanceRequest* request,
                               jailover::v1::SetMaintenanceResponse* response) override;

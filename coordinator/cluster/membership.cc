@@ -129,8 +129,14 @@ absl::Status Membership::PersistLocked(absl::string_view host, const HostTracker
   for (const HostTransition& transition : transitions) {
     spdlog::info("host {}: {} -> {}: {}", std::string(host), HostStateName(transition.from),
                  HostStateName(transition.to), transition.reason);
+    if (transition_hook_) transition_hook_(transition);
   }
   return absl::OkStatus();
+}
+
+void Membership::SetTransitionHook(std::function<void(const HostTransition&)> hook) {
+  absl::MutexLock lock(&mu_);
+  transition_hook_ = std::move(hook);
 }
 
 LeaseAnswer Membership::AnswerLocked(Entry& entry, const v1::ObservedState* observed) {
@@ -313,6 +319,57 @@ absl::StatusOr<v1::Host> Membership::Undrain(absl::string_view host,
                                     ? absl::StrCat("undrained by ", operator_name)
                                     : absl::StrCat("undrained by ", operator_name, ": ", reason));
   });
+}
+
+absl::Status Membership::Remove(absl::string_view host, absl::string_view operator_name,
+                                absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
+  const v1::HostState state = entry->tracker.state();
+  if (state != v1::HOST_STATE_FENCED && state != v1::HOST_STATE_UNREACHABLE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("host ", host, " is ", HostStateName(state),
+                     ": only a host whose agent is gone (UNREACHABLE or FENCED) can be removed"));
+  }
+  const std::string name(host);
+  ASSIGN_OR_RETURN(auto jails, store::ListObjects<v1::Jail>(store_));
+  for (const auto& item : jails.objects) {
+    const v1::Jail& jail = item.object;
+    bool named = jail.status().host() == name || jail.placement().preferred_host() == name;
+    for (const std::string& standby : jail.placement().standbys()) named |= standby == name;
+    if (named) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "host ", host, " is still used by jail ", jail.name(),
+          " (where it runs or in its placement): move it and re-apply its placement first"));
+    }
+  }
+  ASSIGN_OR_RETURN(auto images, store::ListObjects<v1::Image>(store_));
+  for (const auto& item : images.objects) {
+    const v1::Image& image = item.object;
+    if (image.spec().storage_host() == name || image.grant().host() == name) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "host ", host, " still ", image.spec().storage_host() == name ? "stores" : "holds the grant of",
+          " image ", image.spec().name()));
+    }
+  }
+  ASSIGN_OR_RETURN(auto stored, store::GetObject<v1::Host>(store_, name));
+  store::Txn txn;
+  const std::string key = store::ObjectKey<v1::Host>(name);
+  txn.ExpectModRevision(key, stored.has_value() ? stored->mod_revision : 0);
+  txn.Delete(key);
+  v1::Event event;
+  common::ToProtoTimestamp(clock_.WallNow(), event.mutable_time());
+  event.set_type("host.removed");
+  event.set_severity(v1::SEVERITY_INFO);
+  event.set_host(name);
+  event.set_from_value(HostStateName(state));
+  event.set_reason(absl::StrCat("removed by ", operator_name, reason.empty() ? "" : ": ", reason));
+  txn.AppendEvent(std::move(event));
+  RETURN_IF_ERROR(store_.Commit(txn).status());
+  hosts_.erase(hosts_.find(name));
+  spdlog::info("host {}: removed by {} ({})", name, std::string(operator_name),
+               std::string(reason));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Host> Membership::ViewLocked(const std::string& name, const Entry& entry) {

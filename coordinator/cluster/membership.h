@@ -108,6 +108,13 @@ class Membership {
   absl::StatusOr<v1::Host> Undrain(absl::string_view host, absl::string_view operator_name,
                                    absl::string_view reason);
 
+  // Forgets a host whose agent is gone (UNREACHABLE or FENCED) and that no
+  // jail (where it runs, its placement) and no image (storage, grant) names;
+  // FailedPrecondition saying what still uses it otherwise. An agent that
+  // comes back later registers as a new host.
+  absl::Status Remove(absl::string_view host, absl::string_view operator_name,
+                      absl::string_view reason);
+
   // Enters maintenance (until `duration` from now, if set) or leaves it.
   absl::StatusOr<v1::Host> SetMaintenance(absl::string_view host, absl::string_view operator_name,
                                           bool enabled, std::optional<absl::Duration> duration,
@@ -118,6 +125,10 @@ class Membership {
   // The host can no longer write through its grants (`detail`: which image,
   // which epoch): see HostTracker::StorageFencingDone. Returns the host.
   absl::StatusOr<v1::Host> StorageFencingDone(absl::string_view host, absl::string_view detail);
+
+  // Called (under the membership's lock: it must be quick and not call
+  // back) for every persisted transition; for metrics.
+  void SetTransitionHook(std::function<void(const HostTransition&)> hook);
 
   // --- Queries. ---
 
@@ -176,6 +187,7 @@ class Membership {
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> hosts_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const HostTransition&)> transition_hook_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace jailover::coordinator::cluster

@@ -22,9 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
-namespace httplib {
-class Server;
-}  // namespace httplib
+#include "common/http/http_listener.h"
 
 namespace jailover::coordinator {
 
@@ -55,7 +53,7 @@ class CoordinatorHttpServer {
   CoordinatorHttpServer& operator=(const CoordinatorHttpServer&) = delete;
 
   // The bound port.
-  int port() const { return port_; }
+  int port() const { return listener_->port(); }
   // Stops listening and joins the listener thread. Idempotent.
   void Shutdown();
 
@@ -63,11 +61,8 @@ class CoordinatorHttpServer {
   CoordinatorHttpServer() = default;
 
   CoordinatorHttpHandlers handlers_;
-  std::unique_ptr<httplib::Server> server_;  // Owned.
-  absl::Mutex shutdown_mu_;                  // Serializes Shutdown().
-  std::thread thread_ ABSL_GUARDED_BY(shutdown_mu_);
-  std::atomic<bool> listener_done_{false};  // Set when the listener thread ends.
-  int port_ = 0;
+  // Serves routes that use handlers_: declared after it, destroyed first.
+  std::unique_ptr<common::HttpListener> listener_;
 };
 
 }  // namespace jailover::coordinator

@@ -10,12 +10,15 @@
 //     restarted coordinator resumes the same operation, repeats the fsck call
 //     with its id (the agent answers from its record: it ran once) and runs
 //     each later step once;
-//   - a planned migration h1 → h2 and a drain of h2 move the jail and leave
-//     nothing of it on the host it left.
+//   - a planned migration h1 → h2 (by `jailoverctl migrate --wait`) and a
+//     drain of h2 move the jail and leave nothing of it on the host it left;
+//   - an agent cut off from the coordinator (the coordinator stopped, the
+//     agent alive) stops its jail and releases its image within the ttl.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/exec/command_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
@@ -54,6 +58,7 @@ class FailoverTest : public ::testing::Test {
                                      "--name=ctl1",
                                      "--data_dir=" + dir_ + "/data",
                                      "--http_listen=127.0.0.1:0",
+                                     "--http_port_file=" + port_file + ".http",
                                      absl::StrCat("--lease_ttl=", kTtl),
                                      absl::StrCat("--lease_renew_interval=", kRenew),
                                      absl::StrCat("--lease_safety_margin=", kMargin),
@@ -68,6 +73,9 @@ class FailoverTest : public ::testing::Test {
     ASSERT_TRUE(testing::WaitUntil([&] { return (port_ = testing::ReadPortFile(port_file)) > 0; },
                                    absl::Seconds(30)))
         << coordinator_->ReadLog();
+    ASSERT_TRUE(testing::WaitUntil(
+        [&] { return (http_port_ = testing::ReadPortFile(port_file + ".http")) > 0; },
+        absl::Seconds(30)));
     stub_ = v1::Coordinator::NewStub(
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()));
   }
@@ -76,7 +84,9 @@ class FailoverTest : public ::testing::Test {
     auto agent = std::make_unique<testing::AgentProcess>(
         JAILOVER_AGENT_BIN, dir_, run,
         std::vector<std::string>{
-            "--driver=sim", "--host_name=" + host, "--state_dir=" + dir_ + "/state-" + host,
+            "--driver=sim", "--host_name=" + host,
+            host[0] == 's' ? "--roles=storage" : "--roles=jail",
+            "--state_dir=" + dir_ + "/state-" + host,
             "--jail_root=" + dir_ + "/jails", absl::StrCat("--coordinators=127.0.0.1:", port_),
             absl::StrCat("--lease_ttl=", kTtl), absl::StrCat("--lease_renew_interval=", kRenew)});
     EXPECT_TRUE(agent->ok());
@@ -204,6 +214,17 @@ class FailoverTest : public ::testing::Test {
     return v1::Grant();
   }
 
+  // Runs jailoverctl against the coordinator.
+  common::CommandResult Ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {JAILOVERCTL_BIN, "--coordinator",
+                                     absl::StrCat("127.0.0.1:", port_), "--insecure"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    common::SubprocessCommandRunner runner;
+    absl::StatusOr<common::CommandResult> result = runner.Run(argv, absl::Seconds(60));
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : common::CommandResult();
+  }
+
   // (step name, host) of an operation, in order.
   static std::vector<std::pair<std::string, std::string>> StepsOf(const v1::Operation& op) {
     std::vector<std::pair<std::string, std::string>> steps;
@@ -225,6 +246,7 @@ class FailoverTest : public ::testing::Test {
   const std::string dir_;
   int runs_ = 0;
   int port_ = 0;
+  int http_port_ = 0;
   std::unique_ptr<testing::ExternalProcess> coordinator_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents_;
@@ -314,6 +336,14 @@ TEST_F(FailoverTest, KilledHostFailsOverToTheStandbyAtTheNextEpochAsPlanned) {
     EXPECT_TRUE(reader->Finish().ok());
   }
   EXPECT_THAT(phases, ::testing::IsSupersetOf({"RUNNING->FAILING_OVER", "FAILING_OVER->RUNNING"}));
+
+  // Prometheus counts it.
+  const auto [code, metrics] = testing::HttpGet(http_port_, "/metrics");
+  EXPECT_EQ(code, 200);
+  EXPECT_THAT(metrics, HasSubstr("jailover_failovers_total{result=\"succeeded\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("jailover_hosts{state=\"FENCED\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("jailover_jails{phase=\"RUNNING\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("jailover_operation_step_duration_seconds_count{kind=\"failover\",step=\"fence\"} 1\n"));
 }
 
 TEST_F(FailoverTest, CoordinatorKilledBetweenTwoStepsFinishesTheSameOperationOnce) {
@@ -358,15 +388,18 @@ TEST_F(FailoverTest, CoordinatorKilledBetweenTwoStepsFinishesTheSameOperationOnc
 TEST_F(FailoverTest, MigrationAndDrainMoveTheJailAndLeaveNothingBehind) {
   ASSERT_NO_FATAL_FAILURE(SetUpCluster());
   {
-    auto context = testing::CallContext();
-    v1::MigrateRequest request;
-    request.set_jail("web");
-    request.set_to_host("h2");
-    request.set_reason("itest");
-    v1::MigrateResponse response;
-    grpc::Status status = stub_->Migrate(context.get(), request, &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(response.operation().kind(), v1::OPERATION_KIND_MIGRATE);
+    // The dry run, then the real thing, through the CLI.
+    const common::CommandResult plan = Ctl({"plan", "migrate", "web", "--to", "h2"});
+    EXPECT_EQ(plan.exit_code, 0) << plan.stderr_text;
+    EXPECT_THAT(plan.stdout_text, HasSubstr("grant"));
+    const common::CommandResult migrated =
+        Ctl({"migrate", "web", "--to", "h2", "--reason", "itest", "--wait"});
+    ASSERT_EQ(migrated.exit_code, 0) << migrated.stdout_text << migrated.stderr_text << Logs();
+    EXPECT_THAT(migrated.stdout_text, HasSubstr("SUCCEEDED"));
+    // An unknown jail: a clear error and exit 1.
+    const common::CommandResult unknown = Ctl({"migrate", "nope", "--to", "h2"});
+    EXPECT_EQ(unknown.exit_code, 1);
+    EXPECT_THAT(unknown.stderr_text, HasSubstr("jail nope not found"));
   }
   ASSERT_TRUE(WaitForJail("h2", 2, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
   auto clean = [&](const std::string& host) {
@@ -408,6 +441,71 @@ TEST_F(FailoverTest, MigrationAndDrainMoveTheJailAndLeaveNothingBehind) {
     migrations += op.kind() == v1::OPERATION_KIND_MIGRATE;
   }
   EXPECT_EQ(migrations, 2);
+
+  // The event log streams with resume and follow: a reader following from
+  // the next sequence sees the undrain happen.
+  uint64_t next = 0;
+  {
+    auto context = testing::CallContext();
+    v1::GetClusterStatusResponse status;
+    ASSERT_TRUE(
+        stub_->GetClusterStatus(context.get(), v1::GetClusterStatusRequest(), &status).ok());
+    next = status.last_event_sequence() + 1;
+  }
+  grpc::ClientContext follow_context;
+  follow_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::WatchEventsRequest follow;
+  follow.set_from_sequence(next);
+  follow.set_follow(true);
+  follow.set_host("h2");
+  auto reader = stub_->WatchEvents(&follow_context, follow);
+  {
+    auto context = testing::CallContext();
+    v1::UndrainHostRequest request;
+    request.set_name("h2");
+    v1::UndrainHostResponse response;
+    ASSERT_TRUE(stub_->UndrainHost(context.get(), request, &response).ok());
+  }
+  v1::Event event;
+  ASSERT_TRUE(reader->Read(&event));
+  EXPECT_GE(event.sequence(), next);
+  EXPECT_EQ(event.type(), "host.state");
+  EXPECT_EQ(event.from_value(), "DRAINING");
+  EXPECT_EQ(event.to_value(), "READY");
+  follow_context.TryCancel();
+  while (reader->Read(&event)) {
+  }
+  (void)reader->Finish();
+}
+
+TEST_F(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster());
+  testing::AgentProcess& h1 = *agents_["h1"];
+  auto h1_jails = [&] {
+    auto context = testing::CallContext();
+    v1::ListAgentJailsResponse response;
+    EXPECT_TRUE(h1.stub().ListJails(context.get(), v1::ListAgentJailsRequest(), &response).ok());
+    return response.jails_size();
+  };
+  ASSERT_EQ(h1_jails(), 1);
+  // The coordinator freezes: h1's agent is alive but hears nothing.
+  coordinator_->Signal(SIGSTOP);
+  const absl::Time cut = absl::Now();
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return testing::HttpGet(h1.http_port(), "/healthz").second.find("self-fenced") !=
+                   std::string::npos; },
+      absl::Seconds(10), absl::Milliseconds(20)))
+      << h1.log();
+  const absl::Duration took = absl::Now() - cut;
+  coordinator_->Signal(SIGCONT);
+  // Within the ttl of its last grant (3 s) plus the fence's own work.
+  EXPECT_LE(took, absl::Seconds(3) + absl::Milliseconds(800)) << took;
+  EXPECT_EQ(h1_jails(), 0);
+  const std::string log = h1.log();
+  EXPECT_THAT(log, HasSubstr("self-fence: jail web stopped"));
+  EXPECT_THAT(log, HasSubstr("self-fence: image web-img unmounted"));
+  EXPECT_THAT(log, HasSubstr("self-fence: image web-img released"));
+  EXPECT_THAT(log, HasSubstr("self-fence: VIP web-vip"));
 }
 
 }  // namespace

@@ -316,3 +316,47 @@ TEST_F(MembershipTest, CreateRefusesAnInvalidConfig) {
 
 }  // namespace
 }  // namespace jailover::coordinator::cluster
+
+namespace jailover::coordinator::cluster {
+namespace {
+
+TEST_F(MembershipTest, RemoveForgetsOnlyAGoneHostThatNothingUses) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  // A live host is not removed.
+  absl::Status removed = membership_->Remove("h1", "alice", "decommissioned");
+  EXPECT_EQ(removed.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(removed.message(), ::testing::HasSubstr("is READY"));
+  clock_.Advance(absl::Seconds(14));
+  ASSERT_TRUE(membership_->Tick().ok());
+  ASSERT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+
+  // A jail names it as a standby: refused, nothing changes.
+  v1::Jail jail;
+  jail.set_name("web");
+  jail.mutable_placement()->set_preferred_host("h2");
+  jail.mutable_placement()->add_standbys("h1");
+  store::Txn txn;
+  txn.PutObject(jail);
+  ASSERT_TRUE(store_->Commit(txn).ok());
+  const int64_t revision = *store_->Revision();
+  removed = membership_->Remove("h1", "alice", "decommissioned");
+  EXPECT_EQ(removed.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(removed.message(), ::testing::HasSubstr("jail web"));
+  EXPECT_EQ(*store_->Revision(), revision);
+
+  store::Txn drop;
+  drop.Delete(store::ObjectKey<v1::Jail>("web"));
+  ASSERT_TRUE(store_->Commit(drop).ok());
+  ASSERT_TRUE(membership_->Remove("h1", "alice", "decommissioned").ok());
+  EXPECT_EQ(membership_->Get("h1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(store::GetObject<v1::Host>(*store_, "h1")->has_value());
+  EXPECT_EQ(LastEvent().type(), "host.removed");
+  EXPECT_THAT(LastEvent().reason(), ::testing::HasSubstr("removed by alice: decommissioned"));
+  // Gone across a restart too.
+  OpenAll();
+  EXPECT_EQ(membership_->Get("h1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(membership_->Remove("nope", "alice", "").code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace jailover::coordinator::cluster
