@@ -9,7 +9,6 @@
 #include "common/log/log.h"
 
 namespace jailover::common {
-namespace {
 
 sigset_t ShutdownSignalSet() {
   sigset_t set;
@@ -19,6 +18,9 @@ sigset_t ShutdownSignalSet() {
   sigaddset(&set, SIGHUP);
   return set;
 }
+
+namespace {
+
 
 }  // namespace
 

@@ -5,9 +5,14 @@
 // CommandRunner get an empty mask again.
 #pragma once
 
+#include <signal.h>
+
 #include "absl/status/status.h"
 
 namespace jailover::common {
+
+// SIGTERM, SIGINT and SIGHUP: the signals BlockShutdownSignals blocks.
+sigset_t ShutdownSignalSet();
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every
 // thread started after it) and ignores SIGPIPE.

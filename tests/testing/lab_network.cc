@@ -538,7 +538,8 @@ bool LabAvailable(std::string* why_not) {
   return false;
 }
 
-LabNetwork::LabNetwork(std::string prefix) : prefix_(std::move(prefix)), dir_(LabDir(prefix_)) {}
+LabNetwork::LabNetwork(std::string prefix, bool owner)
+    : prefix_(std::move(prefix)), owner_(owner), dir_(LabDir(prefix_)) {}
 
 absl::StatusOr<std::unique_ptr<LabNetwork>> LabNetwork::Create(const std::vector<LabHost>& hosts) {
   std::string why_not;
@@ -563,7 +564,7 @@ absl::StatusOr<std::unique_ptr<LabNetwork>> LabNetwork::Create(const std::vector
   if (g_lab_live.exchange(true)) {
     return absl::FailedPreconditionError("lab: this process already has a LabNetwork");
   }
-  std::unique_ptr<LabNetwork> lab(new LabNetwork(absl::StrCat("jl", getpid())));
+  std::unique_ptr<LabNetwork> lab(new LabNetwork(absl::StrCat("jl", getpid()), /*owner=*/true));
   // Whatever an earlier process with our pid left is stale.
   {
     SweepLock lock;
@@ -633,9 +634,51 @@ absl::Status LabNetwork::AddHost(const LabHost& host) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<LabNetwork>> LabNetwork::Attach(const std::string& prefix,
+                                                               const std::vector<LabHost>& hosts) {
+  if (PrefixOf(prefix) != prefix) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lab: bad prefix '", prefix, "' (want jl<digits>)"));
+  }
+  if (hosts.empty()) return absl::InvalidArgumentError("lab: no hosts");
+  std::unique_ptr<LabNetwork> lab(new LabNetwork(prefix, /*owner=*/false));
+  std::error_code ec;
+  if (!fs::exists(NetnsPath(prefix + "-" + kSwitchHost), ec)) {
+    return absl::NotFoundError(absl::StrCat("lab ", prefix, ": no bridge namespace ",
+                                            NetnsPath(prefix + "-" + kSwitchHost)));
+  }
+  const std::vector<std::string> mounts = RootMountsUnder(lab->dir_);
+  for (const LabHost& host : hosts) {
+    if (!ValidHostName(host.name) || !ValidLabAddress(host.address)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("lab: bad host '", host.name, "' / address '", host.address, "'"));
+    }
+    if (!fs::exists(lab->netns_path(host.name), ec)) {
+      return absl::NotFoundError(absl::StrCat("lab ", prefix, ": host ", host.name,
+                                              " has no network namespace ",
+                                              lab->netns_path(host.name)));
+    }
+    if (std::find(mounts.begin(), mounts.end(), lab->mountns_path(host.name)) == mounts.end()) {
+      return absl::NotFoundError(absl::StrCat("lab ", prefix, ": host ", host.name,
+                                              " has no mount namespace ",
+                                              lab->mountns_path(host.name)));
+    }
+    lab->hosts_.push_back(host);
+  }
+  return lab;
+}
+
 LabNetwork::~LabNetwork() {
+  if (!owner_) return;
   TearDownLab(prefix_, runner_);
   g_lab_live = false;
+}
+
+const LabHost* LabNetwork::FindHost(const std::string& name) const {
+  for (const LabHost& host : hosts_) {
+    if (host.name == name) return &host;
+  }
+  return nullptr;
 }
 
 std::string LabNetwork::netns_path(const std::string& host) const {
@@ -708,6 +751,73 @@ absl::Status LabNetwork::LinkDown(const std::string& host) {
 
 absl::Status LabNetwork::LinkUp(const std::string& host) {
   return Ok(runner_, {"ip", "-n", prefix_ + "-" + kSwitchHost, "link", "set", "v-" + host, "up"});
+}
+
+absl::StatusOr<bool> LabNetwork::LinkIsUp(const std::string& host) {
+  const std::vector<std::string> argv = {
+      "ip", "-n", prefix_ + "-" + kSwitchHost, "-o", "link", "show", "dev", "v-" + host};
+  ASSIGN_OR_RETURN(common::CommandResult result, runner_.Run(argv, kToolTimeout));
+  if (!result.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat(common::FormatArgv(argv), " failed: ", Describe(result)));
+  }
+  // "7: v-h1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu ...": UP among the
+  // flags means administratively up.
+  const size_t open = result.stdout_text.find('<');
+  const size_t close = result.stdout_text.find('>', open);
+  if (open == std::string::npos || close == std::string::npos) {
+    return absl::InternalError("cannot parse: " + result.stdout_text);
+  }
+  const std::vector<std::string> flags =
+      absl::StrSplit(result.stdout_text.substr(open + 1, close - open - 1), ',');
+  return std::find(flags.begin(), flags.end(), "UP") != flags.end();
+}
+
+absl::Status LabNetwork::BlockTraffic(const std::string& a, const std::string& b) {
+  const LabHost* host_a = FindHost(a);
+  const LabHost* host_b = FindHost(b);
+  if (host_a == nullptr || host_b == nullptr || a == b) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lab: cannot block traffic between '", a, "' and '", b, "'"));
+  }
+  RETURN_IF_ERROR(Ok(runner_, {"ip", "-n", prefix_ + "-" + a, "route", "replace", "blackhole",
+                               host_b->address + "/32"}));
+  return Ok(runner_, {"ip", "-n", prefix_ + "-" + b, "route", "replace", "blackhole",
+                      host_a->address + "/32"});
+}
+
+absl::StatusOr<std::vector<std::string>> LabNetwork::BlockedAddresses(const std::string& host) {
+  if (FindHost(host) == nullptr) return absl::InvalidArgumentError("lab: unknown host " + host);
+  const std::vector<std::string> argv = {"ip",   "-n",   prefix_ + "-" + host, "route",
+                                         "show", "type", "blackhole"};
+  ASSIGN_OR_RETURN(common::CommandResult result, runner_.Run(argv, kToolTimeout));
+  if (!result.ok()) {
+    return absl::InternalError(
+        absl::StrCat(common::FormatArgv(argv), " failed: ", Describe(result)));
+  }
+  std::vector<std::string> addresses;
+  // "blackhole 198.18.0.2 " per line.
+  for (absl::string_view line : absl::StrSplit(result.stdout_text, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (words.size() >= 2 && words[0] == "blackhole") addresses.push_back(words[1]);
+  }
+  std::sort(addresses.begin(), addresses.end());
+  return addresses;
+}
+
+absl::Status LabNetwork::UnblockTraffic(const std::string& host) {
+  const LabHost* target = FindHost(host);
+  if (target == nullptr) return absl::InvalidArgumentError("lab: unknown host " + host);
+  for (const LabHost& other : hosts_) {
+    ASSIGN_OR_RETURN(std::vector<std::string> blocked, BlockedAddresses(other.name));
+    for (const std::string& address : blocked) {
+      // In `host`: every block; elsewhere: the blocks towards `host`.
+      if (other.name != host && address != target->address) continue;
+      RETURN_IF_ERROR(Ok(runner_, {"ip", "-n", prefix_ + "-" + other.name, "route", "del",
+                                   "blackhole", address + "/32"}));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::vector<pid_t> LabNetwork::Pids(const std::string& host) const {

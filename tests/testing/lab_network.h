@@ -19,8 +19,10 @@
 // SweepLabLeftovers() only look at labs whose owner is dead (checked by pid
 // and start time recorded in /run/jailover-lab/jl<PID>.owner, so a reused
 // pid does not keep a dead lab alive), so lab tests running in parallel
-// (ctest -j) never see or sweep each other's live labs. Not thread-safe:
-// one LabNetwork is used by one test thread.
+// (ctest -j) never see or sweep each other's live labs. A process other than
+// the owner (the lab tool's commands) operates on a live lab through
+// Attach, which owns nothing. Not thread-safe: one LabNetwork is used by
+// one thread.
 #pragma once
 
 #include <sys/types.h>
@@ -71,6 +73,14 @@ class LabNetwork {
   // a LabNetwork (one per process: the prefix is per process). If building
   // fails halfway, what was made is removed before the error returns.
   static absl::StatusOr<std::unique_ptr<LabNetwork>> Create(const std::vector<LabHost>& hosts);
+  // A handle on the live lab `prefix` ("jl1234") that another process owns
+  // (the lab tool's keeper), for operating on it from a second process: its
+  // destructor tears nothing down. `hosts` are the lab's hosts as created.
+  // InvalidArgument for a bad prefix or host; NotFound if the lab's bridge
+  // or one of the hosts' network or mount namespaces does not exist.
+  static absl::StatusOr<std::unique_ptr<LabNetwork>> Attach(const std::string& prefix,
+                                                            const std::vector<LabHost>& hosts);
+  // Tears the lab down if this object created it (Create), not if attached.
   ~LabNetwork();
   LabNetwork(const LabNetwork&) = delete;
   LabNetwork& operator=(const LabNetwork&) = delete;
@@ -113,6 +123,19 @@ class LabNetwork {
   // The bridge port of `host` down/up: a pulled cable.
   absl::Status LinkDown(const std::string& host);
   absl::Status LinkUp(const std::string& host);
+  // Whether the bridge port of `host` is up (administratively).
+  absl::StatusOr<bool> LinkIsUp(const std::string& host);
+  // Drops all IP traffic between hosts `a` and `b` and nothing else: a
+  // blackhole route to the other's address in each of the two (so TCP
+  // fails both ways, UDP too; L2 and every other host are unaffected).
+  // Idempotent. InvalidArgument for an unknown host or a == b.
+  absl::Status BlockTraffic(const std::string& a, const std::string& b);
+  // Removes every block BlockTraffic made that involves `host` (its own
+  // blackhole routes and the others' routes to its address). Idempotent.
+  absl::Status UnblockTraffic(const std::string& host);
+  // The addresses `host` has blackhole routes to (BlockTraffic), sorted.
+  absl::StatusOr<std::vector<std::string>> BlockedAddresses(const std::string& host);
+  const std::vector<LabHost>& hosts() const { return hosts_; }
   // Every process in `host`'s network namespace.
   std::vector<pid_t> Pids(const std::string& host) const;
   // SIGKILL every process in `host` (host death; pair with LinkDown).
@@ -121,11 +144,15 @@ class LabNetwork {
   common::CommandRunner& runner() { return runner_; }
 
  private:
-  explicit LabNetwork(std::string prefix);
+  LabNetwork(std::string prefix, bool owner);
   absl::Status Build(const std::vector<LabHost>& hosts);
   absl::Status AddHost(const LabHost& host);
+  // The host named `name`, or nullptr.
+  const LabHost* FindHost(const std::string& name) const;
 
   std::string prefix_;
+  // Created (tears down on destruction) rather than attached.
+  bool owner_ = true;
   std::string dir_;
   std::vector<LabHost> hosts_;
   common::SubprocessCommandRunner runner_;

@@ -1,0 +1,112 @@
+// jailover-lab: a real jailover cluster in network namespaces (see
+// lab_tool.h). Usage: jailover-lab [OPTIONS] up|down|status|kill-host H|
+// partition H [from X]|heal H|exec H -- CMD...
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/log/log.h"
+#include "deploy/lab/lab_tool.h"
+
+namespace {
+
+// "3s", "500ms" -> Duration; false with a message if it does not parse.
+bool ParseDurationFlag(const std::string& name, const std::string& text, absl::Duration* out) {
+  if (!absl::ParseDuration(text, out) || *out < absl::ZeroDuration()) {
+    std::cerr << "jailover-lab: " << name << ": bad duration '" << text << "' (e.g. 3s, 500ms)\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  jailover::lab::LabToolOptions options;
+  options.agent_bin = JAILOVER_AGENT_BIN;
+  options.coordinator_bin = JAILOVER_COORDINATOR_BIN;
+  options.ctl_bin = JAILOVER_CTL_BIN;
+  std::string lease_ttl = "3s", renew = "500ms", margin = "2s", ready_timeout = "60s";
+  bool verbose = false;
+
+  CLI::App app{
+      "jailover-lab: a jailover cluster in network namespaces on this machine (root): ctl "
+      "(coordinator, 198.18.0.2), s1 (storage agent, .21), h1 h2 h3 (jail agents, .11-.13), c1 "
+      "(client, .31) on an isolated bridge."};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--agent_bin", options.agent_bin, "jailover-agent to run")->capture_default_str();
+  app.add_option("--coordinator_bin", options.coordinator_bin, "jailover-coordinator to run")
+      ->capture_default_str();
+  app.add_option("--ctl_bin", options.ctl_bin, "jailoverctl to use")->capture_default_str();
+  app.add_option("--state_file", options.state_file, "Where the live lab is recorded")
+      ->capture_default_str();
+  app.add_option("--lease_ttl", lease_ttl, "Lease time to live (coordinator and agents)")
+      ->capture_default_str();
+  app.add_option("--lease_renew_interval", renew, "Heartbeat interval")->capture_default_str();
+  app.add_option("--lease_safety_margin", margin, "Coordinator: FENCED after ttl + this")
+      ->capture_default_str();
+  app.add_option("--ready_timeout", ready_timeout, "up: how long to wait for READY agents")
+      ->capture_default_str();
+  app.add_option("--coordinator_arg", options.coordinator_args,
+                 "up: an extra flag for the coordinator (repeatable)")
+      ->take_all();
+  app.add_option("--agent_arg", options.agent_args,
+                 "up: an extra flag for every agent (repeatable)")
+      ->take_all();
+  app.add_flag("-v,--verbose", verbose, "Log what the lab harness does");
+
+  std::string host, from_word, from;
+  std::vector<std::string> command;
+  int progress_fd = -1;
+  CLI::App* up = app.add_subcommand("up", "Build the lab and start the cluster; wait for READY");
+  CLI::App* down = app.add_subcommand("down", "Stop the cluster and remove everything of the lab");
+  CLI::App* status = app.add_subcommand("status", "Hosts, daemons, links, the coordinator's view");
+  CLI::App* kill_host =
+      app.add_subcommand("kill-host", "A dead machine: kill all its processes, link down");
+  kill_host->add_option("HOST", host, "Host name")->required();
+  CLI::App* partition = app.add_subcommand(
+      "partition", "HOST [from X]: HOST's link down, or only traffic HOST <-> X dropped");
+  partition->add_option("HOST", host, "Host name")->required();
+  partition->add_option("from", from_word, "the word 'from'");
+  partition->add_option("X", from, "The other host");
+  CLI::App* heal = app.add_subcommand("heal", "Undo partition (a killed host stays dead)");
+  heal->add_option("HOST", host, "Host name")->required();
+  CLI::App* exec = app.add_subcommand("exec", "HOST -- CMD...: run CMD inside HOST");
+  exec->add_option("HOST", host, "Host name")->required();
+  exec->add_option("CMD", command, "Command and arguments (after --)")->required();
+  CLI::App* keep = app.add_subcommand("keep", "");  // internal: the keeper
+  keep->group("");
+  keep->add_option("--progress_fd", progress_fd)->required();
+  CLI11_PARSE(app, argc, argv);
+
+  if (!ParseDurationFlag("--lease_ttl", lease_ttl, &options.lease_ttl) ||
+      !ParseDurationFlag("--lease_renew_interval", renew, &options.lease_renew_interval) ||
+      !ParseDurationFlag("--lease_safety_margin", margin, &options.lease_safety_margin) ||
+      !ParseDurationFlag("--ready_timeout", ready_timeout, &options.ready_timeout)) {
+    return 2;
+  }
+  // The harness logs each step at info; a demo wants only the tool's lines.
+  spdlog::set_level(verbose || keep->parsed() ? spdlog::level::info : spdlog::level::warn);
+
+  namespace lab = jailover::lab;
+  if (up->parsed()) return lab::Up(options);
+  if (down->parsed()) return lab::Down(options);
+  if (status->parsed()) return lab::Status(options);
+  if (kill_host->parsed()) return lab::KillHost(options, host);
+  if (partition->parsed()) {
+    if (!from_word.empty() && (from_word != "from" || from.empty())) {
+      std::cerr << "jailover-lab: usage: partition HOST [from X]\n";
+      return 2;
+    }
+    return lab::Partition(options, host, from);
+  }
+  if (heal->parsed()) return lab::Heal(options, host);
+  if (exec->parsed()) return lab::Exec(options, host, command);
+  if (keep->parsed()) return lab::Keep(options, progress_fd);
+  return 2;
+}

@@ -1,0 +1,953 @@
+#include "deploy/lab/lab_tool.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <system_error>
+#include <tuple>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "agent/driver/linux/proc_fs.h"
+#include "common/daemon/signals.h"
+#include "common/exec/command_runner.h"
+#include "common/file/file_util.h"
+#include "common/log/log.h"
+#include "common/status/status_macros.h"
+#include "tests/testing/lab_network.h"
+
+namespace jailover::lab {
+namespace {
+
+namespace fs = std::filesystem;
+using agent::linux_driver::IsSameProcess;
+using agent::linux_driver::ReadProcess;
+using testing::LabHost;
+using testing::LabNetwork;
+
+constexpr char kCoordinatorAddress[] = "198.18.0.2";
+constexpr int kCoordinatorPort = 7430;
+constexpr int kCoordinatorHttpPort = 7422;
+constexpr int kAgentPort = 7420;
+constexpr int kAgentHttpPort = 7421;
+constexpr absl::Duration kDaemonStopTimeout = absl::Seconds(10);
+constexpr absl::Duration kKeeperStopTimeout = absl::Seconds(30);
+constexpr size_t kMaxStateBytes = 1 << 20;
+
+// The lab's hosts: name, address, role.
+const std::vector<LabToolHost>& LabLayout() {
+  static const auto* layout = [] {
+    auto* hosts = new std::vector<LabToolHost>;
+    for (const auto& [name, address, role] :
+         std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"ctl", kCoordinatorAddress, "coordinator"},
+             {"s1", "198.18.0.21", "storage"},
+             {"h1", "198.18.0.11", "jail"},
+             {"h2", "198.18.0.12", "jail"},
+             {"h3", "198.18.0.13", "jail"},
+             {"c1", "198.18.0.31", "client"}}) {
+      LabToolHost host;
+      host.name = name;
+      host.address = address;
+      host.role = role;
+      hosts->push_back(host);
+    }
+    return hosts;
+  }();
+  return *layout;
+}
+
+std::vector<LabHost> NetworkHosts(const std::vector<LabToolHost>& hosts) {
+  std::vector<LabHost> out;
+  for (const LabToolHost& host : hosts) out.push_back({host.name, host.address});
+  return out;
+}
+
+std::string Seconds(absl::Duration d) { return absl::StrFormat("%.1fs", absl::ToDoubleSeconds(d)); }
+
+std::string DurationFlag(absl::Duration d) { return absl::FormatDuration(d); }
+
+void Fail(const absl::Status& status) { std::cerr << "jailover-lab: " << status.message() << "\n"; }
+
+// A process recorded as (pid, start time, argv0) still runs.
+bool Alive(pid_t pid, uint64_t start_time, const std::string& argv0) {
+  return pid > 0 && IsSameProcess("/proc", pid, start_time, argv0);
+}
+
+bool KeeperAlive(const LabState& state) {
+  return Alive(state.keeper_pid, state.keeper_start_time, state.keeper_argv0);
+}
+
+// Last `lines` lines of a log file, each prefixed for display.
+std::string LogTail(const std::string& path, size_t lines) {
+  absl::StatusOr<std::string> text = common::ReadFileToString(path, 16 << 20);
+  if (!text.ok()) return "";
+  std::vector<std::string> all = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  const size_t first = all.size() > lines ? all.size() - lines : 0;
+  std::string out;
+  for (size_t i = first; i < all.size(); ++i) absl::StrAppend(&out, "    | ", all[i], "\n");
+  return out;
+}
+
+// Holds an exclusive flock on STATE_FILE.lock (serialises up/down and the
+// commands that change the state file).
+class StateLock {
+ public:
+  explicit StateLock(const std::string& state_file) {
+    std::error_code ec;
+    fs::create_directories(fs::path(state_file).parent_path(), ec);
+    fd_ = open((state_file + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) {
+      while (flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  ~StateLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+  StateLock(const StateLock&) = delete;
+  StateLock& operator=(const StateLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// The live lab: its state and an attached (non-owning) LabNetwork.
+struct LiveLab {
+  LabState state;
+  std::unique_ptr<LabNetwork> network;
+};
+
+absl::StatusOr<LiveLab> AttachLab(const LabToolOptions& options) {
+  LiveLab lab;
+  absl::StatusOr<LabState> state = ReadLabState(options.state_file);
+  if (absl::IsNotFound(state.status())) {
+    return absl::FailedPreconditionError("no lab is up (run `jailover-lab up`)");
+  }
+  RETURN_IF_ERROR(state.status());
+  lab.state = *std::move(state);
+  if (!KeeperAlive(lab.state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lab ", lab.state.prefix, ": its keeper (pid ", lab.state.keeper_pid,
+                     ") is gone; run `jailover-lab down` to remove what is left"));
+  }
+  ASSIGN_OR_RETURN(lab.network,
+                   LabNetwork::Attach(lab.state.prefix, NetworkHosts(lab.state.hosts)));
+  return lab;
+}
+
+LabToolHost* FindHost(LabState& state, const std::string& name) {
+  for (LabToolHost& host : state.hosts) {
+    if (host.name == name) return &host;
+  }
+  return nullptr;
+}
+
+absl::Status CheckHost(const LabState& state, const std::string& name) {
+  for (const LabToolHost& host : state.hosts) {
+    if (host.name == name) return absl::OkStatus();
+  }
+  std::vector<std::string> names;
+  for (const LabToolHost& host : state.hosts) names.push_back(host.name);
+  return absl::InvalidArgumentError(
+      absl::StrCat("no host '", name, "' in the lab (hosts: ", absl::StrJoin(names, " "), ")"));
+}
+
+std::string ProcessName(pid_t pid) {
+  absl::StatusOr<agent::linux_driver::ProcessInfo> info = ReadProcess("/proc", pid);
+  if (!info.ok() || info->cmdline.empty()) return "?";
+  return fs::path(info->cmdline[0]).filename().string();
+}
+
+// --- the keeper ----------------------------------------------------------------
+
+// Progress lines to the `up` command: "step TEXT", "info TEXT", then "ok"
+// or "fail TEXT". Writes to a closed pipe (the `up` command interrupted)
+// are ignored (SIGPIPE is ignored in the keeper).
+class Progress {
+ public:
+  explicit Progress(int fd) : fd_(fd), start_(absl::Now()) {}
+  ~Progress() { Close(); }
+  void Step(const std::string& text) {
+    Line(absl::StrFormat("step [%5.1fs] %s", absl::ToDoubleSeconds(absl::Now() - start_), text));
+  }
+  void Info(const std::string& text) { Line("info " + text); }
+  void Ok() { Line("ok"); }
+  // First line "fail ...", further lines "more ...".
+  void FailWith(const std::string& text) {
+    std::string kind = "fail ";
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      Line(kind + std::string(line));
+      kind = "more ";
+    }
+  }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  absl::Duration elapsed() const { return absl::Now() - start_; }
+
+ private:
+  void Line(std::string line) {
+    if (fd_ < 0) return;
+    std::replace(line.begin(), line.end(), '\n', ' ');
+    line.push_back('\n');
+    size_t done = 0;
+    while (done < line.size()) {
+      const ssize_t n = write(fd_, line.data() + done, line.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      done += static_cast<size_t>(n);
+    }
+  }
+
+  int fd_;
+  absl::Time start_;
+};
+
+// SIGTERM, SIGINT and SIGHUP are blocked in the keeper (children get an
+// empty mask from CommandRunner): a pending one means "stop".
+sigset_t StopSignals() { return common::ShutdownSignalSet(); }
+
+bool StopRequested() {
+  sigset_t pending;
+  sigpending(&pending);
+  return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT) ||
+         sigismember(&pending, SIGHUP);
+}
+
+absl::Status DaemonDied(const LabToolHost& host, const std::string& what) {
+  return absl::UnavailableError(absl::StrCat(what, " in ", host.name, " exited; end of ", host.log,
+                                             ":\n", LogTail(host.log, 15)));
+}
+
+// Starts the daemon `argv` in `host` and records it.
+absl::Status StartDaemon(LabNetwork& network, LabToolHost& host,
+                         const std::vector<std::string>& argv) {
+  ASSIGN_OR_RETURN(pid_t pid, network.StartDetached(host.name, argv, host.log));
+  host.pid = pid;
+  host.argv0 = argv[0];
+  absl::StatusOr<agent::linux_driver::ProcessInfo> info = ReadProcess("/proc", pid);
+  if (!info.ok() || info->state == 'Z') return DaemonDied(host, argv[0]);
+  host.start_time = info->start_time;
+  return absl::OkStatus();
+}
+
+// Waits for `done` (polled every 100 ms) while the daemons of `hosts` live
+// and no stop is requested.
+absl::Status WaitFor(const std::function<bool()>& done, absl::Duration timeout,
+                     const std::vector<const LabToolHost*>& hosts, const std::string& what) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (done()) return absl::OkStatus();
+    for (const LabToolHost* host : hosts) {
+      if (!Alive(host->pid, host->start_time, host->argv0)) {
+        return DaemonDied(*host, fs::path(host->argv0).filename().string());
+      }
+    }
+    if (StopRequested()) return absl::CancelledError("interrupted");
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("timed out after ", Seconds(timeout), " waiting for ", what));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+// Hosts (by name) the coordinator reports READY, from `jailoverctl -o json
+// host list` run in ctl.
+absl::StatusOr<std::set<std::string>> ReadyHosts(LabNetwork& network, const LabState& state) {
+  ASSIGN_OR_RETURN(common::CommandResult result,
+                   network.Run("ctl",
+                               {state.ctl_bin, "--coordinator", state.coordinator, "--insecure",
+                                "--timeout", "2", "-o", "json", "host", "list"},
+                               absl::Seconds(10)));
+  if (!result.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("jailoverctl host list: ", absl::StripAsciiWhitespace(result.stderr_text)));
+  }
+  std::set<std::string> ready;
+  nlohmann::json json = nlohmann::json::parse(result.stdout_text, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    return absl::InternalError("jailoverctl host list: not JSON: " + result.stdout_text);
+  }
+  for (const auto& host : json.value("hosts", nlohmann::json::array())) {
+    if (!host.is_object() || !host.contains("status")) continue;
+    if (host["status"].value("state", "") == "HOST_STATE_READY") {
+      ready.insert(host.value("name", ""));
+    }
+  }
+  return ready;
+}
+
+// Starts the coordinator and the agents and waits for the agents to be
+// READY; fills state->hosts' daemons as they start.
+absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabState& state,
+                     Progress& progress) {
+  const std::string& dir = state.dir;
+  std::error_code ec;
+  fs::create_directories(dir + "/jails", ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, "/jails"));
+  const std::string lease = absl::StrCat("--lease_ttl=", DurationFlag(options.lease_ttl));
+  const std::string renew =
+      absl::StrCat("--lease_renew_interval=", DurationFlag(options.lease_renew_interval));
+
+  LabToolHost* ctl = FindHost(state, "ctl");
+  const std::string port_file = network.host_dir("ctl") + "/coordinator.port";
+  std::vector<std::string> argv = {
+      options.coordinator_bin,
+      "--name=ctl",
+      "--listen=" + state.coordinator,
+      "--http_listen=" + state.coordinator_http,
+      "--insecure",
+      "--data_dir=" + network.host_dir("ctl") + "/data",
+      "--jail_root=" + dir + "/jails",
+      lease,
+      renew,
+      "--lease_safety_margin=" + DurationFlag(options.lease_safety_margin),
+      "--port_file=" + port_file};
+  argv.insert(argv.end(), options.coordinator_args.begin(), options.coordinator_args.end());
+  ctl->log = network.host_dir("ctl") + "/coordinator.log";
+  RETURN_IF_ERROR(StartDaemon(network, *ctl, argv));
+  RETURN_IF_ERROR(WaitFor([&] { return fs::exists(port_file); }, absl::Seconds(20), {ctl},
+                          "the coordinator to listen"));
+  progress.Step(absl::StrCat("coordinator in ctl: grpc ", state.coordinator, ", http ",
+                             state.coordinator_http, " (pid ", ctl->pid, ")"));
+
+  std::vector<const LabToolHost*> daemons = {ctl};
+  std::set<std::string> agents;
+  std::vector<std::string> started;
+  for (LabToolHost& host : state.hosts) {
+    if (host.role != "storage" && host.role != "jail") continue;
+    const std::string host_dir = network.host_dir(host.name);
+    std::vector<std::string> agent = {
+        options.agent_bin,
+        "--host_name=" + host.name,
+        "--driver=linux",
+        "--roles=" + host.role,
+        absl::StrCat("--listen=", host.address, ":", kAgentPort),
+        absl::StrCat("--http_listen=", host.address, ":", kAgentHttpPort),
+        "--insecure",
+        "--coordinators=" + state.coordinator,
+        "--state_dir=" + host_dir + "/state",
+        "--image_root=" + host_dir + "/images",
+        "--jail_root=" + dir + "/jails",
+        "--storage_address=" + host.address,
+        lease,
+        renew};
+    agent.insert(agent.end(), options.agent_args.begin(), options.agent_args.end());
+    fs::create_directories(host_dir + "/images", ec);
+    host.log = host_dir + "/agent.log";
+    RETURN_IF_ERROR(StartDaemon(network, host, agent));
+    daemons.push_back(&host);
+    agents.insert(host.name);
+    started.push_back(host.name);
+  }
+  progress.Step(absl::StrCat("agents started (Linux driver): ", absl::StrJoin(started, " ")));
+
+  std::set<std::string> ready;
+  std::string last_error;
+  absl::Status waited = WaitFor(
+      [&] {
+        absl::StatusOr<std::set<std::string>> now = ReadyHosts(network, state);
+        if (!now.ok()) {
+          last_error = std::string(now.status().message());
+          return false;
+        }
+        for (const std::string& name : *now) {
+          if (agents.count(name) && ready.insert(name).second) {
+            progress.Step(absl::StrCat(name, " READY"));
+          }
+        }
+        return std::includes(ready.begin(), ready.end(), agents.begin(), agents.end());
+      },
+      options.ready_timeout, daemons, "the agents to be READY");
+  if (!waited.ok() && !last_error.empty()) {
+    return common::Annotate(waited, "last answer: " + last_error);
+  }
+  return waited;
+}
+
+// SIGTERM to the daemons still running, SIGKILL after kDaemonStopTimeout.
+void StopDaemons(const LabState& state) {
+  std::vector<const LabToolHost*> running;
+  for (const LabToolHost& host : state.hosts) {
+    if (Alive(host.pid, host.start_time, host.argv0)) {
+      kill(host.pid, SIGTERM);
+      running.push_back(&host);
+    }
+  }
+  const absl::Time deadline = absl::Now() + kDaemonStopTimeout;
+  while (absl::Now() < deadline) {
+    bool any = false;
+    for (const LabToolHost* host : running) {
+      any = any || Alive(host->pid, host->start_time, host->argv0);
+    }
+    if (!any) return;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  for (const LabToolHost* host : running) {
+    if (Alive(host->pid, host->start_time, host->argv0)) {
+      spdlog::warn("{} in {} (pid {}) ignored SIGTERM for {}: SIGKILL", host->argv0, host->name,
+                   host->pid, Seconds(kDaemonStopTimeout));
+      kill(host->pid, SIGKILL);
+    }
+  }
+}
+
+// Output of a command of the lab, indented, or why it failed.
+std::string Indented(const std::string& text) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    absl::StrAppend(&out, "  ", line, "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+// --- state file ------------------------------------------------------------------
+
+std::string LabStateToJson(const LabState& state) {
+  nlohmann::json json;
+  json["prefix"] = state.prefix;
+  json["dir"] = state.dir;
+  json["keeper"] = {{"pid", state.keeper_pid},
+                    {"start_time", state.keeper_start_time},
+                    {"argv0", state.keeper_argv0}};
+  json["coordinator"] = state.coordinator;
+  json["coordinator_http"] = state.coordinator_http;
+  json["ctl_bin"] = state.ctl_bin;
+  json["hosts"] = nlohmann::json::array();
+  for (const LabToolHost& host : state.hosts) {
+    json["hosts"].push_back({{"name", host.name},
+                             {"address", host.address},
+                             {"role", host.role},
+                             {"pid", host.pid},
+                             {"start_time", host.start_time},
+                             {"argv0", host.argv0},
+                             {"log", host.log},
+                             {"killed", host.killed}});
+  }
+  return json.dump(2) + "\n";
+}
+
+absl::StatusOr<LabState> LabStateFromJson(const std::string& text) {
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    return absl::InvalidArgumentError("lab state: not a JSON object");
+  }
+  try {
+    LabState state;
+    state.prefix = json.at("prefix").get<std::string>();
+    state.dir = json.at("dir").get<std::string>();
+    state.keeper_pid = json.at("keeper").at("pid").get<pid_t>();
+    state.keeper_start_time = json.at("keeper").at("start_time").get<uint64_t>();
+    state.keeper_argv0 = json.at("keeper").at("argv0").get<std::string>();
+    state.coordinator = json.at("coordinator").get<std::string>();
+    state.coordinator_http = json.at("coordinator_http").get<std::string>();
+    state.ctl_bin = json.at("ctl_bin").get<std::string>();
+    for (const auto& item : json.at("hosts")) {
+      LabToolHost host;
+      host.name = item.at("name").get<std::string>();
+      host.address = item.at("address").get<std::string>();
+      host.role = item.at("role").get<std::string>();
+      host.pid = item.at("pid").get<pid_t>();
+      host.start_time = item.at("start_time").get<uint64_t>();
+      host.argv0 = item.at("argv0").get<std::string>();
+      host.log = item.at("log").get<std::string>();
+      host.killed = item.at("killed").get<bool>();
+      state.hosts.push_back(std::move(host));
+    }
+    return state;
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("lab state: ", e.what()));
+  }
+}
+
+absl::StatusOr<LabState> ReadLabState(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, common::ReadFileToString(path, kMaxStateBytes));
+  absl::StatusOr<LabState> state = LabStateFromJson(text);
+  if (!state.ok()) return common::Annotate(state.status(), path);
+  return state;
+}
+
+// --- commands --------------------------------------------------------------------
+
+int Keep(const LabToolOptions& options, int progress_fd) {
+  const sigset_t stop = StopSignals();
+  sigprocmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  fcntl(progress_fd, F_SETFD, FD_CLOEXEC);
+  Progress progress(progress_fd);
+
+  LabState state;
+  state.keeper_pid = getpid();
+  {
+    absl::StatusOr<agent::linux_driver::ProcessInfo> self = ReadProcess("/proc", getpid());
+    if (!self.ok() || self->cmdline.empty()) {
+      progress.FailWith("cannot read /proc/self");
+      return 1;
+    }
+    state.keeper_start_time = self->start_time;
+    state.keeper_argv0 = self->cmdline[0];
+  }
+  state.coordinator = absl::StrCat(kCoordinatorAddress, ":", kCoordinatorPort);
+  state.coordinator_http = absl::StrCat(kCoordinatorAddress, ":", kCoordinatorHttpPort);
+  state.ctl_bin = options.ctl_bin;
+  state.hosts = LabLayout();
+  progress.Info(absl::StrCat("keeper pid ", getpid()));
+
+  absl::StatusOr<std::unique_ptr<LabNetwork>> network =
+      LabNetwork::Create(NetworkHosts(state.hosts));
+  if (!network.ok()) {
+    progress.FailWith(std::string(network.status().message()));
+    return 1;
+  }
+  state.prefix = (*network)->prefix();
+  state.dir = (*network)->dir();
+  // From here on, the keeper's own log (LabNetwork's teardown, warnings)
+  // goes to the lab directory.
+  const std::string keeper_log = state.dir + "/keeper.log";
+  const int log_fd = open(keeper_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (log_fd >= 0) {
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    close(log_fd);
+  }
+  progress.Step(absl::StrCat("network ", state.prefix, ": bridge + ", state.hosts.size(),
+                             " hosts (ctl s1 h1 h2 h3 c1) on 198.18.0.0/24, dir ", state.dir));
+
+  absl::Status status = BringUp(options, **network, state, progress);
+  if (status.ok()) {
+    status = common::WriteFileAtomically(options.state_file, LabStateToJson(state));
+  }
+  if (!status.ok()) {
+    progress.FailWith(std::string(status.message()));
+    StopDaemons(state);
+    network->reset();
+    const std::vector<std::string> left = testing::LabLeftovers(state.prefix);
+    if (!left.empty()) progress.Info("left behind: " + absl::StrJoin(left, "; "));
+    return 1;
+  }
+  progress.Ok();
+  progress.Close();
+  spdlog::info("lab {} up; waiting for SIGTERM", state.prefix);
+
+  int signo = 0;
+  while (sigwait(&stop, &signo) != 0) {
+  }
+  spdlog::info("lab {}: signal {}: stopping the daemons", state.prefix, signo);
+  StopDaemons(state);
+  // The state file names this lab only while it lives.
+  absl::StatusOr<LabState> recorded = ReadLabState(options.state_file);
+  if (recorded.ok() && recorded->prefix == state.prefix) {
+    std::error_code ec;
+    fs::remove(options.state_file, ec);
+  }
+  network->reset();
+  return 0;
+}
+
+int Up(const LabToolOptions& options) {
+  if (geteuid() != 0) {
+    Fail(absl::FailedPreconditionError("the lab needs root (network namespaces, mounts)"));
+    return 1;
+  }
+  for (const std::string& bin : {options.agent_bin, options.coordinator_bin, options.ctl_bin}) {
+    if (access(bin.c_str(), X_OK) != 0) {
+      Fail(absl::FailedPreconditionError(
+          absl::StrCat(bin, " is not an executable (build it first)")));
+      return 1;
+    }
+  }
+  if (options.lease_renew_interval <= absl::ZeroDuration() ||
+      options.lease_ttl < 2 * options.lease_renew_interval) {
+    Fail(absl::InvalidArgumentError(
+        "--lease_ttl must be at least twice --lease_renew_interval, which must be positive"));
+    return 1;
+  }
+  StateLock lock(options.state_file);
+  absl::StatusOr<LabState> existing = ReadLabState(options.state_file);
+  if (existing.ok()) {
+    if (KeeperAlive(*existing)) {
+      Fail(absl::FailedPreconditionError(
+          absl::StrCat("lab ", existing->prefix, " is already up (keeper pid ",
+                       existing->keeper_pid, "); run `jailover-lab down` first")));
+      return 1;
+    }
+    std::cout << "lab " << existing->prefix << ": its keeper is gone; removing what it left\n";
+    testing::SweepLabLeftovers(existing->prefix);
+    std::error_code ec;
+    fs::remove(options.state_file, ec);
+  } else if (!absl::IsNotFound(existing.status())) {
+    Fail(existing.status());
+    return 1;
+  }
+
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) {
+    Fail(absl::InternalError("cannot read /proc/self/exe: " + ec.message()));
+    return 1;
+  }
+  std::vector<std::string> args = {
+      self.string(),
+      "--agent_bin=" + options.agent_bin,
+      "--coordinator_bin=" + options.coordinator_bin,
+      "--ctl_bin=" + options.ctl_bin,
+      "--state_file=" + options.state_file,
+      "--lease_ttl=" + DurationFlag(options.lease_ttl),
+      "--lease_renew_interval=" + DurationFlag(options.lease_renew_interval),
+      "--lease_safety_margin=" + DurationFlag(options.lease_safety_margin),
+      "--ready_timeout=" + DurationFlag(options.ready_timeout)};
+  for (const std::string& arg : options.coordinator_args)
+    args.push_back("--coordinator_arg=" + arg);
+  for (const std::string& arg : options.agent_args) args.push_back("--agent_arg=" + arg);
+  args.push_back("keep");
+  args.push_back("--progress_fd=3");
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    Fail(absl::InternalError(absl::StrCat("pipe2: ", strerror(errno))));
+    return 1;
+  }
+  std::cout << "jailover-lab up: building the lab (coordinator " << kCoordinatorAddress << ":"
+            << kCoordinatorPort << ", lease ttl " << DurationFlag(options.lease_ttl) << ")\n"
+            << std::flush;
+  // The keeper: a grandchild in its own session (double fork: never our
+  // zombie, and it outlives this command), stdio on /dev/null, progress on
+  // fd 3.
+  const pid_t child = fork();
+  if (child < 0) {
+    Fail(absl::InternalError(absl::StrCat("fork: ", strerror(errno))));
+    return 1;
+  }
+  if (child == 0) {
+    setsid();
+    if (fork() != 0) _exit(0);
+    const int null_fd = open("/dev/null", O_RDWR);
+    dup2(null_fd, STDIN_FILENO);
+    dup2(null_fd, STDOUT_FILENO);
+    dup2(null_fd, STDERR_FILENO);
+    if (fds[1] == 3) {
+      fcntl(3, F_SETFD, 0);
+    } else {
+      dup2(fds[1], 3);  // dup2 clears FD_CLOEXEC on 3
+    }
+    if (chdir("/") != 0) _exit(127);
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  int child_status = 0;
+  while (waitpid(child, &child_status, 0) < 0 && errno == EINTR) {
+  }
+
+  // Ctrl-C while building: the keeper stops and tears down.
+  static volatile sig_atomic_t interrupted = 0;
+  struct sigaction on_int = {};
+  on_int.sa_handler = [](int) { interrupted = 1; };
+  sigaction(SIGINT, &on_int, nullptr);
+  sigaction(SIGTERM, &on_int, nullptr);
+
+  pid_t keeper = 0;
+  bool ok = false;
+  bool forwarded = false;
+  std::string buffer;
+  std::vector<std::string> failure;
+  size_t detail_at = 0;
+  while (true) {
+    if (interrupted && keeper > 0 && !forwarded) {
+      std::cout << "interrupted: the keeper tears the lab down\n" << std::flush;
+      kill(keeper, SIGTERM);
+      forwarded = true;
+    }
+    pollfd pfd = {fds[0], POLLIN, 0};
+    const int ready = poll(&pfd, 1, 200);
+    if (ready <= 0) continue;
+    char chunk[4096];
+    const ssize_t n = read(fds[0], chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EOF: the keeper is done (up or torn down)
+    buffer.append(chunk, static_cast<size_t>(n));
+    size_t newline;
+    while ((newline = buffer.find('\n')) != std::string::npos) {
+      const std::string line = buffer.substr(0, newline);
+      buffer.erase(0, newline + 1);
+      if (absl::StartsWith(line, "step ")) {
+        std::cout << "  " << line.substr(5) << "\n" << std::flush;
+      } else if (absl::StartsWith(line, "info keeper pid ")) {
+        (void)absl::SimpleAtoi(line.substr(16), &keeper);
+      } else if (absl::StartsWith(line, "info ")) {
+        failure.push_back(line.substr(5));
+      } else if (line == "ok") {
+        ok = true;
+      } else if (absl::StartsWith(line, "fail ")) {
+        failure.insert(failure.begin(), line.substr(5));
+        detail_at = 1;
+      } else if (absl::StartsWith(line, "more ")) {
+        failure.insert(failure.begin() + std::min(detail_at++, failure.size()), line.substr(5));
+      }
+    }
+  }
+  close(fds[0]);
+  if (!ok) {
+    if (failure.empty()) failure.push_back("the keeper exited without a word");
+    std::cerr << "jailover-lab up FAILED: " << absl::StrJoin(failure, "\n  ") << "\n";
+    std::cerr << "jailover-lab: the lab was torn down\n";
+    return 1;
+  }
+  absl::StatusOr<LabState> state = ReadLabState(options.state_file);
+  if (!state.ok()) {
+    Fail(state.status());
+    return 1;
+  }
+  std::cout << "lab " << state->prefix << " is up (keeper pid " << state->keeper_pid
+            << "; state in " << options.state_file << "):\n";
+  for (const LabToolHost& host : state->hosts) {
+    std::string what = host.role == "coordinator" ? "jailover-coordinator"
+                       : host.role == "client"    ? "client"
+                                                  : "jailover-agent --roles=" + host.role;
+    std::cout << absl::StrFormat("  %-4s %-12s %-34s %s\n", host.name, host.address, what,
+                                 host.pid > 0 ? absl::StrCat("pid ", host.pid) : "");
+  }
+  std::cout << "  jailoverctl: jailover-lab exec c1 -- " << state->ctl_bin << " --coordinator "
+            << state->coordinator << " --insecure status\n";
+  return 0;
+}
+
+int Down(const LabToolOptions& options) {
+  const absl::Time start = absl::Now();
+  StateLock lock(options.state_file);
+  absl::StatusOr<LabState> state = ReadLabState(options.state_file);
+  if (absl::IsNotFound(state.status())) {
+    std::cout << "no lab is up (no " << options.state_file << ")\n";
+    return 0;
+  }
+  if (!state.ok()) {
+    Fail(state.status());
+    return 1;
+  }
+  if (KeeperAlive(*state)) {
+    std::cout << "lab " << state->prefix << ": stopping the daemons and tearing down (keeper pid "
+              << state->keeper_pid << ")\n"
+              << std::flush;
+    kill(state->keeper_pid, SIGTERM);
+    const absl::Time deadline = absl::Now() + kKeeperStopTimeout;
+    while (KeeperAlive(*state) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+    if (KeeperAlive(*state)) {
+      std::cout << "lab " << state->prefix << ": the keeper did not finish in "
+                << Seconds(kKeeperStopTimeout) << "; killing it and sweeping\n";
+      kill(state->keeper_pid, SIGKILL);
+      while (KeeperAlive(*state)) absl::SleepFor(absl::Milliseconds(20));
+    }
+  } else {
+    std::cout << "lab " << state->prefix << ": its keeper (pid " << state->keeper_pid
+              << ") is gone; sweeping what it left\n";
+  }
+  std::vector<std::string> left = testing::LabLeftovers(state->prefix);
+  if (!left.empty()) {
+    const std::vector<std::string> removed = testing::SweepLabLeftovers(state->prefix);
+    std::cout << "lab " << state->prefix << ": swept " << removed.size() << " leftover(s)\n";
+    left = testing::LabLeftovers(state->prefix);
+  }
+  std::error_code ec;
+  fs::remove(options.state_file, ec);
+  if (!left.empty()) {
+    std::cerr << "jailover-lab down: left behind:\n  " << absl::StrJoin(left, "\n  ") << "\n";
+    return 1;
+  }
+  std::cout << "lab " << state->prefix << " is down in " << Seconds(absl::Now() - start)
+            << ": nothing left behind (no namespace, mount, loop device or process)\n";
+  return 0;
+}
+
+int Status(const LabToolOptions& options) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  if (!lab.ok()) {
+    Fail(lab.status());
+    return absl::IsFailedPrecondition(lab.status()) ? 3 : 1;
+  }
+  const LabState& state = lab->state;
+  std::cout << "lab " << state.prefix << " (keeper pid " << state.keeper_pid << ", dir "
+            << state.dir << ")\n";
+  std::cout << absl::StrFormat("  %-4s %-12s %-11s %-24s %-5s %s\n", "HOST", "ADDRESS", "ROLE",
+                               "DAEMON", "LINK", "NOTES");
+  for (const LabToolHost& host : state.hosts) {
+    std::string daemon = "-";
+    if (host.pid > 0) {
+      daemon = absl::StrCat(
+          fs::path(host.argv0).filename().string() == "jailover-coordinator" ? "coordinator"
+                                                                             : "agent",
+          " ", host.pid, " ", Alive(host.pid, host.start_time, host.argv0) ? "alive" : "DEAD");
+    }
+    absl::StatusOr<bool> up = lab->network->LinkIsUp(host.name);
+    std::vector<std::string> notes;
+    if (host.killed) notes.push_back("killed");
+    absl::StatusOr<std::vector<std::string>> blocked = lab->network->BlockedAddresses(host.name);
+    if (blocked.ok() && !blocked->empty()) {
+      std::vector<std::string> peers;
+      for (const std::string& address : *blocked) {
+        std::string peer = address;
+        for (const LabToolHost& other : state.hosts) {
+          if (other.address == address) peer = other.name;
+        }
+        peers.push_back(peer);
+      }
+      notes.push_back("partitioned from " + absl::StrJoin(peers, ","));
+    }
+    notes.push_back(absl::StrCat(lab->network->Pids(host.name).size(), " process(es)"));
+    std::cout << absl::StrFormat("  %-4s %-12s %-11s %-24s %-5s %s\n", host.name, host.address,
+                                 host.role, daemon, up.ok() ? (*up ? "up" : "DOWN") : "?",
+                                 absl::StrJoin(notes, "; "));
+  }
+  std::cout << "logs:\n";
+  for (const LabToolHost& host : state.hosts) {
+    if (!host.log.empty()) std::cout << "  " << host.name << ": " << host.log << "\n";
+  }
+  std::cout << "  keeper: " << state.dir << "/keeper.log\n";
+  for (const std::vector<std::string>& command :
+       std::vector<std::vector<std::string>>{{"status"}, {"host", "list"}}) {
+    std::vector<std::string> argv = {state.ctl_bin, "--coordinator", state.coordinator,
+                                     "--insecure",  "--timeout",     "3"};
+    argv.insert(argv.end(), command.begin(), command.end());
+    std::cout << "\n$ jailoverctl " << absl::StrJoin(command, " ") << "   (in c1)\n";
+    absl::StatusOr<common::CommandResult> result = lab->network->Run("c1", argv, absl::Seconds(10));
+    if (!result.ok()) {
+      std::cout << "  " << result.status().message() << "\n";
+    } else {
+      std::cout << Indented(result->stdout_text) << Indented(result->stderr_text);
+    }
+  }
+  return 0;
+}
+
+int KillHost(const LabToolOptions& options, const std::string& host) {
+  StateLock lock(options.state_file);
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  const absl::Time start = absl::Now();
+  std::map<std::string, int> names;
+  for (pid_t pid : lab->network->Pids(host)) ++names[ProcessName(pid)];
+  std::vector<std::string> killed;
+  for (const auto& [name, count] : names) {
+    killed.push_back(count > 1 ? absl::StrCat(name, " x", count) : name);
+  }
+  status = lab->network->LinkDown(host);
+  lab->network->KillAll(host);
+  if (status.ok()) {
+    FindHost(lab->state, host)->killed = true;
+    status = common::WriteFileAtomically(options.state_file, LabStateToJson(lab->state));
+  }
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  const std::vector<pid_t> left = lab->network->Pids(host);
+  std::cout << host << " is dead (" << Seconds(absl::Now() - start) << "): link down, killed "
+            << (killed.empty() ? "nothing (no process was running)" : absl::StrJoin(killed, ", "))
+            << "\n";
+  if (!left.empty()) {
+    std::cerr << "jailover-lab: " << left.size() << " process(es) of " << host
+              << " survived SIGKILL (D state?)\n";
+    return 1;
+  }
+  return 0;
+}
+
+int Partition(const LabToolOptions& options, const std::string& host, const std::string& from) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
+  if (status.ok() && !from.empty()) {
+    status = from == host ? absl::InvalidArgumentError("cannot partition a host from itself")
+                          : CheckHost(lab->state, from);
+  }
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  if (from.empty()) {
+    status = lab->network->LinkDown(host);
+    if (status.ok()) std::cout << host << " partitioned from every host (link down)\n";
+  } else {
+    status = lab->network->BlockTraffic(host, from);
+    if (status.ok()) {
+      std::cout << host << " partitioned from " << from
+                << " (all IP traffic between them dropped both ways; blackhole routes)\n";
+    }
+  }
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  return 0;
+}
+
+int Heal(const LabToolOptions& options, const std::string& host) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
+  if (status.ok()) status = lab->network->LinkUp(host);
+  if (status.ok()) status = lab->network->UnblockTraffic(host);
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  std::cout << host << " healed: link up, no traffic dropped\n";
+  if (FindHost(lab->state, host)->killed) {
+    std::cout << "note: " << host
+              << " was killed by kill-host; its processes stay dead (only its link is back)\n";
+  }
+  return 0;
+}
+
+int Exec(const LabToolOptions& options, const std::string& host,
+         const std::vector<std::string>& argv) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
+  if (status.ok() && argv.empty()) status = absl::InvalidArgumentError("exec: no command");
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  std::vector<std::string> full = lab->network->InHost(host, argv);
+  std::vector<char*> args;
+  for (std::string& arg : full) args.push_back(arg.data());
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  Fail(absl::InternalError(absl::StrCat("exec ", full[0], ": ", strerror(errno))));
+  return 127;
+}
+
+}  // namespace jailover::lab

@@ -1,0 +1,100 @@
+// jailover-lab: a real jailover cluster in network namespaces on one Linux
+// machine (root), for the demo, the lab tests and the failover benchmark.
+//
+// Built on the lab harness of the tests (tests/testing/lab_network.h), not
+// beside it: `up` starts a long-lived keeper process (its own session) that
+// owns a LabNetwork (prefix "jl<keeper pid>") with the hosts ctl (the
+// coordinator), s1 (storage agent), h1 h2 h3 (jail agents on the Linux
+// driver) and c1 (client), starts the daemons in them, waits until the
+// coordinator sees the four agents READY, records the lab in a state file
+// (/run/jailover-lab/current.json) and stays until `down` sends it SIGTERM:
+// then it stops the daemons and ~LabNetwork removes everything (processes,
+// mounts, loop devices, namespaces, the lab directory). A crashed keeper's
+// lab is what LabLeftovers()/SweepLabLeftovers() already find and remove.
+//
+// The other commands work on the live lab from another process through
+// LabNetwork::Attach (which owns nothing): status, kill-host, partition,
+// heal, exec. One lab per state file; not thread-safe (one command = one
+// process).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace jailover::lab {
+
+// Everything `up` needs; the other commands use state_file only.
+struct LabToolOptions {
+  std::string agent_bin;
+  std::string coordinator_bin;
+  std::string ctl_bin;
+  // Where the live lab is recorded.
+  std::string state_file = "/run/jailover-lab/current.json";
+  // Lease settings of the coordinator and the agents.
+  absl::Duration lease_ttl = absl::Seconds(3);
+  absl::Duration lease_renew_interval = absl::Milliseconds(500);
+  absl::Duration lease_safety_margin = absl::Seconds(2);
+  // How long `up` waits for the four agents to be READY.
+  absl::Duration ready_timeout = absl::Seconds(60);
+  // Extra flags for the coordinator and for every agent.
+  std::vector<std::string> coordinator_args;
+  std::vector<std::string> agent_args;
+};
+
+// One host of the lab as recorded in the state file.
+struct LabToolHost {
+  std::string name;     // "h1"
+  std::string address;  // "198.18.0.11"
+  std::string role;     // "coordinator", "storage", "jail" or "client"
+  // The daemon started in it (none for the client): pid, start time and
+  // argv[0], so a reused pid is never taken for it.
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  std::string argv0;
+  std::string log;
+  bool killed = false;  // by kill-host
+};
+
+struct LabState {
+  std::string prefix;  // "jl1234"
+  std::string dir;     // /run/jailover-lab/jl1234
+  pid_t keeper_pid = 0;
+  uint64_t keeper_start_time = 0;
+  std::string keeper_argv0;
+  std::string coordinator;  // 198.18.0.2:7430
+  std::string coordinator_http;
+  std::string ctl_bin;
+  std::vector<LabToolHost> hosts;
+};
+
+// The state file as JSON, and back (InvalidArgument for a malformed file).
+std::string LabStateToJson(const LabState& state);
+absl::StatusOr<LabState> LabStateFromJson(const std::string& json);
+// Reads `path`: NotFound when no lab is recorded there.
+absl::StatusOr<LabState> ReadLabState(const std::string& path);
+
+// The commands. Each prints its own progress on stdout and returns the
+// process exit code (0 = done; 1 = failed, with the reason on stderr).
+int Up(const LabToolOptions& options);
+int Down(const LabToolOptions& options);
+int Status(const LabToolOptions& options);
+int KillHost(const LabToolOptions& options, const std::string& host);
+// `from` empty: the host's link down; else traffic between host and `from`.
+int Partition(const LabToolOptions& options, const std::string& host, const std::string& from);
+int Heal(const LabToolOptions& options, const std::string& host);
+// Replaces this process with argv run inside `host` (its network and mount
+// namespaces); returns only on failure.
+int Exec(const LabToolOptions& options, const std::string& host,
+         const std::vector<std::string>& argv);
+// The keeper (hidden subcommand `keep`, started by Up): builds the lab,
+// reports progress on `progress_fd`, keeps the lab until SIGTERM.
+int Keep(const LabToolOptions& options, int progress_fd);
+
+}  // namespace jailover::lab
