@@ -146,6 +146,9 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
                                 jailover::v1::GetClusterStatusResponse* response) override;
 
  private:
+  // Fills status.jails: the jails placed on the host (not STOPPED).
+  void AddPlacedJails(v1::Host& host);
+
   const CoordinatorIdentity identity_;
   common::Clock& clock_;                 // Not owned.
   cluster::Membership& membership_;      // Not owned.

@@ -291,6 +291,8 @@ TEST_F(FailoverTest, KilledHostFailsOverToTheStandbyAtTheNextEpochAsPlanned) {
   EXPECT_EQ(image.grant().epoch(), 2u);
   ASSERT_TRUE(testing::WaitUntil([&] { return StorageGrant().host() == "h2"; }, absl::Seconds(5)));
   EXPECT_EQ(StorageGrant().epoch(), 2u);
+  EXPECT_THAT(GetHost("h2").status().jails(), ::testing::ElementsAre("web"));
+  EXPECT_THAT(GetHost("h1").status().jails(), ::testing::IsEmpty());
   // h1 is FENCED by the storage fencing (not by time).
   const v1::Host h1 = GetHost("h1");
   EXPECT_EQ(h1.status().state(), v1::HOST_STATE_FENCED);
