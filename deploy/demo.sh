@@ -1,70 +1,154 @@
 #!/usr/bin/env bash
-# The demo, for now: start a coordinator and one agent on loopback, show
-# their health and `jailoverctl status`, stop them. (The lab cluster with a
-# real failover replaces this once deploy/lab exists.)
+# The demo: a real jailover cluster in network namespaces on this machine
+# (root), the sample append-log jail on h1 with h2 and h3 as standbys, a
+# client writing through the VIP, then h1 dies (every process and its link)
+# and the jail fails over. Prints the failover timeline from the event log
+# and checks that every acknowledged record survived. Leaves nothing behind.
 #
 #   deploy/demo.sh [BUILD_DIR]
 set -euo pipefail
 
-build=${1:-$(cd "$(dirname "$0")/.." && pwd)/build}
-bin_agent=$build/agent/jailover-agent
-bin_coordinator=$build/coordinator/jailover-coordinator
-bin_ctl=$build/coordinator/cli/jailoverctl
-for b in "$bin_agent" "$bin_coordinator" "$bin_ctl"; do
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$(cd "$here/.." && pwd)/build}
+lab_bin=$build/deploy/lab/jailover-lab
+ctl_bin=$build/coordinator/cli/jailoverctl
+server_bin=$build/tools/jailover-applog-server
+client_bin=$build/tools/jailover-applog-client
+for b in "$lab_bin" "$ctl_bin" "$server_bin" "$client_bin"; do
   [[ -x "$b" ]] || { echo "demo: $b not built; run deploy/quickstart.sh demo" >&2; exit 1; }
 done
+[[ $(id -u) -eq 0 ]] || { echo "demo: run as root (network namespaces)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/jailover-demo.XXXXXX)
-pids=()
+state=$work/lab.json
+client_pid=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  set +e
+  [[ -n "$client_pid" ]] && kill -TERM "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null
+  if [[ -s "$state" ]]; then
+    printf '\n==> tearing the lab down\n'
+    "$lab_bin" --state_file "$state" down | sed 's/^/    /'
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-wait_port() {  # FILE PID: wait up to 20 s for a daemon's port file
-  for _ in $(seq 200); do
-    [[ -s "$1" ]] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "demo: daemon did not start; its log:" >&2
-  cat "${1%.port}.log" >&2
-  return 1
+step() { printf '\n==> %s\n' "$*"; }
+lab() { "$lab_bin" --state_file "$state" "$@"; }
+ctl() { lab exec c1 -- "$ctl_bin" --coordinator 198.18.0.2:7430 --insecure "$@"; }
+now_ms() { date +%s%3N; }
+# The jail's "PHASE HOST EPOCH".
+jail_state() {
+  ctl -o json jail get web 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["jail"].get("status", {})
+print(s.get("phase", "-"), s.get("host", "-"), s.get("epoch", "0"))' 2>/dev/null || echo "- - 0"
 }
+wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || { echo "demo: timed out waiting for $what" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+running_on() { [[ $(jail_state) == "JAIL_PHASE_RUNNING $1 $2" ]]; }
+running_on_standby() { [[ $(jail_state) =~ ^JAIL_PHASE_RUNNING\ (h2|h3)\ 2$ ]]; }
+acked() { [[ -f "$work/acked" ]] && wc -l <"$work/acked" || echo 0; }
+acked_at_least() { (($(acked) >= $1)); }
 
-echo "==> starting jailover-coordinator (loopback, no TLS: demo only)"
-"$bin_coordinator" --listen=127.0.0.1:0 --port_file="$work/coordinator.port" --insecure \
-  --data_dir="$work/coordinator-data" --http_listen=127.0.0.1:0 --name=demo-ctl >"$work/coordinator.log" 2>&1 &
-pids+=($!)
-coordinator_port=$(wait_port "$work/coordinator.port" "${pids[-1]}")
+step "1/6 building the lab: coordinator, storage s1, jail hosts h1-h3, client c1 (198.18.0.0/24, an isolated bridge)"
+lab up | sed 's/^/    /'
+lab_dir=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' "$state")
 
-echo "==> starting jailover-agent as host h1"
-# The sim driver: the Linux driver and the lab cluster replace it later.
-"$bin_agent" --listen=127.0.0.1:0 --port_file="$work/agent.port" --insecure --host_name=h1 \
-  --driver=sim --state_dir="$work/agent-state" --http_listen=127.0.0.1:0 \
-  --http_port_file="$work/agent-http.port" >"$work/agent.log" 2>&1 &
-pids+=($!)
-agent_port=$(wait_port "$work/agent.port" "${pids[-1]}")
-http_port=$(cat "$work/agent-http.port")
-echo "    coordinator on 127.0.0.1:$coordinator_port, agent on 127.0.0.1:$agent_port (health http :$http_port)"
+step "2/6 the sample jail: an append-log service on an ext4 disk image served by s1"
+"$here/lab/make-sample-image.sh" "$lab_dir/s1/images/web.img" 64 "$server_bin" | sed 's/^/    /'
+cat >"$work/web.yaml" <<EOF
+kind: Image
+name: web-img
+storage_host: s1
+path: $lab_dir/s1/images/web.img
+size: 64M
+filesystem: ext4
+---
+kind: Vip
+name: web-vip
+address: 198.18.0.100/24
+interface: eth0
+vhid: 10
+password: demo-secret
+advbase: 1
+---
+kind: Jail
+name: web
+image: web-img
+vip: web-vip
+placement:
+  preferred_host: h1
+  standbys: [h2, h3]
+spec:
+  exec_start: ["/bin/jailover-applog-server", "--listen", "0.0.0.0:7000", "--file", "/data/applog.txt"]
+  health_port: 7000
+EOF
+ctl apply -f "$work/web.yaml" | sed 's/^/    /'
+wait_for 60 "the jail to run on h1" running_on h1 1
+ctl jail list | sed 's/^/    /'
 
-echo
-echo "==> jailoverctl version"
-"$bin_ctl" --coordinator "127.0.0.1:$coordinator_port" --insecure version
-echo
-echo "==> jailoverctl status"
-"$bin_ctl" --coordinator "127.0.0.1:$coordinator_port" --insecure status
+step "3/6 a client in c1 appends records to 198.18.0.100:7000 (each acknowledged only once fsync'd)"
+lab exec c1 -- "$client_bin" write --target 198.18.0.100:7000 --run-until-signal \
+  --interval-ms 20 --acked "$work/acked" >"$work/client.log" 2>&1 &
+client_pid=$!
+wait_for 30 "the first acknowledgements" acked_at_least 50
+echo "    $(acked) records acknowledged so far; the service answers on the VIP from h1"
 
-echo
-echo "==> stopping both with SIGTERM"
-for pid in "${pids[@]}"; do kill -TERM "$pid"; done
-for pid in "${pids[@]}"; do wait "$pid"; done
-pids=()
-echo "    agent log:"
-sed 's/^/      /' "$work/agent.log"
-echo "    coordinator log:"
-sed 's/^/      /' "$work/coordinator.log"
-echo
-echo "demo: done"
+step "4/6 killing h1: every process on it (agent, jail, disk client, CARP) and its network link"
+killed_ms=$(now_ms)
+lab kill-host h1 | sed 's/^/    /'
+wait_for 60 "the jail to run on a standby" running_on_standby
+read -r _ standby epoch <<<"$(jail_state)"
+acked_before=$(acked)
+wait_for 30 "acknowledgements after the failover" acked_at_least $((acked_before + 50))
+echo "    jail web runs on $standby at epoch $epoch; h1 is $(ctl -o json host get h1 |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["host"]["status"]["state"])')"
+
+step "5/6 the failover, from the event log (times from the kill of h1)"
+ctl -o json events --jail web >"$work/events.jsonl"
+ctl -o json events --host h1 --type host.state >>"$work/events.jsonl"
+python3 - "$killed_ms" "$work/events.jsonl" "$work/acked" <<'PY'
+import json, re, sys
+from datetime import datetime
+killed = int(sys.argv[1]) / 1000.0
+def t(event):
+    # RFC 3339 with up to nanoseconds; datetime takes microseconds.
+    text = re.sub(r"(\.\d{6})\d*", r"\1", event["time"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+events = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
+failover = next(e["operationId"] for e in events
+                if e.get("type") == "operation.state" and "failover" in e.get("reason", "")
+                and e.get("toValue") == "PENDING")
+rows = []
+for e in events:
+    if e.get("type") == "host.state" and e.get("toValue") == "UNREACHABLE":
+        rows.append((t(e), "detected: h1's lease expired (UNREACHABLE)"))
+    if e.get("operationId") == failover and e.get("type") == "operation.step":
+        label = {"fence": "fenced: s1 grants the disk to the standby only (new epoch)",
+                 "import": "imported: the standby attached the disk",
+                 "fsck": "checked: fsck", "mount": "mounted",
+                 "start": "started: the jail runs on the standby",
+                 "vip": "VIP: the standby took the lowest CARP advskew",
+                 "probe": "ready: the jail runs and the standby is CARP master"}.get(e.get("step"))
+        if label:
+            rows.append((t(e), label))
+acks = [line.split() for line in open(sys.argv[3]) if line.strip()]
+after = [int(ms) / 1000.0 for _, ms in acks if int(ms) / 1000.0 > killed]
+if after:
+    rows.append((after[0], "first good answer: the client's first acknowledgement after the kill"))
+for when, label in sorted(rows):
+    print(f"    +{when - killed:6.2f} s  {label}")
+PY
+lab exec c1 -- "$client_bin" outage --acked "$work/acked" | sed 's/^/    client saw a /'
+
+step "6/6 every acknowledged record must still be there"
+kill -TERM "$client_pid" && wait "$client_pid" || true
+client_pid=""
+lab exec c1 -- "$client_bin" check --target 198.18.0.100:7000 --acked "$work/acked" | sed 's/^/    /'
