@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/exec/command_runner.h"
 #include "deploy/lab/lab_tool.h"
 #include "gmock/gmock.h"
@@ -99,8 +100,8 @@ class LabFailoverTest : public ::testing::Test {
     std::string phase, host;
     uint64_t epoch = 0;
   };
-  JailView Jail() {
-    const nlohmann::json j = CtlJson({"jail", "get", "web"});
+  JailView Jail(const std::string& name = "web") {
+    const nlohmann::json j = CtlJson({"jail", "get", name});
     JailView v;
     if (!j.is_object() || !j.contains("jail")) return v;
     const nlohmann::json& status = j["jail"].value("status", nlohmann::json::object());
@@ -111,10 +112,11 @@ class LabFailoverTest : public ::testing::Test {
     return v;
   }
 
-  bool WaitForJail(const std::string& host, uint64_t epoch, absl::Duration timeout) {
+  bool WaitForJail(const std::string& host, uint64_t epoch, absl::Duration timeout,
+                   const std::string& name = "web") {
     return testing::WaitUntil(
         [&] {
-          const JailView v = Jail();
+          const JailView v = Jail(name);
           return v.phase == "JAIL_PHASE_RUNNING" && v.host == host && v.epoch == epoch;
         },
         timeout, absl::Milliseconds(200));
@@ -141,39 +143,46 @@ class LabFailoverTest : public ::testing::Test {
     return "";
   }
 
-  // Builds the sample image on s1 and applies image, VIP and jail.
-  void ApplySampleJail() {
-    const std::string image = state_.dir + "/s1/images/web.img";
+  // Builds the sample image of jail `name` on s1 and applies its image, VIP
+  // (`vip` address, `vhid`) and the jail, h1 preferred, h2 and h3 standbys.
+  void ApplySampleJail(const std::string& name = "web", const std::string& vip = kVip,
+                       int vhid = 10) {
+    const std::string image = absl::StrCat(state_.dir, "/s1/images/", name, ".img");
     common::SubprocessCommandRunner runner;
     absl::StatusOr<common::CommandResult> made = runner.Run(
         {"/bin/bash", JAILOVER_SAMPLE_IMAGE_SCRIPT, image, "64", JAILOVER_APPLOG_SERVER_BIN},
         absl::Seconds(60));
     ASSERT_TRUE(made.ok() && made->exit_code == 0)
         << (made.ok() ? made->stdout_text + made->stderr_text : made.status().ToString());
-    const std::string spec = temp_.path() + "/web.yaml";
-    std::ofstream(spec) << "kind: Image\nname: web-img\nstorage_host: s1\npath: " << image
+    const std::string spec = absl::StrCat(temp_.path(), "/", name, ".yaml");
+    std::ofstream(spec) << "kind: Image\nname: " << name
+                        << "-img\nstorage_host: s1\npath: " << image
                         << "\nsize: 64M\nfilesystem: ext4\n---\n"
-                        << "kind: Vip\nname: web-vip\naddress: " << kVip
-                        << "/24\ninterface: eth0\nvhid: 10\npassword: s3cret\nadvbase: 1\n---\n"
-                        << "kind: Jail\nname: web\nimage: web-img\nvip: web-vip\n"
+                        << "kind: Vip\nname: " << name << "-vip\naddress: " << vip
+                        << "/24\ninterface: eth0\nvhid: " << vhid
+                        << "\npassword: s3cret\nadvbase: 1\n---\n"
+                        << "kind: Jail\nname: " << name << "\nimage: " << name
+                        << "-img\nvip: " << name << "-vip\n"
                         << "placement:\n  preferred_host: h1\n  standbys: [h2, h3]\n"
+                        // On its own VIP: jails share their host's network namespace.
                         << "spec:\n  exec_start: [\"/bin/jailover-applog-server\", \"--listen\", "
-                           "\"0.0.0.0:"
-                        << kServicePort << "\", \"--file\", \"/data/applog.txt\"]\n"
+                           "\""
+                        << vip << ":" << kServicePort << "\", \"--file\", \"/data/applog.txt\"]\n"
                         << "  health_port: " << kServicePort << "\n";
     const common::CommandResult applied = Ctl({"apply", "-f", spec});
     ASSERT_EQ(applied.exit_code, 0) << applied.stdout_text << applied.stderr_text;
-    ASSERT_TRUE(WaitForJail("h1", 1, absl::Seconds(60))) << Ctl({"op", "list"}).stdout_text;
+    ASSERT_TRUE(WaitForJail("h1", 1, absl::Seconds(60), name)) << Ctl({"op", "list"}).stdout_text;
   }
 
   // The client in c1, appending until stopped; acknowledged ids in acked_.
-  void StartClient() {
-    acked_ = temp_.path() + "/acked.txt";
-    absl::StatusOr<pid_t> pid = lab_->StartDetached(
-        "c1",
-        {JAILOVER_APPLOG_CLIENT_BIN, "write", "--target", absl::StrCat(kVip, ":", kServicePort),
-         "--run-until-signal", "--interval-ms", "20", "--acked", acked_},
-        temp_.path() + "/client.log");
+  void StartClient(const std::string& vip = kVip) {
+    target_ = absl::StrCat(vip, ":", kServicePort);
+    acked_ = temp_.path() + "/acked-" + vip + ".txt";
+    absl::StatusOr<pid_t> pid =
+        lab_->StartDetached("c1",
+                            {JAILOVER_APPLOG_CLIENT_BIN, "write", "--target", target_,
+                             "--run-until-signal", "--interval-ms", "20", "--acked", acked_},
+                            temp_.path() + "/client.log");
     ASSERT_TRUE(pid.ok()) << pid.status();
     client_pid_ = *pid;
   }
@@ -198,11 +207,9 @@ class LabFailoverTest : public ::testing::Test {
     ::kill(client_pid_, SIGTERM);
     ASSERT_TRUE(testing::WaitUntil([&] { return ::kill(client_pid_, 0) != 0; }, absl::Seconds(15)));
     client_pid_ = 0;
-    absl::StatusOr<common::CommandResult> checked =
-        lab_->Run("c1",
-                  {JAILOVER_APPLOG_CLIENT_BIN, "check", "--target",
-                   absl::StrCat(kVip, ":", kServicePort), "--acked", acked_},
-                  absl::Seconds(60));
+    absl::StatusOr<common::CommandResult> checked = lab_->Run(
+        "c1", {JAILOVER_APPLOG_CLIENT_BIN, "check", "--target", target_, "--acked", acked_},
+        absl::Seconds(60));
     ASSERT_TRUE(checked.ok()) << checked.status();
     EXPECT_EQ(checked->exit_code, 0) << checked->stdout_text << checked->stderr_text;
     EXPECT_THAT(checked->stdout_text, HasSubstr("acknowledged records present"));
@@ -215,6 +222,7 @@ class LabFailoverTest : public ::testing::Test {
   std::unique_ptr<testing::LabNetwork> lab_;
   bool up_ = false;
   std::string acked_;
+  std::string target_;
   pid_t client_pid_ = 0;
 };
 
@@ -257,6 +265,100 @@ TEST_F(LabFailoverTest, PlannedMigrationWithTheClientRunningLosesNothing) {
   EXPECT_EQ(HostState("h1"), "HOST_STATE_READY");  // A migration fences nobody.
   EXPECT_TRUE(testing::WaitUntil([&] { return StorageGrant() == "h3@2"; }, absl::Seconds(10)))
       << StorageGrant();
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+}
+
+// h1 is cut from the coordinator only (it still reaches s1, the other hosts
+// and the client): its agent loses its lease and fences itself (stops the
+// jail, releases the disk, removes the VIP) within the ttl; the coordinator
+// fences it at the storage host and starts the jail on a standby. h1 stopped
+// serving before the standby started: its self-fence (in its agent's log)
+// precedes the failover's start step (in the event log), and no acknowledged
+// record is lost.
+TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorFencesItselfAndTheJailMoves) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  const common::CommandResult cut = Lab({"partition", "h1", "from", "ctl"}, absl::Seconds(60));
+  ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const JailView v = Jail();
+        return v.phase == "JAIL_PHASE_RUNNING" && (v.host == "h2" || v.host == "h3") &&
+               v.epoch == 2;
+      },
+      absl::Seconds(60), absl::Milliseconds(200)))
+      << Ctl({"events", "--jail", "web"}).stdout_text;
+  const std::string standby = Jail().host;
+  // h1's agent fenced itself: it says so on its health port (reachable from c1).
+  absl::StatusOr<common::CommandResult> health =
+      lab_->Run("c1", {"/bin/busybox", "wget", "-q", "-O", "-", "http://198.18.0.11:7421/healthz"});
+  ASSERT_TRUE(health.ok());
+  EXPECT_THAT(health->stdout_text, HasSubstr("self-fenced"));
+  // When: the agent's log has the self-fence, the event log the start on the standby.
+  const std::string h1_log = testing::ReadFileOrEmpty(state_.dir + "/h1/agent.log");
+  const size_t fence_line = h1_log.find("self-fence: jail web stopped");
+  ASSERT_NE(fence_line, std::string::npos) << h1_log;
+  // The log line begins with its RFC 3339 UTC time ("...Z info [agent] ...").
+  const size_t line_start = h1_log.rfind('\n', fence_line) + 1;
+  absl::Time stopped_at;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime("%Y-%m-%dT%H:%M:%E*SZ",
+                              h1_log.substr(line_start, h1_log.find(' ', line_start) - line_start),
+                              &stopped_at, &error))
+      << error;
+  absl::Time started_at = absl::InfinitePast();
+  const std::string events =
+      Ctl({"-o", "json", "events", "--jail", "web", "--type", "operation.step"}).stdout_text;
+  for (absl::string_view line : absl::StrSplit(events, '\n')) {
+    const nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+    if (e.is_object() && e.value("step", "") == "start" && e.value("host", "") == standby) {
+      ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, e.value("time", ""), &started_at, &error))
+          << error;
+    }
+  }
+  ASSERT_NE(started_at, absl::InfinitePast()) << events;
+  EXPECT_LT(stopped_at, started_at) << "h1 stopped its jail at " << stopped_at << ", " << standby
+                                    << " started it at " << started_at;
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+  const common::CommandResult healed = Lab({"heal", "h1"}, absl::Seconds(60));
+  EXPECT_EQ(healed.exit_code, 0) << healed.stdout_text << healed.stderr_text;
+}
+
+// Two jails on h1; draining h1 migrates both away (to the two standbys, one
+// each: the least loaded first) and leaves nothing of them on h1.
+TEST_F(LabFailoverTest, DrainMovesBothJailsOffTheHost) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail("web", kVip, 10));
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail("db", "198.18.0.101", 11));
+  ASSERT_NO_FATAL_FAILURE(StartClient("198.18.0.101"));
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  const common::CommandResult drained = Ctl({"host", "drain", "h1", "--reason", "lab test"});
+  ASSERT_EQ(drained.exit_code, 0) << drained.stdout_text << drained.stderr_text;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const JailView web = Jail("web");
+        const JailView db = Jail("db");
+        return web.phase == "JAIL_PHASE_RUNNING" && db.phase == "JAIL_PHASE_RUNNING" &&
+               web.host != "h1" && db.host != "h1" && web.epoch == 2 && db.epoch == 2;
+      },
+      absl::Seconds(90), absl::Milliseconds(200)))
+      << Ctl({"op", "list"}).stdout_text;
+  EXPECT_NE(Jail("web").host, Jail("db").host) << "both went to one standby";
+  EXPECT_EQ(HostState("h1"), "HOST_STATE_DRAINING");
+  // Nothing of them left on h1: no jail, no import.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const nlohmann::json j = CtlJson({"host", "get", "h1"});
+        if (!j.is_object() || !j.contains("host")) return false;
+        const nlohmann::json observed =
+            j["host"]["status"].value("observed", nlohmann::json::object());
+        return observed.value("jails", nlohmann::json::array()).empty() &&
+               observed.value("imports", nlohmann::json::array()).empty();
+      },
+      absl::Seconds(10)))
+      << Ctl({"host", "get", "h1"}).stdout_text;
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
 }

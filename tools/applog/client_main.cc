@@ -1,26 +1,28 @@
-// jailover-applog-client: drives the lab's sample jail service.
+// jailover-applog-client: drives the lab's sample jail service
+// (docs/lab-sample.md).
 //
 //   write --target ADDR:PORT (--count N | --run-until-signal) [--interval-ms M]
 //         [--acked FILE] [--timeout-ms T]
-//       Appends records 1, 2, 3... Each is retried (reconnecting, the
-//       service may be failing over) until acknowledged; every acknowledged
-//       id is appended to FILE ("<id> <unix ms>", flushed and fsync'd) before
-//       the next record is sent. Prints a summary: acknowledged, retries,
-//       the longest gap between two acknowledgements (the outage a client
-//       saw).
-//   check --target ADDR:PORT --acked FILE
-//       Reads the log back; exit 0 and "all N acknowledged records present",
+//       Appends records 1, 2, 3... Each is retried (on a new connection, with
+//       a short backoff: the service may be failing over) until it is
+//       acknowledged; every acknowledged id is appended to FILE as
+//       "<id> <unix ms>" and fsync'd before the next record is sent. FILE
+//       must be new or empty. SIGTERM/SIGINT stop it after the record in
+//       flight. Prints a summary: acknowledged, retries, the longest gap
+//       between two consecutive acknowledgements (the outage a client saw).
+//   check --target ADDR:PORT --acked FILE [--timeout-ms T]
+//       READs the log back; exit 0 and "all N acknowledged records present",
 //       else exit 1 and the missing ids (up to 20).
 //   outage --acked FILE
 //       The gaps over 200 ms between consecutive acknowledgements.
-// Every socket operation has a timeout. Plain C++ (libc, libstdc++).
-#include <arpa/inet.h>
+// Every socket operation has a timeout (--timeout-ms, default 2000).
+// Exit codes: 0 fine, 1 failed (check found records missing, I/O error),
+// 2 bad usage.
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,272 +30,321 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <map>
-#include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "tools/applog/applog_line.h"
+#include "tools/applog/acked.h"
+#include "tools/applog/line_conn.h"
+#include "tools/applog/protocol.h"
 
 namespace {
+
+using jailover::applog::Ack;
+using jailover::applog::LineConn;
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
-int64_t NowMs() {
+// Outage lines are gaps longer than this.
+constexpr int64_t kOutageThresholdMs = 200;
+// Backoff between attempts at one record: doubles from the first to the last.
+constexpr int kFirstBackoffMs = 20;
+constexpr int kMaxBackoffMs = 200;
+// How long `check` keeps trying to reach the service.
+constexpr int kCheckConnectWindowMs = 30000;
+// Largest acked file `check` and `outage` read.
+constexpr size_t kMaxAckedBytes = 256u << 20;
+
+int64_t UnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
+int64_t MonotonicMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Sleeps up to `ms`; a stop signal cuts it short.
+void SleepMs(int ms) {
+  timespec ts{ms / 1000, static_cast<long>(ms % 1000) * 1000000L};
+  if (!g_stop) ::nanosleep(&ts, nullptr);
+}
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  jailover-applog-client write --target ADDR:PORT (--count N | --run-until-signal)\n"
+    "      [--interval-ms M] [--acked FILE] [--timeout-ms T]\n"
+    "  jailover-applog-client check --target ADDR:PORT --acked FILE [--timeout-ms T]\n"
+    "  jailover-applog-client outage --acked FILE\n";
+
 [[noreturn]] void Usage(const std::string& why) {
-  std::fprintf(stderr,
-               "jailover-applog-client: %s\nusage:\n"
-               "  write --target ADDR:PORT (--count N | --run-until-signal) [--interval-ms M] "
-               "[--acked FILE] [--timeout-ms T]\n"
-               "  check --target ADDR:PORT --acked FILE\n"
-               "  outage --acked FILE\n",
-               why.c_str());
+  std::fprintf(stderr, "jailover-applog-client: %s\n%s", why.c_str(), kUsage);
   std::exit(2);
 }
 
-// A connection with timeouts; empty optional on any failure.
-class Conn {
- public:
-  static std::optional<Conn> Open(const std::string& target, int timeout_ms) {
-    const size_t colon = target.rfind(':');
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    if (colon == std::string::npos ||
-        inet_pton(AF_INET, target.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
-      Usage("--target: bad IPv4 ADDR:PORT " + target);
-    }
-    addr.sin_port = htons(static_cast<uint16_t>(std::atoi(target.substr(colon + 1).c_str())));
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return std::nullopt;
-    int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      int error = 0;
-      socklen_t len = sizeof(error);
-      rc = (::poll(&p, 1, timeout_ms) == 1 &&
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0)
-               ? 0
-               : -1;
-    }
-    if (rc != 0) {
-      ::close(fd);
-      return std::nullopt;
-    }
-    return Conn(fd, timeout_ms);
-  }
-  Conn(Conn&& other) noexcept
-      : fd_(other.fd_), timeout_ms_(other.timeout_ms_), buffer_(std::move(other.buffer_)) {
-    other.fd_ = -1;
-  }
-  Conn& operator=(Conn&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = other.fd_;
-      timeout_ms_ = other.timeout_ms_;
-      buffer_ = std::move(other.buffer_);
-      other.fd_ = -1;
-    }
-    return *this;
-  }
-  ~Conn() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
-  bool Send(const std::string& data) {
-    size_t done = 0;
-    while (done < data.size()) {
-      pollfd p{fd_, POLLOUT, 0};
-      if (::poll(&p, 1, timeout_ms_) != 1) return false;
-      const ssize_t n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) return false;
-      done += static_cast<size_t>(n);
-    }
-    return true;
-  }
-
-  // One line without its newline; nullopt on timeout or close.
-  std::optional<std::string> ReadLine() {
-    for (;;) {
-      const size_t newline = buffer_.find('\n');
-      if (newline != std::string::npos) {
-        std::string line = buffer_.substr(0, newline);
-        buffer_.erase(0, newline + 1);
-        return line;
-      }
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, timeout_ms_) != 1) return std::nullopt;
-      char chunk[65536];
-      const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) return std::nullopt;
-      buffer_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  Conn(int fd, int timeout_ms) : fd_(fd), timeout_ms_(timeout_ms) {}
-  int fd_;
-  int timeout_ms_;
-  std::string buffer_;
-};
+int Fail(const std::string& why) {
+  std::fprintf(stderr, "jailover-applog-client: %s\n", why.c_str());
+  return 1;
+}
 
 struct Args {
-  std::string target, acked;
+  std::string target_text;
+  sockaddr_in target{};
+  std::string acked;
   uint64_t count = 0;
   bool until_signal = false;
   int interval_ms = 0;
   int timeout_ms = 2000;
 };
 
-Args Parse(int argc, char** argv, int first) {
+int ParseInt(const std::string& flag, const std::string& text, int min, int max) {
+  const std::optional<uint64_t> value = jailover::applog::ParseId(text);
+  if (!value.has_value() || *value < static_cast<uint64_t>(min) ||
+      *value > static_cast<uint64_t>(max)) {
+    Usage(flag + ": \"" + text + "\" is not a number from " + std::to_string(min) + " to " +
+          std::to_string(max));
+  }
+  return static_cast<int>(*value);
+}
+
+Args ParseArgs(const std::string& command, int argc, char** argv) {
   Args a;
-  for (int i = first; i < argc; ++i) {
+  for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) Usage(flag + " needs a value");
-      return argv[++i];
-    };
-    if (flag == "--target") {
-      a.target = value();
-    } else if (flag == "--acked") {
-      a.acked = value();
-    } else if (flag == "--count") {
-      a.count = std::strtoull(value().c_str(), nullptr, 10);
-    } else if (flag == "--interval-ms") {
-      a.interval_ms = std::atoi(value().c_str());
-    } else if (flag == "--timeout-ms") {
-      a.timeout_ms = std::atoi(value().c_str());
-    } else if (flag == "--run-until-signal") {
+    if (flag == "--run-until-signal") {
       a.until_signal = true;
+      continue;
+    }
+    if (i + 1 >= argc) Usage(flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--target") {
+      std::string error;
+      const std::optional<sockaddr_in> addr =
+          jailover::applog::ParseAddress(value, /*allow_port_zero=*/false, &error);
+      if (!addr.has_value()) Usage("--target: " + error);
+      a.target_text = value;
+      a.target = *addr;
+    } else if (flag == "--acked") {
+      a.acked = value;
+    } else if (flag == "--count") {
+      const std::optional<uint64_t> count = jailover::applog::ParseId(value);
+      if (!count.has_value() || *count == 0)
+        Usage("--count: \"" + value + "\" is not a count >= 1");
+      a.count = *count;
+    } else if (flag == "--interval-ms") {
+      a.interval_ms = ParseInt(flag, value, 0, 3600000);
+    } else if (flag == "--timeout-ms") {
+      a.timeout_ms = ParseInt(flag, value, 1, 3600000);
     } else {
       Usage("unknown flag " + flag);
     }
   }
-  if (a.timeout_ms <= 0 || a.interval_ms < 0) Usage("timeouts and intervals must be positive");
+  const bool needs_target = command == "write" || command == "check";
+  if (needs_target && a.target_text.empty()) Usage(command + " needs --target ADDR:PORT");
+  if (command != "write" && a.acked.empty()) Usage(command + " needs --acked FILE");
+  if (command == "write" && (a.count == 0) == !a.until_signal) {
+    Usage("write needs exactly one of --count N and --run-until-signal");
+  }
   return a;
 }
 
-// "<id> <ms>" lines.
-std::vector<std::pair<uint64_t, int64_t>> ReadAcked(const std::string& path) {
-  std::vector<std::pair<uint64_t, int64_t>> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    const size_t space = line.find(' ');
-    const auto id = jailover::applog::ParseId(line.substr(0, space));
-    if (!id.has_value()) continue;
-    out.emplace_back(*id, space == std::string::npos ? 0 : std::atoll(line.c_str() + space + 1));
+// The acknowledgements recorded in `path`.
+std::optional<std::vector<Ack>> ReadAcked(const std::string& path, std::string* error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *error = path + ": " + std::strerror(errno);
+    return std::nullopt;
   }
-  return out;
+  std::string text;
+  char chunk[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *error = path + ": " + std::strerror(errno);
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    text.append(chunk, static_cast<size_t>(n));
+    if (text.size() > kMaxAckedBytes) {
+      *error = path + ": larger than " + std::to_string(kMaxAckedBytes) + " bytes";
+      ::close(fd);
+      return std::nullopt;
+    }
+  }
+  ::close(fd);
+  int skipped = 0;
+  std::optional<std::vector<Ack>> acks = jailover::applog::ParseAcked(text, &skipped, error);
+  if (!acks.has_value()) {
+    *error = path + ": " + *error;
+  } else if (skipped > 0) {
+    std::fprintf(stderr, "jailover-applog-client: %s: ignored an unfinished last line\n",
+                 path.c_str());
+  }
+  return acks;
+}
+
+std::string Payload(uint64_t id) { return "record " + std::to_string(id) + " from the lab client"; }
+
+// One attempt at appending `id` on *conn (connecting first if needed).
+// True when acknowledged; on failure *conn is dropped and *error says why.
+bool TryAppend(const Args& a, uint64_t id, std::unique_ptr<LineConn>* conn, std::string* error) {
+  if (*conn == nullptr) {
+    *conn = LineConn::Connect(a.target, a.timeout_ms, error);
+    if (*conn == nullptr) return false;
+  }
+  std::optional<std::string> reply;
+  if ((*conn)->Send("APPEND " + std::to_string(id) + " " + Payload(id) + "\n", error)) {
+    reply = (*conn)->ReadLine(error);
+  }
+  if (reply.has_value() && *reply == "OK " + std::to_string(id)) return true;
+  if (reply.has_value()) *error = "answer \"" + reply->substr(0, 200) + "\"";
+  conn->reset();
+  return false;
 }
 
 int Write(const Args& a) {
-  if (a.target.empty() || (a.count == 0 && !a.until_signal)) {
-    Usage("write needs --target and --count N or --run-until-signal");
-  }
   int acked_fd = -1;
   if (!a.acked.empty()) {
     acked_fd = ::open(a.acked.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (acked_fd < 0) Usage("cannot open " + a.acked);
+    struct stat st {};
+    if (acked_fd < 0 || ::fstat(acked_fd, &st) != 0) {
+      return Fail("cannot open " + a.acked + ": " + std::strerror(errno));
+    }
+    if (st.st_size != 0) {
+      return Fail(a.acked + " already holds acknowledgements; give write a new file");
+    }
   }
   uint64_t acked = 0, retries = 0;
-  int64_t last_ack = 0, longest_gap = 0;
-  std::optional<Conn> conn;
+  int64_t last_ack_mono = 0, longest_gap = 0;
+  uint64_t longest_gap_after = 0;
+  std::unique_ptr<LineConn> conn;
   for (uint64_t id = 1; (a.until_signal || id <= a.count) && !g_stop; ++id) {
-    const std::string request =
-        "APPEND " + std::to_string(id) + " record " + std::to_string(id) + " from the lab client\n";
-    for (;;) {
-      if (g_stop && !a.until_signal) break;
-      if (!conn.has_value()) conn = Conn::Open(a.target, a.timeout_ms);
-      std::optional<std::string> reply;
-      if (conn.has_value() && conn->Send(request)) reply = conn->ReadLine();
-      if (reply.has_value() && *reply == "OK " + std::to_string(id)) break;
-      // Not acknowledged: the same id again, on a new connection.
-      conn.reset();
+    std::string error, first_error;
+    int backoff_ms = kFirstBackoffMs;
+    int64_t failing_since = 0;
+    bool ok = false;
+    while (!g_stop) {
+      if (TryAppend(a, id, &conn, &error)) {
+        ok = true;
+        break;
+      }
       ++retries;
-      if (g_stop) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (failing_since == 0) {
+        failing_since = MonotonicMs();
+        first_error = error;
+        std::fprintf(stderr,
+                     "jailover-applog-client: record %llu not acknowledged (%s); retrying\n",
+                     static_cast<unsigned long long>(id), error.c_str());
+      }
+      SleepMs(backoff_ms);
+      backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
     }
-    if (g_stop) break;
-    const int64_t now = NowMs();
-    if (last_ack != 0) longest_gap = std::max(longest_gap, now - last_ack);
-    last_ack = now;
+    if (!ok) break;
+    const int64_t now_mono = MonotonicMs();
+    if (failing_since != 0) {
+      std::fprintf(stderr,
+                   "jailover-applog-client: record %llu acknowledged after %lld ms of "
+                   "retries\n",
+                   static_cast<unsigned long long>(id),
+                   static_cast<long long>(now_mono - failing_since));
+    }
+    if (last_ack_mono != 0 && now_mono - last_ack_mono > longest_gap) {
+      longest_gap = now_mono - last_ack_mono;
+      longest_gap_after = id - 1;
+    }
+    last_ack_mono = now_mono;
     ++acked;
     if (acked_fd >= 0) {
-      const std::string line = std::to_string(id) + " " + std::to_string(now) + "\n";
+      const std::string line = jailover::applog::FormatAck(Ack{id, UnixMs()});
       if (::write(acked_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
-          fsync(acked_fd) != 0) {
-        std::fprintf(stderr, "jailover-applog-client: cannot record ack %llu\n",
-                     static_cast<unsigned long long>(id));
-        return 1;
+          ::fsync(acked_fd) != 0) {
+        return Fail("cannot record the acknowledgement of " + std::to_string(id) + " in " +
+                    a.acked + ": " + std::strerror(errno));
       }
     }
-    if (a.interval_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.interval_ms));
+    if (a.interval_ms > 0) SleepMs(a.interval_ms);
   }
-  std::printf("acknowledged %llu records, %llu retries, longest gap between acks %lld ms\n",
+  if (acked_fd >= 0) ::close(acked_fd);
+  std::printf("acknowledged %llu records, %llu retries, longest gap between acks %lld ms",
               static_cast<unsigned long long>(acked), static_cast<unsigned long long>(retries),
               static_cast<long long>(longest_gap));
+  if (longest_gap > 0) {
+    std::printf(" (after record %llu)", static_cast<unsigned long long>(longest_gap_after));
+  }
+  std::printf("\n");
   return 0;
 }
 
 int Check(const Args& a) {
-  if (a.target.empty() || a.acked.empty()) Usage("check needs --target and --acked");
-  const auto acked = ReadAcked(a.acked);
-  std::optional<Conn> conn;
-  for (int attempt = 0; attempt < 50 && !conn.has_value(); ++attempt) {
-    conn = Conn::Open(a.target, a.timeout_ms);
-    if (!conn.has_value()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  if (!conn.has_value() || !conn->Send("READ\n")) {
-    std::fprintf(stderr, "jailover-applog-client: cannot reach %s\n", a.target.c_str());
-    return 1;
-  }
-  std::set<uint64_t> stored;
-  for (;;) {
-    const std::optional<std::string> line = conn->ReadLine();
-    if (!line.has_value()) {
-      std::fprintf(stderr, "jailover-applog-client: READ ended early\n");
-      return 1;
+  std::string error;
+  const std::optional<std::vector<Ack>> acked = ReadAcked(a.acked, &error);
+  if (!acked.has_value()) return Fail(error);
+  std::unique_ptr<LineConn> conn;
+  const int64_t give_up = MonotonicMs() + kCheckConnectWindowMs;
+  while (conn == nullptr) {
+    conn = LineConn::Connect(a.target, a.timeout_ms, &error);
+    if (conn != nullptr) break;
+    if (MonotonicMs() >= give_up || g_stop) {
+      return Fail("cannot reach " + a.target_text + " within " +
+                  std::to_string(kCheckConnectWindowMs / 1000) + " s: " + error);
     }
-    if (line->rfind("END ", 0) == 0) break;
-    if (const auto id = jailover::applog::RecordId(*line)) stored.insert(*id);
+    SleepMs(200);
+  }
+  if (!conn->Send("READ\n", &error)) return Fail("READ: " + error);
+  std::set<uint64_t> stored;
+  uint64_t lines = 0;
+  for (;;) {
+    const std::optional<std::string> line = conn->ReadLine(&error);
+    if (!line.has_value())
+      return Fail("READ ended early after " + std::to_string(lines) + " records: " + error);
+    if (line->rfind("ERR ", 0) == 0) return Fail("READ: the server answered \"" + *line + "\"");
+    if (line->rfind("END ", 0) == 0) {
+      const std::optional<uint64_t> count = jailover::applog::ParseId(line->substr(4));
+      if (!count.has_value() || *count != lines) {
+        return Fail("READ returned " + std::to_string(lines) + " records but ended with \"" +
+                    *line + "\"");
+      }
+      break;
+    }
+    ++lines;
+    const std::optional<jailover::applog::Record> record = jailover::applog::ParseRecord(*line);
+    if (!record.has_value()) {
+      return Fail("the log holds a malformed record: \"" + line->substr(0, 200) + "\"");
+    }
+    stored.insert(record->id);
   }
   std::vector<uint64_t> missing;
-  for (const auto& [id, ms] : acked) {
-    if (stored.count(id) == 0) missing.push_back(id);
+  for (const Ack& ack : *acked) {
+    if (stored.count(ack.id) == 0) missing.push_back(ack.id);
   }
   if (missing.empty()) {
-    std::printf("all %zu acknowledged records present (%zu stored)\n", acked.size(), stored.size());
+    std::printf("all %zu acknowledged records present (%llu stored)\n", acked->size(),
+                static_cast<unsigned long long>(lines));
     return 0;
   }
-  std::printf("%zu of %zu acknowledged records MISSING:", missing.size(), acked.size());
+  std::printf("%zu of %zu acknowledged records MISSING:", missing.size(), acked->size());
   for (size_t i = 0; i < missing.size() && i < 20; ++i) {
     std::printf(" %llu", static_cast<unsigned long long>(missing[i]));
   }
-  std::printf("\n");
+  std::printf("%s\n", missing.size() > 20 ? " ..." : "");
   return 1;
 }
 
 int Outage(const Args& a) {
-  if (a.acked.empty()) Usage("outage needs --acked");
-  const auto acked = ReadAcked(a.acked);
-  for (size_t i = 1; i < acked.size(); ++i) {
-    const int64_t gap = acked[i].second - acked[i - 1].second;
-    if (gap > 200) {
-      std::printf("gap of %lld ms between acks of records %llu and %llu (ended at %lld)\n",
-                  static_cast<long long>(gap), static_cast<unsigned long long>(acked[i - 1].first),
-                  static_cast<unsigned long long>(acked[i].first),
-                  static_cast<long long>(acked[i].second));
-    }
+  std::string error;
+  const std::optional<std::vector<Ack>> acked = ReadAcked(a.acked, &error);
+  if (!acked.has_value()) return Fail(error);
+  for (const jailover::applog::Gap& gap : jailover::applog::GapsOver(*acked, kOutageThresholdMs)) {
+    std::printf("gap of %lld ms between acks of records %llu and %llu (ended at %lld)\n",
+                static_cast<long long>(gap.ms()), static_cast<unsigned long long>(gap.before.id),
+                static_cast<unsigned long long>(gap.after.id),
+                static_cast<long long>(gap.after.unix_ms));
   }
   return 0;
 }
@@ -302,15 +353,22 @@ int Outage(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) Usage("no command");
+  const std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  if (command != "write" && command != "check" && command != "outage") {
+    Usage("unknown command " + command);
+  }
+  const Args args = ParseArgs(command, argc, argv);
   struct sigaction sa {};
-  sa.sa_handler = OnSignal;
+  sa.sa_handler = OnSignal;  // no SA_RESTART: a signal cuts waits short
+  sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  const std::string command = argv[1];
-  const Args args = Parse(argc, argv, 2);
+  ::signal(SIGPIPE, SIG_IGN);
   if (command == "write") return Write(args);
   if (command == "check") return Check(args);
-  if (command == "outage") return Outage(args);
-  Usage("unknown command " + command);
+  return Outage(args);
 }

@@ -1,0 +1,283 @@
+// The lab's sample jail service over 127.0.0.1, with the real binaries: the
+// protocol on one connection (malformed lines keep it usable, an overlong
+// line closes it), SIGTERM ends the server with 0, and the failover case in
+// small: a client writes 200 records while the server is SIGKILLed (leaving
+// a partial record, as a crash mid-write can) and restarted on the same
+// file; the client retries until every record is acknowledged and `check`
+// finds every acknowledged record.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/exec/command_runner.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+#include "tools/applog/line_conn.h"
+#include "tools/applog/protocol.h"
+
+namespace jailover {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+// A child process of this test with stdout and stderr in `log_path`;
+// SIGKILLed and reaped when it goes out of scope.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::string& log_path) {
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+      ::execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) { ::kill(pid_, sig); }
+
+  // Waits up to `timeout` for the process to end; its wait status, or -1.
+  int Wait(absl::Duration timeout) {
+    int status = -1;
+    const bool ended =
+        testing::WaitUntil([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+    if (!ended) return -1;
+    pid_ = 0;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class AppLogTest : public ::testing::Test {
+ protected:
+  // Starts the server on `port` (0: any; the port is read from its port
+  // file) and waits until it answers PING.
+  std::unique_ptr<Child> StartServer(int port = 0) {
+    const std::string port_file = dir_.path() + "/port";
+    ::unlink(port_file.c_str());
+    auto server =
+        std::make_unique<Child>(std::vector<std::string>{JAILOVER_APPLOG_SERVER_BIN, "--listen",
+                                                         absl::StrCat("127.0.0.1:", port), "--file",
+                                                         log_path_, "--port-file", port_file},
+                                server_log_);
+    EXPECT_TRUE(testing::WaitUntil([&] { return (port_ = testing::ReadPortFile(port_file)) > 0; },
+                                   absl::Seconds(10)))
+        << testing::ReadFileOrEmpty(server_log_);
+    EXPECT_TRUE(testing::WaitUntil([&] { return Ping(); }, absl::Seconds(10)));
+    return server;
+  }
+
+  std::unique_ptr<applog::LineConn> Connect() {
+    std::string error;
+    const std::optional<sockaddr_in> addr = applog::ParseAddress(Target(), false, &error);
+    if (!addr.has_value()) return nullptr;
+    return applog::LineConn::Connect(*addr, 2000, &error);
+  }
+
+  bool Ping() {
+    std::unique_ptr<applog::LineConn> conn = Connect();
+    std::string error;
+    return conn != nullptr && conn->Send("PING\n", &error) && conn->ReadLine(&error) == "PONG";
+  }
+
+  std::string Target() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  common::CommandResult Client(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {JAILOVER_APPLOG_CLIENT_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    common::CommandOptions options;
+    options.timeout = absl::Seconds(60);
+    absl::StatusOr<common::CommandResult> result = runner_.Run(argv, options);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : common::CommandResult{};
+  }
+
+  int AckedLines(const std::string& path) {
+    std::ifstream in(path);
+    int lines = 0;
+    for (std::string line; std::getline(in, line);) lines += !line.empty();
+    return lines;
+  }
+
+  testing::ScopedTempDir dir_{"applog_itest"};
+  const std::string log_path_ = dir_.path() + "/applog.txt";
+  const std::string server_log_ = dir_.path() + "/server.log";
+  int port_ = 0;
+  common::SubprocessCommandRunner runner_;
+};
+
+TEST_F(AppLogTest, ProtocolOnOneConnection) {
+  std::unique_ptr<Child> server = StartServer();
+  std::unique_ptr<applog::LineConn> conn = Connect();
+  ASSERT_NE(conn, nullptr);
+  std::string error;
+  auto ask = [&](const std::string& line) -> std::string {
+    if (!conn->Send(line, &error)) return "send failed: " + error;
+    return conn->ReadLine(&error).value_or("no answer: " + error);
+  };
+  EXPECT_EQ(ask("PING\n"), "PONG");
+  EXPECT_THAT(ask("HELLO\n"), HasSubstr("ERR unknown command"));
+  EXPECT_THAT(ask("APPEND 1\n"), HasSubstr("ERR APPEND needs an id and a payload"));
+  EXPECT_THAT(ask("APPEND one two\n"), HasSubstr("ERR bad id"));
+  EXPECT_EQ(ask("APPEND 1 first record\n"), "OK 1");
+  EXPECT_EQ(ask("APPEND 2 second record\r\n"), "OK 2");
+  // Two requests in one segment: both answered, in order.
+  ASSERT_TRUE(conn->Send("APPEND 3 third\nPING\n", &error)) << error;
+  EXPECT_EQ(conn->ReadLine(&error), "OK 3");
+  EXPECT_EQ(conn->ReadLine(&error), "PONG");
+  EXPECT_EQ(ask("READ\n"), "1 first record");
+  EXPECT_EQ(conn->ReadLine(&error), "2 second record");
+  EXPECT_EQ(conn->ReadLine(&error), "3 third");
+  EXPECT_EQ(conn->ReadLine(&error), "END 3");
+  EXPECT_EQ(testing::ReadFileOrEmpty(log_path_), "1 first record\n2 second record\n3 third\n");
+
+  // An overlong line: ERR, then the server closes the connection.
+  EXPECT_THAT(ask("APPEND 4 " + std::string(3000, 'x') + "\n"), HasSubstr("ERR line too long"));
+  EXPECT_EQ(conn->ReadLine(&error), std::nullopt);
+  EXPECT_THAT(error, HasSubstr("closed"));
+  // The server itself is fine, and nothing of the long line was stored.
+  EXPECT_TRUE(Ping());
+  EXPECT_EQ(testing::ReadFileOrEmpty(log_path_), "1 first record\n2 second record\n3 third\n");
+  EXPECT_THAT(testing::ReadFileOrEmpty(server_log_), HasSubstr("closed: line too long"));
+}
+
+TEST_F(AppLogTest, SigtermExitsZero) {
+  std::unique_ptr<Child> server = StartServer();
+  server->Signal(SIGTERM);
+  const int status = server->Wait(absl::Seconds(5));
+  ASSERT_TRUE(WIFEXITED(status)) << "wait status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_THAT(testing::ReadFileOrEmpty(server_log_), HasSubstr("stopping on SIGTERM"));
+}
+
+TEST_F(AppLogTest, BadArgumentsFailClearly) {
+  Child bad_listen({JAILOVER_APPLOG_SERVER_BIN, "--listen", "localhost:7000", "--file", log_path_},
+                   server_log_);
+  int status = bad_listen.Wait(absl::Seconds(5));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  Child bad_file({JAILOVER_APPLOG_SERVER_BIN, "--listen", "127.0.0.1:0", "--file",
+                  dir_.path() + "/no/such/dir/applog.txt"},
+                 server_log_);
+  status = bad_file.Wait(absl::Seconds(5));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const std::string log = testing::ReadFileOrEmpty(server_log_);
+  EXPECT_THAT(log, HasSubstr("--listen: \"localhost\" is not an IPv4 address"));
+  EXPECT_THAT(log, HasSubstr("applog.txt: open: No such file or directory"));
+
+  const common::CommandResult no_count = Client({"write", "--target", "127.0.0.1:1"});
+  EXPECT_EQ(no_count.exit_code, 2);
+  EXPECT_THAT(no_count.stderr_text, HasSubstr("exactly one of --count N and --run-until-signal"));
+  // A used acked file is refused: its ids would clash with the new run's.
+  const std::string acked = dir_.path() + "/acked";
+  std::ofstream(acked) << "1 1000\n";
+  const common::CommandResult reused =
+      Client({"write", "--target", "127.0.0.1:1", "--count", "1", "--acked", acked});
+  EXPECT_EQ(reused.exit_code, 1);
+  EXPECT_THAT(reused.stderr_text, HasSubstr("already holds acknowledgements"));
+  EXPECT_EQ(testing::ReadFileOrEmpty(acked), "1 1000\n");
+}
+
+TEST_F(AppLogTest, CheckNamesMissingRecordsAndOutagePrintsGaps) {
+  std::unique_ptr<Child> server = StartServer();
+  const std::string acked = dir_.path() + "/acked";
+  const common::CommandResult wrote =
+      Client({"write", "--target", Target(), "--count", "3", "--acked", acked});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.stderr_text;
+  EXPECT_THAT(wrote.stdout_text, HasSubstr("acknowledged 3 records, 0 retries"));
+  const common::CommandResult good = Client({"check", "--target", Target(), "--acked", acked});
+  EXPECT_EQ(good.exit_code, 0) << good.stdout_text << good.stderr_text;
+  EXPECT_EQ(good.stdout_text, "all 3 acknowledged records present (3 stored)\n");
+
+  // Acknowledgements the log does not hold: named, exit 1.
+  const std::string forged = dir_.path() + "/forged";
+  std::ofstream(forged) << "1 1000\n2 1100\n77 1200\n5 4000\n";
+  const common::CommandResult bad = Client({"check", "--target", Target(), "--acked", forged});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.stdout_text, "2 of 4 acknowledged records MISSING: 77 5\n");
+
+  const common::CommandResult outage = Client({"outage", "--acked", forged});
+  EXPECT_EQ(outage.exit_code, 0) << outage.stderr_text;
+  EXPECT_EQ(outage.stdout_text,
+            "gap of 2800 ms between acks of records 77 and 5 (ended at 4000)\n");
+}
+
+TEST_F(AppLogTest, EveryAcknowledgedRecordSurvivesAServerKilledMidStream) {
+  std::unique_ptr<Child> server = StartServer();
+  const int port = port_;
+  const std::string acked = dir_.path() + "/acked";
+  const std::string client_log = dir_.path() + "/client.log";
+  Child client({JAILOVER_APPLOG_CLIENT_BIN, "write", "--target", Target(), "--count", "200",
+                "--interval-ms", "2", "--timeout-ms", "1000", "--acked", acked},
+               client_log);
+  ASSERT_TRUE(testing::WaitUntil([&] { return AckedLines(acked) >= 60; }, absl::Seconds(30)))
+      << testing::ReadFileOrEmpty(client_log);
+
+  server->Signal(SIGKILL);
+  ASSERT_NE(server->Wait(absl::Seconds(5)), -1);
+  const int acked_at_kill = AckedLines(acked);
+  // What a crash in the middle of an append leaves: a partial record.
+  { std::ofstream(log_path_, std::ios::app) << "9999 half a rec"; }
+  // The client notices and keeps retrying the same record.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        return testing::ReadFileOrEmpty(client_log).find("not acknowledged") != std::string::npos;
+      },
+      absl::Seconds(10)))
+      << testing::ReadFileOrEmpty(client_log);
+  EXPECT_LT(acked_at_kill, 200);
+
+  server = StartServer(port);
+  const int status = client.Wait(absl::Seconds(60));
+  ASSERT_TRUE(WIFEXITED(status)) << "wait status " << status << "\n"
+                                 << testing::ReadFileOrEmpty(client_log);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const std::string client_output = testing::ReadFileOrEmpty(client_log);
+  EXPECT_THAT(client_output, HasSubstr("acknowledged 200 records"));
+  EXPECT_THAT(client_output, MatchesRegex("(.|\n)*record [0-9]+ acknowledged after [0-9]+ ms of "
+                                          "retries(.|\n)*"));
+  EXPECT_EQ(AckedLines(acked), 200);
+  EXPECT_THAT(testing::ReadFileOrEmpty(server_log_),
+              HasSubstr("cut a partial last record of 15 bytes"));
+
+  const common::CommandResult checked = Client({"check", "--target", Target(), "--acked", acked});
+  EXPECT_EQ(checked.exit_code, 0) << checked.stdout_text << checked.stderr_text;
+  EXPECT_THAT(checked.stdout_text, HasSubstr("all 200 acknowledged records present"));
+  std::cout << client_output << checked.stdout_text;
+  // Every stored line is a whole record: the partial one was cut, not glued.
+  std::ifstream in(log_path_);
+  for (std::string line; std::getline(in, line);) {
+    EXPECT_TRUE(applog::ParseRecord(line).has_value()) << line;
+  }
+}
+
+}  // namespace
+}  // namespace jailover

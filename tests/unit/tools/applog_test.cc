@@ -1,0 +1,312 @@
+// The append-log service's parts: the protocol parser, record validation,
+// the address parser, the tail repair of a partial last line, the log file
+// (append, fsync'd records, read back, no interleaving), and the client's
+// acked-file parser and gap finder.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+#include "tools/applog/acked.h"
+#include "tools/applog/log_file.h"
+#include "tools/applog/protocol.h"
+
+namespace jailover::applog {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+TEST(ParseIdTest, AcceptsOneToTwentyDigitsThatFit) {
+  EXPECT_EQ(ParseId("1"), 1u);
+  EXPECT_EQ(ParseId("007"), 7u);
+  EXPECT_EQ(ParseId("18446744073709551615"), UINT64_MAX);
+  EXPECT_EQ(ParseId(""), std::nullopt);
+  EXPECT_EQ(ParseId("18446744073709551616"), std::nullopt);   // 2^64
+  EXPECT_EQ(ParseId("000000000000000000001"), std::nullopt);  // 21 digits
+  EXPECT_EQ(ParseId("-1"), std::nullopt);
+  EXPECT_EQ(ParseId("+1"), std::nullopt);
+  EXPECT_EQ(ParseId("1a"), std::nullopt);
+  EXPECT_EQ(ParseId(" 1"), std::nullopt);
+}
+
+TEST(ValidPayloadTest, PrintableAsciiUpToAThousandBytes) {
+  EXPECT_TRUE(ValidPayload("x"));
+  EXPECT_TRUE(ValidPayload("hello world ~!"));
+  EXPECT_TRUE(ValidPayload(std::string(kMaxPayload, 'a')));
+  EXPECT_FALSE(ValidPayload(""));
+  EXPECT_FALSE(ValidPayload(std::string(kMaxPayload + 1, 'a')));
+  EXPECT_FALSE(ValidPayload("tab\there"));
+  EXPECT_FALSE(ValidPayload("new\nline"));
+  EXPECT_FALSE(ValidPayload("del\x7f"));
+  EXPECT_FALSE(ValidPayload("caf\xc3\xa9"));  // UTF-8 is not ASCII
+}
+
+TEST(ParseRequestTest, Commands) {
+  std::string error;
+  std::optional<Request> ping = ParseRequest("PING", &error);
+  ASSERT_TRUE(ping.has_value()) << error;
+  EXPECT_EQ(ping->kind, Request::Kind::kPing);
+  std::optional<Request> read = ParseRequest("READ\r", &error);  // nc -C
+  ASSERT_TRUE(read.has_value()) << error;
+  EXPECT_EQ(read->kind, Request::Kind::kRead);
+  std::optional<Request> append = ParseRequest("APPEND 42 hello  world ", &error);
+  ASSERT_TRUE(append.has_value()) << error;
+  EXPECT_EQ(append->kind, Request::Kind::kAppend);
+  EXPECT_EQ(append->id, 42u);
+  EXPECT_EQ(append->payload, "hello  world ");  // spaces inside the payload kept
+}
+
+TEST(ParseRequestTest, MalformedLinesGetAReason) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "unknown command"},
+      {"ping", "unknown command"},
+      {"PING extra", "unknown command"},
+      {"APPENDX 1 a", "unknown command"},
+      {"APPEND", "needs an id and a payload"},
+      {"APPEND ", "needs an id and a payload"},
+      {"APPEND 1", "needs an id and a payload"},
+      {"APPEND 1 ", "bad payload"},
+      {"APPEND x1 a", "bad id"},
+      {"APPEND  1 a", "bad id"},
+      {"APPEND 123456789012345678901 a", "bad id"},
+      {"APPEND 1 a\tb", "bad payload"},
+      {"APPEND 1 " + std::string(kMaxPayload + 1, 'p'), "bad payload"},
+      {"APPEND 1 " + std::string(kMaxLine, 'p'), "line too long"},
+  };
+  for (const auto& [line, reason] : cases) {
+    std::string error;
+    EXPECT_EQ(ParseRequest(line, &error), std::nullopt) << line;
+    EXPECT_THAT(error, HasSubstr(reason)) << line;
+  }
+}
+
+TEST(RecordTest, FormatAndParseRoundTrip) {
+  EXPECT_EQ(FormatRecord(7, "seven days"), "7 seven days\n");
+  std::optional<Record> record = ParseRecord("7 seven days");
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->id, 7u);
+  EXPECT_EQ(record->payload, "seven days");
+  EXPECT_EQ(ParseRecord("7"), std::nullopt);
+  EXPECT_EQ(ParseRecord("7 "), std::nullopt);
+  EXPECT_EQ(ParseRecord("x y"), std::nullopt);
+  EXPECT_EQ(ParseRecord("END 3").has_value(), false);
+}
+
+TEST(ParseAddressTest, Ipv4AndPort) {
+  std::string error;
+  std::optional<sockaddr_in> addr = ParseAddress("127.0.0.1:7000", false, &error);
+  ASSERT_TRUE(addr.has_value()) << error;
+  EXPECT_EQ(ntohs(addr->sin_port), 7000);
+  EXPECT_EQ(ntohl(addr->sin_addr.s_addr), 0x7f000001u);
+  EXPECT_TRUE(ParseAddress("0.0.0.0:0", true, &error).has_value()) << error;
+
+  EXPECT_EQ(ParseAddress("0.0.0.0:0", false, &error), std::nullopt);
+  EXPECT_THAT(error, HasSubstr("not a port"));
+  EXPECT_EQ(ParseAddress("localhost:7000", false, &error), std::nullopt);
+  EXPECT_THAT(error, HasSubstr("not an IPv4 address"));
+  EXPECT_EQ(ParseAddress("127.0.0.1", false, &error), std::nullopt);
+  EXPECT_THAT(error, HasSubstr("not ADDR:PORT"));
+  EXPECT_EQ(ParseAddress("127.0.0.1:65536", false, &error), std::nullopt);
+  EXPECT_EQ(ParseAddress("127.0.0.1:-1", false, &error), std::nullopt);
+  EXPECT_EQ(ParseAddress("127.0.0.1:", false, &error), std::nullopt);
+}
+
+class RepairTailTest : public ::testing::Test {
+ protected:
+  // RepairTail on a file holding `text`; returns the file's contents after.
+  std::string Repair(const std::string& text, TailRepair* repair) {
+    const std::string path = dir_.path() + "/log";
+    WriteFile(path, text);
+    const int fd = ::open(path.c_str(), O_RDWR | O_APPEND);
+    EXPECT_GE(fd, 0);
+    std::string error;
+    std::optional<TailRepair> repaired = RepairTail(fd, &error);
+    ::close(fd);
+    EXPECT_TRUE(repaired.has_value()) << error;
+    if (repaired.has_value()) *repair = *repaired;
+    return ReadFile(path);
+  }
+
+  testing::ScopedTempDir dir_{"applog_test"};
+};
+
+TEST_F(RepairTailTest, CompleteFilesAreLeftAlone) {
+  TailRepair repair;
+  EXPECT_EQ(Repair("", &repair), "");
+  EXPECT_EQ(repair.cut, 0);
+  EXPECT_EQ(Repair("1 a\n2 b\n", &repair), "1 a\n2 b\n");
+  EXPECT_EQ(repair.cut, 0);
+  EXPECT_EQ(repair.size_before, 8);
+}
+
+TEST_F(RepairTailTest, CutsAPartialLastLine) {
+  TailRepair repair;
+  EXPECT_EQ(Repair("1 a\n2 b\n3 partia", &repair), "1 a\n2 b\n");
+  EXPECT_EQ(repair.cut, 8);
+  EXPECT_EQ(repair.size_before, 16);
+  EXPECT_EQ(Repair("1 only partial", &repair), "");
+  EXPECT_EQ(repair.cut, 14);
+}
+
+TEST_F(RepairTailTest, PartialLineLongerThanOneReadChunk) {
+  // The backward scan reads 4 KiB at a time; the '\n' is two chunks back.
+  const std::string head = "1 " + std::string(1000, 'h') + "\n";
+  TailRepair repair;
+  EXPECT_EQ(Repair(head + std::string(9000, 'x'), &repair), head);
+  EXPECT_EQ(repair.cut, 9000);
+}
+
+TEST_F(RepairTailTest, RefusesADirectory) {
+  const int fd = ::open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  std::string error;
+  EXPECT_EQ(RepairTail(fd, &error), std::nullopt);
+  ::close(fd);
+  EXPECT_THAT(error, HasSubstr("not a regular file"));
+}
+
+TEST(LogFileTest, AppendsReadsBackAndRepairsAtOpen) {
+  testing::ScopedTempDir dir("applog_test");
+  const std::string path = dir.path() + "/applog.txt";
+  std::string error;
+  TailRepair repair;
+  {
+    std::unique_ptr<LogFile> log = LogFile::Open(path, &repair, &error);
+    ASSERT_NE(log, nullptr) << error;
+    EXPECT_EQ(repair.cut, 0);
+    ASSERT_TRUE(log->Append(1, "one", &error)) << error;
+    ASSERT_TRUE(log->Append(2, "two", &error)) << error;
+    std::string records;
+    uint64_t count = 0;
+    ASSERT_TRUE(log->ReadAll(&records, &count, &error)) << error;
+    EXPECT_EQ(records, "1 one\n2 two\n");
+    EXPECT_EQ(count, 2u);
+  }
+  // A crash in the middle of the third append.
+  {
+    std::ofstream out(path, std::ios::app | std::ios::binary);
+    out << "3 thr";
+  }
+  std::unique_ptr<LogFile> log = LogFile::Open(path, &repair, &error);
+  ASSERT_NE(log, nullptr) << error;
+  EXPECT_EQ(repair.cut, 5);
+  ASSERT_TRUE(log->Append(3, "three", &error)) << error;
+  EXPECT_EQ(ReadFile(path), "1 one\n2 two\n3 three\n");
+}
+
+TEST(LogFileTest, OpenFailsClearlyWithoutTheDirectory) {
+  testing::ScopedTempDir dir("applog_test");
+  std::string error;
+  TailRepair repair;
+  EXPECT_EQ(LogFile::Open(dir.path() + "/missing/applog.txt", &repair, &error), nullptr);
+  EXPECT_THAT(error, HasSubstr("missing/applog.txt: open: No such file or directory"));
+}
+
+TEST(LogFileTest, ConcurrentAppendsNeverInterleave) {
+  testing::ScopedTempDir dir("applog_test");
+  const std::string path = dir.path() + "/applog.txt";
+  std::string error;
+  TailRepair repair;
+  std::unique_ptr<LogFile> log = LogFile::Open(path, &repair, &error);
+  ASSERT_NE(log, nullptr) << error;
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string append_error;
+        const uint64_t id = static_cast<uint64_t>(t * kPerThread + i + 1);
+        EXPECT_TRUE(log->Append(id, std::string(500, static_cast<char>('a' + t)), &append_error))
+            << append_error;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::istringstream lines(ReadFile(path));
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    std::optional<Record> record = ParseRecord(line);
+    ASSERT_TRUE(record.has_value()) << line.substr(0, 40);
+    const char owner = static_cast<char>('a' + (record->id - 1) / kPerThread);
+    EXPECT_EQ(record->payload, std::string(500, owner)) << "record " << record->id;
+  }
+  EXPECT_EQ(count, kThreads * kPerThread);
+}
+
+TEST(AckedTest, FormatAndParse) {
+  EXPECT_EQ(FormatAck(Ack{12, 1700000000123}), "12 1700000000123\n");
+  int skipped = -1;
+  std::string error;
+  std::optional<std::vector<Ack>> acks = ParseAcked("1 1000\n2 1050\n3 1400\n", &skipped, &error);
+  ASSERT_TRUE(acks.has_value()) << error;
+  EXPECT_EQ(skipped, 0);
+  ASSERT_EQ(acks->size(), 3u);
+  EXPECT_EQ((*acks)[2].id, 3u);
+  EXPECT_EQ((*acks)[2].unix_ms, 1400);
+  acks = ParseAcked("", &skipped, &error);
+  ASSERT_TRUE(acks.has_value()) << error;
+  EXPECT_TRUE(acks->empty());
+}
+
+TEST(AckedTest, UnfinishedLastLineIsSkipped) {
+  int skipped = 0;
+  std::string error;
+  // "12" could be the start of "123 ..." and must not count as id 12.
+  std::optional<std::vector<Ack>> acks = ParseAcked("1 1000\n12", &skipped, &error);
+  ASSERT_TRUE(acks.has_value()) << error;
+  EXPECT_EQ(skipped, 1);
+  ASSERT_EQ(acks->size(), 1u);
+  EXPECT_EQ((*acks)[0].id, 1u);
+}
+
+TEST(AckedTest, MalformedLinesAreErrors) {
+  for (const std::string text : {"1 1000\nx 1\n", "1\n", "1 \n", "1 -5\n", "1 2 3\n", "\n"}) {
+    int skipped = 0;
+    std::string error;
+    EXPECT_EQ(ParseAcked(text, &skipped, &error), std::nullopt) << text;
+    EXPECT_THAT(error, HasSubstr("is not \"<id> <unix ms>\"")) << text;
+  }
+  int skipped = 0;
+  std::string error;
+  ParseAcked("1 1000\nbad\n", &skipped, &error);
+  EXPECT_THAT(error, HasSubstr("line 2"));
+}
+
+TEST(AckedTest, GapsOverAThreshold) {
+  const std::vector<Ack> acks = {{1, 1000}, {2, 1100}, {3, 1301}, {4, 1500}, {5, 4500}};
+  std::vector<int64_t> gaps;
+  std::vector<uint64_t> after;
+  for (const Gap& gap : GapsOver(acks, 200)) {
+    gaps.push_back(gap.ms());
+    after.push_back(gap.after.id);
+  }
+  EXPECT_THAT(gaps, ElementsAre(201, 3000));
+  EXPECT_THAT(after, ElementsAre(3u, 5u));
+  EXPECT_TRUE(GapsOver({}, 200).empty());
+  EXPECT_TRUE(GapsOver({{1, 5}}, 200).empty());
+}
+
+}  // namespace
+}  // namespace jailover::applog
