@@ -17,7 +17,7 @@ set -euo pipefail
 rounds=${1:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-build=${2:-$root/build}
+build=$(cd "${2:-$root/build}" && pwd)
 lab_bin=$build/deploy/lab/jailover-lab
 ctl_bin=$build/coordinator/cli/jailoverctl
 server_bin=$build/tools/jailover-applog-server

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:-$(cd "$here/.." && pwd)/build}
+build=$(cd "${1:-$here/../build}" && pwd)
 lab_bin=$build/deploy/lab/jailover-lab
 ctl_bin=$build/coordinator/cli/jailoverctl
 server_bin=$build/tools/jailover-applog-server

@@ -9,7 +9,7 @@ set -euo pipefail
 
 [[ $# -eq 2 ]] || { echo "usage: $0 STATE_FILE BUILD_DIR" >&2; exit 2; }
 state=$1
-build=$2
+build=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 lab_dir=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' "$state")
 image=$lab_dir/s1/images/web.img

@@ -363,5 +363,42 @@ TEST_F(LabFailoverTest, DrainMovesBothJailsOffTheHost) {
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
 }
 
+// The storage agent dies and comes back while the jail serves: its export
+// (nbd-server, a daemon of its own) keeps serving, the client keeps getting
+// acknowledgements, the restarted agent finds its export again and the grant
+// is unchanged; nothing is lost.
+TEST_F(LabFailoverTest, StorageAgentRestartDuringServiceLosesNothing) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  pid_t agent = 0;
+  for (const lab::LabToolHost& host : state_.hosts) {
+    if (host.name == "s1") agent = host.pid;
+  }
+  ASSERT_GT(agent, 0);
+  // Its command line, to start it again the same way.
+  const std::string cmdline = testing::ReadFileOrEmpty(absl::StrCat("/proc/", agent, "/cmdline"));
+  std::vector<std::string> argv = absl::StrSplit(cmdline, '\0', absl::SkipEmpty());
+  ASSERT_FALSE(argv.empty());
+  ASSERT_THAT(argv[0], HasSubstr("jailover-agent"));
+  ASSERT_EQ(::kill(agent, SIGKILL), 0);
+  // Service goes on without the storage agent.
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  absl::StatusOr<pid_t> restarted =
+      lab_->StartDetached("s1", argv, state_.dir + "/s1/agent-restarted.log");
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  ASSERT_TRUE(
+      testing::WaitUntil([&] { return HostState("s1") == "HOST_STATE_READY"; }, absl::Seconds(30)));
+  // The restarted agent reports the same export, granted to h1 at epoch 1.
+  EXPECT_TRUE(testing::WaitUntil([&] { return StorageGrant() == "h1@1"; }, absl::Seconds(10)))
+      << StorageGrant();
+  const JailView jail = Jail();
+  EXPECT_EQ(jail.phase, "JAIL_PHASE_RUNNING");
+  EXPECT_EQ(jail.host, "h1");
+  EXPECT_EQ(jail.epoch, 1u);
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+}
+
 }  // namespace
 }  // namespace jailover
