@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -252,6 +253,25 @@ TEST_F(LabFailoverTest, KilledPrimaryFailsOverWithNoAcknowledgedRecordLost) {
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
   std::cout << Ctl({"op", "list", "--jail", "web"}).stdout_text;
+  // h1's link back: s1's export refuses it (fenced), and still serves the
+  // standby's address.
+  const common::CommandResult healed = Lab({"heal", "h1"}, absl::Seconds(60));
+  ASSERT_EQ(healed.exit_code, 0) << healed.stdout_text << healed.stderr_text;
+  const std::string export_uri = "nbd://198.18.0.21:10800/web-img";
+  // (Once the link works again: the neighbour entries need a moment.)
+  common::CommandResult from_h1;
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        absl::StatusOr<common::CommandResult> r =
+            lab_->Run("h1", {"nbdinfo", "--size", export_uri}, absl::Seconds(30));
+        if (!r.ok()) return false;
+        from_h1 = *r;
+        return from_h1.exit_code == 0 || absl::StrContains(from_h1.stderr_text, "NBD_OPT_GO");
+      },
+      absl::Seconds(20), absl::Milliseconds(500)))
+      << from_h1.stderr_text;
+  EXPECT_NE(from_h1.exit_code, 0) << "h1 could still open the image: " << from_h1.stdout_text;
+  EXPECT_THAT(from_h1.stderr_text, HasSubstr("NBD_OPT_GO"));
 }
 
 TEST_F(LabFailoverTest, PlannedMigrationWithTheClientRunningLosesNothing) {
