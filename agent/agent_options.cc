@@ -55,6 +55,10 @@ ABSL_FLAG(std::string, linux_tool_path,
 ABSL_FLAG(std::string, linux_jail_init, "",
           "Linux driver: path of jailover-jail-init, the jails' pid 1; default: beside this "
           "program, else /usr/local/libexec/jailover/jailover-jail-init.");
+ABSL_FLAG(std::string, advertise_address, "",
+          "HOST:PORT the coordinator dials to reach this agent's gRPC port; default: the --listen "
+          "address, or this machine's host name and the port when --listen is a wildcard "
+          "(0.0.0.0, [::]).");
 ABSL_FLAG(std::string, storage_address, "",
           "Storage role: the address export servers (ggated, nbd-server) bind and clients reach "
           "them at; empty = all addresses.");
@@ -155,6 +159,10 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
                                                 absl::GetFlag(FLAGS_freebsd_devd_socket)));
   options.freebsd_options.state_dir = options.state_dir;
 
+  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  if (!options.advertise_address.empty()) {
+    RETURN_IF_ERROR(common::ValidateHostPort("--advertise_address", options.advertise_address));
+  }
   const std::string storage_address = absl::GetFlag(FLAGS_storage_address);
   if (!storage_address.empty()) {
     RETURN_IF_ERROR(common::ValidateIpAddress("--storage_address", storage_address));

@@ -31,6 +31,9 @@ struct AgentOptions {
   // Coordinator endpoints for the lease; empty = no lease (development only:
   // such an agent never fences itself).
   std::vector<std::string> coordinators;
+  // HOST:PORT registered for the coordinator to dial (--advertise_address);
+  // empty = derived from the listen address (see AdvertisedAddress).
+  std::string advertise_address;
   // Roles registered with the coordinator (--roles).
   std::vector<v1::HostRole> roles;
   absl::Duration lease_ttl = absl::Seconds(3);

@@ -1,6 +1,7 @@
 #include "agent/agent_server.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <system_error>
@@ -16,6 +17,17 @@
 #include "common/status/status_macros.h"
 
 namespace jailover::agent {
+
+std::string AdvertisedAddress(const std::string& advertise, const std::string& listen, int port) {
+  if (!advertise.empty()) return advertise;
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host == "0.0.0.0" || host == "[::]" || host == "::" || host.empty()) {
+    // A wildcard is no address to dial: this machine's name instead.
+    char name[256] = {};
+    host = gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0' ? name : "localhost";
+  }
+  return absl::StrCat(host, ":", port);
+}
 namespace {
 
 // Creates `dir` (and parents) if missing and makes it private to root.
@@ -71,9 +83,10 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
     lease.renew_interval = options.lease_renew_interval;
     v1::Register& hello = lease.registration;
     hello.set_host(options.host_name);
-    const std::string& listen = options.grpc.listen;
     hello.set_agent_address(
-        absl::StrCat(listen.substr(0, listen.rfind(':')), ":", server->grpc_->port()));
+        AdvertisedAddress(options.advertise_address, options.grpc.listen, server->grpc_->port()));
+    spdlog::info("host {}: registering as {} with the coordinator", options.host_name,
+                 hello.agent_address());
     for (v1::HostRole role : options.roles) hello.add_roles(role);
     *hello.mutable_facts() = CollectHostFacts(options.driver, clock.WallNow(), incarnation);
     server->lease_ = std::make_unique<LeaseClient>(lease, *server->core_, clock);
