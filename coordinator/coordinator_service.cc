@@ -123,22 +123,23 @@ grpc::Status CoordinatorService::ListHosts(grpc::ServerContext* /*context*/,
   for (int state : request->states()) states.push_back(static_cast<v1::HostState>(state));
   absl::StatusOr<std::vector<v1::Host>> hosts = membership_.List(states);
   if (!hosts.ok()) return common::ToGrpcStatus(hosts.status());
-  for (v1::Host& host : *hosts) {
-    AddPlacedJails(host);
-    *response->add_hosts() = std::move(host);
-  }
+  AddPlacedJails(*hosts);
+  for (v1::Host& host : *hosts) *response->add_hosts() = std::move(host);
   return grpc::Status::OK;
 }
 
-void CoordinatorService::AddPlacedJails(v1::Host& host) {
+void CoordinatorService::AddPlacedJails(std::vector<v1::Host>& hosts) {
+  // One read of the jails for all the hosts.
   absl::StatusOr<store::VersionedList<v1::Jail>> jails = store::ListObjects<v1::Jail>(store_);
   if (!jails.ok()) return;
-  host.mutable_status()->clear_jails();
-  for (const auto& item : jails->objects) {
-    const v1::JailPhase phase = item.object.status().phase();
-    if (item.object.status().host() == host.name() && phase != v1::JAIL_PHASE_STOPPED &&
-        phase != v1::JAIL_PHASE_UNSPECIFIED) {
-      host.mutable_status()->add_jails(item.object.name());
+  for (v1::Host& host : hosts) {
+    host.mutable_status()->clear_jails();
+    for (const auto& item : jails->objects) {
+      const v1::JailPhase phase = item.object.status().phase();
+      if (item.object.status().host() == host.name() && phase != v1::JAIL_PHASE_STOPPED &&
+          phase != v1::JAIL_PHASE_UNSPECIFIED) {
+        host.mutable_status()->add_jails(item.object.name());
+      }
     }
   }
 }
@@ -148,8 +149,9 @@ grpc::Status CoordinatorService::GetHost(grpc::ServerContext* /*context*/,
                                          v1::GetHostResponse* response) {
   absl::StatusOr<v1::Host> host = membership_.Get(request->name());
   if (!host.ok()) return common::ToGrpcStatus(host.status());
-  AddPlacedJails(*host);
-  *response->mutable_host() = *std::move(host);
+  std::vector<v1::Host> one = {*std::move(host)};
+  AddPlacedJails(one);
+  *response->mutable_host() = std::move(one.front());
   return grpc::Status::OK;
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -146,8 +147,8 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
                                 jailover::v1::GetClusterStatusResponse* response) override;
 
  private:
-  // Fills status.jails: the jails placed on the host (not STOPPED).
-  void AddPlacedJails(v1::Host& host);
+  // Fills each host's status.jails: the jails placed on it (not STOPPED).
+  void AddPlacedJails(std::vector<v1::Host>& hosts);
 
   const CoordinatorIdentity identity_;
   common::Clock& clock_;                 // Not owned.

@@ -18,6 +18,7 @@
 #include "common/log/log.h"
 #include "common/proto/time_util.h"
 #include "common/status/status_macros.h"
+#include "common/validation/jail_params.h"
 #include "common/validation/validation.h"
 #include "coordinator/cluster/jail_tracker.h"
 #include "coordinator/names.h"
@@ -57,55 +58,7 @@ absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
 }
 
-bool HasNewlineOrNul(absl::string_view value) {
-  return value.find('\n') != absl::string_view::npos || value.find('\0') != absl::string_view::npos;
-}
-
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-
-// [a-z0-9_.]+ without empty dot components: jail(8) parameter names.
-bool IsParamName(absl::string_view name) {
-  if (name.empty()) return false;
-  for (absl::string_view part : absl::StrSplit(name, '.')) {
-    if (part.empty()) return false;
-    for (char c : part) {
-      if (!IsLowerAlnum(c) && c != '_') return false;
-    }
-  }
-  return true;
-}
-
-// [A-Za-z_][A-Za-z0-9_]*.
-bool IsEnvName(absl::string_view name) {
-  if (name.empty() || absl::ascii_isdigit(static_cast<unsigned char>(name[0]))) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
-  });
-}
-
-// Parameters the agent sets itself (and refuses in params): the same set as
-// the FreeBSD driver's, so that a jail the catalog accepts can be started.
-bool IsManagedParam(absl::string_view param) {
-  static const auto* const kManaged = new std::set<std::string, std::less<>>{
-      "name",          "jid",          "path",           "host",
-      "host.hostname", "ip4",          "ip4.addr",       "ip6",
-      "ip6.addr",      "vnet",         "vnet.interface", "interface",
-      "ip_hostname",   "persist",      "devfs_ruleset",  "enforce_statfs",
-      "securelevel",   "children.max", "stop.timeout",   "command",
-      "depend",        "mount"};
-  auto managed = [](absl::string_view name) {
-    return kManaged->count(name) > 0 || absl::StartsWith(name, "exec.") ||
-           absl::StartsWith(name, "mount.") || absl::StartsWith(name, "allow.");
-  };
-  if (managed(param)) return true;
-  // jail(8) reads "noX" as the boolean X, also in the last component.
-  const size_t dot = param.rfind('.');
-  const size_t last = dot == absl::string_view::npos ? 0 : dot + 1;
-  if (param.substr(last, 2) == "no") {
-    return managed(absl::StrCat(param.substr(0, last), param.substr(last + 2)));
-  }
-  return false;
-}
 
 bool IsRctlResource(absl::string_view resource) {
   return !resource.empty() &&
@@ -302,7 +255,7 @@ absl::Status ValidateArgv(absl::string_view prefix, absl::string_view field,
   for (int i = 0; i < argv.size(); ++i) {
     const std::string element = absl::StrCat(prefix, "spec.", field, "[", i, "]");
     if (argv[i].empty()) return absl::InvalidArgumentError(absl::StrCat(element, " is empty"));
-    if (HasNewlineOrNul(argv[i])) {
+    if (common::HasNewlineOrNul(argv[i])) {
       return absl::InvalidArgumentError(
           absl::StrCat(element, " ", Quote(argv[i]), " contains a newline or NUL"));
     }
@@ -352,7 +305,7 @@ absl::Status ValidateJailSpec(absl::string_view prefix, v1::JailSpec& spec) {
     return invalid(absl::StrCat("enforce_statfs ", spec.enforce_statfs(), " is not within 0..2"));
   }
   for (int i = 0; i < spec.allow_size(); ++i) {
-    if (!IsParamName(spec.allow(i))) {
+    if (!common::IsJailParamName(spec.allow(i))) {
       return invalid(absl::StrCat("allow[", i, "] ", Quote(spec.allow(i)),
                                   " must match [a-z0-9_.]+, without the \"allow.\" prefix"));
     }
@@ -362,10 +315,10 @@ absl::Status ValidateJailSpec(absl::string_view prefix, v1::JailSpec& spec) {
                                                           spec.params().end());
   std::sort(params.begin(), params.end());
   for (const auto& [name, value] : params) {
-    if (!IsParamName(name)) {
+    if (!common::IsJailParamName(name)) {
       return invalid(absl::StrCat("params ", Quote(name), ": the name must match [a-z0-9_.]+"));
     }
-    if (IsManagedParam(name)) {
+    if (common::IsManagedJailParam(name)) {
       return invalid(absl::StrCat("params ", Quote(name),
                                   ": set by jailover itself (use name, spec.hostname, "
                                   "spec.mount_point, vip, "
@@ -373,7 +326,7 @@ absl::Status ValidateJailSpec(absl::string_view prefix, v1::JailSpec& spec) {
                                   "spec.devfs_ruleset, "
                                   "spec.securelevel, spec.enforce_statfs or spec.allow)"));
     }
-    if (HasNewlineOrNul(value)) {
+    if (common::HasNewlineOrNul(value)) {
       return invalid(absl::StrCat("params ", Quote(name), ": the value contains a newline or NUL"));
     }
   }
@@ -397,11 +350,11 @@ absl::Status ValidateJailSpec(absl::string_view prefix, v1::JailSpec& spec) {
   std::vector<std::pair<std::string, std::string>> env(spec.env().begin(), spec.env().end());
   std::sort(env.begin(), env.end());
   for (const auto& [name, value] : env) {
-    if (!IsEnvName(name)) {
+    if (!common::IsEnvVarName(name)) {
       return invalid(
           absl::StrCat("env ", Quote(name), ": the name must match [A-Za-z_][A-Za-z0-9_]*"));
     }
-    if (HasNewlineOrNul(value)) {
+    if (common::HasNewlineOrNul(value)) {
       return invalid(absl::StrCat("env ", Quote(name), ": the value contains a newline or NUL"));
     }
   }

@@ -302,15 +302,21 @@ class PlanBuilder {
     plan_.operations.push_back(std::move(op));
   }
 
-  void AddRestart(const Subject& s) {
+  // An operation on s.jail where it runs, at its image's current epoch.
+  static PlannedOperation InPlace(v1::OperationKind kind, const Subject& s) {
     PlannedOperation op;
-    op.kind = v1::OPERATION_KIND_RESTART;
+    op.kind = kind;
     op.jail = s.jail->name();
     op.from_host = op.to_host = s.jail->status().host();
     if (s.image != nullptr) {
       op.image = s.image->spec().name();
       op.old_epoch = op.new_epoch = s.image->grant().epoch();
     }
+    return op;
+  }
+
+  void AddRestart(const Subject& s) {
+    PlannedOperation op = InPlace(v1::OPERATION_KIND_RESTART, s);
     if (s.current != nullptr && s.image != nullptr) {
       Step stop = JailStep(op, StepAction::kStopJail, "stop", op.from_host, op.old_epoch);
       stop.description = absl::StrCat("StopJail ", op.jail, " at epoch ", op.old_epoch,
@@ -339,14 +345,7 @@ class PlanBuilder {
   // release at its epoch, then STOPPED recorded. The grant stays (the next
   // start grants epoch + 1).
   void AddStop(const Subject& s) {
-    PlannedOperation op;
-    op.kind = v1::OPERATION_KIND_STOP;
-    op.jail = s.jail->name();
-    op.from_host = op.to_host = s.jail->status().host();
-    if (s.image != nullptr) {
-      op.image = s.image->spec().name();
-      op.old_epoch = op.new_epoch = s.image->grant().epoch();
-    }
+    PlannedOperation op = InPlace(v1::OPERATION_KIND_STOP, s);
     if (s.current != nullptr && s.image != nullptr) {
       if (s.vip != nullptr) {
         Step vip = JailStep(op, StepAction::kRemoveVip, "vip-remove", op.from_host, op.old_epoch);

@@ -19,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "common/exec/command_runner.h"
 #include "common/status/status_macros.h"
+#include "common/validation/jail_params.h"
 #include "common/validation/validation.h"
 
 namespace jailover::agent::freebsd {
@@ -49,39 +50,13 @@ absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
 }
 
-bool HasNewlineOrNul(absl::string_view value) {
-  return value.find('\n') != absl::string_view::npos ||
-         value.find('\0') != absl::string_view::npos;
-}
-
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-
-// [a-z0-9_.]+ without empty dot components: jail(8) parameter names.
-bool IsParamName(absl::string_view name) {
-  if (name.empty()) return false;
-  for (absl::string_view part : absl::StrSplit(name, '.')) {
-    if (part.empty()) return false;
-    for (char c : part) {
-      if (!IsLowerAlnum(c) && c != '_') return false;
-    }
-  }
-  return true;
-}
 
 // [a-z][a-z0-9_]*: rctl(8) resource and action names.
 bool IsRctlWord(absl::string_view word) {
   if (word.empty() || !(word[0] >= 'a' && word[0] <= 'z')) return false;
   for (char c : word) {
     if (!IsLowerAlnum(c) && c != '_') return false;
-  }
-  return true;
-}
-
-// [A-Za-z_][A-Za-z0-9_]*: a portable environment variable name.
-bool IsEnvName(absl::string_view name) {
-  if (name.empty() || absl::ascii_isdigit(static_cast<unsigned char>(name[0]))) return false;
-  for (char c : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
   }
   return true;
 }
@@ -136,7 +111,7 @@ bool IsShellInertPath(absl::string_view path) {
 absl::Status ValidateExecArgv(absl::string_view field, const std::vector<std::string>& argv) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string element_field = absl::StrCat(field, "[", i, "]");
-    if (HasNewlineOrNul(argv[i])) {
+    if (common::HasNewlineOrNul(argv[i])) {
       return Invalid(element_field, "must not contain a newline or NUL");
     }
   }
@@ -398,29 +373,6 @@ std::string JailConsoleLogPath(const std::string& state_dir, const std::string& 
   return absl::StrCat(JailConfDir(state_dir), "/", name, ".console.log");
 }
 
-bool ManagedJailParam(absl::string_view param) {
-  static const auto* const kManaged = new std::set<std::string, std::less<>>{
-      "name",         "jid",         "path",           "host",        "host.hostname",
-      "ip4",          "ip4.addr",    "ip6",            "ip6.addr",    "vnet",
-      "vnet.interface", "interface", "ip_hostname",    "persist",     "devfs_ruleset",
-      "enforce_statfs", "securelevel", "children.max", "stop.timeout", "command",
-      "depend",       "mount"};
-  auto managed = [](absl::string_view name) {
-    return kManaged->count(name) > 0 || absl::StartsWith(name, "exec.") ||
-           absl::StartsWith(name, "mount.") || absl::StartsWith(name, "allow.");
-  };
-  if (managed(param)) return true;
-  // jail(8) treats "noX" as the boolean X, also in the last component
-  // ("nopersist", "ip4.noaddr"; config.c equalopts).
-  const size_t dot = param.rfind('.');
-  const size_t last = dot == absl::string_view::npos ? 0 : dot + 1;
-  if (param.substr(last, 2) == "no") {
-    const std::string positive = absl::StrCat(param.substr(0, last), param.substr(last + 2));
-    return managed(positive);
-  }
-  return false;
-}
-
 absl::StatusOr<std::string> RenderJailConf(const JailConfig& config,
                                            const FreeBsdDriverOptions& options) {
   RETURN_IF_ERROR(ValidateJailName(config.name));
@@ -446,7 +398,7 @@ absl::StatusOr<std::string> RenderJailConf(const JailConfig& config,
   if (config.hostname.size() > kMaxHostnameBytes) {
     return invalid("hostname", absl::StrCat("longer than ", kMaxHostnameBytes, " bytes"));
   }
-  if (HasNewlineOrNul(config.hostname)) {
+  if (common::HasNewlineOrNul(config.hostname)) {
     return invalid("hostname", "must not contain a newline or NUL");
   }
   if (!config.ip4_address.empty()) {
@@ -464,11 +416,11 @@ absl::StatusOr<std::string> RenderJailConf(const JailConfig& config,
     return annotate(s);
   }
   for (const auto& [name, value] : config.env) {
-    if (!IsEnvName(name)) {
+    if (!common::IsEnvVarName(name)) {
       return invalid(absl::StrCat("env ", Quote(name)),
                      "the name must match [A-Za-z_][A-Za-z0-9_]*");
     }
-    if (HasNewlineOrNul(value)) {
+    if (common::HasNewlineOrNul(value)) {
       return invalid(absl::StrCat("env ", Quote(name)), "must not contain a newline or NUL");
     }
   }
@@ -486,7 +438,7 @@ absl::StatusOr<std::string> RenderJailConf(const JailConfig& config,
     return invalid("enforce_statfs", absl::StrCat(config.enforce_statfs, ": must be 0..2"));
   }
   for (size_t i = 0; i < config.allow.size(); ++i) {
-    if (!IsParamName(config.allow[i])) {
+    if (!common::IsJailParamName(config.allow[i])) {
       return invalid(absl::StrCat("allow[", i, "]"),
                      absl::StrCat(Quote(config.allow[i]),
                                   ": must match [a-z0-9_.]+, without the \"allow.\" prefix"));
@@ -494,14 +446,14 @@ absl::StatusOr<std::string> RenderJailConf(const JailConfig& config,
   }
   for (const auto& [name, value] : config.params) {
     const std::string field = absl::StrCat("params ", Quote(name));
-    if (!IsParamName(name)) return invalid(field, "the name must match [a-z0-9_.]+");
-    if (ManagedJailParam(name)) {
+    if (!common::IsJailParamName(name)) return invalid(field, "the name must match [a-z0-9_.]+");
+    if (common::IsManagedJailParam(name)) {
       return invalid(field,
                      "set by the driver itself (use hostname, path, ip4_address, exec_start, "
                      "exec_stop, stop_timeout, devfs_ruleset, securelevel, enforce_statfs or "
                      "allow)");
     }
-    if (HasNewlineOrNul(value)) return invalid(field, "must not contain a newline or NUL");
+    if (common::HasNewlineOrNul(value)) return invalid(field, "must not contain a newline or NUL");
   }
   for (size_t i = 0; i < config.limits.size(); ++i) {
     if (absl::Status s = ValidateRctlLimit(config.limits[i], absl::StrCat("limits[", i, "]"));
@@ -512,7 +464,7 @@ absl::StatusOr<std::string> RenderJailConf(const JailConfig& config,
   absl::StatusOr<std::string> state_dir =
       common::ValidateAbsolutePath("options.state_dir", options.state_dir);
   if (!state_dir.ok()) return annotate(state_dir.status());
-  if (HasNewlineOrNul(*state_dir)) {
+  if (common::HasNewlineOrNul(*state_dir)) {
     return invalid("options.state_dir", "must not contain a newline or NUL");
   }
 

@@ -113,19 +113,11 @@ std::string JailConsoleLogPath(const std::string& state_dir, const std::string& 
 // [A-Za-z_][A-Za-z0-9_]*; a negative stop_timeout; devfs_ruleset outside
 // 0..65535; securelevel outside -1..3; enforce_statfs outside 0..2; an allow
 // entry or param name not matching [a-z0-9_.]+ (no empty dot components);
-// a param the driver manages itself (ManagedJailParam); a value with a
+// a param the driver manages itself (common::IsManagedJailParam); a value with a
 // newline or NUL; a bad rctl limit (ValidateRctlLimit); an options.state_dir
 // that is not an absolute path.
 absl::StatusOr<std::string> RenderJailConf(const JailConfig& config,
                                            const FreeBsdDriverOptions& options);
-
-// True if `param` is a jail(8) parameter the driver sets or must keep
-// unset: name, jid, path, host, host.hostname, ip4, ip4.addr, ip6,
-// ip6.addr, vnet, vnet.interface, interface, ip_hostname, persist,
-// devfs_ruleset, enforce_statfs, securelevel, children.max, stop.timeout,
-// command, depend, mount and everything under exec., mount. and allow.,
-// also in the "no" form jail(8) treats as the same parameter ("nopersist").
-bool ManagedJailParam(absl::string_view param);
 
 // What the driver reads back from a conf file written by RenderJailConf.
 struct JailConfSummary {

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/validation/jail_params.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -363,11 +364,11 @@ TEST(RenderJailConfTest, ManagedParamsAreRefused) {
     EXPECT_EQ(conf.status().code(), absl::StatusCode::kInvalidArgument) << param;
     EXPECT_THAT(std::string(conf.status().message()),
                 HasSubstr(absl::StrCat("params \"", param, "\"")));
-    EXPECT_TRUE(ManagedJailParam(param)) << param;
+    EXPECT_TRUE(common::IsManagedJailParam(param)) << param;
   }
   for (const char* param : {"osrelease", "osreldate", "sysvshm", "ip4.saddrsel",
                             "ip4.nosaddrsel", "linux.osname", "notes", "host.hostuuid"}) {
-    EXPECT_FALSE(ManagedJailParam(param)) << param;
+    EXPECT_FALSE(common::IsManagedJailParam(param)) << param;
   }
 }
 
