@@ -134,6 +134,10 @@ absl::Status AgentCore::Mutate(const v1::OperationContext& context, const char* 
   return status;
 }
 
+absl::Status AgentCore::AcceptCoordinatorTerm(uint64_t term) {
+  return store_.AcceptCoordinatorTerm(term);
+}
+
 void AgentCore::ClearReadinessCache() {
   absl::MutexLock lock(&mu_);
   cached_jails_.reset();

@@ -103,6 +103,11 @@ class AgentCore {
   absl::Status SelfFence(const std::string& reason);
   // The coordinator readmitted this host: accept work again.
   absl::Status Readmit(const std::string& reason);
+  // A lease grant (or readmission) came from a coordinator in `term`:
+  // records it if newer (persisted; calls from older terms are refused from
+  // then on), FailedPrecondition if older than a term already seen (a
+  // deposed leader: its grant must not keep this host's lease alive).
+  absl::Status AcceptCoordinatorTerm(uint64_t term);
   // At start-up: compares what the state file says this agent owns with
   // what the drivers report (jails running, devices imported, exports
   // serving, VIPs present), corrects the records where the OS has the last

@@ -1,6 +1,7 @@
 #include "agent/lease_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
@@ -63,34 +64,41 @@ bool LeaseClient::SleepUnlessShutdown(absl::Duration d) {
 
 void LeaseClient::StreamLoop() {
   size_t next = 0;
+  // Endpoints tried since the last session that got a grant: a standby
+  // coordinator refuses the stream at once, so the next endpoint is tried
+  // without waiting; only after a whole round without a grant does the
+  // client back off for a renew interval (the leader may be changing).
+  size_t tried = 0;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (shutdown_) return;
     }
-    RunSession(options_.coordinators[next]);
+    if (RunSession(options_.coordinators[next])) tried = 0;
     next = (next + 1) % options_.coordinators.size();
+    if (++tried < options_.coordinators.size()) continue;
+    tried = 0;
     absl::Duration backoff;
     {
       absl::MutexLock lock(&mu_);
-      backoff = renew_interval_;
+      backoff = std::min(renew_interval_, absl::Milliseconds(200));
     }
     if (!SleepUnlessShutdown(backoff)) return;
   }
 }
 
-void LeaseClient::RunSession(const std::string& endpoint) {
+bool LeaseClient::RunSession(const std::string& endpoint) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
       common::MakeChannel(endpoint, options_.tls);
   if (!channel.ok()) {
     spdlog::warn("lease: coordinator {}: {}", endpoint, channel.status().ToString());
-    return;
+    return false;
   }
   auto stub = v1::Coordinator::NewStub(*channel);
   grpc::ClientContext context;
   {
     absl::MutexLock lock(&mu_);
-    if (shutdown_) return;
+    if (shutdown_) return false;
     session_ = &context;
   }
   auto stream = stub->Lease(&context);
@@ -99,16 +107,27 @@ void LeaseClient::RunSession(const std::string& endpoint) {
   bool open = stream->Write(hello);
 
   // Grants and readmissions arrive on their own thread.
+  std::atomic<bool> granted{false};
   std::thread reader([&] {
     v1::CoordinatorMessage message;
     while (stream->Read(&message)) {
       if (message.has_lease()) {
         const v1::LeaseGrant& grant = message.lease();
+        // A grant from a deposed leader (older term than one seen) does not
+        // renew the lease: leave this stream for the other endpoints.
+        if (absl::Status term = core_.AcceptCoordinatorTerm(grant.coordinator_term());
+            !term.ok()) {
+          spdlog::error("lease: grant from coordinator {} refused: {}", endpoint, term.ToString());
+          context.TryCancel();
+          break;
+        }
+        granted = true;
         absl::MutexLock lock(&mu_);
         last_grant_ = clock_.MonotonicNow();
         if (grant.has_ttl()) ttl_ = common::FromProtoDuration(grant.ttl());
         if (grant.has_renew_interval()) renew_interval_ = common::FromProtoDuration(grant.renew_interval());
       } else if (message.has_readmit()) {
+        if (!core_.AcceptCoordinatorTerm(message.readmit().coordinator_term()).ok()) continue;
         if (absl::Status readmitted = core_.Readmit(message.readmit().reason()); !readmitted.ok()) {
           spdlog::error("lease: readmission failed: {}", readmitted.ToString());
         }
@@ -161,10 +180,11 @@ void LeaseClient::RunSession(const std::string& endpoint) {
   {
     absl::MutexLock lock(&mu_);
     session_ = nullptr;
-    if (shutdown_) return;
+    if (shutdown_) return granted;
   }
   spdlog::warn("lease: stream to coordinator {} ended: {}", endpoint,
                finished.ok() ? "closed" : finished.error_message());
+  return granted;
 }
 
 void LeaseClient::WatchdogLoop() {

@@ -1,6 +1,7 @@
 // LeaseClient: the agent's side of the lease. It keeps a Coordinator.Lease
 // stream open to the first coordinator that accepts it (trying the
-// endpoints in order), sends Register and then a Heartbeat with what the
+// endpoints in turn: standbys refuse it, the leader accepts; a grant whose
+// coordinator term is older than one already seen is refused too), sends Register and then a Heartbeat with what the
 // host observes every renew interval, and takes the coordinator's
 // LeaseGrants. A watchdog fences the host (AgentCore::SelfFence) when no
 // grant has arrived for the lease ttl — whatever the reason: coordinator
@@ -61,8 +62,8 @@ class LeaseClient {
 
  private:
   // One stream session with `endpoint`; returns when it breaks or on
-  // shutdown.
-  void RunSession(const std::string& endpoint);
+  // shutdown: true if it got at least one grant.
+  bool RunSession(const std::string& endpoint);
   void StreamLoop();
   void WatchdogLoop();
   // Sleeps up to `d` of the clock's time, or until shutdown; false on shutdown.

@@ -1,5 +1,7 @@
 #include "coordinator/coordinator_options.h"
 
+#include <algorithm>
+
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/daemon/daemon_flags.h"
@@ -8,9 +10,24 @@
 
 ABSL_FLAG(std::string, name, "",
           "Name of this coordinator in status output; default: the system host name.");
+ABSL_FLAG(std::string, store, "sqlite",
+          "Where the coordinator's state lives: sqlite (DATA_DIR/state.db; one coordinator) or "
+          "etcd (--etcd_endpoints; several coordinators elect a leader, the others stand by).");
 ABSL_FLAG(std::string, data_dir, "/var/db/jailover",
-          "Directory of the state store, DATA_DIR/state.db (created, mode 0700). One coordinator "
-          "per directory.");
+          "Directory of the SQLite state store, DATA_DIR/state.db (created, mode 0700). One "
+          "coordinator per directory.");
+ABSL_FLAG(std::vector<std::string>, etcd_endpoints, {},
+          "--store=etcd: the etcd members' client endpoints, HOST:PORT,HOST:PORT,...");
+ABSL_FLAG(std::string, etcd_prefix, "/jailover/",
+          "--store=etcd: key prefix of this cluster's state and election (starts and ends with /).");
+ABSL_FLAG(absl::Duration, election_ttl, absl::Seconds(2),
+          "--store=etcd: time to live of the leader's etcd lease: a standby takes over within this "
+          "long after the leader dies (etcd raises it to its minimum, 2 s with default etcd "
+          "timing). Must be shorter than --lease_ttl minus two renew intervals, or agents fence "
+          "themselves during a takeover.");
+ABSL_FLAG(std::string, advertise_address, "",
+          "--store=etcd: HOST:PORT at which agents and the other coordinators reach this one "
+          "(default: NAME:listen port).");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(3),
           "Agents' lease time to live: a host without a heartbeat for this long is UNREACHABLE, "
           "and its agent fences itself after this long without a grant.");
@@ -77,6 +94,49 @@ absl::StatusOr<CoordinatorOptions> CoordinatorOptionsFromFlags() {
                      valid.message()));
   }
   ASSIGN_OR_RETURN(options.grpc, common::GrpcServerOptionsFromFlags(kDefaultListen));
+
+  options.store = absl::GetFlag(FLAGS_store);
+  options.etcd_endpoints = absl::GetFlag(FLAGS_etcd_endpoints);
+  options.etcd_prefix = absl::GetFlag(FLAGS_etcd_prefix);
+  options.election_ttl = absl::GetFlag(FLAGS_election_ttl);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  if (options.store == "sqlite") {
+    if (!options.etcd_endpoints.empty()) {
+      return absl::InvalidArgumentError("--etcd_endpoints is set but --store is sqlite");
+    }
+    return options;
+  }
+  if (options.store != "etcd") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store must be sqlite or etcd, got \"", options.store, "\""));
+  }
+  if (options.etcd_endpoints.empty()) {
+    return absl::InvalidArgumentError("--store=etcd needs --etcd_endpoints");
+  }
+  for (const std::string& endpoint : options.etcd_endpoints) {
+    RETURN_IF_ERROR(common::ValidateHostPort("--etcd_endpoints", endpoint));
+  }
+  const std::string& prefix = options.etcd_prefix;
+  if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() != '/' ||
+      !std::all_of(prefix.begin(), prefix.end(), [](char c) { return c > ' ' && c < 0x7f; })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--etcd_prefix must start and end with / and be printable ASCII, got \"", prefix, "\""));
+  }
+  // The leader's lease must run out (and a standby take over) before the
+  // agents' leases do, with a renew interval to spare for the old leader's
+  // last grant and one for the agents to find the new leader.
+  if (options.election_ttl < absl::Seconds(1) ||
+      options.election_ttl + 2 * options.lease.renew_interval >= options.lease.ttl) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--election_ttl must be at least 1s and shorter than --lease_ttl minus two "
+        "--lease_renew_interval (", absl::FormatDuration(options.lease.ttl), " - 2 x ",
+        absl::FormatDuration(options.lease.renew_interval), "), got ",
+        absl::FormatDuration(options.election_ttl),
+        ": agents would fence themselves while a standby takes over"));
+  }
+  if (!options.advertise_address.empty()) {
+    RETURN_IF_ERROR(common::ValidateHostPort("--advertise_address", options.advertise_address));
+  }
   return options;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -19,8 +20,19 @@ struct CoordinatorOptions {
   // the OS), and the file the bound port is written to ("" = none).
   std::string http_listen;
   std::string http_port_file;
-  // Directory of the state store (DATA_DIR/state.db); created, mode 0700.
+  // Where the state lives: "sqlite" (DATA_DIR/state.db, one coordinator)
+  // or "etcd" (shared by several coordinators that elect a leader).
+  std::string store = "sqlite";
+  // Directory of the SQLite store (DATA_DIR/state.db); created, mode 0700.
   std::string data_dir;
+  // etcd: members' client endpoints (HOST:PORT), the key prefix of this
+  // cluster's state, the leadership lease's time to live, and the gRPC
+  // address the other coordinators and agents are told to reach this one
+  // at (default: the name's host with the listen port).
+  std::vector<std::string> etcd_endpoints;
+  std::string etcd_prefix;
+  absl::Duration election_ttl;
+  std::string advertise_address;
   // Lease timing sent to agents and used to detect and fence failed hosts.
   cluster::HostTrackerConfig lease;
   // Agents' jail root (mount points of jails whose spec sets none).

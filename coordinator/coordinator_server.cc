@@ -2,11 +2,16 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/proto/time_util.h"
+#include "common/version.h"
+#include "coordinator/store/sqlite_store.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
 #include "coordinator/coordinator_service.h"
@@ -33,14 +38,42 @@ absl::Status EnsurePrivateDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+[[noreturn]] void FailStop(const std::string& why) {
+  spdlog::critical("{}: exiting now so that no two coordinators act (a supervisor restarts this "
+                   "one as a standby)", why);
+  spdlog::default_logger()->flush();
+  std::_Exit(75);  // EX_TEMPFAIL; no destructors: nothing more may be sent.
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const CoordinatorOptions& options, common::Clock& clock) {
   auto server = std::unique_ptr<CoordinatorServer>(new CoordinatorServer());
-  RETURN_IF_ERROR(EnsurePrivateDir(options.data_dir));
-  const std::string path = options.data_dir + "/state.db";
-  ASSIGN_OR_RETURN(server->store_, store::SqliteStore::Open(path));
+  server->options_ = options;
+  server->clock_ = &clock;
+  StoreDescription store_description;
+  if (options.store == "etcd") {
+    etcd::EtcdClientOptions etcd_options;
+    etcd_options.endpoints = options.etcd_endpoints;
+    ASSIGN_OR_RETURN(server->etcd_, etcd::EtcdClient::Create(etcd_options));
+    store::EtcdStoreOptions store_options;
+    store_options.prefix = options.etcd_prefix;
+    ASSIGN_OR_RETURN(std::unique_ptr<store::EtcdStore> etcd_store,
+                     store::EtcdStore::Open(*server->etcd_, store_options));
+    // A standby never writes: a guard no leader key can match.
+    etcd_store->SetWriteGuard(
+        store::WriteGuard{etcd::LeaderKey(options.etcd_prefix), /*create_revision=*/-1});
+    server->etcd_store_ = etcd_store.get();
+    server->store_ = std::move(etcd_store);
+    store_description = {"etcd", absl::StrCat(absl::StrJoin(options.etcd_endpoints, ","), " ",
+                                              options.etcd_prefix)};
+  } else {
+    RETURN_IF_ERROR(EnsurePrivateDir(options.data_dir));
+    const std::string path = options.data_dir + "/state.db";
+    ASSIGN_OR_RETURN(server->store_, store::SqliteStore::Open(path));
+    store_description = {"sqlite", path};
+  }
   ASSIGN_OR_RETURN(server->membership_,
                    cluster::Membership::Create(*server->store_, options.lease, clock));
   server->metrics_ = std::make_unique<Metrics>();
@@ -48,7 +81,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
                                              const cluster::HostTransition& transition) {
     m->HostTransition(HostStateName(transition.to));
   });
-  ops::ControllerOptions controller_options;
+  ops::ControllerOptions& controller_options = server->controller_options_;
   controller_options.jail_root = options.jail_root;
   Metrics* metrics = server->metrics_.get();
   controller_options.hooks.step_ended = [metrics](const v1::Operation& op,
@@ -76,15 +109,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   caller_options.call_timeout = options.agent_call_timeout;
   caller_options.probe_timeout = options.probe_timeout;
   server->agents_ = std::make_unique<ops::GrpcAgentCaller>(caller_options);
-  ops::EngineOptions engine_options;
-  engine_options.crash_after_step_for_testing = options.crash_after_step_for_testing;
-  if (!engine_options.crash_after_step_for_testing.empty()) {
+  if (!options.crash_after_step_for_testing.empty()) {
     spdlog::warn("--crash_after_step_for_testing={}: this coordinator aborts after that step "
-                 "(testing only)", engine_options.crash_after_step_for_testing);
+                 "(testing only)", options.crash_after_step_for_testing);
   }
-  server->engine_ = std::make_unique<ops::Engine>(*server->store_, *server->agents_,
-                                                  *server->controller_, clock, engine_options);
-  server->controller_->SetEngine(server->engine_.get());
   server->catalog_ = std::make_unique<catalog::Catalog>(*server->store_, clock);
   server->controller_->SetCatalog(server->catalog_.get());
   CoordinatorIdentity identity;
@@ -92,7 +120,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   identity.started = clock.WallNow();
   server->service_ = std::make_unique<CoordinatorService>(
       identity, clock, *server->membership_, *server->store_, *server->controller_,
-      *server->catalog_, StoreDescription{"sqlite", path}, metrics);
+      *server->catalog_, store_description, metrics);
+  if (server->etcd_ != nullptr) {
+    CoordinatorServer* s = server.get();
+    Leadership leadership;
+    leadership.check = [s] { return s->CheckLeader(); };
+    leadership.term = [s] { return s->term_.load(); };
+    leadership.describe = [s](v1::GetClusterStatusResponse* response) {
+      s->DescribeLeadership(response);
+    };
+    server->service_->SetLeadership(std::move(leadership));
+  }
   ASSIGN_OR_RETURN(server->grpc_,
                    common::GrpcServer::Start(options.grpc, {server->service_.get()}));
   const std::string& listen = options.grpc.listen;
@@ -100,20 +138,160 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
       absl::StrCat(listen.substr(0, listen.rfind(':')), ":", server->grpc_->port()));
   CoordinatorHttpHandlers handlers;
   handlers.healthz = [] { return std::pair<bool, std::string>(true, "ok"); };
-  // One coordinator without election: always the leader.
-  handlers.readyz = [] { return std::pair<bool, std::string>(true, "leader"); };
+  handlers.readyz = [s = server.get()] {
+    if (s->leading_) return std::pair<bool, std::string>(true, absl::StrCat("leader, term ", s->term_.load()));
+    return std::pair<bool, std::string>(false, std::string(s->CheckLeader().message()));
+  };
   handlers.metrics = [s = server.get()] { return s->RenderMetrics(); };
   ASSIGN_OR_RETURN(server->http_, CoordinatorHttpServer::Start(options.http_listen,
                                                                options.http_port_file, handlers));
-  ASSIGN_OR_RETURN(const int resumed, server->engine_->ResumeAll());
-  if (resumed > 0) spdlog::warn("resumed {} unfinished operation(s)", resumed);
+  if (server->etcd_ == nullptr) {
+    // One coordinator without election: it leads from the start, in term 0.
+    RETURN_IF_ERROR(server->StartEngine(/*term=*/0));
+    server->leading_ = true;
+  } else {
+    etcd::ElectionOptions election_options;
+    election_options.prefix = options.etcd_prefix;
+    election_options.ttl = options.election_ttl;
+    v1::CoordinatorInfo& self = election_options.self;
+    self.set_name(options.name);
+    self.set_address(options.advertise_address.empty()
+                         ? absl::StrCat(options.name, ":", server->grpc_->port())
+                         : options.advertise_address);
+    self.set_version(kVersion);
+    common::ToProtoTimestamp(identity.started, self.mutable_started());
+    server->election_ = std::make_unique<etcd::Election>(*server->etcd_, election_options);
+    RETURN_IF_ERROR(server->election_->Start([name = options.name](const std::string& reason) {
+      FailStop(absl::StrCat("coordinator ", name, ": etcd session lost (", reason, ")"));
+    }));
+    const absl::Duration granted = server->election_->granted_ttl();
+    if (granted + 2 * options.lease.renew_interval >= options.lease.ttl) {
+      server->election_->Resign();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "etcd granted a ", absl::FormatDuration(granted), " leadership lease (its minimum), "
+          "too long for --lease_ttl ", absl::FormatDuration(options.lease.ttl),
+          ": agents would fence themselves while a standby takes over; raise --lease_ttl or "
+          "lower etcd's --election-timeout"));
+    }
+    server->election_thread_ = std::thread([s = server.get()] { s->ElectionLoop(); });
+  }
   server->tick_thread_ = std::thread([s = server.get()] { s->TickLoop(); });
   server->grpc_->SetServing(jailover::v1::Coordinator::service_full_name(), true);
-  spdlog::info("coordinator {}: up on port {}, state {}, lease ttl {} renew {} margin {}",
-               options.name, server->grpc_->port(), path, absl::FormatDuration(options.lease.ttl),
+  spdlog::info("coordinator {}: up on port {}, state {} ({}), lease ttl {} renew {} margin {}",
+               options.name, server->grpc_->port(), store_description.kind,
+               store_description.detail, absl::FormatDuration(options.lease.ttl),
                absl::FormatDuration(options.lease.renew_interval),
                absl::FormatDuration(options.lease.safety_margin));
   return server;
+}
+
+absl::Status CoordinatorServer::StartEngine(uint64_t term) {
+  ops::EngineOptions engine_options;
+  engine_options.crash_after_step_for_testing = options_.crash_after_step_for_testing;
+  engine_options.coordinator_term = term;
+  engine_ = std::make_unique<ops::Engine>(*store_, *agents_, *controller_, *clock_,
+                                          engine_options);
+  controller_->SetEngine(engine_.get());
+  ASSIGN_OR_RETURN(const int resumed, engine_->ResumeAll());
+  if (resumed > 0) spdlog::warn("resumed {} unfinished operation(s)", resumed);
+  return absl::OkStatus();
+}
+
+void CoordinatorServer::ElectionLoop() {
+  absl::StatusOr<etcd::LeaderInfo> won = election_->Campaign();
+  if (!won.ok()) {
+    if (absl::IsCancelled(won.status())) return;  // Shutting down.
+    FailStop(absl::StrCat("coordinator ", options_.name, ": campaign failed: ",
+                          won.status().ToString()));
+  }
+  if (absl::Status taken = TakeOver(*won); !taken.ok()) {
+    // Half a leader is worse than none: give the leadership up at once.
+    election_->Resign();
+    FailStop(absl::StrCat("coordinator ", options_.name, ": taking over as leader failed: ",
+                          taken.ToString()));
+  }
+}
+
+absl::Status CoordinatorServer::TakeOver(const etcd::LeaderInfo& won) {
+  const absl::Time started = absl::Now();
+  const uint64_t term = static_cast<uint64_t>(won.term);
+  etcd_store_->SetWriteGuard(store::WriteGuard{etcd::LeaderKey(options_.etcd_prefix), won.term});
+  RETURN_IF_ERROR(membership_->Reload());
+  RETURN_IF_ERROR(controller_->Reload());
+  term_ = term;
+  RETURN_IF_ERROR(StartEngine(term));
+  leading_ = true;
+  spdlog::info("coordinator {}: now the leader, term {} (took over in {})", options_.name, term,
+               absl::FormatDuration(absl::Now() - started));
+  return absl::OkStatus();
+}
+
+absl::Status CoordinatorServer::CheckLeader() {
+  if (leading_) return absl::OkStatus();
+  std::string leader = "none elected yet";
+  if (election_ != nullptr) {
+    absl::StatusOr<std::optional<etcd::LeaderInfo>> current = election_->Leader();
+    if (!current.ok()) {
+      leader = absl::StrCat("unknown (", current.status().message(), ")");
+    } else if (current->has_value()) {
+      leader = absl::StrCat((*current)->info.name(), " at ", (*current)->info.address(),
+                            " (term ", (*current)->term, ")");
+    }
+  }
+  return absl::UnavailableError(absl::StrCat("coordinator ", options_.name,
+                                             " is a standby; the leader is ", leader));
+}
+
+void CoordinatorServer::DescribeLeadership(v1::GetClusterStatusResponse* response) {
+  absl::StatusOr<std::optional<etcd::LeaderInfo>> leader = election_->Leader();
+  absl::StatusOr<std::vector<v1::CoordinatorInfo>> all = election_->Coordinators();
+  response->clear_leader();
+  response->clear_followers();
+  if (leader.ok() && leader->has_value()) {
+    response->set_term(static_cast<uint64_t>((*leader)->term));
+    *response->mutable_leader() = (*leader)->info;
+  }
+  if (all.ok()) {
+    for (const v1::CoordinatorInfo& info : *all) {
+      if (leader.ok() && leader->has_value() && info.name() == (*leader)->info.name()) continue;
+      *response->add_followers() = info;
+    }
+  }
+  // etcd's health: the members that answer, and whether they have a raft
+  // leader; the store is healthy with a quorum of them.
+  int healthy = 0;
+  std::vector<std::string> problems;
+  for (const std::string& endpoint : etcd_->endpoints()) {
+    absl::StatusOr<::etcdserverpb::StatusResponse> status = etcd_->MemberStatus(endpoint);
+    if (!status.ok()) {
+      problems.push_back(absl::StrCat(endpoint, ": ", status.status().message()));
+    } else if (status->leader() == 0) {
+      problems.push_back(absl::StrCat(endpoint, ": no raft leader"));
+    } else {
+      ++healthy;
+    }
+  }
+  const int members = static_cast<int>(etcd_->endpoints().size());
+  v1::StoreStatus* store = response->mutable_store();
+  store->set_healthy(store->healthy() && healthy * 2 > members);
+  store->set_detail(absl::StrCat(healthy, "/", members, " etcd members healthy, prefix ",
+                                 options_.etcd_prefix,
+                                 problems.empty() ? "" : absl::StrCat("; ", absl::StrJoin(problems, "; "))));
+}
+
+void CoordinatorServer::RefreshStandbyView() {
+  const absl::Time now = absl::Now();
+  if (now - standby_refreshed_ < absl::Seconds(1)) return;
+  standby_refreshed_ = now;
+  absl::StatusOr<int64_t> revision = store_->Revision();
+  if (!revision.ok() || *revision == standby_revision_) return;
+  absl::Status reloaded = membership_->Reload();
+  if (reloaded.ok()) reloaded = controller_->Reload();
+  if (!reloaded.ok()) {
+    spdlog::warn("standby: reloading the view from the store: {}", reloaded.ToString());
+    return;
+  }
+  standby_revision_ = *revision;
 }
 
 CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
@@ -122,6 +300,16 @@ void CoordinatorServer::TickLoop() {
   std::string last_reconcile_error = "OK";
   // Real time paces the loop; the timeouts themselves read the Clock.
   while (!stop_ticking_.WaitForNotificationWithTimeout(kTickInterval)) {
+    if (!leading_) {
+      RefreshStandbyView();
+      continue;
+    }
+    // Checked here too, not only by the keep-alive thread (which may be
+    // blocked in a call): a leader whose session may have expired stops.
+    if (election_ != nullptr && !election_->SessionValid()) {
+      FailStop(absl::StrCat("coordinator ", options_.name,
+                            ": the etcd session is no longer certainly alive"));
+    }
     if (absl::Status ticked = membership_->Tick(); !ticked.ok()) {
       spdlog::error("membership tick: {}", ticked.ToString());
     }
@@ -149,7 +337,7 @@ std::string CoordinatorServer::RenderMetrics() {
   if (absl::StatusOr<store::EventLogInfo> events = store_->GetEventLogInfo(); events.ok()) {
     metrics_->SetLastEventSequence(events->last_sequence);
   }
-  metrics_->SetOperationsRunning(engine_->running());
+  metrics_->SetOperationsRunning(leading_ ? engine_->running() : 0);
   return metrics_->Render();
 }
 
@@ -157,7 +345,13 @@ void CoordinatorServer::Shutdown(absl::Duration deadline) {
   if (http_ != nullptr) http_->Shutdown();
   if (!stop_ticking_.HasBeenNotified()) stop_ticking_.Notify();
   if (tick_thread_.joinable()) tick_thread_.join();
+  // A standby's campaign is cancelled by resigning; a leader resigns only
+  // after its engine stopped, handing over at once instead of after the
+  // lease ttl.
+  if (election_ != nullptr && !leading_) election_->Resign();
+  if (election_thread_.joinable()) election_thread_.join();
   if (engine_ != nullptr) engine_->Shutdown();
+  if (election_ != nullptr) election_->Resign();
   if (grpc_ != nullptr) grpc_->Shutdown(deadline);
 }
 

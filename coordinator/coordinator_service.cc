@@ -33,19 +33,20 @@ std::string OperatorName(const grpc::ServerContext& context) {
 // stream is broken.
 bool WriteAnswer(grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::AgentMessage>& stream,
                  uint64_t sequence, const cluster::LeaseAnswer& answer,
-                 const cluster::HostTrackerConfig& config) {
+                 const cluster::HostTrackerConfig& config, uint64_t term) {
   if (!answer.grant) return true;
   v1::CoordinatorMessage grant;
   v1::LeaseGrant* lease = grant.mutable_lease();
   lease->set_sequence(sequence);
   common::ToProtoDuration(config.ttl, lease->mutable_ttl());
   common::ToProtoDuration(config.renew_interval, lease->mutable_renew_interval());
-  lease->set_coordinator_term(0);  // One coordinator without election: term 0.
+  lease->set_coordinator_term(term);
   lease->set_host_state(answer.state);
   if (!stream.Write(grant)) return false;
   if (answer.readmit_reason.has_value()) {
     v1::CoordinatorMessage readmit;
     readmit.mutable_readmit()->set_reason(*answer.readmit_reason);
+    readmit.mutable_readmit()->set_coordinator_term(term);
     if (!stream.Write(readmit)) return false;
   }
   return true;
@@ -66,6 +67,17 @@ CoordinatorService::CoordinatorService(CoordinatorIdentity identity, common::Clo
       metrics_(metrics),
       store_description_(std::move(store_description)) {}
 
+void CoordinatorService::SetLeadership(Leadership leadership) {
+  leadership_ = std::move(leadership);
+}
+
+grpc::Status CoordinatorService::CheckLeader() {
+  if (!leadership_.check) return grpc::Status::OK;
+  return common::ToGrpcStatus(leadership_.check());
+}
+
+uint64_t CoordinatorService::Term() { return leadership_.term ? leadership_.term() : 0; }
+
 void CoordinatorService::SetListenAddress(std::string address) {
   absl::MutexLock lock(&mu_);
   listen_address_ = std::move(address);
@@ -81,6 +93,7 @@ grpc::Status CoordinatorService::Lease(
                         "the first message of a lease stream must be Register");
   }
   const std::string host = message.register_().host();
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<cluster::LeaseAnswer> answer = membership_.Register(message.register_());
   if (!answer.ok()) {
     spdlog::warn("lease stream from {}: registration of host {} refused: {}", context->peer(), host,
@@ -89,7 +102,7 @@ grpc::Status CoordinatorService::Lease(
   }
   spdlog::info("host {}: lease stream open from {} ({})", host, context->peer(),
                HostStateName(answer->state));
-  if (!WriteAnswer(*stream, 0, *answer, membership_.config())) return grpc::Status::OK;
+  if (!WriteAnswer(*stream, 0, *answer, membership_.config(), Term())) return grpc::Status::OK;
   while (stream->Read(&message)) {
     if (message.has_heartbeat()) {
       const absl::Time received = absl::Now();
@@ -100,7 +113,8 @@ grpc::Status CoordinatorService::Lease(
         spdlog::error("host {}: heartbeat not recorded: {}", host, answer.status().ToString());
         continue;
       }
-      if (!WriteAnswer(*stream, message.heartbeat().sequence(), *answer, membership_.config())) {
+      if (!WriteAnswer(*stream, message.heartbeat().sequence(), *answer, membership_.config(),
+                       Term())) {
         break;
       }
     } else if (message.has_register_()) {
@@ -158,6 +172,7 @@ grpc::Status CoordinatorService::GetHost(grpc::ServerContext* /*context*/,
 grpc::Status CoordinatorService::MarkHostFenced(grpc::ServerContext* context,
                                                 const v1::MarkHostFencedRequest* request,
                                                 v1::MarkHostFencedResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<v1::Host> host =
       membership_.MarkFenced(request->name(), OperatorName(*context), request->reason());
   if (!host.ok()) return common::ToGrpcStatus(host.status());
@@ -168,6 +183,7 @@ grpc::Status CoordinatorService::MarkHostFenced(grpc::ServerContext* context,
 grpc::Status CoordinatorService::ReadmitHost(grpc::ServerContext* context,
                                              const v1::ReadmitHostRequest* request,
                                              v1::ReadmitHostResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<v1::Host> host =
       membership_.Readmit(request->name(), OperatorName(*context), request->reason());
   if (!host.ok()) return common::ToGrpcStatus(host.status());
@@ -178,6 +194,7 @@ grpc::Status CoordinatorService::ReadmitHost(grpc::ServerContext* context,
 grpc::Status CoordinatorService::DrainHost(grpc::ServerContext* context,
                                            const v1::DrainHostRequest* request,
                                            v1::DrainHostResponse* /*response*/) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<v1::Host> host =
       membership_.Drain(request->name(), OperatorName(*context), request->reason());
   return common::ToGrpcStatus(host.status());
@@ -186,6 +203,7 @@ grpc::Status CoordinatorService::DrainHost(grpc::ServerContext* context,
 grpc::Status CoordinatorService::UndrainHost(grpc::ServerContext* context,
                                              const v1::UndrainHostRequest* request,
                                              v1::UndrainHostResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<v1::Host> host = membership_.Undrain(request->name(), OperatorName(*context), "");
   if (!host.ok()) return common::ToGrpcStatus(host.status());
   *response->mutable_host() = *std::move(host);
@@ -195,6 +213,7 @@ grpc::Status CoordinatorService::UndrainHost(grpc::ServerContext* context,
 grpc::Status CoordinatorService::ApplyImage(grpc::ServerContext* context,
                                             const v1::ApplyImageRequest* request,
                                             v1::ApplyImageResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<catalog::ApplyImageResult> applied =
       catalog_.ApplyImage(request->image(), absl::StrCat("operator:", OperatorName(*context)));
   if (!applied.ok()) return common::ToGrpcStatus(applied.status());
@@ -224,6 +243,7 @@ grpc::Status CoordinatorService::GetImage(grpc::ServerContext* /*context*/,
 grpc::Status CoordinatorService::DeleteImage(grpc::ServerContext* context,
                                              const v1::DeleteImageRequest* request,
                                              v1::DeleteImageResponse* /*response*/) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   if (request->delete_file()) {
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "delete_file is not supported yet: remove the file on the storage host");
@@ -235,6 +255,7 @@ grpc::Status CoordinatorService::DeleteImage(grpc::ServerContext* context,
 grpc::Status CoordinatorService::ApplyVip(grpc::ServerContext* context,
                                           const v1::ApplyVipRequest* request,
                                           v1::ApplyVipResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<catalog::ApplyVipResult> applied =
       catalog_.ApplyVip(request->vip(), absl::StrCat("operator:", OperatorName(*context)));
   if (!applied.ok()) return common::ToGrpcStatus(applied.status());
@@ -254,6 +275,7 @@ grpc::Status CoordinatorService::ListVips(grpc::ServerContext* /*context*/,
 grpc::Status CoordinatorService::DeleteVip(grpc::ServerContext* context,
                                            const v1::DeleteVipRequest* request,
                                            v1::DeleteVipResponse* /*response*/) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   return common::ToGrpcStatus(
       catalog_.DeleteVip(request->name(), absl::StrCat("operator:", OperatorName(*context))));
 }
@@ -261,6 +283,7 @@ grpc::Status CoordinatorService::DeleteVip(grpc::ServerContext* context,
 grpc::Status CoordinatorService::ApplyJail(grpc::ServerContext* context,
                                            const v1::ApplyJailRequest* request,
                                            v1::ApplyJailResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   const std::string actor = absl::StrCat("operator:", OperatorName(*context));
   absl::StatusOr<catalog::ApplyJailResult> applied =
       catalog_.ApplyJail(request->jail(), actor, request->dry_run());
@@ -297,6 +320,7 @@ grpc::Status CoordinatorService::ApplyJail(grpc::ServerContext* context,
 grpc::Status CoordinatorService::DeleteJail(grpc::ServerContext* context,
                                             const v1::DeleteJailRequest* request,
                                             v1::DeleteJailResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   if (absl::Status valid = common::ValidateName("jail", request->name()); !valid.ok()) {
     return common::ToGrpcStatus(valid);
   }
@@ -318,6 +342,7 @@ grpc::Status CoordinatorService::RegisterHost(grpc::ServerContext* /*context*/,
 grpc::Status CoordinatorService::RemoveHost(grpc::ServerContext* context,
                                             const v1::RemoveHostRequest* request,
                                             v1::RemoveHostResponse* /*response*/) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   return common::ToGrpcStatus(
       membership_.Remove(request->name(), absl::StrCat("operator:", OperatorName(*context)), ""));
 }
@@ -325,6 +350,7 @@ grpc::Status CoordinatorService::RemoveHost(grpc::ServerContext* context,
 grpc::Status CoordinatorService::SetMaintenance(grpc::ServerContext* context,
                                                 const v1::SetMaintenanceRequest* request,
                                                 v1::SetMaintenanceResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   std::optional<absl::Duration> duration;
   if (request->has_duration()) {
     duration = common::FromProtoDuration(request->duration());
@@ -399,6 +425,7 @@ grpc::Status Answer(const absl::StatusOr<v1::Operation>& op, v1::Operation* out)
 grpc::Status CoordinatorService::RestartJail(grpc::ServerContext* context,
                                              const v1::RestartJailRequest* request,
                                              v1::RestartJailResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   if (absl::Status valid = ValidateSubject(request->name(), ""); !valid.ok()) {
     return common::ToGrpcStatus(valid);
   }
@@ -410,6 +437,7 @@ grpc::Status CoordinatorService::RestartJail(grpc::ServerContext* context,
 grpc::Status CoordinatorService::Migrate(grpc::ServerContext* context,
                                          const v1::MigrateRequest* request,
                                          v1::MigrateResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   if (absl::Status valid = ValidateSubject(request->jail(), request->to_host()); !valid.ok()) {
     return common::ToGrpcStatus(valid);
   }
@@ -421,6 +449,7 @@ grpc::Status CoordinatorService::Migrate(grpc::ServerContext* context,
 grpc::Status CoordinatorService::Failover(grpc::ServerContext* context,
                                           const v1::FailoverRequest* request,
                                           v1::FailoverResponse* response) {
+  if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   if (absl::Status valid = ValidateSubject(request->jail(), request->to_host()); !valid.ok()) {
     return common::ToGrpcStatus(valid);
   }
@@ -560,6 +589,8 @@ grpc::Status CoordinatorService::GetClusterStatus(
                                            .ToString()));
   if (revision.ok()) store->set_revision(static_cast<uint64_t>(*revision));
   if (events.ok()) response->set_last_event_sequence(events->last_sequence);
+  // With an election: the real leader, the standbys, etcd's health.
+  if (leadership_.describe) leadership_.describe(response);
 
   for (const auto& [state, count] : membership_.CountByState()) {
     v1::StateCount* entry = response->add_hosts_by_state();

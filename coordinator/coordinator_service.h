@@ -14,6 +14,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,18 @@ struct StoreDescription {
   std::string detail;
 };
 
+// Leadership of a coordinator that shares its store with standbys (etcd).
+// Without it (SQLite) the coordinator always leads, in term 0.
+struct Leadership {
+  // OK while this coordinator leads; else Unavailable naming the leader (a
+  // standby serves reads and refuses what would change state).
+  std::function<absl::Status()> check;
+  // The term (fencing token) sent in lease grants and readmissions.
+  std::function<uint64_t()> term;
+  // Fills term, leader, followers and the store's health in a status.
+  std::function<void(jailover::v1::GetClusterStatusResponse*)> describe;
+};
+
 class CoordinatorService final : public jailover::v1::Coordinator::Service {
  public:
   // `clock`, `membership` and `store` are not owned and must outlive the
@@ -55,6 +68,8 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
   // The HOST:PORT this coordinator listens on, known once the server has
   // bound its port (after the service was registered).
   void SetListenAddress(std::string address);
+  // Before the server starts serving.
+  void SetLeadership(Leadership leadership);
 
   // jailover::v1::Coordinator::Service
   grpc::Status Lease(
@@ -158,6 +173,10 @@ class CoordinatorService final : public jailover::v1::Coordinator::Service {
   catalog::Catalog& catalog_;            // Not owned.
   Metrics* const metrics_;               // Not owned; may be null.
   const StoreDescription store_description_;
+  // Unavailable (as a gRPC status) unless this coordinator leads.
+  grpc::Status CheckLeader();
+  uint64_t Term();
+  Leadership leadership_;  // Set before serving, then read-only.
   absl::Mutex mu_;
   std::string listen_address_ ABSL_GUARDED_BY(mu_);
 };

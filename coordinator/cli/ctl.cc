@@ -30,7 +30,8 @@ class CommandTree {
     app.require_subcommand(1);
     app.fallthrough();
     app.add_option("--coordinator", options.coordinator,
-                   "Coordinator address HOST:PORT (env JAILOVER_COORDINATOR)")
+                   "Coordinator address HOST:PORT, or several comma-separated (a standby passes "
+                   "the call on to the next; env JAILOVER_COORDINATOR)")
         ->capture_default_str();
     app.add_option("--tls_cert", options.tls.cert_file,
                    "PEM client certificate (env JAILOVER_TLS_CERT)");
@@ -230,8 +231,12 @@ int RunCtl(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   // Address and TLS need checking only when a command dials the coordinator.
   const bool dials = !(action == &RunVersion && args.client_only);
   if (dials) {
-    absl::Status valid = common::ValidateHostPort("--coordinator", options.coordinator);
-    if (valid.ok()) valid = common::ValidateTlsOptions(options.tls);
+    absl::Status valid = common::ValidateTlsOptions(options.tls);
+    const std::vector<std::string> endpoints = CoordinatorEndpoints(options.coordinator);
+    if (endpoints.empty()) valid = absl::InvalidArgumentError("--coordinator is empty");
+    for (const std::string& endpoint : endpoints) {
+      if (valid.ok()) valid = common::ValidateHostPort("--coordinator", endpoint);
+    }
     if (!valid.ok()) {
       err << "jailoverctl: " << valid.message() << "\n";
       return kExitUsage;

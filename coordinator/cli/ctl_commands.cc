@@ -15,6 +15,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
@@ -26,6 +27,10 @@
 #include "coordinator/cli/spec_file.h"
 
 namespace jailover::cli {
+std::vector<std::string> CoordinatorEndpoints(const std::string& value) {
+  return absl::StrSplit(value, ',', absl::SkipWhitespace());
+}
+
 namespace {
 
 using Stub = v1::Coordinator::Stub;
@@ -47,32 +52,48 @@ int Usage(const CommandContext& ctx, absl::string_view message) {
 // One connection to the coordinator; every call's error names its address.
 class Client {
  public:
-  explicit Client(const GlobalOptions& options) : options_(options) {}
+  explicit Client(const GlobalOptions& options)
+      : options_(options), endpoints_(CoordinatorEndpoints(options.coordinator)) {}
 
-  // Calls one unary RPC with the global timeout.
+  // Calls one unary RPC with the global timeout. With several coordinator
+  // endpoints, one that is unreachable or a standby refusing a write
+  // (both UNAVAILABLE) passes the call to the next; the first other answer
+  // is the answer, and its endpoint is asked first from then on.
   template <typename Request, typename Response>
   absl::StatusOr<Response> Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
                                                              Response*),
                                 const Request& request) {
-    absl::StatusOr<Stub*> stub = GetStub();
-    if (!stub.ok()) return stub.status();
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    Response response;
-    const absl::Status status =
-        common::FromGrpcStatus(((*stub)->*method)(&context, request, &response));
-    if (!status.ok()) return Annotate(status);
-    return response;
+    absl::Status last = absl::UnavailableError("no coordinator endpoint");
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      const size_t index = (current_ + i) % endpoints_.size();
+      absl::StatusOr<Stub*> stub = GetStub(index);
+      if (!stub.ok()) return stub.status();
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      Response response;
+      const absl::Status status =
+          common::FromGrpcStatus(((*stub)->*method)(&context, request, &response));
+      if (status.ok()) {
+        current_ = index;
+        return response;
+      }
+      last = Annotate(endpoints_[index], status);
+      if (!absl::IsUnavailable(status)) return last;
+    }
+    return last;
   }
 
-  absl::StatusOr<Stub*> GetStub() {
-    if (stub_ == nullptr) {
+  const std::string& endpoint(size_t index) const { return endpoints_[index]; }
+
+  absl::StatusOr<Stub*> GetStub(size_t index) {
+    if (stubs_.size() != endpoints_.size()) stubs_.resize(endpoints_.size());
+    if (stubs_[index] == nullptr) {
       absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-          common::MakeChannel(options_.coordinator, options_.tls);
-      if (!channel.ok()) return Annotate(channel.status());
-      stub_ = v1::Coordinator::NewStub(*channel);
+          common::MakeChannel(endpoints_[index], options_.tls);
+      if (!channel.ok()) return Annotate(endpoints_[index], channel.status());
+      stubs_[index] = v1::Coordinator::NewStub(*channel);
     }
-    return stub_.get();
+    return stubs_[index].get();
   }
 
   void SetDeadline(grpc::ClientContext* context) const {
@@ -82,16 +103,18 @@ class Client {
   }
 
   // "coordinator 127.0.0.1:1: unavailable: failed to connect ...".
-  absl::Status Annotate(const absl::Status& status) const {
+  static absl::Status Annotate(const std::string& endpoint, const absl::Status& status) {
     const std::string code = absl::StrReplaceAll(
         absl::AsciiStrToLower(absl::StatusCodeToString(status.code())), {{"_", " "}});
-    return absl::Status(status.code(), absl::StrCat("coordinator ", options_.coordinator, ": ",
-                                                    code, ": ", status.message()));
+    return absl::Status(status.code(),
+                        absl::StrCat("coordinator ", endpoint, ": ", code, ": ", status.message()));
   }
 
  private:
   const GlobalOptions& options_;
-  std::unique_ptr<Stub> stub_;
+  const std::vector<std::string> endpoints_;
+  size_t current_ = 0;
+  std::vector<std::unique_ptr<Stub>> stubs_;
 };
 
 absl::Status CheckName(absl::string_view field, const std::string& name) {
@@ -730,7 +753,9 @@ int RunEvents(const CommandContext& ctx, const CommandArgs& args) {
   for (const std::string& t : args.types) request.add_types(t);
 
   Client client(ctx.options);
-  absl::StatusOr<Stub*> stub = client.GetStub();
+  // Any coordinator serves the event log (a standby reads it from the
+  // shared store): the first endpoint.
+  absl::StatusOr<Stub*> stub = client.GetStub(0);
   if (!stub.ok()) return Fail(ctx, stub.status());
   grpc::ClientContext context;
   // A bounded read has a deadline; following runs until the stream ends or
@@ -765,7 +790,7 @@ int RunEvents(const CommandContext& ctx, const CommandArgs& args) {
   const bool interrupted = g_interrupted.load();
   interrupt.reset();
   if (!status.ok() && !(interrupted && status.code() == absl::StatusCode::kCancelled)) {
-    return Fail(ctx, client.Annotate(status));
+    return Fail(ctx, Client::Annotate(client.endpoint(0), status));
   }
   if (count == 0 && !Json(ctx) && !args.follow) ctx.out << "(none)\n";
   return kExitOk;

@@ -20,8 +20,13 @@
 
 namespace jailover::cli {
 
+// The endpoints of a --coordinator value: "a:1,b:2" -> {"a:1", "b:2"}.
+std::vector<std::string> CoordinatorEndpoints(const std::string& value);
+
 // Options shared by every subcommand.
 struct GlobalOptions {
+  // HOST:PORT, or several comma-separated (coordinators sharing an etcd
+  // store: calls go to whichever answers, writes to the leader).
   std::string coordinator = "localhost:7430";
   common::TlsOptions tls;
   double timeout_seconds = 10;

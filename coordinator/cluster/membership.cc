@@ -37,12 +37,20 @@ absl::StatusOr<std::unique_ptr<Membership>> Membership::Create(store::StateStore
                                                                common::Clock& clock) {
   RETURN_IF_ERROR(config.Validate());
   auto membership = std::unique_ptr<Membership>(new Membership(store, config, clock));
-  RETURN_IF_ERROR(membership->RestoreAll());
+  {
+    absl::MutexLock lock(&membership->mu_);
+    RETURN_IF_ERROR(membership->RestoreAllLocked());
+  }
   return membership;
 }
 
-absl::Status Membership::RestoreAll() {
+absl::Status Membership::Reload() {
   absl::MutexLock lock(&mu_);
+  hosts_.clear();
+  return RestoreAllLocked();
+}
+
+absl::Status Membership::RestoreAllLocked() {
   ASSIGN_OR_RETURN(store::VersionedList<v1::Host> stored,
                    store::ListObjects<v1::Host>(store_));
   const MonoTime mono_now = clock_.MonotonicNow();

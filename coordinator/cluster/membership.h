@@ -76,6 +76,13 @@ class Membership {
   Membership(const Membership&) = delete;
   Membership& operator=(const Membership&) = delete;
 
+  // Forgets the trackers and restores them from the store again, as Create
+  // does: a coordinator that just became the leader starts from what the
+  // previous leader stored (every live host gets a full ttl from now), and a
+  // standby refreshes the view it serves reads from. On error the trackers
+  // are left empty (the caller fails over or retries).
+  absl::Status Reload();
+
   // --- The lease stream. ---
 
   // The first message of an agent's lease stream. Creates the host (or
@@ -157,7 +164,7 @@ class Membership {
   };
 
   Membership(store::StateStore& store, HostTrackerConfig config, common::Clock& clock);
-  absl::Status RestoreAll();
+  absl::Status RestoreAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The entry of `host`, or NotFound / InvalidArgument.
   absl::StatusOr<Entry*> FindLocked(absl::string_view host) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -68,6 +68,15 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(store::StateStore
   return controller;
 }
 
+absl::Status Controller::Reload() {
+  absl::MutexLock lock(&mu_);
+  trackers_.clear();
+  noted_.clear();
+  start_backoff_.clear();
+  ASSIGN_OR_RETURN(ClusterView view, ViewLocked());
+  return SyncTrackersLocked(view);
+}
+
 void Controller::SetEngine(Engine* engine) {
   absl::MutexLock lock(&mu_);
   engine_ = engine;

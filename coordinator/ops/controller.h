@@ -93,6 +93,10 @@ class Controller final : public OperationObserver {
   absl::StatusOr<v1::PlanResponse> Plan(const v1::PlanRequest& request);
   absl::StatusOr<std::string> RenderPlan(const v1::PlanRequest& request);
 
+  // Forgets the jail trackers and restores them from the store, as Create
+  // does (after Membership::Reload, at a takeover or a standby's refresh).
+  absl::Status Reload();
+
   // The current snapshot the planner works on.
   absl::StatusOr<ClusterView> View();
   // Jails by phase name, for status and metrics.

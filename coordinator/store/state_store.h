@@ -49,10 +49,13 @@ inline constexpr absl::string_view kJailsPrefix = "jails/";
 inline constexpr absl::string_view kVipsPrefix = "vips/";
 inline constexpr absl::string_view kOperationsPrefix = "operations/";
 
-// Limits of one Txn (etcd's defaults: --max-txn-ops 128, 1.5 MiB requests).
-inline constexpr size_t kMaxTxnCompares = 128;
+// Limits of one Txn: etcd's defaults (--max-txn-ops 128 per branch, 1.5 MiB
+// requests) less the two compares and two writes the etcd store adds to
+// every commit (its commit marker and leadership guard; its marker and the
+// trimming of old events), so every valid Txn fits either store.
+inline constexpr size_t kMaxTxnCompares = 126;
 // Puts + deletes + events.
-inline constexpr size_t kMaxTxnWrites = 128;
+inline constexpr size_t kMaxTxnWrites = 126;
 inline constexpr size_t kMaxValueBytes = 1 << 20;
 
 // OK if `key` is "<kind>/<name>" with a known kind and a valid name; else

@@ -14,10 +14,14 @@
 //     drain of h2 move the jail and leave nothing of it on the host it left;
 //   - an agent cut off from the coordinator (the coordinator stopped, the
 //     agent alive) stops its jail and releases its image within the ttl.
+// Every case runs twice, one parameterized suite: with the SQLite store and
+// with the etcd store (a real etcd on 127.0.0.1 started by the test; the
+// coordinator elected leader before the case goes on).
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cctype>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -33,6 +37,7 @@
 #include "gtest/gtest.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 #include "tests/testing/agent_process.h"
+#include "tests/testing/etcd_cluster.h"
 #include "tests/testing/external_process.h"
 #include "tests/testing/test_util.h"
 
@@ -45,9 +50,36 @@ constexpr char kTtl[] = "3s";
 constexpr char kRenew[] = "200ms";
 constexpr char kMargin[] = "2s";
 
-class FailoverTest : public ::testing::Test {
+class FailoverTest : public ::testing::TestWithParam<std::string> {
  protected:
   FailoverTest() : temp_("failover_itest"), dir_(temp_.path()) {}
+
+  // One etcd for the whole suite; each case has its own key prefix.
+  static void SetUpTestSuite() {
+    etcd_dir_ = new testing::ScopedTempDir("failover_itest_etcd");
+    auto etcd = testing::EtcdCluster::Start(1, etcd_dir_->path());
+    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    etcd_ = etcd->release();
+  }
+  static void TearDownTestSuite() {
+    delete etcd_;
+    etcd_ = nullptr;
+    delete etcd_dir_;
+    etcd_dir_ = nullptr;
+  }
+
+  bool etcd() const { return GetParam() == "etcd"; }
+
+  // The store's flags: SQLite in the case's directory, or etcd under a
+  // prefix of the case's own.
+  std::vector<std::string> StoreFlags() const {
+    if (!etcd()) return {"--data_dir=" + dir_ + "/data"};
+    const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = test->name();
+    for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    return {"--store=etcd", "--etcd_endpoints=" + etcd_->endpoints_flag(),
+            "--etcd_prefix=/failover_itest/" + name + "/", "--election_ttl=1s"};
+  }
 
   void StartCoordinator(int port, const std::vector<std::string>& extra = {}) {
     const std::string port_file = absl::StrCat(dir_, "/coordinator", runs_, ".port");
@@ -56,7 +88,6 @@ class FailoverTest : public ::testing::Test {
                                      "--port_file=" + port_file,
                                      "--insecure",
                                      "--name=ctl1",
-                                     "--data_dir=" + dir_ + "/data",
                                      "--http_listen=127.0.0.1:0",
                                      "--http_port_file=" + port_file + ".http",
                                      absl::StrCat("--lease_ttl=", kTtl),
@@ -65,6 +96,8 @@ class FailoverTest : public ::testing::Test {
                                      "--probe_timeout=10s",
                                      "--jail_root=" + dir_ + "/jails",
                                      "--agent_call_timeout=5s"};
+    const std::vector<std::string> store = StoreFlags();
+    argv.insert(argv.end(), store.begin(), store.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto started =
         testing::ExternalProcess::Start(argv, absl::StrCat(dir_, "/coordinator", runs_++, ".log"));
@@ -78,6 +111,11 @@ class FailoverTest : public ::testing::Test {
         absl::Seconds(30)));
     stub_ = v1::Coordinator::NewStub(
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()));
+    // With etcd it starts as a standby and leads once elected (after the
+    // lease of a killed predecessor ran out).
+    ASSERT_TRUE(testing::WaitUntil(
+        [&] { return testing::HttpGet(http_port_, "/readyz").first == 200; }, absl::Seconds(20)))
+        << coordinator_->ReadLog();
   }
 
   std::unique_ptr<testing::AgentProcess> StartAgent(const std::string& host, int run) {
@@ -249,10 +287,15 @@ class FailoverTest : public ::testing::Test {
   int http_port_ = 0;
   std::unique_ptr<testing::ExternalProcess> coordinator_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
+  static testing::ScopedTempDir* etcd_dir_;
+  static testing::EtcdCluster* etcd_;
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents_;
 };
 
-TEST_F(FailoverTest, KilledHostFailsOverToTheStandbyAtTheNextEpochAsPlanned) {
+testing::ScopedTempDir* FailoverTest::etcd_dir_ = nullptr;
+testing::EtcdCluster* FailoverTest::etcd_ = nullptr;
+
+TEST_P(FailoverTest, KilledHostFailsOverToTheStandbyAtTheNextEpochAsPlanned) {
   ASSERT_NO_FATAL_FAILURE(SetUpCluster());
   EXPECT_EQ(GetImage("web-img").grant().host(), "h1");
   EXPECT_EQ(GetImage("web-img").grant().epoch(), 1u);
@@ -348,7 +391,7 @@ TEST_F(FailoverTest, KilledHostFailsOverToTheStandbyAtTheNextEpochAsPlanned) {
   EXPECT_THAT(metrics, HasSubstr("jailover_operation_step_duration_seconds_count{kind=\"failover\",step=\"fence\"} 1\n"));
 }
 
-TEST_F(FailoverTest, CoordinatorKilledBetweenTwoStepsFinishesTheSameOperationOnce) {
+TEST_P(FailoverTest, CoordinatorKilledBetweenTwoStepsFinishesTheSameOperationOnce) {
   ASSERT_NO_FATAL_FAILURE(SetUpCluster({"--crash_after_step_for_testing=failover:fsck"}));
   const int port = port_;
   agents_["h1"]->Kill();
@@ -387,7 +430,7 @@ TEST_F(FailoverTest, CoordinatorKilledBetweenTwoStepsFinishesTheSameOperationOnc
   EXPECT_EQ(GetImage("web-img").grant().epoch(), 2u);
 }
 
-TEST_F(FailoverTest, MigrationAndDrainMoveTheJailAndLeaveNothingBehind) {
+TEST_P(FailoverTest, MigrationAndDrainMoveTheJailAndLeaveNothingBehind) {
   ASSERT_NO_FATAL_FAILURE(SetUpCluster());
   {
     // The dry run, then the real thing, through the CLI.
@@ -480,7 +523,7 @@ TEST_F(FailoverTest, MigrationAndDrainMoveTheJailAndLeaveNothingBehind) {
   (void)reader->Finish();
 }
 
-TEST_F(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
+TEST_P(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
   ASSERT_NO_FATAL_FAILURE(SetUpCluster());
   testing::AgentProcess& h1 = *agents_["h1"];
   auto h1_jails = [&] {
@@ -509,6 +552,11 @@ TEST_F(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
   EXPECT_THAT(log, HasSubstr("self-fence: image web-img released"));
   EXPECT_THAT(log, HasSubstr("self-fence: VIP web-vip"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, FailoverTest, ::testing::Values("sqlite", "etcd"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace jailover
