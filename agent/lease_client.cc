@@ -94,6 +94,22 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
     spdlog::warn("lease: coordinator {}: {}", endpoint, channel.status().ToString());
     return false;
   }
+  absl::Duration renew;
+  {
+    absl::MutexLock lock(&mu_);
+    renew = renew_interval_;
+  }
+  // With several coordinators, one that does not answer is left in time to
+  // reach the leader within the lease: a connection not up within a renew
+  // interval, or an open stream without a grant for two (a coordinator
+  // whose machine died sends neither a grant nor a reset).
+  const bool others = options_.coordinators.size() > 1;
+  const absl::Duration patience = std::max(renew, absl::Milliseconds(300));
+  if (others && !(*channel)->WaitForConnected(absl::ToChronoTime(absl::Now() + patience))) {
+    spdlog::warn("lease: coordinator {}: no connection within {}; trying the next", endpoint,
+                 absl::FormatDuration(patience));
+    return false;
+  }
   auto stub = v1::Coordinator::NewStub(*channel);
   grpc::ClientContext context;
   {
@@ -108,6 +124,7 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
 
   // Grants and readmissions arrive on their own thread.
   std::atomic<bool> granted{false};
+  std::atomic<int64_t> last_session_grant{absl::ToUnixNanos(absl::Now())};
   std::thread reader([&] {
     v1::CoordinatorMessage message;
     while (stream->Read(&message)) {
@@ -122,6 +139,7 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
           break;
         }
         granted = true;
+        last_session_grant = absl::ToUnixNanos(absl::Now());
         absl::MutexLock lock(&mu_);
         last_grant_ = clock_.MonotonicNow();
         if (grant.has_ttl()) ttl_ = common::FromProtoDuration(grant.ttl());
@@ -160,6 +178,12 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
     {
       absl::MutexLock lock(&mu_);
       interval = renew_interval_;
+    }
+    const absl::Duration silent = absl::Now() - absl::FromUnixNanos(last_session_grant.load());
+    if (others && silent > 2 * interval) {
+      spdlog::warn("lease: no grant from coordinator {} for {}; trying the next", endpoint,
+                   absl::FormatDuration(silent));
+      break;
     }
     next_beat = absl::Now() + interval;
     v1::AgentMessage beat;

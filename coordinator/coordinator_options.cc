@@ -23,8 +23,8 @@ ABSL_FLAG(std::string, etcd_prefix, "/jailover/",
 ABSL_FLAG(absl::Duration, election_ttl, absl::Seconds(2),
           "--store=etcd: time to live of the leader's etcd lease: a standby takes over within this "
           "long after the leader dies (etcd raises it to its minimum, 2 s with default etcd "
-          "timing). Must be shorter than --lease_ttl minus two renew intervals, or agents fence "
-          "themselves during a takeover.");
+          "timing). 2 x this + 2 x --lease_renew_interval must be below --lease_ttl, or agents "
+          "fence themselves during a takeover.");
 ABSL_FLAG(std::string, advertise_address, "",
           "--store=etcd: HOST:PORT at which agents and the other coordinators reach this one "
           "(default: NAME:listen port).");
@@ -122,18 +122,11 @@ absl::StatusOr<CoordinatorOptions> CoordinatorOptionsFromFlags() {
     return absl::InvalidArgumentError(absl::StrCat(
         "--etcd_prefix must start and end with / and be printable ASCII, got \"", prefix, "\""));
   }
-  // The leader's lease must run out (and a standby take over) before the
-  // agents' leases do, with a renew interval to spare for the old leader's
-  // last grant and one for the agents to find the new leader.
-  if (options.election_ttl < absl::Seconds(1) ||
-      options.election_ttl + 2 * options.lease.renew_interval >= options.lease.ttl) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--election_ttl must be at least 1s and shorter than --lease_ttl minus two "
-        "--lease_renew_interval (", absl::FormatDuration(options.lease.ttl), " - 2 x ",
-        absl::FormatDuration(options.lease.renew_interval), "), got ",
-        absl::FormatDuration(options.election_ttl),
-        ": agents would fence themselves while a standby takes over"));
+  if (options.election_ttl < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--election_ttl must be at least 1s, got ",
+                                                   absl::FormatDuration(options.election_ttl)));
   }
+  RETURN_IF_ERROR(options.lease.CheckTakeoverFits(options.election_ttl));
   if (!options.advertise_address.empty()) {
     RETURN_IF_ERROR(common::ValidateHostPort("--advertise_address", options.advertise_address));
   }

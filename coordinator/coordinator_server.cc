@@ -149,7 +149,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     // One coordinator without election: it leads from the start, in term 0.
     RETURN_IF_ERROR(server->StartEngine(/*term=*/0));
     server->leading_ = true;
+    server->grpc_->SetServing(jailover::v1::Coordinator::service_full_name(), true);
   } else {
+    // grpc.health.v1: the Coordinator service is SERVING on the leader only
+    // (TakeOver turns it on).
+    server->grpc_->SetServing(jailover::v1::Coordinator::service_full_name(), false);
     etcd::ElectionOptions election_options;
     election_options.prefix = options.etcd_prefix;
     election_options.ttl = options.election_ttl;
@@ -161,22 +165,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     self.set_version(kVersion);
     common::ToProtoTimestamp(identity.started, self.mutable_started());
     server->election_ = std::make_unique<etcd::Election>(*server->etcd_, election_options);
-    RETURN_IF_ERROR(server->election_->Start([name = options.name](const std::string& reason) {
-      FailStop(absl::StrCat("coordinator ", name, ": etcd session lost (", reason, ")"));
+    RETURN_IF_ERROR(server->election_->Start([s = server.get()](const std::string& reason) {
+      // A leader must stop at once; a standby opens a new session and
+      // campaigns again (ElectionLoop).
+      if (s->leading_) {
+        FailStop(absl::StrCat("coordinator ", s->options_.name, ": etcd session lost (", reason,
+                              ")"));
+      }
     }));
     const absl::Duration granted = server->election_->granted_ttl();
-    if (granted + 2 * options.lease.renew_interval >= options.lease.ttl) {
+    if (absl::Status fits = options.lease.CheckTakeoverFits(granted); !fits.ok()) {
       server->election_->Resign();
       return absl::FailedPreconditionError(absl::StrCat(
-          "etcd granted a ", absl::FormatDuration(granted), " leadership lease (its minimum), "
-          "too long for --lease_ttl ", absl::FormatDuration(options.lease.ttl),
-          ": agents would fence themselves while a standby takes over; raise --lease_ttl or "
-          "lower etcd's --election-timeout"));
+          "etcd granted a ", absl::FormatDuration(granted), " session lease (its minimum): ",
+          fits.message(), " or lower etcd's --election-timeout"));
     }
     server->election_thread_ = std::thread([s = server.get()] { s->ElectionLoop(); });
   }
   server->tick_thread_ = std::thread([s = server.get()] { s->TickLoop(); });
-  server->grpc_->SetServing(jailover::v1::Coordinator::service_full_name(), true);
   spdlog::info("coordinator {}: up on port {}, state {} ({}), lease ttl {} renew {} margin {}",
                options.name, server->grpc_->port(), store_description.kind,
                store_description.detail, absl::FormatDuration(options.lease.ttl),
@@ -198,17 +204,29 @@ absl::Status CoordinatorServer::StartEngine(uint64_t term) {
 }
 
 void CoordinatorServer::ElectionLoop() {
-  absl::StatusOr<etcd::LeaderInfo> won = election_->Campaign();
-  if (!won.ok()) {
+  while (true) {
+    absl::StatusOr<etcd::LeaderInfo> won = election_->Campaign();
+    if (won.ok()) {
+      if (absl::Status taken = TakeOver(*won); !taken.ok()) {
+        // Half a leader is worse than none: give the leadership up at once.
+        election_->Resign();
+        FailStop(absl::StrCat("coordinator ", options_.name, ": taking over as leader failed: ",
+                              taken.ToString()));
+      }
+      return;
+    }
     if (absl::IsCancelled(won.status())) return;  // Shutting down.
-    FailStop(absl::StrCat("coordinator ", options_.name, ": campaign failed: ",
-                          won.status().ToString()));
-  }
-  if (absl::Status taken = TakeOver(*won); !taken.ok()) {
-    // Half a leader is worse than none: give the leadership up at once.
-    election_->Resign();
-    FailStop(absl::StrCat("coordinator ", options_.name, ": taking over as leader failed: ",
-                          taken.ToString()));
+    // The standby's session was lost (its etcd member went away, etcd was
+    // unreachable for a ttl): a new session, then campaign again.
+    spdlog::warn("coordinator {}: standby campaign interrupted: {}; opening a new session",
+                 options_.name, won.status().ToString());
+    while (true) {
+      const absl::Status opened = election_->OpenSession();
+      if (opened.ok()) break;
+      if (absl::IsCancelled(opened)) return;
+      spdlog::warn("coordinator {}: new etcd session: {}", options_.name, opened.ToString());
+      if (stop_ticking_.WaitForNotificationWithTimeout(absl::Milliseconds(500))) return;
+    }
   }
 }
 
@@ -221,6 +239,7 @@ absl::Status CoordinatorServer::TakeOver(const etcd::LeaderInfo& won) {
   term_ = term;
   RETURN_IF_ERROR(StartEngine(term));
   leading_ = true;
+  grpc_->SetServing(jailover::v1::Coordinator::service_full_name(), true);
   spdlog::info("coordinator {}: now the leader, term {} (took over in {})", options_.name, term,
                absl::FormatDuration(absl::Now() - started));
   return absl::OkStatus();

@@ -63,11 +63,21 @@ class Client {
   absl::StatusOr<Response> Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
                                                              Response*),
                                 const Request& request) {
+    FindLeader();
     absl::Status last = absl::UnavailableError("no coordinator endpoint");
     for (size_t i = 0; i < endpoints_.size(); ++i) {
       const size_t index = (current_ + i) % endpoints_.size();
       absl::StatusOr<Stub*> stub = GetStub(index);
       if (!stub.ok()) return stub.status();
+      // With others to try, a coordinator whose machine is gone (no answer,
+      // no reset) is given up after a second, not the whole --timeout.
+      if (endpoints_.size() > 1 &&
+          !channels_[index]->WaitForConnected(std::chrono::system_clock::now() +
+                                              std::chrono::seconds(1))) {
+        last = Annotate(endpoints_[index],
+                        absl::UnavailableError("no connection within 1s"));
+        continue;
+      }
       grpc::ClientContext context;
       SetDeadline(&context);
       Response response;
@@ -85,12 +95,35 @@ class Client {
 
   const std::string& endpoint(size_t index) const { return endpoints_[index]; }
 
+  // With several endpoints, makes the leader's the one asked first: a
+  // standby serves reads from the shared store, but the hosts' live state
+  // (heartbeats, what agents observe) is only in the leader's memory. One
+  // status call (answered by any coordinator) finds it. Returns the index
+  // of the endpoint to ask first.
+  size_t FindLeader() {
+    if (endpoints_.size() > 1 && !leader_probed_) {
+      leader_probed_ = true;
+      absl::StatusOr<v1::GetClusterStatusResponse> status =
+          Call(&Stub::GetClusterStatus, v1::GetClusterStatusRequest());
+      if (status.ok()) {
+        for (size_t i = 0; i < endpoints_.size(); ++i) {
+          if (endpoints_[i] == status->leader().address()) current_ = i;
+        }
+      }
+    }
+    return current_;
+  }
+
   absl::StatusOr<Stub*> GetStub(size_t index) {
-    if (stubs_.size() != endpoints_.size()) stubs_.resize(endpoints_.size());
+    if (stubs_.size() != endpoints_.size()) {
+      stubs_.resize(endpoints_.size());
+      channels_.resize(endpoints_.size());
+    }
     if (stubs_[index] == nullptr) {
       absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
           common::MakeChannel(endpoints_[index], options_.tls);
       if (!channel.ok()) return Annotate(endpoints_[index], channel.status());
+      channels_[index] = *channel;
       stubs_[index] = v1::Coordinator::NewStub(*channel);
     }
     return stubs_[index].get();
@@ -114,6 +147,8 @@ class Client {
   const GlobalOptions& options_;
   const std::vector<std::string> endpoints_;
   size_t current_ = 0;
+  bool leader_probed_ = false;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<Stub>> stubs_;
 };
 
@@ -753,9 +788,9 @@ int RunEvents(const CommandContext& ctx, const CommandArgs& args) {
   for (const std::string& t : args.types) request.add_types(t);
 
   Client client(ctx.options);
-  // Any coordinator serves the event log (a standby reads it from the
-  // shared store): the first endpoint.
-  absl::StatusOr<Stub*> stub = client.GetStub(0);
+  // The event log is in the shared store: any live coordinator serves it.
+  const size_t endpoint = client.FindLeader();
+  absl::StatusOr<Stub*> stub = client.GetStub(endpoint);
   if (!stub.ok()) return Fail(ctx, stub.status());
   grpc::ClientContext context;
   // A bounded read has a deadline; following runs until the stream ends or
@@ -790,7 +825,7 @@ int RunEvents(const CommandContext& ctx, const CommandArgs& args) {
   const bool interrupted = g_interrupted.load();
   interrupt.reset();
   if (!status.ok() && !(interrupted && status.code() == absl::StatusCode::kCancelled)) {
-    return Fail(ctx, Client::Annotate(client.endpoint(0), status));
+    return Fail(ctx, Client::Annotate(client.endpoint(endpoint), status));
   }
   if (count == 0 && !Json(ctx) && !args.follow) ctx.out << "(none)\n";
   return kExitOk;

@@ -27,6 +27,25 @@ absl::Duration HostTrackerConfig::SuspectAfter() const {
   return suspect_after > absl::ZeroDuration() ? suspect_after : renew_interval * 3 / 2;
 }
 
+absl::Status HostTrackerConfig::CheckTakeoverFits(absl::Duration election_ttl) const {
+  // A standby takes over when the leader's etcd lease has run out: one ttl
+  // after its last keep-alive — or, if the leader's machine also held etcd's
+  // raft leader, an etcd election later, after which etcd renews every lease
+  // for a whole ttl (at most about one more ttl: etcd's election timeout is
+  // below 2/3 of its minimum lease). The agents' leases must outlast that,
+  // with a renew interval for the old leader's last grant and one for the
+  // agents to reach the new leader.
+  const absl::Duration takeover = 2 * election_ttl + 2 * renew_interval;
+  if (takeover >= ttl) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--lease_ttl ", absl::FormatDuration(ttl),
+        " is too short for a takeover under --election_ttl ", absl::FormatDuration(election_ttl),
+        " (2 x election ttl + 2 x --lease_renew_interval = ", absl::FormatDuration(takeover),
+        "): agents would fence themselves while a standby takes over; raise --lease_ttl"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status HostTrackerConfig::Validate() const {
   if (renew_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat("lease renew_interval must be positive, got ",

@@ -79,6 +79,10 @@ struct HostTrackerConfig {
   // OK, or InvalidArgument naming the field: all durations positive
   // (safety_margin may be zero), renew_interval < suspect_after < ttl.
   absl::Status Validate() const;
+  // Coordinators on etcd: OK if agents' leases outlast a takeover by a
+  // standby under a leadership lease of `election_ttl`; else InvalidArgument
+  // saying what to raise.
+  absl::Status CheckTakeoverFits(absl::Duration election_ttl) const;
 };
 
 // One change of the host's state, for the event log.

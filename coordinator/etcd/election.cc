@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
 
@@ -38,17 +39,28 @@ Election::~Election() { Resign(); }
 
 absl::Status Election::Start(std::function<void(const std::string& reason)> on_lost) {
   on_lost_ = std::move(on_lost);
+  return OpenSession();
+}
+
+absl::Duration Election::CallTimeout() const {
+  absl::MutexLock lock(&mu_);
+  const absl::Duration ttl = granted_ttl_ > absl::ZeroDuration() ? granted_ttl_ : options_.ttl;
+  return std::max(ttl / 4, absl::Milliseconds(100));
+}
+
+absl::Status Election::OpenSession() {
+  absl::MutexLock threads(&thread_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return absl::CancelledError("election stopped");
+  }
+  // The previous session's keep-alive thread ended when it was lost.
+  if (keepalive_thread_.joinable()) keepalive_thread_.join();
   const Steady::time_point sent = Steady::now();
   ASSIGN_OR_RETURN(::etcdserverpb::LeaseGrantResponse grant, client_.LeaseGrant(options_.ttl));
   if (grant.ttl() <= 0 || grant.id() == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("etcd refused a session lease: ", grant.error().empty() ? "no id" : grant.error()));
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    lease_id_ = grant.id();
-    granted_ttl_ = Seconds(grant.ttl());
-    valid_until_ = sent + absl::ToChronoSeconds(granted_ttl_);
+    return absl::UnavailableError(absl::StrCat(
+        "etcd refused a session lease: ", grant.error().empty() ? "no id" : grant.error()));
   }
   if (Seconds(grant.ttl()) > options_.ttl) {
     spdlog::warn("election: etcd granted a {} s session lease, more than the {} asked for (its "
@@ -64,6 +76,13 @@ absl::Status Election::Start(std::function<void(const std::string& reason)> on_l
   if (absl::StatusOr<::etcdserverpb::PutResponse> done = client_.Put(put); !done.ok()) {
     (void)client_.LeaseRevoke(grant.id());
     return done.status();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    lease_id_ = grant.id();
+    granted_ttl_ = Seconds(grant.ttl());
+    valid_until_ = sent + absl::ToChronoSeconds(granted_ttl_);
+    lost_ = false;
   }
   spdlog::info("election: session lease {:x} ({} s), registered as {}", grant.id(), grant.ttl(),
                member_key_);
@@ -118,7 +137,8 @@ void Election::KeepAliveLoop() {
       return;
     }
     const Steady::time_point sent = Steady::now();
-    absl::StatusOr<::etcdserverpb::LeaseKeepAliveResponse> answer = client_.LeaseKeepAlive(id);
+    absl::StatusOr<::etcdserverpb::LeaseKeepAliveResponse> answer =
+        client_.LeaseKeepAlive(id, CallTimeout());
     if (!answer.ok()) {
       spdlog::warn("election: keep-alive of lease {:x}: {}", id, answer.status().ToString());
       continue;  // Retried next period; Lost() once the deadline passes.
@@ -155,7 +175,7 @@ absl::StatusOr<LeaderInfo> Election::Campaign() {
     put->set_lease(lease);
     txn.add_success()->mutable_request_range()->set_key(leader_key_);
     txn.add_failure()->mutable_request_range()->set_key(leader_key_);
-    absl::StatusOr<::etcdserverpb::TxnResponse> answer = client_.Txn(txn);
+    absl::StatusOr<::etcdserverpb::TxnResponse> answer = client_.Txn(txn, CallTimeout());
     if (!answer.ok()) {
       spdlog::warn("election: campaign: {}", answer.status().ToString());
       absl::MutexLock lock(&mu_);
@@ -188,7 +208,8 @@ absl::StatusOr<LeaderInfo> Election::Campaign() {
     ::etcdserverpb::WatchCreateRequest watch_request;
     watch_request.set_key(leader_key_);
     watch_request.set_start_revision(answer->header().revision() + 1);
-    absl::StatusOr<std::unique_ptr<EtcdWatch>> watch = client_.Watch(watch_request);
+    absl::StatusOr<std::unique_ptr<EtcdWatch>> watch =
+        client_.Watch(watch_request, CallTimeout());
     if (!watch.ok()) {
       spdlog::warn("election: watching {}: {}", leader_key_, watch.status().ToString());
       absl::MutexLock lock(&mu_);
@@ -201,14 +222,24 @@ absl::StatusOr<LeaderInfo> Election::Campaign() {
       if (stopped_ || lost_) continue;
       campaign_watch_ = watch->get();
     }
+    // A member that dies silently leaves the watch silent too: campaign
+    // again (a Txn that fails over to a live member) at least once a ttl.
+    absl::Notification woken;
+    EtcdWatch* raw_watch = watch->get();
+    const absl::Duration recheck = granted_ttl();
+    std::thread timer([&woken, raw_watch, recheck] {
+      if (!woken.WaitForNotificationWithTimeout(recheck)) raw_watch->Cancel();
+    });
     bool deleted = false;
     while (!deleted) {
       absl::StatusOr<::etcdserverpb::WatchResponse> events = (*watch)->Next();
-      if (!events.ok()) break;  // Cancelled, or a broken stream: campaign again.
+      if (!events.ok()) break;  // Cancelled, timed out or broken: campaign again.
       for (const ::etcdserverpb::Event& event : events->events()) {
         deleted = deleted || event.type() == ::etcdserverpb::Event::DELETE;
       }
     }
+    woken.Notify();
+    timer.join();
     {
       absl::MutexLock lock(&mu_);
       campaign_watch_ = nullptr;
@@ -219,7 +250,7 @@ absl::StatusOr<LeaderInfo> Election::Campaign() {
 absl::StatusOr<std::optional<LeaderInfo>> Election::Leader() {
   ::etcdserverpb::RangeRequest request;
   request.set_key(leader_key_);
-  ASSIGN_OR_RETURN(::etcdserverpb::RangeResponse range, client_.Range(request));
+  ASSIGN_OR_RETURN(::etcdserverpb::RangeResponse range, client_.Range(request, CallTimeout()));
   if (range.kvs_size() == 0) return std::optional<LeaderInfo>();
   ASSIGN_OR_RETURN(LeaderInfo leader, ParseLeader(range.kvs(0)));
   return std::optional<LeaderInfo>(std::move(leader));
@@ -230,7 +261,7 @@ absl::StatusOr<std::vector<v1::CoordinatorInfo>> Election::Coordinators() {
   const std::string prefix = absl::StrCat(options_.prefix, "coordinators/");
   request.set_key(prefix);
   request.set_range_end(PrefixRangeEnd(prefix));
-  ASSIGN_OR_RETURN(::etcdserverpb::RangeResponse range, client_.Range(request));
+  ASSIGN_OR_RETURN(::etcdserverpb::RangeResponse range, client_.Range(request, CallTimeout()));
   std::vector<v1::CoordinatorInfo> out;
   for (const ::etcdserverpb::KeyValue& kv : range.kvs()) {
     v1::CoordinatorInfo info;
@@ -253,7 +284,10 @@ void Election::Resign() {
     if (campaign_watch_ != nullptr) campaign_watch_->Cancel();
     if (!lost_) id = lease_id_;
   }
-  if (keepalive_thread_.joinable()) keepalive_thread_.join();
+  {
+    absl::MutexLock threads(&thread_mu_);
+    if (keepalive_thread_.joinable()) keepalive_thread_.join();
+  }
   if (id != 0) {
     if (absl::Status revoked = client_.LeaseRevoke(id); revoked.ok()) {
       spdlog::info("election: session lease {:x} revoked ({} resigned)", id, options_.self.name());

@@ -77,8 +77,14 @@ class Election {
   absl::Status Start(std::function<void(const std::string& reason)> on_lost);
 
   // Blocks until this coordinator holds the leadership and returns it, or
-  // until Stop (Cancelled) or the session is lost (Aborted).
+  // until Resign (Cancelled) or the session is lost (Aborted: a standby then
+  // opens a new one with OpenSession and campaigns again).
   absl::StatusOr<LeaderInfo> Campaign();
+
+  // A new session after the last one was lost (a lease granted, this
+  // coordinator registered again, the keep-alive thread restarted).
+  // Cancelled after Resign.
+  absl::Status OpenSession();
 
   // The current leader, or nullopt if there is none.
   absl::StatusOr<std::optional<LeaderInfo>> Leader();
@@ -97,6 +103,9 @@ class Election {
  private:
   void KeepAliveLoop();
   void Lost(const std::string& reason);
+  // Deadline of one etcd call of the election (per endpoint tried): a
+  // quarter of the ttl, so a member that went silent is left in time.
+  absl::Duration CallTimeout() const;
 
   EtcdClient& client_;  // Not owned.
   const ElectionOptions options_;
@@ -113,7 +122,9 @@ class Election {
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
   // The watch a Campaign waits on, so Resign can cancel it.
   EtcdWatch* campaign_watch_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::thread keepalive_thread_;
+  // Guards keepalive_thread_ (restarted by OpenSession, joined by Resign).
+  absl::Mutex thread_mu_;
+  std::thread keepalive_thread_ ABSL_GUARDED_BY(thread_mu_);
 };
 
 }  // namespace jailover::coordinator::etcd

@@ -264,10 +264,14 @@ absl::StatusOr<Response> CallWithFailover(
 
 }  // namespace
 
+absl::Duration EtcdClient::Timeout(absl::Duration timeout) const {
+  return timeout > absl::ZeroDuration() ? timeout : options_.call_timeout;
+}
+
 absl::StatusOr<::etcdserverpb::RangeResponse> EtcdClient::Range(
-    const ::etcdserverpb::RangeRequest& request) {
+    const ::etcdserverpb::RangeRequest& request, absl::Duration timeout) {
   return CallWithFailover<::etcdserverpb::RangeResponse>(
-      endpoints_, mu_, current_, options_.call_timeout, "Range", /*idempotent=*/true,
+      endpoints_, mu_, current_, Timeout(timeout), "Range", /*idempotent=*/true,
       [&](Endpoint& e, grpc::ClientContext* ctx, ::etcdserverpb::RangeResponse* response) {
         return e.kv->Range(ctx, request, response);
       });
@@ -283,7 +287,7 @@ absl::StatusOr<::etcdserverpb::PutResponse> EtcdClient::Put(
 }
 
 absl::StatusOr<::etcdserverpb::TxnResponse> EtcdClient::Txn(
-    const ::etcdserverpb::TxnRequest& request) {
+    const ::etcdserverpb::TxnRequest& request, absl::Duration timeout) {
   // A Txn without writes is a read and may fail over freely.
   bool read_only = true;
   for (const auto* branch : {&request.success(), &request.failure()}) {
@@ -292,7 +296,7 @@ absl::StatusOr<::etcdserverpb::TxnResponse> EtcdClient::Txn(
     }
   }
   return CallWithFailover<::etcdserverpb::TxnResponse>(
-      endpoints_, mu_, current_, options_.call_timeout, "Txn", read_only,
+      endpoints_, mu_, current_, Timeout(timeout), "Txn", read_only,
       [&](Endpoint& e, grpc::ClientContext* ctx, ::etcdserverpb::TxnResponse* response) {
         return e.kv->Txn(ctx, request, response);
       });
@@ -327,11 +331,12 @@ absl::Status EtcdClient::LeaseRevoke(int64_t id) {
       .status();
 }
 
-absl::StatusOr<::etcdserverpb::LeaseKeepAliveResponse> EtcdClient::LeaseKeepAlive(int64_t id) {
+absl::StatusOr<::etcdserverpb::LeaseKeepAliveResponse> EtcdClient::LeaseKeepAlive(
+    int64_t id, absl::Duration timeout) {
   ::etcdserverpb::LeaseKeepAliveRequest request;
   request.set_id(id);
   return CallWithFailover<::etcdserverpb::LeaseKeepAliveResponse>(
-      endpoints_, mu_, current_, options_.call_timeout, "LeaseKeepAlive", /*idempotent=*/true,
+      endpoints_, mu_, current_, Timeout(timeout), "LeaseKeepAlive", /*idempotent=*/true,
       [&](Endpoint& e, grpc::ClientContext* ctx, ::etcdserverpb::LeaseKeepAliveResponse* r) {
         // One request, one response, then close (the context's deadline
         // bounds it all).
@@ -351,7 +356,7 @@ absl::StatusOr<::etcdserverpb::LeaseKeepAliveResponse> EtcdClient::LeaseKeepAliv
 }
 
 absl::StatusOr<std::unique_ptr<EtcdWatch>> EtcdClient::Watch(
-    const ::etcdserverpb::WatchCreateRequest& request) {
+    const ::etcdserverpb::WatchCreateRequest& request, absl::Duration create_timeout) {
   size_t start;
   {
     absl::MutexLock lock(&mu_);
@@ -370,7 +375,7 @@ absl::StatusOr<std::unique_ptr<EtcdWatch>> EtcdClient::Watch(
     // wait for "created" by cancelling from a timer.
     absl::Notification confirmed;
     grpc::ClientContext* raw_context = context.get();
-    const absl::Duration timeout = options_.call_timeout;
+    const absl::Duration timeout = Timeout(create_timeout);
     std::thread timer([&confirmed, raw_context, timeout] {
       if (!confirmed.WaitForNotificationWithTimeout(timeout)) raw_context->TryCancel();
     });

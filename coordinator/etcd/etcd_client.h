@@ -73,9 +73,14 @@ class EtcdClient {
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;
 
-  absl::StatusOr<::etcdserverpb::RangeResponse> Range(const ::etcdserverpb::RangeRequest& request);
+  // `timeout` > 0 overrides options.call_timeout for this call (per
+  // endpoint tried): the election uses a fraction of its lease ttl, so a
+  // member that went silent is left in time.
+  absl::StatusOr<::etcdserverpb::RangeResponse> Range(const ::etcdserverpb::RangeRequest& request,
+                                                      absl::Duration timeout = absl::ZeroDuration());
   absl::StatusOr<::etcdserverpb::PutResponse> Put(const ::etcdserverpb::PutRequest& request);
-  absl::StatusOr<::etcdserverpb::TxnResponse> Txn(const ::etcdserverpb::TxnRequest& request);
+  absl::StatusOr<::etcdserverpb::TxnResponse> Txn(const ::etcdserverpb::TxnRequest& request,
+                                                  absl::Duration timeout = absl::ZeroDuration());
 
   // A lease of `ttl` (rounded up to whole seconds; etcd may raise it to
   // its minimum — the response's TTL is what was granted).
@@ -84,11 +89,14 @@ class EtcdClient {
   absl::Status LeaseRevoke(int64_t id);
   // One keep-alive round trip for `id`; the response's TTL is the seconds
   // the lease now has left (<= 0: the lease is gone).
-  absl::StatusOr<::etcdserverpb::LeaseKeepAliveResponse> LeaseKeepAlive(int64_t id);
+  absl::StatusOr<::etcdserverpb::LeaseKeepAliveResponse> LeaseKeepAlive(
+      int64_t id, absl::Duration timeout = absl::ZeroDuration());
 
   // Starts a watch of [key, range_end) from `start_revision` (0 = now) and
   // waits for etcd to confirm it ("created").
-  absl::StatusOr<std::unique_ptr<EtcdWatch>> Watch(const ::etcdserverpb::WatchCreateRequest& request);
+  absl::StatusOr<std::unique_ptr<EtcdWatch>> Watch(
+      const ::etcdserverpb::WatchCreateRequest& request,
+      absl::Duration create_timeout = absl::ZeroDuration());
 
   // Maintenance.Status of one member, asked at `endpoint` (one of the
   // options' endpoints or another member's), no failover.
@@ -101,6 +109,7 @@ class EtcdClient {
  private:
   struct Endpoint;
   explicit EtcdClient(EtcdClientOptions options);
+  absl::Duration Timeout(absl::Duration timeout) const;
 
   const EtcdClientOptions options_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;

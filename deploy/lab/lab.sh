@@ -3,6 +3,7 @@
 # machine (root). A thin wrapper around the built jailover-lab:
 #
 #   deploy/lab/lab.sh up | down | status
+#   deploy/lab/lab.sh up --coordinators 3 --store etcd  # ctl1..ctl3, etcd + coordinator each
 #   deploy/lab/lab.sh kill-host H          # all of H's processes killed, link down
 #   deploy/lab/lab.sh partition H [from X] # H's link down, or only H <-> X dropped
 #   deploy/lab/lab.sh heal H               # undo partition (a killed host stays dead)

@@ -31,12 +31,14 @@ int main(int argc, char** argv) {
   options.coordinator_bin = JAILOVER_COORDINATOR_BIN;
   options.ctl_bin = JAILOVER_CTL_BIN;
   std::string lease_ttl = "3s", renew = "500ms", margin = "2s", ready_timeout = "60s";
+  std::string election_ttl = "1s";
   bool verbose = false;
 
   CLI::App app{
       "jailover-lab: a jailover cluster in network namespaces on this machine (root): ctl "
       "(coordinator, 198.18.0.2), s1 (storage agent, .21), h1 h2 h3 (jail agents, .11-.13), c1 "
-      "(client, .31) on an isolated bridge."};
+      "(client, .31) on an isolated bridge. With --store etcd: ctl1..ctlN (.2-.4), each an etcd "
+      "member and a coordinator."};
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--agent_bin", options.agent_bin, "jailover-agent to run")->capture_default_str();
@@ -45,7 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--ctl_bin", options.ctl_bin, "jailoverctl to use")->capture_default_str();
   app.add_option("--state_file", options.state_file, "Where the live lab is recorded")
       ->capture_default_str();
-  app.add_option("--lease_ttl", lease_ttl, "Lease time to live (coordinator and agents)")
+  app.add_option("--lease_ttl", lease_ttl,
+                 "Lease time to live (coordinator and agents); 5s by default with --store etcd")
       ->capture_default_str();
   app.add_option("--lease_renew_interval", renew, "Heartbeat interval")->capture_default_str();
   app.add_option("--lease_safety_margin", margin, "Coordinator: FENCED after ttl + this")
@@ -58,6 +61,25 @@ int main(int argc, char** argv) {
   app.add_option("--agent_arg", options.agent_args,
                  "up: an extra flag for every agent (repeatable)")
       ->take_all();
+  app.add_option("--coordinators", options.coordinators,
+                 "up: how many coordinators, 1..3 (more than 1 needs --store etcd)")
+      ->capture_default_str();
+  app.add_option("--store", options.store,
+                 "up: the coordinators' store: sqlite (host ctl) or etcd (hosts ctl1..ctlN, an "
+                 "etcd member in each; ctl1 leads first)")
+      ->check(CLI::IsMember({"sqlite", "etcd"}))
+      ->capture_default_str();
+  app.add_option("--first_coordinator_arg", options.first_coordinator_args,
+                 "up: an extra flag for the first coordinator only (ctl1 or ctl; repeatable; "
+                 "write --first_coordinator_arg=--FLAG)")
+      ->take_all();
+  app.add_option("--election_ttl", election_ttl,
+                 "up, --store etcd: the coordinators' leadership lease")
+      ->capture_default_str();
+  app.add_option("--etcd_bin", options.etcd_bin, "up, --store etcd: etcd 3.4 to run")
+      ->capture_default_str();
+  app.add_option("--etcdctl_bin", options.etcdctl_bin, "up, --store etcd: etcdctl to use")
+      ->capture_default_str();
   app.add_flag("-v,--verbose", verbose, "Log what the lab harness does");
 
   std::string host, from_word, from;
@@ -84,10 +106,14 @@ int main(int argc, char** argv) {
   keep->add_option("--progress_fd", progress_fd)->required();
   CLI11_PARSE(app, argc, argv);
 
+  // Coordinators on etcd: agents' leases must outlast a takeover (see
+  // HostTrackerConfig::CheckTakeoverFits): 5 s unless given.
+  if (options.store == "etcd" && app.count("--lease_ttl") == 0) lease_ttl = "5s";
   if (!ParseDurationFlag("--lease_ttl", lease_ttl, &options.lease_ttl) ||
       !ParseDurationFlag("--lease_renew_interval", renew, &options.lease_renew_interval) ||
       !ParseDurationFlag("--lease_safety_margin", margin, &options.lease_safety_margin) ||
-      !ParseDurationFlag("--ready_timeout", ready_timeout, &options.ready_timeout)) {
+      !ParseDurationFlag("--ready_timeout", ready_timeout, &options.ready_timeout) ||
+      !ParseDurationFlag("--election_ttl", election_ttl, &options.election_ttl)) {
     return 2;
   }
   // The harness logs each step at info; a demo wants only the tool's lines.

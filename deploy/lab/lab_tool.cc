@@ -35,6 +35,7 @@
 #include "common/file/file_util.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
+#include "coordinator/cluster/host_tracker.h"
 #include "tests/testing/lab_network.h"
 
 namespace jailover::lab {
@@ -47,6 +48,13 @@ using testing::LabHost;
 using testing::LabNetwork;
 
 constexpr char kCoordinatorAddress[] = "198.18.0.2";
+// --store etcd: the coordinator hosts ctl1..ctl3.
+constexpr const char* kEtcdCoordinatorAddresses[] = {"198.18.0.2", "198.18.0.3", "198.18.0.4"};
+constexpr int kMaxCoordinators = 3;
+constexpr int kEtcdClientPort = 2379;
+constexpr int kEtcdPeerPort = 2380;
+constexpr absl::Duration kEtcdReadyTimeout = absl::Seconds(30);
+constexpr absl::Duration kLeaderTimeout = absl::Seconds(30);
 constexpr int kCoordinatorPort = 7430;
 constexpr int kCoordinatorHttpPort = 7422;
 constexpr int kAgentPort = 7420;
@@ -55,27 +63,50 @@ constexpr absl::Duration kDaemonStopTimeout = absl::Seconds(10);
 constexpr absl::Duration kKeeperStopTimeout = absl::Seconds(30);
 constexpr size_t kMaxStateBytes = 1 << 20;
 
-// The lab's hosts: name, address, role.
-const std::vector<LabToolHost>& LabLayout() {
-  static const auto* layout = [] {
-    auto* hosts = new std::vector<LabToolHost>;
-    for (const auto& [name, address, role] :
-         std::vector<std::tuple<std::string, std::string, std::string>>{
-             {"ctl", kCoordinatorAddress, "coordinator"},
-             {"s1", "198.18.0.21", "storage"},
-             {"h1", "198.18.0.11", "jail"},
-             {"h2", "198.18.0.12", "jail"},
-             {"h3", "198.18.0.13", "jail"},
-             {"c1", "198.18.0.31", "client"}}) {
-      LabToolHost host;
-      host.name = name;
-      host.address = address;
-      host.role = role;
-      hosts->push_back(host);
+// The lab's hosts: name, address, role. One coordinator host "ctl" with
+// the SQLite store; ctl1..ctlN with etcd.
+std::vector<LabToolHost> LabLayout(const LabToolOptions& options) {
+  std::vector<std::tuple<std::string, std::string, std::string>> layout;
+  if (options.store == "etcd") {
+    for (int i = 0; i < options.coordinators && i < kMaxCoordinators; ++i) {
+      layout.emplace_back(absl::StrCat("ctl", i + 1), kEtcdCoordinatorAddresses[i], "coordinator");
     }
-    return hosts;
-  }();
-  return *layout;
+  } else {
+    layout.emplace_back("ctl", kCoordinatorAddress, "coordinator");
+  }
+  for (const auto& host : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"s1", "198.18.0.21", "storage"},
+           {"h1", "198.18.0.11", "jail"},
+           {"h2", "198.18.0.12", "jail"},
+           {"h3", "198.18.0.13", "jail"},
+           {"c1", "198.18.0.31", "client"}}) {
+    layout.push_back(host);
+  }
+  std::vector<LabToolHost> hosts;
+  for (const auto& [name, address, role] : layout) {
+    LabToolHost host;
+    host.name = name;
+    host.address = address;
+    host.role = role;
+    hosts.push_back(host);
+  }
+  return hosts;
+}
+
+std::vector<const LabToolHost*> CoordinatorHosts(const LabState& state) {
+  std::vector<const LabToolHost*> out;
+  for (const LabToolHost& host : state.hosts) {
+    if (host.role == "coordinator") out.push_back(&host);
+  }
+  return out;
+}
+
+std::string GrpcEndpoint(const LabToolHost& host) {
+  return absl::StrCat(host.address, ":", kCoordinatorPort);
+}
+
+std::string HttpEndpoint(const LabToolHost& host) {
+  return absl::StrCat(host.address, ":", kCoordinatorHttpPort);
 }
 
 std::vector<LabHost> NetworkHosts(const std::vector<LabToolHost>& hosts) {
@@ -93,6 +124,32 @@ void Fail(const absl::Status& status) { std::cerr << "jailover-lab: " << status.
 // A process recorded as (pid, start time, argv0) still runs.
 bool Alive(pid_t pid, uint64_t start_time, const std::string& argv0) {
   return pid > 0 && IsSameProcess("/proc", pid, start_time, argv0);
+}
+
+bool Alive(const LabToolDaemon& daemon) {
+  return Alive(daemon.pid, daemon.start_time, daemon.argv0);
+}
+
+// The host's own daemon (coordinator or agent) as a LabToolDaemon.
+LabToolDaemon MainDaemon(const LabToolHost& host) {
+  return {host.pid, host.start_time, host.argv0, host.log};
+}
+
+// A daemon of the lab and the host it runs in.
+struct HostDaemon {
+  std::string host;
+  LabToolDaemon daemon;
+};
+
+// The daemons of the lab: the hosts' own ones, and (with `etcd`) the etcd
+// members.
+std::vector<HostDaemon> Daemons(const LabState& state, bool main, bool etcd) {
+  std::vector<HostDaemon> out;
+  for (const LabToolHost& host : state.hosts) {
+    if (main && host.pid > 0) out.push_back({host.name, MainDaemon(host)});
+    if (etcd && host.etcd.pid > 0) out.push_back({host.name, host.etcd});
+  }
+  return out;
 }
 
 bool KeeperAlive(const LabState& state) {
@@ -237,33 +294,46 @@ bool StopRequested() {
          sigismember(&pending, SIGHUP);
 }
 
-absl::Status DaemonDied(const LabToolHost& host, const std::string& what) {
-  return absl::UnavailableError(absl::StrCat(what, " in ", host.name, " exited; end of ", host.log,
-                                             ":\n", LogTail(host.log, 15)));
+absl::Status DaemonDied(const std::string& host, const std::string& what, const std::string& log) {
+  return absl::UnavailableError(
+      absl::StrCat(what, " in ", host, " exited; end of ", log, ":\n", LogTail(log, 15)));
+}
+
+// Starts `argv` in `host` logging to daemon->log and records it in *daemon.
+absl::Status StartProcess(LabNetwork& network, const std::string& host,
+                          const std::vector<std::string>& argv, LabToolDaemon* daemon) {
+  ASSIGN_OR_RETURN(pid_t pid, network.StartDetached(host, argv, daemon->log));
+  daemon->pid = pid;
+  daemon->argv0 = argv[0];
+  absl::StatusOr<agent::linux_driver::ProcessInfo> info = ReadProcess("/proc", pid);
+  if (!info.ok() || info->state == 'Z') return DaemonDied(host, argv[0], daemon->log);
+  daemon->start_time = info->start_time;
+  return absl::OkStatus();
 }
 
 // Starts the daemon `argv` in `host` and records it.
 absl::Status StartDaemon(LabNetwork& network, LabToolHost& host,
                          const std::vector<std::string>& argv) {
-  ASSIGN_OR_RETURN(pid_t pid, network.StartDetached(host.name, argv, host.log));
-  host.pid = pid;
-  host.argv0 = argv[0];
-  absl::StatusOr<agent::linux_driver::ProcessInfo> info = ReadProcess("/proc", pid);
-  if (!info.ok() || info->state == 'Z') return DaemonDied(host, argv[0]);
-  host.start_time = info->start_time;
-  return absl::OkStatus();
+  LabToolDaemon daemon;
+  daemon.log = host.log;
+  absl::Status started = StartProcess(network, host.name, argv, &daemon);
+  host.pid = daemon.pid;
+  host.argv0 = daemon.argv0;
+  host.start_time = daemon.start_time;
+  return started;
 }
 
-// Waits for `done` (polled every 100 ms) while the daemons of `hosts` live
-// and no stop is requested.
+// Waits for `done` (polled every 100 ms) while `daemons` live and no stop
+// is requested.
 absl::Status WaitFor(const std::function<bool()>& done, absl::Duration timeout,
-                     const std::vector<const LabToolHost*>& hosts, const std::string& what) {
+                     const std::vector<HostDaemon>& daemons, const std::string& what) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     if (done()) return absl::OkStatus();
-    for (const LabToolHost* host : hosts) {
-      if (!Alive(host->pid, host->start_time, host->argv0)) {
-        return DaemonDied(*host, fs::path(host->argv0).filename().string());
+    for (const HostDaemon& daemon : daemons) {
+      if (!Alive(daemon.daemon)) {
+        return DaemonDied(daemon.host, fs::path(daemon.daemon.argv0).filename().string(),
+                          daemon.daemon.log);
       }
     }
     if (StopRequested()) return absl::CancelledError("interrupted");
@@ -275,13 +345,15 @@ absl::Status WaitFor(const std::function<bool()>& done, absl::Duration timeout,
   }
 }
 
-// Hosts (by name) the coordinator reports READY, from `jailoverctl -o json
-// host list` run in ctl.
-absl::StatusOr<std::set<std::string>> ReadyHosts(LabNetwork& network, const LabState& state) {
+// Hosts (by name) the coordinator at `endpoint` reports READY, from
+// `jailoverctl -o json host list` run in `from`.
+absl::StatusOr<std::set<std::string>> ReadyHosts(LabNetwork& network, const LabState& state,
+                                                 const std::string& from,
+                                                 const std::string& endpoint) {
   ASSIGN_OR_RETURN(common::CommandResult result,
-                   network.Run("ctl",
-                               {state.ctl_bin, "--coordinator", state.coordinator, "--insecure",
-                                "--timeout", "2", "-o", "json", "host", "list"},
+                   network.Run(from,
+                               {state.ctl_bin, "--coordinator", endpoint, "--insecure", "--timeout",
+                                "2", "-o", "json", "host", "list"},
                                absl::Seconds(10)));
   if (!result.ok()) {
     return absl::UnavailableError(
@@ -301,7 +373,193 @@ absl::StatusOr<std::set<std::string>> ReadyHosts(LabNetwork& network, const LabS
   return ready;
 }
 
-// Starts the coordinator and the agents and waits for the agents to be
+// A coordinator's role from its /readyz (curl in `from`): "leader" (200),
+// "standby" (503, a standby's answer) or "down" (no answer, or another
+// one); `detail` is the answer or the error.
+struct CoordinatorRole {
+  std::string role;
+  std::string detail;
+};
+
+CoordinatorRole ProbeRole(LabNetwork& network, const std::string& from,
+                          const LabToolHost& coordinator) {
+  absl::StatusOr<common::CommandResult> result = network.Run(
+      from,
+      {"curl", "--silent", "--show-error", "--connect-timeout", "1", "--max-time", "2", "--output",
+       "-", "--write-out", "\n%{http_code}", "http://" + HttpEndpoint(coordinator) + "/readyz"},
+      absl::Seconds(5));
+  if (!result.ok()) return {"down", std::string(result.status().message())};
+  const std::string& out = result->stdout_text;
+  const size_t newline = out.rfind('\n');
+  const std::string code = newline == std::string::npos ? out : out.substr(newline + 1);
+  const std::string body = std::string(
+      absl::StripAsciiWhitespace(newline == std::string::npos ? "" : out.substr(0, newline)));
+  if (!result->ok() || code == "000") {
+    return {"down", std::string(absl::StripAsciiWhitespace(result->stderr_text))};
+  }
+  if (code == "200" && absl::StartsWith(body, "leader")) return {"leader", body};
+  if (code == "503" && absl::StrContains(body, "standby")) return {"standby", body};
+  return {"down", absl::StrCat("HTTP ", code, ": ", body)};
+}
+
+// The coordinator host that says it leads (the first one if, for a moment,
+// two do), or nullptr.
+const LabToolHost* FindLeader(LabNetwork& network, const LabState& state, const std::string& from,
+                              std::string* why_none) {
+  std::vector<std::string> answers;
+  for (const LabToolHost* host : CoordinatorHosts(state)) {
+    const CoordinatorRole role = ProbeRole(network, from, *host);
+    if (role.role == "leader") return host;
+    answers.push_back(absl::StrCat(host->name, ": ", role.role, " (", role.detail, ")"));
+  }
+  if (why_none != nullptr) *why_none = "no leader: " + absl::StrJoin(answers, "; ");
+  return nullptr;
+}
+
+// Where the keeper asks the coordinator: in ctl itself (SQLite), from c1
+// (etcd: the leader may change).
+std::string AskFrom(const LabState& state) { return state.store == "etcd" ? "c1" : "ctl"; }
+
+// The coordinator flags of host `ctl` (the usual ones, plus etcd's).
+std::vector<std::string> CoordinatorArgv(const LabToolOptions& options, LabNetwork& network,
+                                         const LabState& state, const LabToolHost& ctl,
+                                         const std::string& port_file, bool first) {
+  const std::string host_dir = network.host_dir(ctl.name);
+  std::vector<std::string> argv = {
+      options.coordinator_bin,
+      "--name=" + ctl.name,
+      "--listen=" + GrpcEndpoint(ctl),
+      "--http_listen=" + HttpEndpoint(ctl),
+      "--insecure",
+      "--data_dir=" + host_dir + "/data",
+      "--jail_root=" + state.dir + "/jails",
+      absl::StrCat("--lease_ttl=", DurationFlag(options.lease_ttl)),
+      absl::StrCat("--lease_renew_interval=", DurationFlag(options.lease_renew_interval)),
+      "--lease_safety_margin=" + DurationFlag(options.lease_safety_margin),
+      "--port_file=" + port_file};
+  if (state.store == "etcd") {
+    // Every member, its own host's first (as co-located etcd is deployed):
+    // the client starts on the first endpoint, and a dead machine's member
+    // must not be every coordinator's current one.
+    std::vector<std::string> etcd = {absl::StrCat(ctl.address, ":", kEtcdClientPort)};
+    for (const LabToolHost* host : CoordinatorHosts(state)) {
+      if (host->name != ctl.name) etcd.push_back(absl::StrCat(host->address, ":", kEtcdClientPort));
+    }
+    argv.insert(argv.end(),
+                {"--store=etcd", "--etcd_endpoints=" + absl::StrJoin(etcd, ","),
+                 "--etcd_prefix=/jailover/", "--election_ttl=" + DurationFlag(options.election_ttl),
+                 "--advertise_address=" + GrpcEndpoint(ctl)});
+  }
+  argv.insert(argv.end(), options.coordinator_args.begin(), options.coordinator_args.end());
+  if (first) {
+    argv.insert(argv.end(), options.first_coordinator_args.begin(),
+                options.first_coordinator_args.end());
+  }
+  return argv;
+}
+
+// --store etcd: starts an etcd member in every coordinator host and waits
+// until the cluster is healthy (etcdctl endpoint health in the first one).
+absl::Status StartEtcd(const LabToolOptions& options, LabNetwork& network, LabState& state,
+                       Progress& progress) {
+  std::vector<std::string> initial, clients, pids;
+  for (const LabToolHost* host : CoordinatorHosts(state)) {
+    initial.push_back(absl::StrCat(host->name, "=http://", host->address, ":", kEtcdPeerPort));
+    clients.push_back(absl::StrCat("http://", host->address, ":", kEtcdClientPort));
+  }
+  for (LabToolHost& host : state.hosts) {
+    if (host.role != "coordinator") continue;
+    const std::string client_url = absl::StrCat("http://", host.address, ":", kEtcdClientPort);
+    const std::string peer_url = absl::StrCat("http://", host.address, ":", kEtcdPeerPort);
+    const std::vector<std::string> argv = {options.etcd_bin,
+                                           "--name",
+                                           host.name,
+                                           "--data-dir",
+                                           state.dir + "/etcd-" + host.name,
+                                           "--listen-client-urls",
+                                           client_url,
+                                           "--advertise-client-urls",
+                                           client_url,
+                                           "--listen-peer-urls",
+                                           peer_url,
+                                           "--initial-advertise-peer-urls",
+                                           peer_url,
+                                           "--initial-cluster",
+                                           absl::StrJoin(initial, ","),
+                                           "--initial-cluster-state",
+                                           "new",
+                                           "--initial-cluster-token",
+                                           state.prefix,
+                                           "--heartbeat-interval",
+                                           "50",
+                                           "--election-timeout",
+                                           "500",
+                                           "--logger",
+                                           "zap",
+                                           "--log-outputs",
+                                           "stderr",
+                                           "--enable-v2=false"};
+    host.etcd.log = network.host_dir(host.name) + "/etcd.log";
+    RETURN_IF_ERROR(StartProcess(network, host.name, argv, &host.etcd));
+    pids.push_back(absl::StrCat(host.name, " ", host.etcd.pid));
+  }
+  const std::string first = CoordinatorHosts(state).front()->name;
+  std::string last_error;
+  const absl::Status healthy = WaitFor(
+      [&] {
+        absl::StatusOr<common::CommandResult> health =
+            network.Run(first,
+                        {options.etcdctl_bin, "--endpoints", absl::StrJoin(clients, ","),
+                         "--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"},
+                        absl::Seconds(10));
+        if (health.ok() && health->ok()) return true;
+        last_error = health.ok() ? std::string(absl::StripAsciiWhitespace(
+                                       health->stderr_text + " " + health->stdout_text))
+                                 : std::string(health.status().message());
+        return false;
+      },
+      kEtcdReadyTimeout, Daemons(state, false, true), "the etcd cluster to be healthy");
+  if (!healthy.ok()) return common::Annotate(healthy, "last answer: " + last_error);
+  progress.Step(absl::StrCat("etcd cluster of ", clients.size(),
+                             " healthy: ", absl::StrJoin(clients, ","),
+                             " (pids: ", absl::StrJoin(pids, ", "), ")"));
+  return absl::OkStatus();
+}
+
+// --store etcd: starts the coordinators one by one: the first until its
+// /readyz says leader, each other until it says standby.
+absl::Status StartEtcdCoordinators(const LabToolOptions& options, LabNetwork& network,
+                                   LabState& state, Progress& progress) {
+  bool first = true;
+  for (LabToolHost& ctl : state.hosts) {
+    if (ctl.role != "coordinator") continue;
+    const std::string port_file = network.host_dir(ctl.name) + "/coordinator.port";
+    ctl.log = network.host_dir(ctl.name) + "/coordinator.log";
+    RETURN_IF_ERROR(
+        StartDaemon(network, ctl, CoordinatorArgv(options, network, state, ctl, port_file, first)));
+    std::vector<HostDaemon> watched = Daemons(state, true, true);
+    const std::string want = first ? "leader" : "standby";
+    CoordinatorRole role;
+    const absl::Status waited = WaitFor(
+        [&] {
+          if (!fs::exists(port_file)) return false;
+          role = ProbeRole(network, "c1", ctl);
+          return role.role == want;
+        },
+        kLeaderTimeout, watched, absl::StrCat("coordinator ", ctl.name, " to be the ", want));
+    if (absl::IsDeadlineExceeded(waited) && !role.role.empty()) {
+      return common::Annotate(waited,
+                              absl::StrCat("last /readyz: ", role.role, " (", role.detail, ")"));
+    }
+    RETURN_IF_ERROR(waited);
+    progress.Step(absl::StrCat("coordinator in ", ctl.name, ": grpc ", GrpcEndpoint(ctl), ", http ",
+                               HttpEndpoint(ctl), " (pid ", ctl.pid, "): ", role.detail));
+    first = false;
+  }
+  return absl::OkStatus();
+}
+
+// Starts the coordinator(s) and the agents and waits for the agents to be
 // READY; fills state->hosts' daemons as they start.
 absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabState& state,
                      Progress& progress) {
@@ -313,29 +571,21 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
   const std::string renew =
       absl::StrCat("--lease_renew_interval=", DurationFlag(options.lease_renew_interval));
 
-  LabToolHost* ctl = FindHost(state, "ctl");
-  const std::string port_file = network.host_dir("ctl") + "/coordinator.port";
-  std::vector<std::string> argv = {
-      options.coordinator_bin,
-      "--name=ctl",
-      "--listen=" + state.coordinator,
-      "--http_listen=" + state.coordinator_http,
-      "--insecure",
-      "--data_dir=" + network.host_dir("ctl") + "/data",
-      "--jail_root=" + dir + "/jails",
-      lease,
-      renew,
-      "--lease_safety_margin=" + DurationFlag(options.lease_safety_margin),
-      "--port_file=" + port_file};
-  argv.insert(argv.end(), options.coordinator_args.begin(), options.coordinator_args.end());
-  ctl->log = network.host_dir("ctl") + "/coordinator.log";
-  RETURN_IF_ERROR(StartDaemon(network, *ctl, argv));
-  RETURN_IF_ERROR(WaitFor([&] { return fs::exists(port_file); }, absl::Seconds(20), {ctl},
-                          "the coordinator to listen"));
-  progress.Step(absl::StrCat("coordinator in ctl: grpc ", state.coordinator, ", http ",
-                             state.coordinator_http, " (pid ", ctl->pid, ")"));
+  if (state.store == "etcd") {
+    RETURN_IF_ERROR(StartEtcd(options, network, state, progress));
+    RETURN_IF_ERROR(StartEtcdCoordinators(options, network, state, progress));
+  } else {
+    LabToolHost* ctl = FindHost(state, "ctl");
+    const std::string port_file = network.host_dir("ctl") + "/coordinator.port";
+    ctl->log = network.host_dir("ctl") + "/coordinator.log";
+    RETURN_IF_ERROR(StartDaemon(network, *ctl,
+                                CoordinatorArgv(options, network, state, *ctl, port_file, true)));
+    RETURN_IF_ERROR(WaitFor([&] { return fs::exists(port_file); }, absl::Seconds(20),
+                            {{ctl->name, MainDaemon(*ctl)}}, "the coordinator to listen"));
+    progress.Step(absl::StrCat("coordinator in ctl: grpc ", state.coordinator, ", http ",
+                               state.coordinator_http, " (pid ", ctl->pid, ")"));
+  }
 
-  std::vector<const LabToolHost*> daemons = {ctl};
   std::set<std::string> agents;
   std::vector<std::string> started;
   for (LabToolHost& host : state.hosts) {
@@ -360,17 +610,24 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
     fs::create_directories(host_dir + "/images", ec);
     host.log = host_dir + "/agent.log";
     RETURN_IF_ERROR(StartDaemon(network, host, agent));
-    daemons.push_back(&host);
     agents.insert(host.name);
     started.push_back(host.name);
   }
   progress.Step(absl::StrCat("agents started (Linux driver): ", absl::StrJoin(started, " ")));
 
+  // Asks the leader (with etcd: whichever coordinator says it leads now).
   std::set<std::string> ready;
   std::string last_error;
   absl::Status waited = WaitFor(
       [&] {
-        absl::StatusOr<std::set<std::string>> now = ReadyHosts(network, state);
+        std::string endpoint = state.coordinator;
+        if (state.store == "etcd") {
+          const LabToolHost* leader = FindLeader(network, state, AskFrom(state), &last_error);
+          if (leader == nullptr) return false;
+          endpoint = GrpcEndpoint(*leader);
+        }
+        absl::StatusOr<std::set<std::string>> now =
+            ReadyHosts(network, state, AskFrom(state), endpoint);
         if (!now.ok()) {
           last_error = std::string(now.status().message());
           return false;
@@ -382,38 +639,43 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
         }
         return std::includes(ready.begin(), ready.end(), agents.begin(), agents.end());
       },
-      options.ready_timeout, daemons, "the agents to be READY");
+      options.ready_timeout, Daemons(state, true, true), "the agents to be READY");
   if (!waited.ok() && !last_error.empty()) {
     return common::Annotate(waited, "last answer: " + last_error);
   }
   return waited;
 }
 
-// SIGTERM to the daemons still running, SIGKILL after kDaemonStopTimeout.
-void StopDaemons(const LabState& state) {
-  std::vector<const LabToolHost*> running;
-  for (const LabToolHost& host : state.hosts) {
-    if (Alive(host.pid, host.start_time, host.argv0)) {
-      kill(host.pid, SIGTERM);
-      running.push_back(&host);
+// SIGTERM to `daemons` still running, SIGKILL after kDaemonStopTimeout.
+void StopAll(const std::vector<HostDaemon>& daemons) {
+  std::vector<const HostDaemon*> running;
+  for (const HostDaemon& daemon : daemons) {
+    if (Alive(daemon.daemon)) {
+      kill(daemon.daemon.pid, SIGTERM);
+      running.push_back(&daemon);
     }
   }
   const absl::Time deadline = absl::Now() + kDaemonStopTimeout;
   while (absl::Now() < deadline) {
     bool any = false;
-    for (const LabToolHost* host : running) {
-      any = any || Alive(host->pid, host->start_time, host->argv0);
-    }
+    for (const HostDaemon* daemon : running) any = any || Alive(daemon->daemon);
     if (!any) return;
     absl::SleepFor(absl::Milliseconds(50));
   }
-  for (const LabToolHost* host : running) {
-    if (Alive(host->pid, host->start_time, host->argv0)) {
-      spdlog::warn("{} in {} (pid {}) ignored SIGTERM for {}: SIGKILL", host->argv0, host->name,
-                   host->pid, Seconds(kDaemonStopTimeout));
-      kill(host->pid, SIGKILL);
+  for (const HostDaemon* daemon : running) {
+    if (Alive(daemon->daemon)) {
+      spdlog::warn("{} in {} (pid {}) ignored SIGTERM for {}: SIGKILL", daemon->daemon.argv0,
+                   daemon->host, daemon->daemon.pid, Seconds(kDaemonStopTimeout));
+      kill(daemon->daemon.pid, SIGKILL);
     }
   }
+}
+
+// The daemons still running: agents and coordinators, then the etcd
+// members (which the coordinators need until they stop).
+void StopDaemons(const LabState& state) {
+  StopAll(Daemons(state, true, false));
+  StopAll(Daemons(state, false, true));
 }
 
 // Output of a command of the lab, indented, or why it failed.
@@ -438,17 +700,21 @@ std::string LabStateToJson(const LabState& state) {
                     {"argv0", state.keeper_argv0}};
   json["coordinator"] = state.coordinator;
   json["coordinator_http"] = state.coordinator_http;
+  if (state.store != "sqlite") json["store"] = state.store;
   json["ctl_bin"] = state.ctl_bin;
   json["hosts"] = nlohmann::json::array();
   for (const LabToolHost& host : state.hosts) {
-    json["hosts"].push_back({{"name", host.name},
-                             {"address", host.address},
-                             {"role", host.role},
-                             {"pid", host.pid},
-                             {"start_time", host.start_time},
-                             {"argv0", host.argv0},
-                             {"log", host.log},
-                             {"killed", host.killed}});
+    nlohmann::json item = {
+        {"name", host.name}, {"address", host.address},       {"role", host.role},
+        {"pid", host.pid},   {"start_time", host.start_time}, {"argv0", host.argv0},
+        {"log", host.log},   {"killed", host.killed}};
+    if (host.etcd.pid > 0) {
+      item["etcd"] = {{"pid", host.etcd.pid},
+                      {"start_time", host.etcd.start_time},
+                      {"argv0", host.etcd.argv0},
+                      {"log", host.etcd.log}};
+    }
+    json["hosts"].push_back(std::move(item));
   }
   return json.dump(2) + "\n";
 }
@@ -467,6 +733,7 @@ absl::StatusOr<LabState> LabStateFromJson(const std::string& text) {
     state.keeper_argv0 = json.at("keeper").at("argv0").get<std::string>();
     state.coordinator = json.at("coordinator").get<std::string>();
     state.coordinator_http = json.at("coordinator_http").get<std::string>();
+    if (json.contains("store")) state.store = json.at("store").get<std::string>();
     state.ctl_bin = json.at("ctl_bin").get<std::string>();
     for (const auto& item : json.at("hosts")) {
       LabToolHost host;
@@ -478,6 +745,13 @@ absl::StatusOr<LabState> LabStateFromJson(const std::string& text) {
       host.argv0 = item.at("argv0").get<std::string>();
       host.log = item.at("log").get<std::string>();
       host.killed = item.at("killed").get<bool>();
+      if (item.contains("etcd")) {
+        const auto& etcd = item.at("etcd");
+        host.etcd.pid = etcd.at("pid").get<pid_t>();
+        host.etcd.start_time = etcd.at("start_time").get<uint64_t>();
+        host.etcd.argv0 = etcd.at("argv0").get<std::string>();
+        host.etcd.log = etcd.at("log").get<std::string>();
+      }
       state.hosts.push_back(std::move(host));
     }
     return state;
@@ -513,10 +787,18 @@ int Keep(const LabToolOptions& options, int progress_fd) {
     state.keeper_start_time = self->start_time;
     state.keeper_argv0 = self->cmdline[0];
   }
-  state.coordinator = absl::StrCat(kCoordinatorAddress, ":", kCoordinatorPort);
-  state.coordinator_http = absl::StrCat(kCoordinatorAddress, ":", kCoordinatorHttpPort);
+  state.store = options.store;
   state.ctl_bin = options.ctl_bin;
-  state.hosts = LabLayout();
+  state.hosts = LabLayout(options);
+  {
+    std::vector<std::string> grpc, http;
+    for (const LabToolHost* host : CoordinatorHosts(state)) {
+      grpc.push_back(GrpcEndpoint(*host));
+      http.push_back(HttpEndpoint(*host));
+    }
+    state.coordinator = absl::StrJoin(grpc, ",");
+    state.coordinator_http = absl::StrJoin(http, ",");
+  }
   progress.Info(absl::StrCat("keeper pid ", getpid()));
 
   absl::StatusOr<std::unique_ptr<LabNetwork>> network =
@@ -536,8 +818,11 @@ int Keep(const LabToolOptions& options, int progress_fd) {
     dup2(log_fd, STDERR_FILENO);
     close(log_fd);
   }
+  std::vector<std::string> names;
+  for (const LabToolHost& host : state.hosts) names.push_back(host.name);
   progress.Step(absl::StrCat("network ", state.prefix, ": bridge + ", state.hosts.size(),
-                             " hosts (ctl s1 h1 h2 h3 c1) on 198.18.0.0/24, dir ", state.dir));
+                             " hosts (", absl::StrJoin(names, " "), ") on 198.18.0.0/24, dir ",
+                             state.dir));
 
   absl::Status status = BringUp(options, **network, state, progress);
   if (status.ok()) {
@@ -588,6 +873,40 @@ int Up(const LabToolOptions& options) {
         "--lease_ttl must be at least twice --lease_renew_interval, which must be positive"));
     return 1;
   }
+  if (options.store != "sqlite" && options.store != "etcd") {
+    Fail(absl::InvalidArgumentError(
+        absl::StrCat("--store must be sqlite or etcd, got '", options.store, "'")));
+    return 1;
+  }
+  if (options.coordinators < 1 || options.coordinators > kMaxCoordinators) {
+    Fail(absl::InvalidArgumentError(absl::StrCat("--coordinators must be 1..", kMaxCoordinators,
+                                                 ", got ", options.coordinators)));
+    return 1;
+  }
+  if (options.coordinators > 1 && options.store != "etcd") {
+    Fail(absl::InvalidArgumentError(
+        "--coordinators above 1 needs --store etcd (SQLite serves one coordinator)"));
+    return 1;
+  }
+  if (options.store == "etcd") {
+    for (const std::string& bin : {options.etcd_bin, options.etcdctl_bin}) {
+      if (access(bin.c_str(), X_OK) != 0) {
+        Fail(absl::FailedPreconditionError(
+            absl::StrCat(bin, " is not an executable (--store etcd needs etcd 3.4)")));
+        return 1;
+      }
+    }
+    coordinator::cluster::HostTrackerConfig lease;
+    lease.ttl = options.lease_ttl;
+    lease.renew_interval = options.lease_renew_interval;
+    absl::Status fits = options.election_ttl < absl::Seconds(1)
+                            ? absl::InvalidArgumentError("--election_ttl must be at least 1s")
+                            : lease.CheckTakeoverFits(options.election_ttl);
+    if (!fits.ok()) {
+      Fail(fits);
+      return 1;
+    }
+  }
   StateLock lock(options.state_file);
   absl::StatusOr<LabState> existing = ReadLabState(options.state_file);
   if (existing.ok()) {
@@ -625,6 +944,16 @@ int Up(const LabToolOptions& options) {
   for (const std::string& arg : options.coordinator_args)
     args.push_back("--coordinator_arg=" + arg);
   for (const std::string& arg : options.agent_args) args.push_back("--agent_arg=" + arg);
+  if (options.store != "sqlite" || options.coordinators != 1) {
+    args.push_back(absl::StrCat("--coordinators=", options.coordinators));
+    args.push_back("--store=" + options.store);
+    args.push_back("--etcd_bin=" + options.etcd_bin);
+    args.push_back("--etcdctl_bin=" + options.etcdctl_bin);
+    args.push_back("--election_ttl=" + DurationFlag(options.election_ttl));
+  }
+  for (const std::string& arg : options.first_coordinator_args) {
+    args.push_back("--first_coordinator_arg=" + arg);
+  }
   args.push_back("keep");
   args.push_back("--progress_fd=3");
   std::vector<char*> argv;
@@ -636,9 +965,21 @@ int Up(const LabToolOptions& options) {
     Fail(absl::InternalError(absl::StrCat("pipe2: ", strerror(errno))));
     return 1;
   }
-  std::cout << "jailover-lab up: building the lab (coordinator " << kCoordinatorAddress << ":"
-            << kCoordinatorPort << ", lease ttl " << DurationFlag(options.lease_ttl) << ")\n"
-            << std::flush;
+  if (options.store == "etcd") {
+    std::vector<std::string> endpoints;
+    for (const LabToolHost& host : LabLayout(options)) {
+      if (host.role == "coordinator") endpoints.push_back(GrpcEndpoint(host));
+    }
+    std::cout << "jailover-lab up: building the lab (" << options.coordinators
+              << " coordinator(s) on etcd: " << absl::StrJoin(endpoints, ",") << ", lease ttl "
+              << DurationFlag(options.lease_ttl) << ", election ttl "
+              << DurationFlag(options.election_ttl) << ")\n"
+              << std::flush;
+  } else {
+    std::cout << "jailover-lab up: building the lab (coordinator " << kCoordinatorAddress << ":"
+              << kCoordinatorPort << ", lease ttl " << DurationFlag(options.lease_ttl) << ")\n"
+              << std::flush;
+  }
   // The keeper: a grandchild in its own session (double fork: never our
   // zombie, and it outlives this command), stdio on /dev/null, progress on
   // fd 3.
@@ -736,8 +1077,12 @@ int Up(const LabToolOptions& options) {
     std::string what = host.role == "coordinator" ? "jailover-coordinator"
                        : host.role == "client"    ? "client"
                                                   : "jailover-agent --roles=" + host.role;
-    std::cout << absl::StrFormat("  %-4s %-12s %-34s %s\n", host.name, host.address, what,
-                                 host.pid > 0 ? absl::StrCat("pid ", host.pid) : "");
+    std::string pids = host.pid > 0 ? absl::StrCat("pid ", host.pid) : "";
+    if (host.etcd.pid > 0) {
+      what += " + etcd";
+      absl::StrAppend(&pids, ", etcd pid ", host.etcd.pid);
+    }
+    std::cout << absl::StrFormat("  %-4s %-12s %-34s %s\n", host.name, host.address, what, pids);
   }
   std::cout << "  jailoverctl: jailover-lab exec c1 -- " << state->ctl_bin << " --coordinator "
             << state->coordinator << " --insecure status\n";
@@ -812,6 +1157,10 @@ int Status(const LabToolOptions& options) {
     absl::StatusOr<bool> up = lab->network->LinkIsUp(host.name);
     std::vector<std::string> notes;
     if (host.killed) notes.push_back("killed");
+    if (host.etcd.pid > 0) {
+      notes.push_back(
+          absl::StrCat("etcd ", host.etcd.pid, " ", Alive(host.etcd) ? "alive" : "DEAD"));
+    }
     absl::StatusOr<std::vector<std::string>> blocked = lab->network->BlockedAddresses(host.name);
     if (blocked.ok() && !blocked->empty()) {
       std::vector<std::string> peers;
@@ -829,17 +1178,35 @@ int Status(const LabToolOptions& options) {
                                  host.role, daemon, up.ok() ? (*up ? "up" : "DOWN") : "?",
                                  absl::StrJoin(notes, "; "));
   }
+  std::string endpoint = state.coordinator;
+  std::string asked = "in c1";
+  if (state.store == "etcd") {
+    // Each coordinator's role, from its /readyz; jailoverctl asks the leader.
+    std::cout << "coordinators (/readyz, from c1):\n";
+    const LabToolHost* leader = nullptr;
+    for (const LabToolHost* host : CoordinatorHosts(state)) {
+      const CoordinatorRole role = ProbeRole(*lab->network, "c1", *host);
+      if (role.role == "leader" && leader == nullptr) leader = host;
+      std::cout << absl::StrFormat("  %-4s %-16s %-8s %s\n", host->name, GrpcEndpoint(*host),
+                                   role.role, role.detail);
+    }
+    const LabToolHost* ask = leader != nullptr ? leader : CoordinatorHosts(state).front();
+    endpoint = GrpcEndpoint(*ask);
+    asked = absl::StrCat("in c1, ", leader != nullptr ? "the leader " : "no leader: asking ",
+                         ask->name);
+  }
   std::cout << "logs:\n";
   for (const LabToolHost& host : state.hosts) {
     if (!host.log.empty()) std::cout << "  " << host.name << ": " << host.log << "\n";
+    if (!host.etcd.log.empty()) std::cout << "  " << host.name << ": " << host.etcd.log << "\n";
   }
   std::cout << "  keeper: " << state.dir << "/keeper.log\n";
   for (const std::vector<std::string>& command :
        std::vector<std::vector<std::string>>{{"status"}, {"host", "list"}}) {
-    std::vector<std::string> argv = {state.ctl_bin, "--coordinator", state.coordinator,
+    std::vector<std::string> argv = {state.ctl_bin, "--coordinator", endpoint,
                                      "--insecure",  "--timeout",     "3"};
     argv.insert(argv.end(), command.begin(), command.end());
-    std::cout << "\n$ jailoverctl " << absl::StrJoin(command, " ") << "   (in c1)\n";
+    std::cout << "\n$ jailoverctl " << absl::StrJoin(command, " ") << "   (" << asked << ")\n";
     absl::StatusOr<common::CommandResult> result = lab->network->Run("c1", argv, absl::Seconds(10));
     if (!result.ok()) {
       std::cout << "  " << result.status().message() << "\n";

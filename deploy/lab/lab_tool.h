@@ -43,9 +43,31 @@ struct LabToolOptions {
   absl::Duration lease_safety_margin = absl::Seconds(2);
   // How long `up` waits for the four agents to be READY.
   absl::Duration ready_timeout = absl::Seconds(60);
-  // Extra flags for the coordinator and for every agent.
+  // Extra flags for the coordinator(s) and for every agent.
   std::vector<std::string> coordinator_args;
   std::vector<std::string> agent_args;
+  // How many coordinators (1..3) and their store: "sqlite" (one
+  // coordinator, host ctl) or "etcd" (hosts ctl1..ctlN, an etcd member in
+  // each).
+  int coordinators = 1;
+  std::string store = "sqlite";
+  // Extra flags for the first coordinator only (ctl1, or ctl), after
+  // coordinator_args.
+  std::vector<std::string> first_coordinator_args;
+  // etcd 3.4 (server and client) for --store etcd.
+  std::string etcd_bin = "/usr/bin/etcd";
+  std::string etcdctl_bin = "/usr/bin/etcdctl";
+  // etcd's leadership lease of the coordinators (--store etcd).
+  absl::Duration election_ttl = absl::Seconds(1);
+};
+
+// A process the lab started, recorded as pid, start time and argv[0], so a
+// reused pid is never taken for it.
+struct LabToolDaemon {
+  pid_t pid = 0;  // 0: none
+  uint64_t start_time = 0;
+  std::string argv0;
+  std::string log;
 };
 
 // One host of the lab as recorded in the state file.
@@ -60,6 +82,8 @@ struct LabToolHost {
   std::string argv0;
   std::string log;
   bool killed = false;  // by kill-host
+  // The etcd member of a coordinator host (--store etcd); pid 0 otherwise.
+  LabToolDaemon etcd;
 };
 
 struct LabState {
@@ -68,8 +92,11 @@ struct LabState {
   pid_t keeper_pid = 0;
   uint64_t keeper_start_time = 0;
   std::string keeper_argv0;
-  std::string coordinator;  // 198.18.0.2:7430
+  // The coordinators' gRPC and HTTP endpoints, comma-separated:
+  // "198.18.0.2:7430" (sqlite), "198.18.0.2:7430,198.18.0.3:7430,..." (etcd).
+  std::string coordinator;
   std::string coordinator_http;
+  std::string store = "sqlite";
   std::string ctl_bin;
   std::vector<LabToolHost> hosts;
 };

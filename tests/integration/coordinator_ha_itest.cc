@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "jailover/v1/agent.grpc.pb.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 #include "tests/testing/agent_process.h"
@@ -43,6 +44,19 @@ struct Coordinator {
   std::unique_ptr<v1::Coordinator::Stub> stub;
   std::string endpoint() const { return absl::StrCat("127.0.0.1:", port); }
   int Ready() const { return testing::HttpGet(http_port, "/readyz").first; }
+  // grpc.health.v1 status of the Coordinator service.
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health() const {
+    auto health = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(endpoint(), grpc::InsecureChannelCredentials()));
+    auto context = testing::CallContext();
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("jailover.v1.Coordinator");
+    grpc::health::v1::HealthCheckResponse response;
+    if (!health->Check(context.get(), request, &response).ok()) {
+      return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+    }
+    return response.status();
+  }
 };
 
 class CoordinatorHaTest : public ::testing::Test {
@@ -152,6 +166,9 @@ TEST_F(CoordinatorHaTest, OneLeaderTheSecondStandsByRefusesWritesAndServesReads)
   }
   EXPECT_THAT(testing::HttpGet(b.http_port, "/readyz").second,
               HasSubstr("coordinator ctl2 is a standby; the leader is ctl1"));
+  // Load balancers and probes see the same through grpc.health.v1.
+  EXPECT_EQ(a.Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(b.Health(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
 
   // Both describe the same leadership and etcd's health.
   for (Coordinator* c : {&a, &b}) {
@@ -209,6 +226,7 @@ TEST_F(CoordinatorHaTest, KilledLeaderIsReplacedAgentsFollowAndTheOldTermIsRefus
   EXPECT_EQ(status.leader().name(), "ctl2");
   EXPECT_GT(status.term(), old_term);
   EXPECT_THAT(b.process->ReadLog(), HasSubstr("now the leader, term"));
+  EXPECT_EQ(b.Health(), grpc::health::v1::HealthCheckResponse::SERVING);
 
   // Both agents re-attach to ctl2 and stay READY past a whole lease ttl: the
   // takeover was shorter than their lease, nobody fenced itself.

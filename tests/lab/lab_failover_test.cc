@@ -8,9 +8,16 @@
 // in the log read back through the VIP. A planned migration with the client
 // running loses nothing either. The lab is torn down by `down` on success and
 // failure alike and leaves nothing behind.
+//
+// LabHaFailoverTest: the same lab with three coordinators (ctl1..ctl3, each
+// with a member of a three-member etcd cluster); the leader ctl1 dies in the
+// middle of the failover (right after its fsck step, then its whole host):
+// a standby takes over, finishes that same operation, the jail runs once,
+// on one standby, and no acknowledged record is lost.
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +28,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/exec/command_runner.h"
@@ -42,10 +50,13 @@ class LabFailoverTest : public ::testing::Test {
  protected:
   LabFailoverTest() : temp_("lab_failover_test") {}
 
+  // `jailover-lab up` and its options.
+  virtual std::vector<std::string> UpArgs() const { return {"up"}; }
+
   void SetUp() override {
     JAILOVER_REQUIRE_LAB();
     state_file_ = temp_.path() + "/lab.json";
-    const common::CommandResult up = Lab({"up"}, absl::Seconds(120));
+    const common::CommandResult up = Lab(UpArgs(), absl::Seconds(120));
     ASSERT_EQ(up.exit_code, 0) << up.stdout_text << up.stderr_text;
     absl::StatusOr<lab::LabState> state = lab::ReadLabState(state_file_);
     ASSERT_TRUE(state.ok()) << state.status();
@@ -121,6 +132,17 @@ class LabFailoverTest : public ::testing::Test {
           return v.phase == "JAIL_PHASE_RUNNING" && v.host == host && v.epoch == epoch;
         },
         timeout, absl::Milliseconds(200));
+  }
+
+  // Waits until web runs on a standby (h2 or h3) at epoch 2: failed over.
+  bool WaitForJailOnAStandby() {
+    return testing::WaitUntil(
+        [&] {
+          const JailView v = Jail();
+          return v.phase == "JAIL_PHASE_RUNNING" && (v.host == "h2" || v.host == "h3") &&
+                 v.epoch == 2;
+        },
+        absl::Seconds(60), absl::Milliseconds(200));
   }
 
   std::string HostState(const std::string& host) {
@@ -235,13 +257,7 @@ TEST_F(LabFailoverTest, KilledPrimaryFailsOverWithNoAcknowledgedRecordLost) {
   const common::CommandResult killed = Lab({"kill-host", "h1"}, absl::Seconds(60));
   ASSERT_EQ(killed.exit_code, 0) << killed.stdout_text << killed.stderr_text;
   // The jail moves to a standby at the next epoch.
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        const JailView v = Jail();
-        return v.phase == "JAIL_PHASE_RUNNING" && (v.host == "h2" || v.host == "h3") &&
-               v.epoch == 2;
-      },
-      absl::Seconds(60), absl::Milliseconds(200)))
+  ASSERT_TRUE(WaitForJailOnAStandby())
       << Ctl({"op", "list"}).stdout_text << Ctl({"events", "--jail", "web"}).stdout_text;
   const std::string standby = Jail().host;
   EXPECT_EQ(HostState("h1"), "HOST_STATE_FENCED");
@@ -302,13 +318,7 @@ TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorFencesItselfAndTheJailMoves)
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   const common::CommandResult cut = Lab({"partition", "h1", "from", "ctl"}, absl::Seconds(60));
   ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        const JailView v = Jail();
-        return v.phase == "JAIL_PHASE_RUNNING" && (v.host == "h2" || v.host == "h3") &&
-               v.epoch == 2;
-      },
-      absl::Seconds(60), absl::Milliseconds(200)))
+  ASSERT_TRUE(WaitForJailOnAStandby())
       << Ctl({"events", "--jail", "web"}).stdout_text;
   const std::string standby = Jail().host;
   // h1's agent fenced itself: it says so on its health port (reachable from c1).
@@ -416,6 +426,122 @@ TEST_F(LabFailoverTest, StorageAgentRestartDuringServiceLosesNothing) {
   EXPECT_EQ(jail.phase, "JAIL_PHASE_RUNNING");
   EXPECT_EQ(jail.host, "h1");
   EXPECT_EQ(jail.epoch, 1u);
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+}
+
+class LabHaFailoverTest : public LabFailoverTest {
+ protected:
+  std::vector<std::string> UpArgs() const override {
+    return {"up", "--coordinators", "3", "--store", "etcd",
+            "--first_coordinator_arg=--crash_after_step_for_testing=failover:fsck"};
+  }
+
+  const lab::LabToolHost* Host(const std::string& name) const {
+    for (const lab::LabToolHost& host : state_.hosts) {
+      if (host.name == name) return &host;
+    }
+    return nullptr;
+  }
+
+  // Names of the jails host `host` reports running (its agent's heartbeat).
+  std::vector<std::string> RunningOn(const std::string& host) {
+    const nlohmann::json j = CtlJson({"host", "get", host});
+    std::vector<std::string> names;
+    if (!j.is_object() || !j.contains("host")) return names;
+    const nlohmann::json observed = j["host"]
+                                        .value("status", nlohmann::json::object())
+                                        .value("observed", nlohmann::json::object());
+    for (const nlohmann::json& jail : observed.value("jails", nlohmann::json::array())) {
+      names.push_back(jail.value("name", ""));
+    }
+    return names;
+  }
+};
+
+TEST_F(LabHaFailoverTest, LeaderKilledMidFailoverTheNewLeaderFinishesItNothingLost) {
+  const lab::LabToolHost* ctl1 = Host("ctl1");
+  ASSERT_NE(ctl1, nullptr);
+  ASSERT_NE(Host("ctl3"), nullptr);
+  nlohmann::json status = CtlJson({"status"});
+  ASSERT_EQ(status.value("leader", nlohmann::json::object()).value("name", ""), "ctl1")
+      << status.dump();
+  const uint64_t old_term = std::strtoull(status.value("term", "0").c_str(), nullptr, 10);
+  ASSERT_GT(old_term, 0u);
+
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+
+  const absl::Time h1_killed = absl::Now();
+  const common::CommandResult killed = Lab({"kill-host", "h1"}, absl::Seconds(60));
+  ASSERT_EQ(killed.exit_code, 0) << killed.stdout_text << killed.stderr_text;
+  // The leader runs the failover's first steps and dies right after fsck
+  // (before recording it); then its whole machine goes, etcd member too.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        return absl::StrContains(testing::ReadFileOrEmpty(ctl1->log),
+                                 "aborting as --crash_after_step_for_testing");
+      },
+      absl::Seconds(60), absl::Milliseconds(100)))
+      << testing::ReadFileOrEmpty(ctl1->log);
+  const absl::Time ctl1_died = absl::Now();
+  const common::CommandResult killed_ctl = Lab({"kill-host", "ctl1"}, absl::Seconds(60));
+  ASSERT_EQ(killed_ctl.exit_code, 0) << killed_ctl.stdout_text << killed_ctl.stderr_text;
+
+  // A standby takes over and finishes the failover: the jail runs on one
+  // standby at epoch 2.
+  ASSERT_TRUE(WaitForJailOnAStandby())
+      << Ctl({"status"}).stdout_text << Ctl({"op", "list"}).stdout_text
+      << Ctl({"events", "--jail", "web"}).stdout_text;
+  const std::string standby = Jail().host;
+  std::cout << "h1 killed; ctl1 died mid-failover " << (ctl1_died - h1_killed)
+            << " later; the jail ran on " << standby << " " << (absl::Now() - ctl1_died)
+            << " after that\n";
+  std::cout << Ctl({"events", "--jail", "web"}).stdout_text;
+  status = CtlJson({"status"});
+  const std::string leader = status.value("leader", nlohmann::json::object()).value("name", "");
+  EXPECT_TRUE(leader == "ctl2" || leader == "ctl3") << status.dump();
+  EXPECT_GT(std::strtoull(status.value("term", "0").c_str(), nullptr, 10), old_term);
+  const std::string leader_log = testing::ReadFileOrEmpty(Host(leader)->log);
+  EXPECT_THAT(leader_log, HasSubstr("now the leader, term"));
+  EXPECT_THAT(leader_log, HasSubstr("resuming it"));
+
+  // One failover operation, the one ctl1 started, finished by the new
+  // leader; fsck was called again with its id (answered from h2's or h3's
+  // record), every step succeeded.
+  const nlohmann::json ops = CtlJson({"op", "list", "--jail", "web"});
+  int failovers = 0;
+  for (const nlohmann::json& op : ops.value("operations", nlohmann::json::array())) {
+    if (op.value("kind", "") != "OPERATION_KIND_FAILOVER") continue;
+    ++failovers;
+    EXPECT_EQ(op.value("state", ""), "OPERATION_STATE_SUCCEEDED") << op.dump();
+    for (const nlohmann::json& step : op.value("steps", nlohmann::json::array())) {
+      EXPECT_THAT(step.value("state", ""),
+                  ::testing::AnyOf("OPERATION_STATE_SUCCEEDED", "OPERATION_STATE_SKIPPED"))
+          << step.dump();
+    }
+  }
+  EXPECT_EQ(failovers, 1) << ops.dump();
+
+  // The jail runs once: on the standby, nowhere else.
+  const std::string other = standby == "h2" ? "h3" : "h2";
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        const std::vector<std::string> on_standby = RunningOn(standby);
+        return std::count(on_standby.begin(), on_standby.end(), "web") == 1 &&
+               RunningOn(other).empty();
+      },
+      absl::Seconds(10)))
+      << standby << ": " << absl::StrJoin(RunningOn(standby), ",") << "; " << other << ": "
+      << absl::StrJoin(RunningOn(other), ",");
+  EXPECT_EQ(HostState("h1"), "HOST_STATE_FENCED");
+  EXPECT_TRUE(
+      testing::WaitUntil([&] { return StorageGrant() == standby + "@2"; }, absl::Seconds(10)))
+      << StorageGrant();
+  // The agents of the live hosts kept their leases through the change.
+  for (const char* host : {"s1", "h2", "h3"}) EXPECT_EQ(HostState(host), "HOST_STATE_READY") << host;
+
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
 }

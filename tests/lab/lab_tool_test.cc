@@ -1,7 +1,9 @@
 // The lab cluster tool (deploy/lab, jailover-lab) end to end, as a user
 // runs it: up -> 4 READY hosts -> kill-host h3 (agent gone, link down) ->
 // partition h2 from ctl and heal -> down -> nothing left; and a failed up
-// (the coordinator refuses its flags) leaves nothing either. Each test uses
+// (the coordinator refuses its flags) leaves nothing either; three
+// coordinators on etcd: kill-host of the leader ctl1, another takes over and
+// the agents stay READY on it. Each test uses
 // its own state file, so a lab someone has up on this machine is not
 // touched.
 #include "deploy/lab/lab_tool.h"
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -17,7 +20,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/exec/command_runner.h"
+#include "common/file/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/lab_network.h"
@@ -66,6 +72,45 @@ class LabToolTest : public ::testing::Test {
         {"timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/" + address + "/" + std::to_string(port)},
         absl::Seconds(10));
     return result.ok() && result->ok();
+  }
+
+  // The hosts the coordinator at `endpoint` reports READY (asked from c1).
+  std::set<std::string> ReadyOn(testing::LabNetwork& lab, const lab::LabState& state,
+                                const std::string& endpoint) {
+    absl::StatusOr<common::CommandResult> list =
+        lab.Run("c1", {state.ctl_bin, "--coordinator", endpoint, "--insecure", "--timeout", "2",
+                       "-o", "json", "host", "list"});
+    std::set<std::string> ready;
+    if (!list.ok() || !list->ok()) return ready;
+    const nlohmann::json json = nlohmann::json::parse(list->stdout_text, nullptr, false);
+    if (json.is_discarded() || !json.contains("hosts")) return ready;
+    for (const auto& host : json.at("hosts")) {
+      if (host["status"]["state"] == "HOST_STATE_READY") ready.insert(host["name"]);
+    }
+    return ready;
+  }
+
+  // True if the coordinator whose HTTP is at ADDRESS:7422 says it leads
+  // (its /readyz answers 200 "leader, term N"; asked from c1).
+  bool Leads(testing::LabNetwork& lab, const std::string& address) {
+    absl::StatusOr<common::CommandResult> result = lab.Run(
+        "c1",
+        {"curl", "--silent", "--fail", "--max-time", "2", "http://" + address + ":7422/readyz"},
+        absl::Seconds(5));
+    return result.ok() && result->ok() && result->stdout_text.rfind("leader", 0) == 0;
+  }
+
+  // The coordinators' roles from `status`: its "coordinators" lines
+  // ("  ctl1 198.18.0.2:7430   leader   leader, term 1").
+  static std::map<std::string, std::string> Roles(const std::string& status) {
+    std::map<std::string, std::string> roles;
+    const std::regex line(" +(ctl[0-9]) +[0-9.]+:7430 +(leader|standby|down)( .*)?");
+    for (absl::string_view piece : absl::StrSplit(status, '\n')) {
+      const std::string text(piece);
+      std::smatch match;
+      if (std::regex_match(text, match, line)) roles[match[1]] = match[2];
+    }
+    return roles;
   }
 
   testing::ScopedTempDir dir_{"lab_tool_test"};
@@ -213,6 +258,138 @@ TEST_F(LabToolTest, DownAfterTheKeeperCrashedSweepsTheLab) {
   EXPECT_EQ(down.exit_code, 0) << down.stderr_text;
   EXPECT_THAT(down.stdout_text, HasSubstr("nothing left behind"));
   EXPECT_THAT(testing::LabLeftovers(state->prefix), IsEmpty());
+}
+
+TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
+  JAILOVER_REQUIRE_LAB();
+  if (access("/usr/bin/etcd", X_OK) != 0 || access("/usr/bin/etcdctl", X_OK) != 0) {
+    if (getenv("CI") != nullptr) FAIL() << "no /usr/bin/etcd or /usr/bin/etcdctl";
+    GTEST_SKIP() << "no /usr/bin/etcd or /usr/bin/etcdctl";
+  }
+  common::CommandResult up = Tool({"up", "--coordinators", "3", "--store", "etcd",
+                                   "--first_coordinator_arg=--probe_timeout=29s"},
+                                  absl::Seconds(180));
+  ASSERT_EQ(up.exit_code, 0) << up.stderr_text;
+  absl::StatusOr<lab::LabState> state = lab::ReadLabState(state_file_);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->store, "etcd");
+  EXPECT_EQ(state->coordinator, "198.18.0.2:7430,198.18.0.3:7430,198.18.0.4:7430");
+  ASSERT_EQ(state->hosts.size(), 8u);
+  std::vector<testing::LabHost> hosts;
+  for (const lab::LabToolHost& host : state->hosts) hosts.push_back({host.name, host.address});
+  for (int i = 0; i < 3; ++i) {
+    const lab::LabToolHost& ctl = state->hosts[i];
+    EXPECT_EQ(ctl.name, "ctl" + std::to_string(i + 1));
+    EXPECT_EQ(ctl.role, "coordinator");
+    EXPECT_EQ(ctl.address, "198.18.0." + std::to_string(i + 2));
+    EXPECT_EQ(::kill(ctl.pid, 0), 0) << ctl.name;
+    EXPECT_EQ(::kill(ctl.etcd.pid, 0), 0) << ctl.name << "'s etcd";
+    EXPECT_THAT(ctl.etcd.argv0, HasSubstr("etcd"));
+    // --first_coordinator_arg reaches ctl1 only.
+    absl::StatusOr<std::string> cmdline =
+        common::ReadFileToString("/proc/" + std::to_string(ctl.pid) + "/cmdline", 1 << 16);
+    ASSERT_TRUE(cmdline.ok()) << cmdline.status();
+    EXPECT_EQ(cmdline->find("--probe_timeout=29s") != std::string::npos, i == 0) << ctl.name;
+    EXPECT_NE(cmdline->find("--store=etcd"), std::string::npos);
+  }
+  absl::StatusOr<std::unique_ptr<testing::LabNetwork>> lab =
+      testing::LabNetwork::Attach(state->prefix, hosts);
+  ASSERT_TRUE(lab.ok()) << lab.status();
+  const std::set<std::string> agents = {"s1", "h1", "h2", "h3"};
+
+  // ctl1 leads, ctl2 and ctl3 stand by; the four agents are READY on ctl1.
+  common::CommandResult status = Tool({"status"});
+  EXPECT_EQ(status.exit_code, 0);
+  EXPECT_EQ(Roles(status.stdout_text),
+            (std::map<std::string, std::string>{
+                {"ctl1", "leader"}, {"ctl2", "standby"}, {"ctl3", "standby"}}));
+  EXPECT_THAT(status.stdout_text, HasSubstr("the leader ctl1"));
+  EXPECT_THAT(status.stdout_text, HasSubstr("READY"));
+  EXPECT_EQ(ReadyOn(**lab, *state, "198.18.0.2:7430"), agents);
+
+  // The leader's machine dies: its coordinator and its etcd member.
+  common::CommandResult killed = Tool({"kill-host", "ctl1"});
+  const absl::Time killed_at = absl::Now();
+  EXPECT_EQ(killed.exit_code, 0) << killed.stderr_text;
+  EXPECT_THAT(killed.stdout_text, HasSubstr("jailover-coordinator"));
+  EXPECT_THAT(killed.stdout_text, HasSubstr("etcd"));
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        return ::kill(state->hosts[0].pid, 0) != 0 && ::kill(state->hosts[0].etcd.pid, 0) != 0;
+      },
+      absl::Seconds(5)));
+
+  // A standby takes over within ~10 s.
+  std::string leader;
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        for (const std::string& address : {"198.18.0.3", "198.18.0.4"}) {
+          if (Leads(**lab, address)) leader = address;
+        }
+        return !leader.empty();
+      },
+      absl::Seconds(10)))
+      << "no standby took over";
+  std::cout << "new leader " << leader << " after " << absl::Now() - killed_at << "\n";
+  const std::string new_leader = leader == "198.18.0.4" ? "ctl3" : "ctl2";
+
+  // The agents stay READY on the new leader: none fenced itself.
+  std::set<std::string> ready;
+  if (!leader.empty()) {
+    EXPECT_TRUE(testing::WaitUntil(
+        [&] {
+          ready = ReadyOn(**lab, *state, leader + ":7430");
+          return ready == agents;
+        },
+        absl::Seconds(10)))
+        << "READY on " << new_leader << ": " << ready.size();
+    // And still READY a whole lease ttl later: every agent heartbeats to
+    // the new leader (a restored host is READY until its lease runs out).
+    absl::SleepFor(absl::Seconds(3));
+    EXPECT_EQ(ReadyOn(**lab, *state, leader + ":7430"), agents);
+  }
+  for (const lab::LabToolHost& host : state->hosts) {
+    if (!agents.count(host.name)) continue;
+    EXPECT_EQ(::kill(host.pid, 0), 0) << host.name;
+    absl::StatusOr<std::string> log = common::ReadFileToString(host.log, 64 << 20);
+    ASSERT_TRUE(log.ok()) << log.status();
+    EXPECT_EQ(log->find("SELF-FENCING"), std::string::npos) << host.name << " fenced itself";
+  }
+  status = Tool({"status"}, absl::Seconds(60));
+  EXPECT_EQ(status.exit_code, 0);
+  std::map<std::string, std::string> roles = Roles(status.stdout_text);
+  EXPECT_EQ(roles["ctl1"], "down");
+  EXPECT_EQ(roles[new_leader], "leader");
+  EXPECT_EQ(roles[new_leader == "ctl2" ? "ctl3" : "ctl2"], "standby");
+  EXPECT_THAT(status.stdout_text, HasSubstr("the leader " + new_leader));
+
+  if (HasFailure()) {
+    // What the coordinators and an agent said, before `down` removes it.
+    for (const lab::LabToolHost& host : state->hosts) {
+      if (host.role != "coordinator" && host.name != "h1") continue;
+      absl::StatusOr<std::string> log = common::ReadFileToString(host.log, 64 << 20);
+      if (!log.ok()) continue;
+      std::vector<std::string> lines = absl::StrSplit(*log, '\n', absl::SkipEmpty());
+      std::cout << "--- end of " << host.log << "\n";
+      for (size_t i = lines.size() > 45 ? lines.size() - 45 : 0; i < lines.size(); ++i) {
+        std::cout << "  " << lines[i].substr(0, 300) << "\n";
+      }
+    }
+  }
+  lab->reset();
+  common::CommandResult down = Tool({"down"}, absl::Seconds(90));
+  EXPECT_EQ(down.exit_code, 0) << down.stderr_text;
+  EXPECT_THAT(down.stdout_text, HasSubstr("nothing left behind"));
+  EXPECT_THAT(testing::LabLeftovers(state->prefix), IsEmpty());
+  EXPECT_FALSE(std::filesystem::exists(state_file_));
+  EXPECT_FALSE(std::filesystem::exists(state->dir));
+  for (const lab::LabToolHost& host : state->hosts) {
+    for (pid_t pid : {host.pid, host.etcd.pid}) {
+      if (pid <= 0) continue;
+      EXPECT_TRUE(testing::WaitUntil([&] { return ::kill(pid, 0) != 0; }, absl::Seconds(10)))
+          << host.name << " pid " << pid;
+    }
+  }
 }
 
 TEST_F(LabToolTest, CommandsWithoutALab) {
