@@ -1,15 +1,15 @@
 #include "agent/lease_client.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <utility>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
-#include "common/status/check.h"
 #include "common/proto/time_util.h"
+#include "common/status/check.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 
 namespace jailover::agent {
@@ -132,8 +132,7 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
         const v1::LeaseGrant& grant = message.lease();
         // A grant from a deposed leader (older term than one seen) does not
         // renew the lease: leave this stream for the other endpoints.
-        if (absl::Status term = core_.AcceptCoordinatorTerm(grant.coordinator_term());
-            !term.ok()) {
+        if (absl::Status term = core_.AcceptCoordinatorTerm(grant.coordinator_term()); !term.ok()) {
           spdlog::error("lease: grant from coordinator {} refused: {}", endpoint, term.ToString());
           context.TryCancel();
           break;

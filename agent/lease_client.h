@@ -1,13 +1,14 @@
 // LeaseClient: the agent's side of the lease. It keeps a Coordinator.Lease
-// stream open to the first coordinator that accepts it (trying the
-// endpoints in turn: standbys refuse it, the leader accepts; a grant whose
-// coordinator term is older than one already seen is refused too), sends Register and then a Heartbeat with what the
-// host observes every renew interval, and takes the coordinator's
-// LeaseGrants. A watchdog fences the host (AgentCore::SelfFence) when no
-// grant has arrived for the lease ttl — whatever the reason: coordinator
-// down, network partition, or a coordinator that stopped answering. A
-// Readmit from the coordinator ends the fence. CARP transitions reported by
-// the VIP driver are pushed on the stream as they happen. Thread-safe.
+// stream open to the first coordinator that accepts it, trying the endpoints
+// in turn (standbys refuse it, the leader accepts; a grant whose coordinator
+// term is older than one already seen is refused too), sends Register and
+// then a Heartbeat with what the host observes every renew interval, and
+// takes the coordinator's LeaseGrants. A watchdog fences the host
+// (AgentCore::SelfFence) when no grant has arrived for the lease ttl —
+// whatever the reason: coordinator down, network partition, or a
+// coordinator that stopped answering. A Readmit from the coordinator ends
+// the fence. CARP transitions reported by the VIP driver are pushed on the
+// stream as they happen. Thread-safe.
 #pragma once
 
 #include <memory>

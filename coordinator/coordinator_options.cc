@@ -18,8 +18,9 @@ ABSL_FLAG(std::string, data_dir, "/var/db/jailover",
           "coordinator per directory.");
 ABSL_FLAG(std::vector<std::string>, etcd_endpoints, {},
           "--store=etcd: the etcd members' client endpoints, HOST:PORT,HOST:PORT,...");
-ABSL_FLAG(std::string, etcd_prefix, "/jailover/",
-          "--store=etcd: key prefix of this cluster's state and election (starts and ends with /).");
+ABSL_FLAG(
+    std::string, etcd_prefix, "/jailover/",
+    "--store=etcd: key prefix of this cluster's state and election (starts and ends with /).");
 ABSL_FLAG(absl::Duration, election_ttl, absl::Seconds(2),
           "--store=etcd: time to live of the leader's etcd lease: a standby takes over within this "
           "long after the leader dies (etcd raises it to its minimum, 2 s with default etcd "

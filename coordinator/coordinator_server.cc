@@ -9,13 +9,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/proto/time_util.h"
-#include "common/version.h"
-#include "coordinator/store/sqlite_store.h"
 #include "common/log/log.h"
+#include "common/proto/time_util.h"
 #include "common/status/status_macros.h"
+#include "common/version.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/names.h"
+#include "coordinator/store/sqlite_store.h"
 
 namespace jailover::coordinator {
 namespace {
@@ -39,8 +39,10 @@ absl::Status EnsurePrivateDir(const std::string& dir) {
 }
 
 [[noreturn]] void FailStop(const std::string& why) {
-  spdlog::critical("{}: exiting now so that no two coordinators act (a supervisor restarts this "
-                   "one as a standby)", why);
+  spdlog::critical(
+      "{}: exiting now so that no two coordinators act (a supervisor restarts this "
+      "one as a standby)",
+      why);
   spdlog::default_logger()->flush();
   std::_Exit(75);  // EX_TEMPFAIL; no destructors: nothing more may be sent.
 }
@@ -66,8 +68,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
         store::WriteGuard{etcd::LeaderKey(options.etcd_prefix), /*create_revision=*/-1});
     server->etcd_store_ = etcd_store.get();
     server->store_ = std::move(etcd_store);
-    store_description = {"etcd", absl::StrCat(absl::StrJoin(options.etcd_endpoints, ","), " ",
-                                              options.etcd_prefix)};
+    store_description = {
+        "etcd", absl::StrCat(absl::StrJoin(options.etcd_endpoints, ","), " ", options.etcd_prefix)};
   } else {
     RETURN_IF_ERROR(EnsurePrivateDir(options.data_dir));
     const std::string path = options.data_dir + "/state.db";
@@ -110,8 +112,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   caller_options.probe_timeout = options.probe_timeout;
   server->agents_ = std::make_unique<ops::GrpcAgentCaller>(caller_options);
   if (!options.crash_after_step_for_testing.empty()) {
-    spdlog::warn("--crash_after_step_for_testing={}: this coordinator aborts after that step "
-                 "(testing only)", options.crash_after_step_for_testing);
+    spdlog::warn(
+        "--crash_after_step_for_testing={}: this coordinator aborts after that step "
+        "(testing only)",
+        options.crash_after_step_for_testing);
   }
   server->catalog_ = std::make_unique<catalog::Catalog>(*server->store_, clock);
   server->controller_->SetCatalog(server->catalog_.get());
@@ -139,7 +143,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   CoordinatorHttpHandlers handlers;
   handlers.healthz = [] { return std::pair<bool, std::string>(true, "ok"); };
   handlers.readyz = [s = server.get()] {
-    if (s->leading_) return std::pair<bool, std::string>(true, absl::StrCat("leader, term ", s->term_.load()));
+    if (s->leading_)
+      return std::pair<bool, std::string>(true, absl::StrCat("leader, term ", s->term_.load()));
     return std::pair<bool, std::string>(false, std::string(s->CheckLeader().message()));
   };
   handlers.metrics = [s = server.get()] { return s->RenderMetrics(); };
@@ -169,16 +174,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
       // A leader must stop at once; a standby opens a new session and
       // campaigns again (ElectionLoop).
       if (s->leading_) {
-        FailStop(absl::StrCat("coordinator ", s->options_.name, ": etcd session lost (", reason,
-                              ")"));
+        FailStop(
+            absl::StrCat("coordinator ", s->options_.name, ": etcd session lost (", reason, ")"));
       }
     }));
     const absl::Duration granted = server->election_->granted_ttl();
     if (absl::Status fits = options.lease.CheckTakeoverFits(granted); !fits.ok()) {
       server->election_->Resign();
       return absl::FailedPreconditionError(absl::StrCat(
-          "etcd granted a ", absl::FormatDuration(granted), " session lease (its minimum): ",
-          fits.message(), " or lower etcd's --election-timeout"));
+          "etcd granted a ", absl::FormatDuration(granted),
+          " session lease (its minimum): ", fits.message(), " or lower etcd's --election-timeout"));
     }
     server->election_thread_ = std::thread([s = server.get()] { s->ElectionLoop(); });
   }
@@ -195,8 +200,7 @@ absl::Status CoordinatorServer::StartEngine(uint64_t term) {
   ops::EngineOptions engine_options;
   engine_options.crash_after_step_for_testing = options_.crash_after_step_for_testing;
   engine_options.coordinator_term = term;
-  engine_ = std::make_unique<ops::Engine>(*store_, *agents_, *controller_, *clock_,
-                                          engine_options);
+  engine_ = std::make_unique<ops::Engine>(*store_, *agents_, *controller_, *clock_, engine_options);
   controller_->SetEngine(engine_.get());
   ASSIGN_OR_RETURN(const int resumed, engine_->ResumeAll());
   if (resumed > 0) spdlog::warn("resumed {} unfinished operation(s)", resumed);
@@ -210,8 +214,8 @@ void CoordinatorServer::ElectionLoop() {
       if (absl::Status taken = TakeOver(*won); !taken.ok()) {
         // Half a leader is worse than none: give the leadership up at once.
         election_->Resign();
-        FailStop(absl::StrCat("coordinator ", options_.name, ": taking over as leader failed: ",
-                              taken.ToString()));
+        FailStop(absl::StrCat("coordinator ", options_.name,
+                              ": taking over as leader failed: ", taken.ToString()));
       }
       return;
     }
@@ -253,12 +257,12 @@ absl::Status CoordinatorServer::CheckLeader() {
     if (!current.ok()) {
       leader = absl::StrCat("unknown (", current.status().message(), ")");
     } else if (current->has_value()) {
-      leader = absl::StrCat((*current)->info.name(), " at ", (*current)->info.address(),
-                            " (term ", (*current)->term, ")");
+      leader = absl::StrCat((*current)->info.name(), " at ", (*current)->info.address(), " (term ",
+                            (*current)->term, ")");
     }
   }
-  return absl::UnavailableError(absl::StrCat("coordinator ", options_.name,
-                                             " is a standby; the leader is ", leader));
+  return absl::UnavailableError(
+      absl::StrCat("coordinator ", options_.name, " is a standby; the leader is ", leader));
 }
 
 void CoordinatorServer::DescribeLeadership(v1::GetClusterStatusResponse* response) {
@@ -293,9 +297,9 @@ void CoordinatorServer::DescribeLeadership(v1::GetClusterStatusResponse* respons
   const int members = static_cast<int>(etcd_->endpoints().size());
   v1::StoreStatus* store = response->mutable_store();
   store->set_healthy(store->healthy() && healthy * 2 > members);
-  store->set_detail(absl::StrCat(healthy, "/", members, " etcd members healthy, prefix ",
-                                 options_.etcd_prefix,
-                                 problems.empty() ? "" : absl::StrCat("; ", absl::StrJoin(problems, "; "))));
+  store->set_detail(
+      absl::StrCat(healthy, "/", members, " etcd members healthy, prefix ", options_.etcd_prefix,
+                   problems.empty() ? "" : absl::StrCat("; ", absl::StrJoin(problems, "; "))));
 }
 
 void CoordinatorServer::RefreshStandbyView() {

@@ -15,9 +15,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/status/grpc_status.h"
 #include "common/validation/validation.h"
@@ -74,8 +74,7 @@ class Client {
       if (endpoints_.size() > 1 &&
           !channels_[index]->WaitForConnected(std::chrono::system_clock::now() +
                                               std::chrono::seconds(1))) {
-        last = Annotate(endpoints_[index],
-                        absl::UnavailableError("no connection within 1s"));
+        last = Annotate(endpoints_[index], absl::UnavailableError("no connection within 1s"));
         continue;
       }
       grpc::ClientContext context;

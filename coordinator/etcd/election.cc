@@ -59,13 +59,14 @@ absl::Status Election::OpenSession() {
   const Steady::time_point sent = Steady::now();
   ASSIGN_OR_RETURN(::etcdserverpb::LeaseGrantResponse grant, client_.LeaseGrant(options_.ttl));
   if (grant.ttl() <= 0 || grant.id() == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "etcd refused a session lease: ", grant.error().empty() ? "no id" : grant.error()));
+    return absl::UnavailableError(absl::StrCat("etcd refused a session lease: ",
+                                               grant.error().empty() ? "no id" : grant.error()));
   }
   if (Seconds(grant.ttl()) > options_.ttl) {
-    spdlog::warn("election: etcd granted a {} s session lease, more than the {} asked for (its "
-                 "minimum); a standby takes over that long after the leader dies",
-                 grant.ttl(), absl::FormatDuration(options_.ttl));
+    spdlog::warn(
+        "election: etcd granted a {} s session lease, more than the {} asked for (its "
+        "minimum); a standby takes over that long after the leader dies",
+        grant.ttl(), absl::FormatDuration(options_.ttl));
   }
   ::etcdserverpb::PutRequest put;
   put.set_key(member_key_);
@@ -208,8 +209,7 @@ absl::StatusOr<LeaderInfo> Election::Campaign() {
     ::etcdserverpb::WatchCreateRequest watch_request;
     watch_request.set_key(leader_key_);
     watch_request.set_start_revision(answer->header().revision() + 1);
-    absl::StatusOr<std::unique_ptr<EtcdWatch>> watch =
-        client_.Watch(watch_request, CallTimeout());
+    absl::StatusOr<std::unique_ptr<EtcdWatch>> watch = client_.Watch(watch_request, CallTimeout());
     if (!watch.ok()) {
       spdlog::warn("election: watching {}: {}", leader_key_, watch.status().ToString());
       absl::MutexLock lock(&mu_);

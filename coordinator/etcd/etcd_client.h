@@ -4,11 +4,12 @@
 // Endpoints: HOST:PORT of the cluster's members. Calls go to the current
 // endpoint; when it is unreachable or has no leader (UNAVAILABLE), or does
 // not answer in time (DEADLINE_EXCEEDED), a read (Range, a Txn without
-// writes, MemberList), a lease call or a Watch creation is tried on the next
-// endpoints in turn, and the first that answers becomes current. A Txn or Put is retried on another endpoint only when the call
-// failed before reaching a server (UNAVAILABLE from the channel, not a
-// DEADLINE_EXCEEDED: a timed-out write may have been applied, and callers
-// guard their writes with compares anyway).
+// writes, MemberList), a lease call or a Watch creation is tried on the
+// next endpoints in turn, and the first that answers becomes current. A Txn
+// or Put is retried on another endpoint only when the call failed before
+// reaching a server (UNAVAILABLE from the channel, not a DEADLINE_EXCEEDED:
+// a timed-out write may have been applied, and callers guard their writes
+// with compares anyway).
 //
 // Every call has a deadline (options.call_timeout). Errors are absl statuses
 // naming the endpoint and etcd's message: UNAVAILABLE / DEADLINE_EXCEEDED as
@@ -76,8 +77,8 @@ class EtcdClient {
   // `timeout` > 0 overrides options.call_timeout for this call (per
   // endpoint tried): the election uses a fraction of its lease ttl, so a
   // member that went silent is left in time.
-  absl::StatusOr<::etcdserverpb::RangeResponse> Range(const ::etcdserverpb::RangeRequest& request,
-                                                      absl::Duration timeout = absl::ZeroDuration());
+  absl::StatusOr<::etcdserverpb::RangeResponse> Range(
+      const ::etcdserverpb::RangeRequest& request, absl::Duration timeout = absl::ZeroDuration());
   absl::StatusOr<::etcdserverpb::PutResponse> Put(const ::etcdserverpb::PutRequest& request);
   absl::StatusOr<::etcdserverpb::TxnResponse> Txn(const ::etcdserverpb::TxnRequest& request,
                                                   absl::Duration timeout = absl::ZeroDuration());

@@ -201,7 +201,8 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const Txn& txn) {
     // A standby's guard: it holds no leadership, so it writes nothing.
     return absl::FailedPreconditionError(absl::StrCat("etcd store ", options_.prefix,
                                                       ": not the leader (a standby does not "
-                                                      "write; guard on ", guard->key, ")"));
+                                                      "write; guard on ",
+                                                      guard->key, ")"));
   }
   ASSIGN_OR_RETURN(Meta meta, ReadMeta());
   for (int attempt = 1;; ++attempt) {

@@ -8,9 +8,13 @@
 //     keep their leases through the change (none fences itself) and are
 //     READY on the new leader;
 //   - fencing token: once an agent has had a grant of the new term, a
-//     command carrying the old leader's term is refused.
+//     command carrying the old leader's term is refused;
+//   - the leader cut from etcd (its only etcd member killed, in a
+//     three-member cluster): it exits (status 75) before the standby, which
+//     reaches the other members, leads.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <memory>
 #include <string>
@@ -18,9 +22,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
 #include "jailover/v1/agent.grpc.pb.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 #include "tests/testing/agent_process.h"
@@ -70,7 +75,10 @@ class CoordinatorHaTest : public ::testing::Test {
   }
 
   // Starts coordinator `name` on a free port and waits for its ports.
-  void StartCoordinator(const std::string& name, Coordinator* out) {
+  // `etcd_endpoints`: default all of the cluster's.
+  void StartCoordinator(const std::string& name, Coordinator* out,
+                        std::string etcd_endpoints = "") {
+    if (etcd_endpoints.empty()) etcd_endpoints = etcd_->endpoints_flag();
     const std::string port_file = absl::StrCat(dir_, "/", name, ".port");
     std::vector<std::string> argv = {JAILOVER_COORDINATOR_BIN,
                                      "--listen=127.0.0.1:0",
@@ -78,7 +86,7 @@ class CoordinatorHaTest : public ::testing::Test {
                                      "--insecure",
                                      "--name=" + name,
                                      "--store=etcd",
-                                     "--etcd_endpoints=" + etcd_->endpoints_flag(),
+                                     "--etcd_endpoints=" + etcd_endpoints,
                                      "--etcd_prefix=/ha/",
                                      "--election_ttl=1s",
                                      "--http_listen=127.0.0.1:0",
@@ -209,7 +217,8 @@ TEST_F(CoordinatorHaTest, KilledLeaderIsReplacedAgentsFollowAndTheOldTermIsRefus
   for (const char* host : {"s1", "h1"}) {
     ASSERT_TRUE(testing::WaitUntil([&] { return HostState(a, host) == v1::HOST_STATE_READY; },
                                    absl::Seconds(20)))
-        << host << "\n" << a.process->ReadLog();
+        << host << "\n"
+        << a.process->ReadLog();
   }
   const uint64_t old_term = Status(a).term();
   ASSERT_GT(old_term, 0u);
@@ -233,7 +242,8 @@ TEST_F(CoordinatorHaTest, KilledLeaderIsReplacedAgentsFollowAndTheOldTermIsRefus
   for (const char* host : {"s1", "h1"}) {
     ASSERT_TRUE(testing::WaitUntil([&] { return HostState(b, host) == v1::HOST_STATE_READY; },
                                    absl::Seconds(10)))
-        << host << "\n" << b.process->ReadLog();
+        << host << "\n"
+        << b.process->ReadLog();
   }
   absl::SleepFor(absl::Seconds(3));
   for (const char* host : {"s1", "h1"}) EXPECT_EQ(HostState(b, host), v1::HOST_STATE_READY) << host;
@@ -257,6 +267,51 @@ TEST_F(CoordinatorHaTest, KilledLeaderIsReplacedAgentsFollowAndTheOldTermIsRefus
   context = testing::CallContext();
   const grpc::Status current = h1->stub().StopJail(context.get(), stop, &stopped);
   EXPECT_THAT(current.error_message(), ::testing::Not(HasSubstr("older than term")));
+}
+
+// The time at the start of a log line ("2026-11-29T10:02:35.095784Z info
+// ..."), InfiniteFuture if the line is not found.
+absl::Time LogTime(const std::string& log, const std::string& needle) {
+  const size_t at = log.find(needle);
+  if (at == std::string::npos) return absl::InfiniteFuture();
+  const size_t begin = log.rfind('\n', at);
+  const std::string line = log.substr(begin == std::string::npos ? 0 : begin + 1);
+  absl::Time time;
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, line.substr(0, line.find(' ')), &time, &error)) {
+    return absl::InfiniteFuture();
+  }
+  return time;
+}
+
+TEST_F(CoordinatorHaTest, LeaderCutFromEtcdStopsBeforeTheStandbyLeads) {
+  etcd_.reset();
+  auto etcd = testing::EtcdCluster::Start(3, dir_ + "/etcd3");
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  etcd_ = *std::move(etcd);
+  const std::vector<std::string> members = etcd_->endpoints();
+  Coordinator a, b;
+  // ctl1 reaches etcd only through member 0; ctl2 through members 1 and 2.
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator("ctl1", &a, members[0]));
+  ASSERT_TRUE(testing::WaitUntil([&] { return a.Ready() == 200; }, absl::Seconds(20)))
+      << a.process->ReadLog();
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator("ctl2", &b, members[1] + "," + members[2]));
+  ASSERT_TRUE(testing::WaitUntil([&] { return b.Ready() == 503; }, absl::Seconds(20)));
+
+  etcd_->Kill(0);
+  absl::StatusOr<int> exited = a.process->Wait(absl::Seconds(15));
+  ASSERT_TRUE(exited.ok()) << a.process->ReadLog();
+  ASSERT_TRUE(WIFEXITED(*exited)) << *exited;
+  EXPECT_EQ(WEXITSTATUS(*exited), 75);
+  const std::string a_log = a.process->ReadLog();
+  EXPECT_THAT(a_log, HasSubstr("exiting now so that no two coordinators act"));
+  ASSERT_TRUE(testing::WaitUntil([&] { return b.Ready() == 200; }, absl::Seconds(15)))
+      << b.process->ReadLog();
+  // ctl1 gave up before ctl2 could lead: never two leaders.
+  const absl::Time a_stopped = LogTime(a_log, "exiting now");
+  const absl::Time b_leads = LogTime(b.process->ReadLog(), "now the leader");
+  EXPECT_LT(a_stopped, b_leads) << a_log << "\n---\n" << b.process->ReadLog();
+  EXPECT_NE(b_leads, absl::InfiniteFuture());
 }
 
 }  // namespace

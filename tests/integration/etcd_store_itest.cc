@@ -4,8 +4,6 @@
 // prefix (two coordinators) racing, the leadership write guard, retention
 // deleting event keys in etcd, and failover to another member when the one
 // the client uses is killed.
-#include "coordinator/store/etcd_store.h"
-
 #include <atomic>
 #include <latch>
 #include <memory>
@@ -17,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "coordinator/etcd/etcd_client.h"
+#include "coordinator/store/etcd_store.h"
 #include "coordinator/store/state_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -318,8 +318,7 @@ TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorFencesItselfAndTheJailMoves)
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   const common::CommandResult cut = Lab({"partition", "h1", "from", "ctl"}, absl::Seconds(60));
   ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
-  ASSERT_TRUE(WaitForJailOnAStandby())
-      << Ctl({"events", "--jail", "web"}).stdout_text;
+  ASSERT_TRUE(WaitForJailOnAStandby()) << Ctl({"events", "--jail", "web"}).stdout_text;
   const std::string standby = Jail().host;
   // h1's agent fenced itself: it says so on its health port (reachable from c1).
   absl::StatusOr<common::CommandResult> health =
@@ -433,8 +432,9 @@ TEST_F(LabFailoverTest, StorageAgentRestartDuringServiceLosesNothing) {
 class LabHaFailoverTest : public LabFailoverTest {
  protected:
   std::vector<std::string> UpArgs() const override {
-    return {"up", "--coordinators", "3", "--store", "etcd",
-            "--first_coordinator_arg=--crash_after_step_for_testing=failover:fsck"};
+    return {"up",   "--coordinators",
+            "3",    "--store",
+            "etcd", "--first_coordinator_arg=--crash_after_step_for_testing=failover:fsck"};
   }
 
   const lab::LabToolHost* Host(const std::string& name) const {
@@ -540,7 +540,8 @@ TEST_F(LabHaFailoverTest, LeaderKilledMidFailoverTheNewLeaderFinishesItNothingLo
       testing::WaitUntil([&] { return StorageGrant() == standby + "@2"; }, absl::Seconds(10)))
       << StorageGrant();
   // The agents of the live hosts kept their leases through the change.
-  for (const char* host : {"s1", "h2", "h3"}) EXPECT_EQ(HostState(host), "HOST_STATE_READY") << host;
+  for (const char* host : {"s1", "h2", "h3"})
+    EXPECT_EQ(HostState(host), "HOST_STATE_READY") << host;
 
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
