@@ -12,6 +12,8 @@ state=$1
 build=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 lab_dir=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' "$state")
+# The lab's coordinator endpoints (several with --store etcd).
+coordinator=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["coordinator"])' "$state")
 image=$lab_dir/s1/images/web.img
 "$here/make-sample-image.sh" "$image" 64 "$build/tools/jailover-applog-server"
 spec=$(mktemp /tmp/jailover-sample-jail.XXXXXX.yaml)
@@ -45,4 +47,4 @@ spec:
   health_port: 7000
 YAML
 "$build/deploy/lab/jailover-lab" --state_file "$state" exec c1 -- \
-  "$build/coordinator/cli/jailoverctl" --coordinator 198.18.0.2:7430 --insecure apply -f "$spec"
+  "$build/coordinator/cli/jailoverctl" --coordinator "$coordinator" --insecure apply -f "$spec"
