@@ -65,6 +65,9 @@ class Client {
                                 const Request& request) {
     FindLeader();
     absl::Status last = absl::UnavailableError("no coordinator endpoint");
+    // A standby's refusal (it names the leader) says more than a dead
+    // endpoint's silence: it is the error reported if all fail.
+    bool answered = false;
     for (size_t i = 0; i < endpoints_.size(); ++i) {
       const size_t index = (current_ + i) % endpoints_.size();
       absl::StatusOr<Stub*> stub = GetStub(index);
@@ -74,7 +77,9 @@ class Client {
       if (endpoints_.size() > 1 &&
           !channels_[index]->WaitForConnected(std::chrono::system_clock::now() +
                                               std::chrono::seconds(1))) {
-        last = Annotate(endpoints_[index], absl::UnavailableError("no connection within 1s"));
+        if (!answered) {
+          last = Annotate(endpoints_[index], absl::UnavailableError("no connection within 1s"));
+        }
         continue;
       }
       grpc::ClientContext context;
@@ -87,6 +92,7 @@ class Client {
         return response;
       }
       last = Annotate(endpoints_[index], status);
+      answered = true;
       if (!absl::IsUnavailable(status)) return last;
     }
     return last;

@@ -657,6 +657,84 @@ TEST_F(CtlGoldenTest, BadArgumentsAreUsageErrors) {
   EXPECT_THAT(fake_.Order(), IsEmpty());
 }
 
+// --- Several coordinators -------------------------------------------------------------
+
+// A standby coordinator: answers status (naming `leader` as the leader's
+// address) and refuses everything that changes state, as a real standby.
+class StandbyCoordinator final : public v1::Coordinator::Service {
+ public:
+  explicit StandbyCoordinator(std::string leader) : leader_(std::move(leader)) {}
+  grpc::Status GetClusterStatus(grpc::ServerContext*, const v1::GetClusterStatusRequest*,
+                                v1::GetClusterStatusResponse* out) override {
+    out->mutable_leader()->set_name("ctl1");
+    out->mutable_leader()->set_address(leader_);
+    return grpc::Status::OK;
+  }
+  grpc::Status Migrate(grpc::ServerContext*, const v1::MigrateRequest*,
+                       v1::MigrateResponse*) override {
+    ++migrates;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "coordinator ctl2 is a standby; the leader is ctl1");
+  }
+  std::atomic<int> migrates{0};
+
+ private:
+  const std::string leader_;
+};
+
+class CtlSeveralCoordinatorsTest : public CtlGoldenTest {
+ protected:
+  // Serves a standby naming `leader`; returns its address.
+  std::string StartStandby(const std::string& leader) {
+    standby_ = std::make_unique<StandbyCoordinator>(leader);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(standby_.get());
+    standby_server_ = builder.BuildAndStart();
+    EXPECT_GT(port, 0);
+    return absl::StrCat("127.0.0.1:", port);
+  }
+  void TearDown() override {
+    if (standby_server_ != nullptr) standby_server_->Shutdown(std::chrono::system_clock::now());
+    CtlGoldenTest::TearDown();
+  }
+  CtlResult Migrate(const std::string& coordinators) {
+    return Raw({"jailoverctl", "--coordinator", coordinators, "--insecure", "migrate", "web",
+                "--to", "h2", "--reason", "r"});
+  }
+
+  std::unique_ptr<StandbyCoordinator> standby_;
+  std::unique_ptr<grpc::Server> standby_server_;
+};
+
+TEST_F(CtlSeveralCoordinatorsTest, AsksTheLeaderTheStandbyNamesSkippingADeadEndpoint) {
+  const std::string standby = StartStandby(address_);
+  const CtlResult r = Migrate(absl::StrCat("127.0.0.1:1,", standby, ",", address_));
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(fake_.Received<v1::MigrateRequest>().size(), 1u);
+  EXPECT_EQ(standby_->migrates.load(), 0);  // Straight to the leader.
+}
+
+TEST_F(CtlSeveralCoordinatorsTest, AStandbysRefusalPassesTheCallToTheNextEndpoint) {
+  // The standby names a leader that is not in the list: tried in order.
+  const std::string standby = StartStandby("elsewhere:7430");
+  const CtlResult r = Migrate(absl::StrCat(standby, ",", address_));
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(standby_->migrates.load(), 1);
+  EXPECT_EQ(fake_.Received<v1::MigrateRequest>().size(), 1u);
+}
+
+TEST_F(CtlSeveralCoordinatorsTest, AllFailingIsAnErrorWithTheStandbysAnswer) {
+  const std::string standby = StartStandby("elsewhere:7430");
+  const CtlResult r = Migrate(absl::StrCat("127.0.0.1:1,", standby));
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.err, absl::StrCat("jailoverctl: coordinator ", standby,
+                                ": unavailable: coordinator ctl2 is a standby; the leader is ctl1\n"));
+  EXPECT_EQ(Raw({"jailoverctl", "--coordinator", "a:1,,b", "--insecure", "status"}).code,
+            kExitUsage);
+}
+
 // --- What is sent ---------------------------------------------------------------------
 
 TEST_F(CtlGoldenTest, MigrateSendsJailTargetReasonAndAFreshRequestId) {

@@ -83,6 +83,30 @@ TEST(HostTrackerConfigTest, DefaultsAndValidation) {
   EXPECT_THAT(bad.Validate().message(), HasSubstr("safety_margin"));
 }
 
+// Coordinators on etcd: agents' leases must outlast two election ttls and
+// two renew intervals (a takeover after etcd's raft leader died too).
+TEST(HostTrackerConfigTest, TakeoverMustFitInTheAgentsLease) {
+  HostTrackerConfig config;  // ttl 3 s, renew 500 ms.
+  // 2 x 2 s + 1 s = 5 s: the default election ttl needs a longer lease.
+  const absl::Status refused = config.CheckTakeoverFits(absl::Seconds(2));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), HasSubstr("--lease_ttl 3s is too short"));
+  EXPECT_THAT(refused.message(), HasSubstr("= 5s"));
+  // Exactly at the budget is refused too; below it is fine.
+  config.ttl = absl::Seconds(5);
+  EXPECT_FALSE(config.CheckTakeoverFits(absl::Seconds(2)).ok());
+  config.ttl = absl::Seconds(6);
+  EXPECT_TRUE(config.CheckTakeoverFits(absl::Seconds(2)).ok());
+  // The tests' and the lab's settings.
+  config.ttl = absl::Seconds(3);
+  config.renew_interval = absl::Milliseconds(200);
+  EXPECT_TRUE(config.CheckTakeoverFits(absl::Seconds(1)).ok());
+  config.renew_interval = absl::Milliseconds(500);
+  EXPECT_FALSE(config.CheckTakeoverFits(absl::Seconds(1)).ok());
+  config.ttl = absl::Seconds(5);
+  EXPECT_TRUE(config.CheckTakeoverFits(absl::Seconds(1)).ok());
+}
+
 TEST_F(HostTrackerTest, UnregisteredHostIsUnspecifiedAndRefusesHeartbeats) {
   HostTracker host("h1", config_, Now());
   EXPECT_EQ(host.state(), kUnspecified);
