@@ -4,6 +4,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/daemon/daemon_flags.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
@@ -21,6 +22,15 @@ ABSL_FLAG(std::vector<std::string>, etcd_endpoints, {},
 ABSL_FLAG(
     std::string, etcd_prefix, "/jailover/",
     "--store=etcd: key prefix of this cluster's state and election (starts and ends with /).");
+ABSL_FLAG(std::string, etcd_tls_cert, "",
+          "--store=etcd: PEM client certificate for etcd (with --etcd_tls_key and --etcd_tls_ca; "
+          "none of the three = plaintext).");
+ABSL_FLAG(std::string, etcd_tls_key, "", "--store=etcd: PEM private key of --etcd_tls_cert.");
+ABSL_FLAG(std::string, etcd_tls_ca, "",
+          "--store=etcd: PEM CA bundle the etcd members' certificates must chain to.");
+ABSL_FLAG(std::string, etcd_tls_server_name, "",
+          "--store=etcd: the name to verify in the members' certificates instead of the host part "
+          "of each endpoint (for certificates that do not name the endpoints' IPs).");
 ABSL_FLAG(absl::Duration, election_ttl, absl::Seconds(2),
           "--store=etcd: time to live of the leader's etcd lease: a standby takes over within this "
           "long after the leader dies (etcd raises it to its minimum, 2 s with default etcd "
@@ -116,6 +126,25 @@ absl::StatusOr<CoordinatorOptions> CoordinatorOptionsFromFlags() {
   }
   for (const std::string& endpoint : options.etcd_endpoints) {
     RETURN_IF_ERROR(common::ValidateHostPort("--etcd_endpoints", endpoint));
+  }
+  common::TlsOptions& tls = options.etcd_tls;
+  tls.cert_file = absl::GetFlag(FLAGS_etcd_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_etcd_tls_key);
+  tls.ca_file = absl::GetFlag(FLAGS_etcd_tls_ca);
+  tls.server_name_override = absl::GetFlag(FLAGS_etcd_tls_server_name);
+  if (!tls.cert_file.empty() || !tls.key_file.empty() || !tls.ca_file.empty()) {
+    if (absl::Status valid = common::ValidateTlsOptions(tls); !valid.ok()) {
+      // Its messages name the gRPC flags (--tls_cert ...): name ours.
+      return absl::Status(
+          valid.code(), absl::StrReplaceAll(valid.message(), {{"--tls_", "--etcd_tls_"},
+                                                              {"; set them, or pass --insecure "
+                                                               "(development and lab only)",
+                                                               "; or none of them (plaintext)"}}));
+    }
+  } else if (!tls.server_name_override.empty()) {
+    return absl::InvalidArgumentError(
+        "--etcd_tls_server_name is set but TLS to etcd is not (--etcd_tls_cert, --etcd_tls_key, "
+        "--etcd_tls_ca)");
   }
   const std::string& prefix = options.etcd_prefix;
   if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() != '/' ||

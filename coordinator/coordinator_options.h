@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/daemon/grpc_server.h"
+#include "common/tls/credentials.h"
 #include "coordinator/cluster/host_tracker.h"
 
 namespace jailover::coordinator {
@@ -31,6 +32,9 @@ struct CoordinatorOptions {
   // at (default: the name's host with the listen port).
   std::vector<std::string> etcd_endpoints;
   std::string etcd_prefix;
+  // TLS to etcd (client certificate, key, CA; optionally the name to verify
+  // in the members' certificates); all empty = plaintext.
+  common::TlsOptions etcd_tls;
   absl::Duration election_ttl;
   std::string advertise_address;
   // Lease timing sent to agents and used to detect and fence failed hosts.

@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   if (options.store == "etcd") {
     etcd::EtcdClientOptions etcd_options;
     etcd_options.endpoints = options.etcd_endpoints;
+    etcd_options.tls = options.etcd_tls;
     ASSIGN_OR_RETURN(server->etcd_, etcd::EtcdClient::Create(etcd_options));
     store::EtcdStoreOptions store_options;
     store_options.prefix = options.etcd_prefix;

@@ -11,15 +11,20 @@
 //     command carrying the old leader's term is refused;
 //   - the leader cut from etcd (its only etcd member killed, in a
 //     three-member cluster): it exits (status 75) before the standby, which
-//     reaches the other members, leads.
+//     reaches the other members, leads;
+//   - etcd with TLS and client certificates: a coordinator with the
+//     --etcd_tls_* flags leads and writes; one without them does not start.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -32,6 +37,7 @@
 #include "tests/testing/agent_requests.h"
 #include "tests/testing/etcd_cluster.h"
 #include "tests/testing/external_process.h"
+#include "tests/testing/test_pki.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover {
@@ -76,8 +82,8 @@ class CoordinatorHaTest : public ::testing::Test {
 
   // Starts coordinator `name` on a free port and waits for its ports.
   // `etcd_endpoints`: default all of the cluster's.
-  void StartCoordinator(const std::string& name, Coordinator* out,
-                        std::string etcd_endpoints = "") {
+  void StartCoordinator(const std::string& name, Coordinator* out, std::string etcd_endpoints = "",
+                        const std::vector<std::string>& extra = {}) {
     if (etcd_endpoints.empty()) etcd_endpoints = etcd_->endpoints_flag();
     const std::string port_file = absl::StrCat(dir_, "/", name, ".port");
     std::vector<std::string> argv = {JAILOVER_COORDINATOR_BIN,
@@ -95,6 +101,7 @@ class CoordinatorHaTest : public ::testing::Test {
                                      absl::StrCat("--lease_renew_interval=", kRenew),
                                      "--lease_safety_margin=2s",
                                      "--jail_root=" + dir_ + "/jails"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
     auto started = testing::ExternalProcess::Start(argv, absl::StrCat(dir_, "/", name, ".log"));
     ASSERT_TRUE(started.ok()) << started.status();
     out->process = *std::move(started);
@@ -312,6 +319,50 @@ TEST_F(CoordinatorHaTest, LeaderCutFromEtcdStopsBeforeTheStandbyLeads) {
   const absl::Time b_leads = LogTime(b.process->ReadLog(), "now the leader");
   EXPECT_LT(a_stopped, b_leads) << a_log << "\n---\n" << b.process->ReadLog();
   EXPECT_NE(b_leads, absl::InfiniteFuture());
+}
+
+TEST_F(CoordinatorHaTest, EtcdOverTlsWithClientCertificates) {
+  if (access(testing::kOpensslBin, X_OK) != 0) GTEST_SKIP() << "no openssl";
+  absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki();
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  absl::Cleanup remove_pki = [&] {
+    std::error_code ignored;
+    std::filesystem::remove_all(pki->dir, ignored);
+  };
+  etcd_.reset();
+  auto etcd = testing::EtcdCluster::Start(1, dir_ + "/etcd-tls", absl::Seconds(20), &*pki);
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  etcd_ = *std::move(etcd);
+
+  Coordinator a;
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator("ctl1", &a, "",
+                       {"--etcd_tls_cert=" + pki->client_cert, "--etcd_tls_key=" + pki->client_key,
+                        "--etcd_tls_ca=" + pki->ca, "--etcd_tls_server_name=localhost"}));
+  ASSERT_TRUE(testing::WaitUntil([&] { return a.Ready() == 200; }, absl::Seconds(20)))
+      << a.process->ReadLog();
+  const grpc::Status applied = ApplyVip(a, "web-vip");
+  EXPECT_TRUE(applied.ok()) << applied.error_message();
+
+  // Without the certificates it cannot even open the store: start-up fails.
+  std::vector<std::string> argv = {JAILOVER_COORDINATOR_BIN,
+                                   "--listen=127.0.0.1:0",
+                                   "--insecure",
+                                   "--name=ctl2",
+                                   "--store=etcd",
+                                   "--etcd_endpoints=" + etcd_->endpoints_flag(),
+                                   "--etcd_prefix=/ha/",
+                                   "--election_ttl=1s",
+                                   "--http_listen=127.0.0.1:0",
+                                   "--lease_renew_interval=200ms",
+                                   "--jail_root=" + dir_ + "/jails"};
+  auto plain = testing::ExternalProcess::Start(argv, dir_ + "/ctl2-plain.log");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  absl::StatusOr<int> exited = (*plain)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(exited.ok()) << (*plain)->ReadLog();
+  EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) != 0) << *exited;
+  EXPECT_THAT((*plain)->ReadLog(), HasSubstr("start-up failed"));
+  EXPECT_THAT((*plain)->ReadLog(), HasSubstr("etcd"));
 }
 
 }  // namespace

@@ -545,6 +545,11 @@ TEST_P(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
   coordinator_->Signal(SIGCONT);
   // Within the ttl of its last grant (3 s) plus the fence's own work.
   EXPECT_LE(took, absl::Seconds(3) + absl::Milliseconds(800)) << took;
+  // The fence is marked first, then carried out step by step, the VIP last.
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return h1.log().find("self-fence: VIP web-vip") != std::string::npos; },
+      absl::Seconds(10)))
+      << h1.log();
   EXPECT_EQ(h1_jails(), 0);
   const std::string log = h1.log();
   EXPECT_THAT(log, HasSubstr("self-fence: jail web stopped"));

@@ -1,13 +1,12 @@
 #include "tests/testing/etcd_cluster.h"
 
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <chrono>
@@ -16,9 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/tls/credentials.h"
 #include "etcd/etcd.grpc.pb.h"
 #include "etcd/etcd.pb.h"
 #include "tests/testing/external_process.h"
+#include "tests/testing/test_pki.h"
 
 namespace jailover::testing {
 namespace {
@@ -75,9 +76,10 @@ namespace {
 
 // Maintenance.Status of `endpoint`: OK when it answers with a raft leader
 // known; else why not.
-absl::Status LeaderKnown(const std::string& endpoint) {
-  auto channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
-  auto stub = ::etcdserverpb::Maintenance::NewStub(channel);
+absl::Status LeaderKnown(const std::string& endpoint, const common::TlsOptions& tls) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = common::MakeChannel(endpoint, tls);
+  if (!channel.ok()) return channel.status();
+  auto stub = ::etcdserverpb::Maintenance::NewStub(*channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   ::etcdserverpb::StatusResponse response;
@@ -95,7 +97,13 @@ absl::Status LeaderKnown(const std::string& endpoint) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members, const std::string& dir,
-                                                                absl::Duration timeout) {
+                                                                absl::Duration timeout,
+                                                                const TestPki* tls) {
+  common::TlsOptions client_tls;
+  client_tls.insecure = tls == nullptr;
+  if (tls != nullptr) {
+    client_tls = {tls->client_cert, tls->client_key, tls->ca, false, "localhost"};
+  }
   if (members < 1 || members > 5) {
     return absl::InvalidArgumentError(absl::StrCat("etcd cluster size ", members, " not in 1..5"));
   }
@@ -125,7 +133,8 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members, con
         absl::StrCat("jailover-test-", getpid(), "-", id, "-", absl::ToUnixNanos(absl::Now()));
     absl::Status started;
     for (auto& member : cluster->members_) {
-      const std::string client_url = absl::StrCat("http://127.0.0.1:", member->client_port);
+      const std::string client_url =
+          absl::StrCat(tls != nullptr ? "https" : "http", "://127.0.0.1:", member->client_port);
       const std::string peer_url = absl::StrCat("http://127.0.0.1:", member->peer_port);
       // clang-format off
       std::vector<std::string> argv = {
@@ -146,6 +155,13 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members, con
           "--enable-v2=false",
       };
       // clang-format on
+      if (tls != nullptr) {
+        for (const std::string& flag :
+             {"--cert-file=" + tls->server_cert, "--key-file=" + tls->server_key,
+              "--trusted-ca-file=" + tls->ca, std::string("--client-cert-auth")}) {
+          argv.push_back(flag);
+        }
+      }
       absl::StatusOr<std::unique_ptr<ExternalProcess>> process =
           ExternalProcess::Start(argv, member->log_path);
       if (!process.ok()) {
@@ -170,7 +186,7 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members, con
                            "); log:\n", member->process->ReadLog()));
           break;
         }
-        ready = LeaderKnown(member->endpoint());
+        ready = LeaderKnown(member->endpoint(), client_tls);
         if (!ready.ok()) break;
       }
       if (ready.ok()) return cluster;

@@ -17,14 +17,20 @@
 namespace jailover::testing {
 
 class ExternalProcess;
+struct TestPki;
 
 class EtcdCluster {
  public:
   // Starts `members` (1..5) members forming one cluster, with data dirs and
   // logs under `dir` (created if missing), and waits (up to `timeout`) until
   // every member answers Maintenance.Status with a raft leader known.
+  // With `tls`, clients must use TLS with a certificate of its CA: the
+  // members serve https://127.0.0.1:PORT with tls->server_cert and
+  // --client-cert-auth (the certificates name DNS:localhost; peers talk
+  // plaintext among themselves).
   static absl::StatusOr<std::unique_ptr<EtcdCluster>> Start(
-      int members, const std::string& dir, absl::Duration timeout = absl::Seconds(20));
+      int members, const std::string& dir, absl::Duration timeout = absl::Seconds(20),
+      const TestPki* tls = nullptr);
   ~EtcdCluster();
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;

@@ -1,5 +1,10 @@
 #include "common/tls/credentials.h"
 
+#include <grpcpp/channel.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,19 +15,12 @@
 #include <system_error>
 #include <vector>
 
-#include <grpcpp/channel.h>
-#include <grpcpp/generic/async_generic_service.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "common/exec/command_runner.h"
-#include "common/status/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_pki.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::common {
@@ -31,7 +29,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr char kOpenssl[] = "/usr/bin/openssl";
+constexpr const char* kOpenssl = testing::kOpensslBin;
 constexpr char kFakePem[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
 
 void WriteFile(const std::string& path, const std::string& text) {
@@ -156,101 +154,7 @@ TEST(TlsInsecureTest, EmptyTargetIsRejected) {
   EXPECT_EQ(MakeChannel("", options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-// A CA, a server and a client certificate signed by it, and a client
-// certificate from an unrelated CA, made with the openssl CLI. The leaf
-// certificates name only DNS:localhost.
-struct Pki {
-  std::string dir;
-  std::string ca;
-  std::string server_cert, server_key;
-  std::string client_cert, client_key;
-  std::string rogue_ca;
-  std::string rogue_cert, rogue_key;
-};
-
-constexpr char kOpensslConfig[] = R"([req]
-distinguished_name = dn
-[dn]
-[v3_ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[v3_leaf]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = DNS:localhost
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-)";
-
-class PkiBuilder {
- public:
-  explicit PkiBuilder(std::string dir) : dir_(std::move(dir)) {}
-
-  absl::Status Run(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {kOpenssl};
-    argv.insert(argv.end(), args.begin(), args.end());
-    CommandOptions options;
-    options.timeout = absl::Seconds(60);
-    options.working_dir = dir_;
-    absl::StatusOr<CommandResult> result = runner_.Run(argv, options);
-    if (!result.ok()) return result.status();
-    if (!result->ok()) {
-      return absl::InternalError(absl::StrCat(FormatArgv(argv), ": exit ", result->exit_code,
-                                              ": ", result->stderr_text));
-    }
-    return absl::OkStatus();
-  }
-
-  // Makes NAME.pem and NAME.key: a self-signed CA.
-  absl::Status MakeCa(const std::string& name) {
-    return Run({"req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key", "-out",
-                name + ".pem", "-days", "2", "-subj", "/CN=" + name, "-config", "openssl.cnf",
-                "-extensions", "v3_ca"});
-  }
-
-  // Makes NAME.pem and NAME.key: a leaf signed by CA.pem/CA.key.
-  absl::Status MakeLeaf(const std::string& name, const std::string& ca, int serial) {
-    RETURN_IF_ERROR(Run({"req", "-new", "-newkey", "ec", "-pkeyopt",
-                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key",
-                         "-out", name + ".csr", "-subj", "/CN=" + name, "-config",
-                         "openssl.cnf"}));
-    return Run({"x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-                "-set_serial", std::to_string(serial), "-days", "2", "-out", name + ".pem",
-                "-extfile", "openssl.cnf", "-extensions", "v3_leaf"});
-  }
-
- private:
-  std::string dir_;
-  SubprocessCommandRunner runner_;
-};
-
-absl::StatusOr<Pki> MakePki() {
-  Pki pki;
-  pki.dir = testing::MakeTempDir("tls_pki");
-  {
-    std::ofstream cnf(pki.dir + "/openssl.cnf");
-    cnf << kOpensslConfig;
-    if (!cnf.good()) return absl::InternalError("cannot write openssl.cnf");
-  }
-  PkiBuilder builder(pki.dir);
-  RETURN_IF_ERROR(builder.MakeCa("ca"));
-  RETURN_IF_ERROR(builder.MakeLeaf("server", "ca", 2));
-  RETURN_IF_ERROR(builder.MakeLeaf("client", "ca", 3));
-  RETURN_IF_ERROR(builder.MakeCa("rogue-ca"));
-  RETURN_IF_ERROR(builder.MakeLeaf("rogue", "rogue-ca", 4));
-  pki.ca = pki.dir + "/ca.pem";
-  pki.server_cert = pki.dir + "/server.pem";
-  pki.server_key = pki.dir + "/server.key";
-  pki.client_cert = pki.dir + "/client.pem";
-  pki.client_key = pki.dir + "/client.key";
-  pki.rogue_ca = pki.dir + "/rogue-ca.pem";
-  pki.rogue_cert = pki.dir + "/rogue.pem";
-  pki.rogue_key = pki.dir + "/rogue.key";
-  return pki;
-}
+using Pki = testing::TestPki;
 
 class TlsCredentialsTest : public ::testing::Test {
  protected:
@@ -258,7 +162,7 @@ class TlsCredentialsTest : public ::testing::Test {
   // part of this binary.
   static void SetUpTestSuite() {
     if (access(kOpenssl, X_OK) != 0) return;
-    absl::StatusOr<Pki> pki = MakePki();
+    absl::StatusOr<Pki> pki = testing::MakeTestPki();
     if (pki.ok()) {
       pki_ = new Pki(*std::move(pki));
     } else {
