@@ -39,7 +39,37 @@ Election::~Election() { Resign(); }
 
 absl::Status Election::Start(std::function<void(const std::string& reason)> on_lost) {
   on_lost_ = std::move(on_lost);
+  RETURN_IF_ERROR(WaitForNameFree());
   return OpenSession();
+}
+
+absl::Status Election::WaitForNameFree() {
+  // Registered already: a crashed predecessor (its lease runs out within a
+  // ttl, or two if etcd changed raft leader meanwhile) or another process
+  // with the same name (it keeps its lease alive).
+  const absl::Time deadline = absl::Now() + 2 * options_.ttl + absl::Seconds(1);
+  bool logged = false;
+  while (true) {
+    ::etcdserverpb::RangeRequest request;
+    request.set_key(member_key_);
+    ASSIGN_OR_RETURN(::etcdserverpb::RangeResponse range, client_.Range(request));
+    if (range.kvs_size() == 0) return absl::OkStatus();
+    v1::CoordinatorInfo other;
+    (void)other.ParseFromString(range.kvs(0).value());
+    if (absl::Now() >= deadline) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "another coordinator named ", options_.self.name(), " is running (registered at ",
+          other.address(), " with a live etcd lease): coordinator names must be unique"));
+    }
+    if (!logged) {
+      spdlog::info(
+          "election: {} is registered already (at {}); waiting for that registration to "
+          "expire (a previous run) or to stay (a duplicate name)",
+          options_.self.name(), other.address());
+      logged = true;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
 }
 
 absl::Duration Election::CallTimeout() const {

@@ -72,8 +72,9 @@ class Election {
   Election& operator=(const Election&) = delete;
 
   // Grants the session lease, registers this coordinator and starts keeping
-  // the lease alive. `on_lost` runs once, on the keep-alive thread, when
-  // the session is lost (see the file comment), with the reason.
+  // the lease alive. A registration of the same name still alive after two
+  // ttls (another process with this name) is FailedPrecondition. `on_lost` runs once, on the
+  // keep-alive thread, when the session is lost (see the file comment), with the reason.
   absl::Status Start(std::function<void(const std::string& reason)> on_lost);
 
   // Blocks until this coordinator holds the leadership and returns it, or
@@ -103,6 +104,8 @@ class Election {
  private:
   void KeepAliveLoop();
   void Lost(const std::string& reason);
+  // Waits until no session holds this coordinator's name (see Start).
+  absl::Status WaitForNameFree();
   // Deadline of one etcd call of the election (per endpoint tried): a
   // quarter of the ttl, so a member that went silent is left in time.
   absl::Duration CallTimeout() const;

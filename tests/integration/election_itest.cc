@@ -128,5 +128,20 @@ TEST_F(ElectionTest, LostLeaseIsReportedAndAStandbyCampaignsAgainInANewSession) 
   EXPECT_EQ(lost.load(), 1);
 }
 
+TEST_F(ElectionTest, ASecondCoordinatorWithTheSameNameIsRefused) {
+  auto a = MakeElection("ctl1");
+  ASSERT_TRUE(a->Start([](const std::string&) {}).ok());
+  auto twin = MakeElection("ctl1");
+  const absl::Time started = absl::Now();
+  const absl::Status refused = twin->Start([](const std::string&) {});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("another coordinator named ctl1"));
+  EXPECT_GE(absl::Now() - started, absl::Seconds(2));  // It waited for a crashed predecessor.
+  // Once the first is gone (a clean exit revokes its lease), the name is free.
+  a->Resign();
+  auto next = MakeElection("ctl1");
+  EXPECT_TRUE(next->Start([](const std::string&) {}).ok());
+}
+
 }  // namespace
 }  // namespace jailover::coordinator::etcd
