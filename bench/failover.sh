@@ -15,79 +15,9 @@
 set -euo pipefail
 
 rounds=${1:-10}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-build=$(cd "${2:-$root/build}" && pwd)
-lab_bin=$build/deploy/lab/jailover-lab
-ctl_bin=$build/coordinator/cli/jailoverctl
-server_bin=$build/tools/jailover-applog-server
-client_bin=$build/tools/jailover-applog-client
-for b in "$lab_bin" "$ctl_bin" "$server_bin" "$client_bin"; do
-  [[ -x "$b" ]] || { echo "bench: $b not built" >&2; exit 1; }
-done
-[[ $(id -u) -eq 0 ]] || { echo "bench: run as root" >&2; exit 1; }
-[[ "$rounds" =~ ^[0-9]+$ && "$rounds" -ge 1 ]] || { echo "bench: ROUNDS must be >= 1" >&2; exit 2; }
-
-work=$(mktemp -d /tmp/jailover-bench.XXXXXX)
-state=$work/lab.json
-client_pid=""
-cleanup() {
-  set +e
-  [[ -n "$client_pid" ]] && kill -TERM "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null
-  [[ -s "$state" ]] && "$lab_bin" --state_file "$state" down >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-lab() { "$lab_bin" --state_file "$state" "$@"; }
-ctl() { lab exec c1 -- "$ctl_bin" --coordinator 198.18.0.2:7430 --insecure "$@"; }
-acked() { [[ -f "$work/acked" ]] && wc -l <"$work/acked" || echo 0; }
-wait_acks() {  # N: until N more acknowledgements (60 s at most)
-  local target=$(($(acked) + $1)) deadline=$((SECONDS + 60))
-  until (($(acked) >= target)); do
-    ((SECONDS < deadline)) || { echo "bench: no acknowledgements" >&2; exit 1; }
-    sleep 0.05
-  done
-}
-jail_is() {  # PATTERN: the jail's "PHASE HOST EPOCH" matches
-  local s
-  s=$(ctl -o json jail get web 2>/dev/null | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["jail"].get("status", {})
-print(s.get("phase", "-"), s.get("host", "-"), s.get("epoch", "0"))' 2>/dev/null) || return 1
-  [[ "$s" =~ $1 ]]
-}
-wait_jail() {  # PATTERN
-  local deadline=$((SECONDS + 90))
-  until jail_is "$1"; do
-    ((SECONDS < deadline)) || { echo "bench: jail never matched $1" >&2; exit 1; }
-    sleep 0.1
-  done
-}
-start_client() {  # TARGET
-  rm -f "$work/acked"
-  lab exec c1 -- "$client_bin" write --target "$1" --run-until-signal --interval-ms 10 \
-    --acked "$work/acked" >"$work/client.log" 2>&1 &
-  client_pid=$!
-}
-stop_client() {
-  kill -TERM "$client_pid" 2>/dev/null || true
-  wait "$client_pid" 2>/dev/null || true
-  client_pid=""
-}
-# The longest gap between two acknowledgements, in ms.
-outage() {
-  python3 -c '
-import sys
-ms = [int(line.split()[1]) for line in open(sys.argv[1]) if line.strip()]
-print(max(b - a for a, b in zip(ms, ms[1:])))' "$work/acked"
-}
-lab_dir() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' "$state"; }
-
-apply_sample_jail() {
-  "$root/deploy/lab/sample-jail.sh" "$state" "$build" >/dev/null
-  wait_jail "^JAIL_PHASE_RUNNING h1 1$"
-}
+build_arg=${2:-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # a: ucarp alone, as the Linux driver runs it.
 round_bare() {
@@ -126,7 +56,7 @@ round_failover() {
   wait_jail "^JAIL_PHASE_RUNNING h[23] 2$"
   wait_acks 100
   stop_client
-  lab exec c1 -- "$client_bin" check --target 198.18.0.100:7000 --acked "$work/acked" >&2
+  check_records 198.18.0.100:7000
   outage
   lab down >/dev/null
 }
@@ -140,13 +70,13 @@ round_migration() {
   ctl migrate web --to h2 --reason bench --wait >/dev/null
   wait_acks 100
   stop_client
-  lab exec c1 -- "$client_bin" check --target 198.18.0.100:7000 --acked "$work/acked" >&2
+  check_records 198.18.0.100:7000
   outage
   lab down >/dev/null
 }
 
 echo "jailover failover benchmark: $rounds rounds of (a) bare ucarp, (b) jailover failover, (c) planned migration"
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
+print_machine
 : >"$work/results"
 for round in $(seq "$rounds"); do
   a=$(round_bare)

@@ -13,40 +13,11 @@
 set -euo pipefail
 
 rounds=${1:-5}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-build=$(cd "${2:-$root/build}" && pwd)
-lab_bin=$build/deploy/lab/jailover-lab
-ctl_bin=$build/coordinator/cli/jailoverctl
-client_bin=$build/tools/jailover-applog-client
-for b in "$lab_bin" "$ctl_bin" "$client_bin"; do
-  [[ -x "$b" ]] || { echo "bench: $b not built" >&2; exit 1; }
-done
-[[ $(id -u) -eq 0 ]] || { echo "bench: run as root" >&2; exit 1; }
-[[ "$rounds" =~ ^[0-9]+$ && "$rounds" -ge 1 ]] || { echo "bench: ROUNDS must be >= 1" >&2; exit 2; }
-
-work=$(mktemp -d /tmp/jailover-takeover.XXXXXX)
-state=$work/lab.json
-client_pid=""
-cleanup() {
-  set +e
-  [[ -n "$client_pid" ]] && kill -TERM "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null
-  [[ -s "$state" ]] && "$lab_bin" --state_file "$state" down >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+build_arg=${2:-}
 coordinators=198.18.0.2:7430,198.18.0.3:7430,198.18.0.4:7430
-lab() { "$lab_bin" --state_file "$state" "$@"; }
-ctl() { lab exec c1 -- "$ctl_bin" --coordinator "$coordinators" --insecure "$@"; }
-acked() { [[ -f "$work/acked" ]] && wc -l <"$work/acked" || echo 0; }
-wait_acks() {  # N: until N more acknowledgements (60 s at most)
-  local target=$(($(acked) + $1)) deadline=$((SECONDS + 60))
-  until (($(acked) >= target)); do
-    ((SECONDS < deadline)) || { echo "bench: no acknowledgements" >&2; exit 1; }
-    sleep 0.05
-  done
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
 leads() {  # IP: that coordinator's /readyz says it leads
   lab exec c1 -- curl --silent --fail --max-time 1 "http://$1:7422/readyz" 2>/dev/null |
     grep -q '^leader'
@@ -56,27 +27,12 @@ ready_hosts() {  # READY hosts in the leader's view
 import json, sys
 print(sum(h.get("status", {}).get("state") == "HOST_STATE_READY" for h in json.load(sys.stdin)["hosts"]))'
 }
-outage() {
-  python3 -c '
-import sys
-ms = [int(line.split()[1]) for line in open(sys.argv[1]) if line.strip()]
-print(max(b - a for a, b in zip(ms, ms[1:])))' "$work/acked"
-}
-
 round() {
   lab up --coordinators 3 --store etcd >/dev/null
-  "$root/deploy/lab/sample-jail.sh" "$state" "$build" >/dev/null
-  local deadline=$((SECONDS + 90))
-  until ctl -o json jail get web 2>/dev/null | grep -q JAIL_PHASE_RUNNING; do
-    ((SECONDS < deadline)) || { echo "bench: the jail never ran" >&2; exit 1; }
-    sleep 0.2
-  done
-  rm -f "$work/acked"
-  lab exec c1 -- "$client_bin" write --target 198.18.0.100:7000 --run-until-signal \
-    --interval-ms 10 --acked "$work/acked" >"$work/client.log" 2>&1 &
-  client_pid=$!
+  apply_sample_jail
+  start_client 198.18.0.100:7000
   wait_acks 100
-  local start end leader=""
+  local start end deadline leader=""
   start=$(date +%s%N)
   lab kill-host ctl1 >/dev/null
   deadline=$((SECONDS + 30))
@@ -89,20 +45,18 @@ round() {
   local ready
   ready=$(ready_hosts)
   [[ "$ready" == 4 ]] || { echo "bench: only $ready of 4 hosts READY after the takeover" >&2; exit 1; }
-  if grep -l SELF-FENCING "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["dir"])' "$state")"/*/agent.log >&2; then
+  if grep -l SELF-FENCING "$(lab_dir)"/*/agent.log >&2; then
     echo "bench: an agent fenced itself" >&2; exit 1
   fi
   wait_acks 100
-  kill -TERM "$client_pid" 2>/dev/null || true
-  wait "$client_pid" 2>/dev/null || true
-  client_pid=""
-  lab exec c1 -- "$client_bin" check --target 198.18.0.100:7000 --acked "$work/acked" >&2
+  stop_client
+  check_records 198.18.0.100:7000
   echo "$(((end - start) / 1000000)) $(outage)"
   lab down >/dev/null
 }
 
 echo "jailover coordinator takeover benchmark: $rounds rounds, 3 coordinators on 3-member etcd"
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
+print_machine
 : >"$work/results"
 for r in $(seq "$rounds"); do
   round >"$work/round"
