@@ -167,12 +167,24 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
     return {response.operations().begin(), response.operations().end()};
   }
 
+  // Waits until "web" is RUNNING on `host` at `epoch` and every operation of
+  // it has ended: the jail's phase is recorded by the operation's "running"
+  // step, two commits before the operation's own end.
   bool WaitForJail(const std::string& host, uint64_t epoch, absl::Duration timeout) {
     return testing::WaitUntil(
         [&] {
           const v1::Jail jail = GetJail("web");
-          return jail.status().phase() == v1::JAIL_PHASE_RUNNING && jail.status().host() == host &&
-                 jail.status().epoch() == epoch;
+          if (jail.status().phase() != v1::JAIL_PHASE_RUNNING || jail.status().host() != host ||
+              jail.status().epoch() != epoch) {
+            return false;
+          }
+          for (const v1::Operation& op : Operations("web")) {
+            if (op.state() == v1::OPERATION_STATE_PENDING ||
+                op.state() == v1::OPERATION_STATE_RUNNING) {
+              return false;
+            }
+          }
+          return true;
         },
         timeout, absl::Milliseconds(50));
   }

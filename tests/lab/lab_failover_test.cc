@@ -510,7 +510,22 @@ TEST_F(LabHaFailoverTest, LeaderKilledMidFailoverTheNewLeaderFinishesItNothingLo
   // One failover operation, the one ctl1 started, finished by the new
   // leader; fsck was called again with its id (answered from h2's or h3's
   // record), every step succeeded.
-  const nlohmann::json ops = CtlJson({"op", "list", "--jail", "web"});
+  // The jail's phase is recorded by the operation's "running" step, before
+  // the operation's own end: wait for that.
+  nlohmann::json ops;
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        ops = CtlJson({"op", "list", "--jail", "web"});
+        for (const nlohmann::json& op : ops.value("operations", nlohmann::json::array())) {
+          const std::string state = op.value("state", "");
+          if (state == "OPERATION_STATE_PENDING" || state == "OPERATION_STATE_RUNNING") {
+            return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(30), absl::Milliseconds(200)))
+      << ops.dump();
   int failovers = 0;
   for (const nlohmann::json& op : ops.value("operations", nlohmann::json::array())) {
     if (op.value("kind", "") != "OPERATION_KIND_FAILOVER") continue;
