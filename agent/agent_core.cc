@@ -599,6 +599,7 @@ absl::Status AgentCore::ConfigureVip(const v1::ConfigureVipRequest& request,
   }
   return Mutate(request.context(), "ConfigureVip", "vip/" + config.name, response, [&] {
     RETURN_IF_ERROR(vips_.Configure(config));
+    if (request.claim()) RETURN_IF_ERROR(vips_.Claim(config));
     v1::ObservedVip* vip = response->mutable_vip();
     vip->set_name(config.name);
     vip->set_address(request.vip().address());

@@ -65,6 +65,11 @@ class VipDriver {
   virtual absl::Status SetAdvskew(const VipConfig& vip, int advskew) = 0;
   // Removes the address (and with it the vhid). Idempotent.
   virtual absl::Status Remove(const VipConfig& vip) = 0;
+  // A planned hand-over, after the previous master's speaker was demoted or
+  // removed: makes this host MASTER for the VIP now, instead of after CARP's
+  // master-down interval (advbase x 3) of silence. The VIP must be
+  // configured here (FailedPrecondition otherwise). OK if already MASTER.
+  virtual absl::Status Claim(const VipConfig& vip) = 0;
   // CARP state of every vhid on `interface`.
   virtual absl::StatusOr<std::vector<CarpStatus>> State(const std::string& interface) = 0;
   // Starts delivering transitions to `callback` (from a driver thread) until

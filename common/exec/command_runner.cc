@@ -30,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/file/unique_fd.h"
 #include "common/log/log.h"
 
 // Not declared by <unistd.h> on FreeBSD; harmless to repeat on glibc.
@@ -61,34 +62,6 @@ constexpr size_t kReadChunk = 64 * 1024;
 // Longest pause between two waitpid(WNOHANG) checks once the child has
 // closed its output but not yet exited.
 constexpr auto kMaxReapInterval = std::chrono::milliseconds(20);
-
-// Owns one file descriptor; closes it on destruction.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  // Closes the descriptor. close(2) is not retried on EINTR: on Linux and
-  // FreeBSD the descriptor is released even then.
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // The read end and write end of one pipe(2).
 struct Pipe {

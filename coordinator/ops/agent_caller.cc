@@ -279,11 +279,13 @@ absl::StatusOr<StepOutcome> GrpcAgentCaller::Call(const Step& step, const StepIn
       *r.mutable_context() = in.context;
       *r.mutable_vip() = in.vip;
       r.set_advskew(step.advskew);
+      r.set_claim(step.claim);
       ASSIGN_OR_RETURN(auto out,
                        (Unary<v1::ConfigureVipRequest, v1::ConfigureVipResponse>(
                            *stub, &S::ConfigureVip, r, timeout, "ConfigureVip", in.host)));
       return StepOutcome{
-          absl::StrCat("advskew ", step.advskew, ", CARP ", v1::CarpState_Name(out.vip().state())),
+          absl::StrCat("advskew ", step.advskew, step.claim ? ", claimed: MASTER now" : "",
+                       ", CARP ", v1::CarpState_Name(out.vip().state())),
           ""};
     }
     case StepAction::kSetVipAdvskew: {

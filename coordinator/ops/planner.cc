@@ -295,6 +295,7 @@ class PlanBuilder {
         AddAttach(op, s, target);
         AddPromote(op, s, target);
         AddDemote(op, s, /*best_effort=*/false);
+        AddClaim(op, s, target);
       }
       AddProbeAndRunning(op, s, target, op.new_epoch);
     }
@@ -601,6 +602,21 @@ class PlanBuilder {
       step.description = absl::StrCat("RemoveVip ", step.vip, " (", old_host,
                                       " is not a standby of ", op.jail, ")");
     }
+    op.steps.push_back(std::move(step));
+  }
+
+  // After a successful (not best-effort) vip-demote: the target takes the
+  // address at once instead of waiting CARP's master-down interval, during
+  // which nobody would answer on the VIP.
+  void AddClaim(PlannedOperation& op, const Subject& s, const std::string& target) {
+    if (s.vip == nullptr || s.current == nullptr) return;
+    Step step = JailStep(op, StepAction::kConfigureVip, "vip-claim", target, op.new_epoch);
+    step.vip = s.vip->name();
+    step.advskew = kMasterAdvskew;
+    step.claim = true;
+    step.description = absl::StrCat("ConfigureVip ", step.vip, " advskew ", kMasterAdvskew,
+                                    ", claim: ", target, " takes the address now (", op.from_host,
+                                    " gave it up), not after CARP's master-down interval");
     op.steps.push_back(std::move(step));
   }
 
@@ -1030,6 +1046,7 @@ v1::StepCall ToStepCall(const Step& step) {
   call.set_mount_point(step.mount_point);
   call.set_vip(step.vip);
   call.set_advskew(step.advskew);
+  call.set_claim(step.claim);
   call.set_force(step.force);
   call.set_phase(step.phase);
   call.set_best_effort(step.best_effort);
@@ -1065,6 +1082,7 @@ absl::StatusOr<Step> StepFromOperationStep(const v1::OperationStep& in) {
   step.mount_point = call.mount_point();
   step.vip = call.vip();
   step.advskew = call.advskew();
+  step.claim = call.claim();
   step.force = call.force();
   step.phase = call.phase();
   step.best_effort = call.best_effort();

@@ -30,7 +30,9 @@
 //   not-ready (coordinator records MIGRATING: P's LB health is NOT_SERVING
 //   from here), stop, destroy, unmount, release on P at epoch E; grant: T
 //   ExportImage(I, grant {S, E+1}) (also cuts P); import, fsck, mount, create,
-//   start on S; vip S -> 0; vip-demote on P; probe; running.
+//   start on S; vip S -> 0; vip-demote on P; vip-claim on S (S takes the
+//   address now that P gave it up, rather than after CARP's master-down
+//   interval of silence); probe; running.
 // Restart: stop, destroy, create (from the current spec), start, probe,
 // running on the same host and epoch.
 //
@@ -144,7 +146,7 @@ enum class StepAction {
 struct Step {
   StepAction action = StepAction::kProbe;
   // OperationStep.name: "fence", "grant", "import", "fsck", "mount", "create",
-  // "start", "vip", "vip-demote", "stop", "destroy", "unmount", "release",
+  // "start", "vip", "vip-demote", "vip-claim", "stop", "destroy", "unmount", "release",
   // "not-ready", "probe", "running".
   std::string name;
   // The agent called, or the host the coordinator records / probes.
@@ -168,6 +170,8 @@ struct Step {
   // kConfigureVip, kSetVipAdvskew, kRemoveVip, kCreateJail: the VIP's name.
   std::string vip;
   uint32_t advskew = 0;
+  // kConfigureVip: take the address now (the previous master released it).
+  bool claim = false;
   // kUnmountImage, kReleaseImage.
   bool force = false;
   // kRecordPhase.

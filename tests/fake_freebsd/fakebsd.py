@@ -642,12 +642,23 @@ def tool_ifconfig(world, args):
         elif key == "alias" and i + 1 < len(rest):
             address = rest[i + 1].split("/")[0]
             i += 2
+        elif key == "state" and i + 1 < len(rest):
+            # ifcarp.c: matched case-insensitively against the state names.
+            if rest[i + 1].upper() not in ("INIT", "BACKUP", "MASTER"):
+                raise Fail(1, "ifconfig: unknown state\n")
+            settings[key] = rest[i + 1].upper()
+            i += 2
         else:
             raise Fail(1, "ifconfig: %s: bad value\n" % key)
     if v is None:
         v = {"advbase": "1", "advskew": "0", "pass": "", "addresses": [], "state": "MASTER"}
         iface["vhids"][vhid] = v
     for key, value in settings.items():
+        if key == "state":
+            # carp(4) ignores a state change while the vhid is INIT.
+            if v["state"] != "INIT":
+                v["state"] = value
+            continue
         v[key] = value
     if address is not None:
         for other, ov in iface["vhids"].items():

@@ -13,6 +13,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file/file_util.h"
@@ -247,7 +248,21 @@ TEST_F(FreeBsdAgentTest, ImageJailVipAndEpochFencingEndToEnd) {
   EXPECT_TRUE(testing::WaitUntil(
       [&] { return HttpGet(h1->http_port(), "/v1/jails/web01/ready").first == 503; },
       absl::Seconds(5)));
-  ASSERT_TRUE(fake_.Admin({"carp-state", "em0", "10", "MASTER"}).ok());
+  // A claim (a planned migration's vip-claim) makes it MASTER again:
+  // ifconfig em0 vhid 10 state master.
+  {
+    v1::ConfigureVipRequest claim;
+    *claim.mutable_context() = Op("vip-claim");
+    *claim.mutable_vip() = testing::TestVip("em0");
+    claim.set_advskew(0);
+    claim.set_claim(true);
+    v1::ConfigureVipResponse claimed;
+    const grpc::Status status = h1->stub().ConfigureVip(CallContext().get(), claim, &claimed);
+    ASSERT_TRUE(status.ok()) << status.error_message() << h1->log();
+  }
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return absl::StrContains(h1->log(), "claimed: BACKUP -> MASTER"); }, absl::Seconds(5)))
+      << h1->log();
   EXPECT_TRUE(testing::WaitUntil(
       [&] { return HttpGet(h1->http_port(), "/v1/jails/web01/ready").first == 200; },
       absl::Seconds(5)));

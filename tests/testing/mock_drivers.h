@@ -46,6 +46,7 @@ class MockVipDriver : public agent::VipDriver {
   MOCK_METHOD(absl::Status, Configure, (const agent::VipConfig&), (override));
   MOCK_METHOD(absl::Status, SetAdvskew, (const agent::VipConfig&, int), (override));
   MOCK_METHOD(absl::Status, Remove, (const agent::VipConfig&), (override));
+  MOCK_METHOD(absl::Status, Claim, (const agent::VipConfig&), (override));
   MOCK_METHOD(absl::StatusOr<std::vector<agent::CarpStatus>>, State, (const std::string&),
               (override));
   MOCK_METHOD(absl::Status, Watch, (std::function<void(const agent::CarpTransition&)>),

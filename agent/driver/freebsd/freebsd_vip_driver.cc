@@ -189,11 +189,9 @@ absl::Status FreeBsdVipDriver::Configure(const VipConfig& vip) {
   return absl::OkStatus();
 }
 
-absl::Status FreeBsdVipDriver::SetAdvskew(const VipConfig& vip, int advskew) {
+absl::StatusOr<CarpStatus> FreeBsdVipDriver::ExistingVhid(const VipConfig& vip) {
   RETURN_IF_ERROR(common::ValidateInterfaceName("vip interface", vip.interface));
   RETURN_IF_ERROR(common::ValidateVhid(vip.vhid));
-  RETURN_IF_ERROR(common::ValidateAdvskew(advskew));
-  absl::MutexLock lock(&config_mu_);
   absl::StatusOr<std::vector<CarpStatus>> statuses = State(vip.interface);
   if (!statuses.ok()) {
     return common::Annotate(NeedInterface(statuses.status()), absl::StrCat("vip ", vip.name));
@@ -208,10 +206,33 @@ absl::Status FreeBsdVipDriver::SetAdvskew(const VipConfig& vip, int advskew) {
         absl::StrCat("vip ", vip.name, ": vhid conflict: vhid ", vip.vhid, " on ", vip.interface,
                      " carries ", Addresses(*existing), ", not ", vip.address));
   }
-  if (existing->advskew == advskew) return absl::OkStatus();
+  return *existing;
+}
+
+absl::Status FreeBsdVipDriver::SetAdvskew(const VipConfig& vip, int advskew) {
+  RETURN_IF_ERROR(common::ValidateAdvskew(advskew));
+  absl::MutexLock lock(&config_mu_);
+  ASSIGN_OR_RETURN(const CarpStatus existing, ExistingVhid(vip));
+  if (existing.advskew == advskew) return absl::OkStatus();
   RETURN_IF_ERROR(RunTool(BuildCarpSetAdvskewArgv(vip.interface, vip.vhid, advskew)).status());
   spdlog::info("vip {}: vhid {} on {} advskew {} -> {}", vip.name, vip.vhid, vip.interface,
-               existing->advskew, advskew);
+               existing.advskew, advskew);
+  return absl::OkStatus();
+}
+
+absl::Status FreeBsdVipDriver::Claim(const VipConfig& vip) {
+  absl::MutexLock lock(&config_mu_);
+  ASSIGN_OR_RETURN(const CarpStatus existing, ExistingVhid(vip));
+  if (existing.role == CarpRole::kMaster) return absl::OkStatus();
+  if (existing.role == CarpRole::kInit) {
+    // carp(4) ignores a state change while the vhid is INIT.
+    return absl::FailedPreconditionError(
+        absl::StrCat("vip ", vip.name, ": vhid ", vip.vhid, " on ", vip.interface,
+                     " is INIT (interface down or no address): it cannot become MASTER"));
+  }
+  RETURN_IF_ERROR(RunTool(BuildCarpStateMasterArgv(vip.interface, vip.vhid)).status());
+  spdlog::info("vip {}: vhid {} on {} claimed: BACKUP -> MASTER (planned hand-over)", vip.name,
+               vip.vhid, vip.interface);
   return absl::OkStatus();
 }
 

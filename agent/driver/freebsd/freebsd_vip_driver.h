@@ -77,6 +77,10 @@ class FreeBsdVipDriver final : public VipDriver {
   // anything if the address is not on that vhid or the interface does not
   // exist; if the address is on another vhid it is left alone (warning).
   absl::Status Remove(const VipConfig& vip) override;
+  // ifconfig IF vhid N state master, unless the vhid is MASTER already.
+  // FailedPrecondition as SetAdvskew, and when the vhid is INIT (carp(4)
+  // ignores the state change then).
+  absl::Status Claim(const VipConfig& vip) override;
   // Parses `ifconfig IF`: one CarpStatus per vhid, ordered by vhid.
   // InvalidArgument for a bad interface name; NotFound if the interface
   // does not exist.
@@ -112,6 +116,11 @@ class FreeBsdVipDriver final : public VipDriver {
   // does not exist; the argv (secrets masked) and stderr in the message.
   absl::StatusOr<std::string> RunTool(const std::vector<std::string>& argv,
                                       const std::vector<size_t>& secret_args = {});
+  // The vhid of `vip` as `ifconfig` shows it. FailedPrecondition if it is
+  // not configured on vip.interface, or carries addresses but not
+  // vip.address; InvalidArgument for a bad interface or vhid.
+  absl::StatusOr<CarpStatus> ExistingVhid(const VipConfig& vip)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_);
   // The watcher thread's body; returns once `stop_fd` is readable.
   void WatchLoop(int stop_fd, const std::function<void(const CarpTransition&)>& callback);
   // Reads packets from a connected devd socket and hands them to
@@ -128,7 +137,8 @@ class FreeBsdVipDriver final : public VipDriver {
   common::Clock& clock_;           // Not owned.
   const FreeBsdDriverOptions options_;
 
-  // Serializes Configure, SetAdvskew and Remove (each reads, decides, acts).
+  // Serializes Configure, SetAdvskew, Remove and Claim (each reads, decides,
+  // acts).
   absl::Mutex config_mu_;
 
   std::atomic<int> devd_connect_attempts_{0};

@@ -134,6 +134,10 @@ std::vector<std::string> BuildCarpSetAdvskewArgv(const std::string& interface, i
   return {kIfconfigTool, interface, "vhid", absl::StrCat(vhid), "advskew", absl::StrCat(advskew)};
 }
 
+std::vector<std::string> BuildCarpStateMasterArgv(const std::string& interface, int vhid) {
+  return {kIfconfigTool, interface, "vhid", absl::StrCat(vhid), "state", "master"};
+}
+
 std::vector<std::string> BuildCarpSetTimingArgv(const std::string& interface, int vhid,
                                                 int advbase, int advskew) {
   return {kIfconfigTool, interface,           "vhid",    absl::StrCat(vhid),

@@ -41,6 +41,10 @@ absl::StatusOr<SecretArgv> BuildCarpAddArgv(const VipConfig& vip);
 // /sbin/ifconfig IF vhid N advskew K. Arguments are not validated.
 std::vector<std::string> BuildCarpSetAdvskewArgv(const std::string& interface, int vhid,
                                                  int advskew);
+// /sbin/ifconfig IF vhid N state master: forces the vhid to MASTER (it
+// advertises at once; the old master, hearing a better advskew, steps
+// down). Arguments are not validated.
+std::vector<std::string> BuildCarpStateMasterArgv(const std::string& interface, int vhid);
 // /sbin/ifconfig IF vhid N advbase B advskew K: changes both on an existing
 // vhid (a VIP whose advbase was changed). Arguments are not validated.
 std::vector<std::string> BuildCarpSetTimingArgv(const std::string& interface, int vhid,

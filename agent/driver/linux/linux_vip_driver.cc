@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/driver/linux/garp.h"
 #include "agent/driver/linux/proc_fs.h"
 #include "common/file/file_util.h"
 #include "common/log/log.h"
@@ -141,7 +142,12 @@ std::string Script(const std::string& tool_path, absl::string_view what, absl::s
 
 LinuxVipDriver::LinuxVipDriver(common::CommandRunner& runner, common::Clock& clock,
                                const LinuxDriverOptions& options)
-    : runner_(runner), clock_(clock), options_(options) {}
+    : runner_(runner),
+      clock_(clock),
+      options_(options),
+      announce_([](const std::string& interface, const std::string& address) {
+        return SendGratuitousArp(interface, address);
+      }) {}
 
 LinuxVipDriver::~LinuxVipDriver() { StopWatching(); }
 
@@ -612,10 +618,9 @@ absl::Status LinuxVipDriver::Configure(const VipConfig& vip) {
   return StartFresh(std::move(wanted));
 }
 
-absl::Status LinuxVipDriver::SetAdvskew(const VipConfig& vip, int advskew) {
+absl::StatusOr<LinuxVipDriver::RunRecord> LinuxVipDriver::ConfiguredRecord(
+    const VipConfig& vip) const {
   RETURN_IF_ERROR(common::ValidateName("vip name", vip.name));
-  RETURN_IF_ERROR(common::ValidateAdvskew(advskew));
-  absl::MutexLock lock(&config_mu_);
   ASSIGN_OR_RETURN(std::optional<RunRecord> record, LoadRecord(vip.name));
   if (!record.has_value()) {
     return absl::FailedPreconditionError(
@@ -627,13 +632,58 @@ absl::Status LinuxVipDriver::SetAdvskew(const VipConfig& vip, int advskew) {
         "vip ", vip.name, ": configured as ", record->address, " vhid ", record->vhid, " on ",
         record->interface, ", not ", vip.address, " vhid ", vip.vhid, " on ", vip.interface));
   }
-  if (record->advskew == advskew && Alive(*record)) return absl::OkStatus();
-  RunRecord updated = *record;
+  return *std::move(record);
+}
+
+absl::Status LinuxVipDriver::SetAdvskew(const VipConfig& vip, int advskew) {
+  RETURN_IF_ERROR(common::ValidateAdvskew(advskew));
+  absl::MutexLock lock(&config_mu_);
+  ASSIGN_OR_RETURN(const RunRecord record, ConfiguredRecord(vip));
+  if (record.advskew == advskew && Alive(record)) return absl::OkStatus();
+  RunRecord updated = record;
   updated.advskew = advskew;
   // ucarp reads -k once, at start, and has no signal or control socket to
   // change it: the only way to a new advskew is a new ucarp.
-  const std::string why = absl::StrCat("advskew ", record->advskew, " -> ", advskew);
-  return Restart(*record, std::move(updated), why.c_str());
+  const std::string why = absl::StrCat("advskew ", record.advskew, " -> ", advskew);
+  return Restart(record, std::move(updated), why.c_str());
+}
+
+absl::Status LinuxVipDriver::Claim(const VipConfig& vip) {
+  absl::MutexLock lock(&config_mu_);
+  ASSIGN_OR_RETURN(const RunRecord record, ConfiguredRecord(vip));
+  if (!Alive(record)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("vip ", vip.name, ": its ucarp (pid ", record.pid,
+                     ") is not running; nothing would keep the address"));
+  }
+  if (RoleOf(record) == CarpRole::kMaster) {
+    spdlog::debug("vip {}: already MASTER, nothing to claim", vip.name);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> present = InterfaceAddresses(record.interface);
+  if (!present.ok()) return common::Annotate(present.status(), absl::StrCat("vip ", vip.name));
+  if (!Contains(*present, record.address + "/32")) {
+    const std::string cidr = record.address + "/32";
+    const std::vector<std::string> argv = {"ip", "addr", "add", cidr, "dev", record.interface};
+    ASSIGN_OR_RETURN(const common::CommandResult result, RunTool(argv));
+    if (!result.ok()) {
+      return common::Annotate(ToolFailed(argv, result), absl::StrCat("vip ", vip.name));
+    }
+  }
+  // As the up script: the address first, then the role.
+  RETURN_IF_ERROR(common::WriteFileAtomically(StatePath(record.name), "MASTER\n"));
+  if (absl::Status announced = announce_(record.interface, record.address); !announced.ok()) {
+    spdlog::warn(
+        "vip {}: claimed, but the gratuitous ARP failed (neighbours move within their "
+        "ARP timeouts): {}",
+        vip.name, announced.ToString());
+  }
+  spdlog::info(
+      "vip {}: claimed {}/32 on {} (planned hand-over): MASTER now, announced by "
+      "gratuitous ARP; ucarp (pid {}) takes over advertising after its master-down "
+      "timer",
+      vip.name, record.address, record.interface, record.pid);
+  return absl::OkStatus();
 }
 
 absl::Status LinuxVipDriver::Remove(const VipConfig& vip) {

@@ -107,6 +107,18 @@ class LinuxVipDriver final : public VipDriver {
   // only a stray ADDRESS/32 is deleted. Idempotent; OK if the interface is
   // gone.
   absl::Status Remove(const VipConfig& vip) override;
+  // ucarp cannot be told to become MASTER, and a BACKUP waits advbase x
+  // deadratio of silence first; so the driver takes over that part: adds
+  // ADDRESS/32 (if missing), writes the state file MASTER and broadcasts
+  // gratuitous ARP (so that neighbours stop sending to the previous
+  // master's MAC). The VIP's ucarp must run: it becomes MASTER itself once
+  // its master-down timer fires (its up script finds the address there) and
+  // advertises from then on. OK without doing anything if the state is
+  // MASTER already. FailedPrecondition if the VIP is not configured as
+  // `vip` or its ucarp does not run. A failed announcement is logged, not
+  // returned (the address is in place; neighbours learn it within their
+  // ARP timeouts).
+  absl::Status Claim(const VipConfig& vip) override;
   // One CarpStatus per configured VIP on `interface`, ordered by vhid: role
   // from the state file while its ucarp runs, INIT when it does not;
   // addresses = the VIP (as on FreeBSD, where a BACKUP's vhid also carries
@@ -136,6 +148,12 @@ class LinuxVipDriver final : public VipDriver {
   // /proc, whose pids are not real processes. Call before anything else.
   void SetSignalFunctionForTest(std::function<int(pid_t pid, int sig)> fn) {
     signal_for_test_ = std::move(fn);
+  }
+  // Replaces the gratuitous ARP of Claim (default: SendGratuitousArp, which
+  // needs CAP_NET_RAW and a real interface). Call before anything else.
+  void SetAnnounceFunctionForTest(
+      std::function<absl::Status(const std::string& interface, const std::string& address)> fn) {
+    announce_ = std::move(fn);
   }
 
  private:
@@ -198,6 +216,9 @@ class LinuxVipDriver final : public VipDriver {
   absl::StatusOr<bool> Signal(const RunRecord& record, int sig);
   // Waits up to `timeout` (Clock) for the process to be gone.
   bool WaitGone(const RunRecord& record, absl::Duration timeout);
+  // The record of `vip`, which must be configured here with vip's
+  // interface, vhid and address; FailedPrecondition otherwise.
+  absl::StatusOr<RunRecord> ConfiguredRecord(const VipConfig& vip) const;
   // Restarts the ucarp of `record` as `updated`.
   absl::Status Restart(const RunRecord& record, RunRecord updated, const char* why);
 
@@ -217,8 +238,9 @@ class LinuxVipDriver final : public VipDriver {
   common::Clock& clock_;           // Not owned.
   const LinuxDriverOptions options_;
   std::function<int(pid_t, int)> signal_for_test_;
+  std::function<absl::Status(const std::string&, const std::string&)> announce_;
 
-  // Serializes Configure, SetAdvskew, Remove and Demote.
+  // Serializes Configure, SetAdvskew, Remove, Claim and Demote.
   absl::Mutex config_mu_;
 
   // Last member: destroyed (stopped) first.

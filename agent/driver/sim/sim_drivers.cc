@@ -196,6 +196,15 @@ absl::Status SimVipDriver::SetAdvskew(const VipConfig& vip, int advskew) {
   return absl::OkStatus();
 }
 
+absl::Status SimVipDriver::Claim(const VipConfig& vip) {
+  absl::MutexLock lock(&mu_);
+  // Every simulated VIP is MASTER already (State): only the check remains.
+  if (!vips_.contains(std::make_pair(vip.interface, vip.vhid))) {
+    return absl::FailedPreconditionError(absl::StrCat("vhid ", vip.vhid, " not configured"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SimVipDriver::Remove(const VipConfig& vip) {
   absl::MutexLock lock(&mu_);
   vips_.erase(std::make_pair(vip.interface, vip.vhid));

@@ -67,6 +67,7 @@ class SimVipDriver final : public VipDriver {
   absl::Status Configure(const VipConfig& vip) override;
   absl::Status SetAdvskew(const VipConfig& vip, int advskew) override;
   absl::Status Remove(const VipConfig& vip) override;
+  absl::Status Claim(const VipConfig& vip) override;
   // A lone simulated host is MASTER of every vhid it has.
   absl::StatusOr<std::vector<CarpStatus>> State(const std::string& interface) override;
   absl::Status Watch(std::function<void(const CarpTransition&)> callback) override;

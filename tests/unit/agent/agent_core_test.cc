@@ -247,6 +247,40 @@ TEST_F(AgentCoreTest, UnexportIsANewEpoch) {
   EXPECT_EQ(image.grant().epoch(), 4u);
 }
 
+TEST_F(AgentCoreTest, ConfigureVipWithClaimConfiguresThenClaims) {
+  ::testing::InSequence in_order;
+  EXPECT_CALL(vips_, Configure(_)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_CALL(vips_, Claim(_)).WillOnce(Invoke([](const VipConfig& vip) {
+    EXPECT_EQ(vip.advskew, 0);
+    EXPECT_EQ(vip.vhid, 10);
+    return absl::OkStatus();
+  }));
+  v1::ConfigureVipRequest request;
+  *request.mutable_context() = Op("vip-claim-1");
+  *request.mutable_vip() = TestVip();
+  request.set_advskew(0);
+  request.set_claim(true);
+  v1::ConfigureVipResponse response;
+  ASSERT_TRUE(core_->ConfigureVip(request, &response).ok());
+  EXPECT_EQ(store_->Snapshot().vips().at(TestVip().name()).advskew(), 0u);
+
+  // A failed claim fails the call; a transient failure is not recorded as
+  // the result: the same id runs it again.
+  EXPECT_CALL(vips_, Configure(_)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_CALL(vips_, Claim(_)).WillOnce(Return(absl::InternalError("vip web: state file: EIO")));
+  request.mutable_context()->set_operation_id("vip-claim-2");
+  EXPECT_EQ(core_->ConfigureVip(request, &response).code(), absl::StatusCode::kInternal);
+  EXPECT_CALL(vips_, Configure(_)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_CALL(vips_, Claim(_)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_TRUE(core_->ConfigureVip(request, &response).ok());
+
+  // Without claim: no Claim call (StrictMock).
+  EXPECT_CALL(vips_, Configure(_)).WillOnce(Return(absl::OkStatus()));
+  request.mutable_context()->set_operation_id("vip-3");
+  request.set_claim(false);
+  EXPECT_TRUE(core_->ConfigureVip(request, &response).ok());
+}
+
 TEST(VipConfigFromSpecTest, ValidatesAndStripsThePrefix) {
   v1::VipSpec vip;
   vip.set_name("v1");

@@ -231,7 +231,8 @@ TEST(PlannerTest, MigrationHasNoFenceAndAGracefulOrderWithTheVipMovedAfterTheSta
                   "migrate web unmount@h1", "migrate web release@h1", "migrate web grant@st1",
                   "migrate web import@h3", "migrate web fsck@h3", "migrate web mount@h3",
                   "migrate web create@h3", "migrate web start@h3", "migrate web vip@h3",
-                  "migrate web vip-demote@h1", "migrate web probe@h3", "migrate web running@h3"));
+                  "migrate web vip-demote@h1", "migrate web vip-claim@h3", "migrate web probe@h3",
+                  "migrate web running@h3"));
   const PlannedOperation& op = plan->operations[0];
   EXPECT_EQ(FindStep(op, "not-ready").phase, v1::JAIL_PHASE_MIGRATING);
   EXPECT_EQ(FindStep(op, "stop").epoch, 7u);
@@ -245,6 +246,18 @@ TEST(PlannerTest, MigrationHasNoFenceAndAGracefulOrderWithTheVipMovedAfterTheSta
   EXPECT_EQ(FindStep(op, "start").epoch, 8u);
   for (const Step& step : op.steps) EXPECT_FALSE(step.best_effort) << step.name;
   EXPECT_EQ(FindStep(op, "vip-demote").advskew, 100u);
+  // Once h1 gave the VIP up, h3 takes it at once (not after CARP's
+  // master-down interval); only here: "vip" on h3 does not claim.
+  const Step& claim = FindStep(op, "vip-claim");
+  EXPECT_EQ(claim.action, StepAction::kConfigureVip);
+  EXPECT_TRUE(claim.claim);
+  EXPECT_EQ(claim.advskew, kMasterAdvskew);
+  EXPECT_EQ(claim.vip, "web-vip");
+  EXPECT_EQ(claim.epoch, 8u);
+  EXPECT_FALSE(FindStep(op, "vip").claim);
+  int claims = 0;
+  for (const Step& step : op.steps) claims += step.claim ? 1 : 0;
+  EXPECT_EQ(claims, 1);
   ASSERT_EQ(plan->choices.size(), 1u);
   EXPECT_THAT(Considered(plan->choices[0]),
               ElementsAre("h3: chosen, requested target, READY, 0 jails"));
@@ -289,8 +302,8 @@ TEST(PlannerTest, DrainSendsTwoJailsToDifferentStandbysByLoad) {
                                                         "h2: standby #1, READY, 1 jail",
                                                         "h3: chosen, standby #2, READY, 0 jails"));
   // Same step shape as a migration, one operation after the other.
-  EXPECT_EQ(StepList(*plan).size(), 30u);
-  EXPECT_EQ(StepList(*plan)[15], "migrate web not-ready@h1");
+  EXPECT_EQ(StepList(*plan).size(), 32u);
+  EXPECT_EQ(StepList(*plan)[16], "migrate web not-ready@h1");
 }
 
 TEST(PlannerTest, DrainCountsJailsAlreadyRunningOnTheStandbys) {
@@ -812,6 +825,7 @@ TEST(StepCallTest, EveryStepOfEveryPlanSurvivesThePersistedForm) {
         EXPECT_EQ(back->mount_point, want.mount_point);
         EXPECT_EQ(back->vip, want.vip);
         EXPECT_EQ(back->advskew, want.advskew);
+        EXPECT_EQ(back->claim, want.claim);
         EXPECT_EQ(back->force, want.force);
         EXPECT_EQ(back->phase, want.phase);
         EXPECT_EQ(back->best_effort, want.best_effort);

@@ -237,6 +237,37 @@ TEST_F(FreeBsdVipDriverTest, SetAdvskewRefusesAnotherVipsVhidAndBadValues) {
 }
 
 // ---------------------------------------------------------------------------
+// Claim.
+
+// `ifconfig em0` with the VIP on vhid 10 in `state`.
+std::string IfconfigIn(const std::string& state) {
+  std::string text = IfconfigWith("10.0.0.50", 10, 0);
+  const size_t at = text.find("BACKUP");
+  return text.replace(at, std::string("BACKUP").size(), state);
+}
+
+TEST_F(FreeBsdVipDriverTest, ClaimForcesABackupToMasterAndLeavesAMasterAlone) {
+  runner_.ExpectExit(kShow, 0, IfconfigIn("BACKUP"));
+  runner_.ExpectExit({"ifconfig", "em0", "vhid", "10", "state", "master"}, 0);
+  const absl::Status claimed = driver_.Claim(Vip());
+  EXPECT_TRUE(claimed.ok()) << claimed;
+  runner_.ExpectExit(kShow, 0, IfconfigIn("MASTER"));
+  EXPECT_TRUE(driver_.Claim(Vip()).ok());
+}
+
+TEST_F(FreeBsdVipDriverTest, ClaimRefusesInitMissingAndForeignVhids) {
+  // carp(4) ignores a state change while INIT: said, not run.
+  runner_.ExpectExit(kShow, 0, IfconfigIn("INIT"));
+  const absl::Status init = driver_.Claim(Vip());
+  EXPECT_EQ(init.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(init.message()), HasSubstr("is INIT"));
+  runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.51", 11, 100));
+  EXPECT_EQ(driver_.Claim(Vip()).code(), absl::StatusCode::kFailedPrecondition);
+  runner_.ExpectExit(kShow, 0, IfconfigWith("10.0.0.99", 10, 100));
+  EXPECT_EQ(driver_.Claim(Vip()).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// ---------------------------------------------------------------------------
 // Remove.
 
 TEST_F(FreeBsdVipDriverTest, RemovePresentRunsIfconfigAlias) {

@@ -48,6 +48,8 @@ TEST(CarpArgvTest, AddPutsVhidFirstAndMarksThePassword) {
 TEST(CarpArgvTest, OtherCommands) {
   EXPECT_THAT(BuildCarpSetAdvskewArgv("em0", 10, 0),
               ElementsAre("ifconfig", "em0", "vhid", "10", "advskew", "0"));
+  EXPECT_THAT(BuildCarpStateMasterArgv("em0", 10),
+              ElementsAre("ifconfig", "em0", "vhid", "10", "state", "master"));
   EXPECT_THAT(BuildCarpSetTimingArgv("em0", 10, 2, 50),
               ElementsAre("ifconfig", "em0", "vhid", "10", "advbase", "2", "advskew",
                           "50"));

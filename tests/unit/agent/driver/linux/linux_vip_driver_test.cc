@@ -555,6 +555,85 @@ TEST_F(LinuxVipDriverTest, DemoteSendsSigusr2) {
   EXPECT_THAT(signals(), ElementsAre(std::make_pair(4242, SIGUSR2)));
 }
 
+TEST_F(LinuxVipDriverTest, ClaimAddsTheAddressWritesMasterAndAnnouncesIt) {
+  std::vector<std::pair<std::string, std::string>> announced;
+  absl::Status announce_result = absl::OkStatus();
+  driver_.SetAnnounceFunctionForTest([&](const std::string& interface, const std::string& address) {
+    announced.emplace_back(interface, address);
+    return announce_result;
+  });
+  Prepare();
+  // Not configured here: nothing runs.
+  EXPECT_EQ(driver_.Claim(Vip()).code(), absl::StatusCode::kFailedPrecondition);
+  Start(Vip(), 4242);
+  VipConfig other = Vip();
+  other.vhid = 12;
+  EXPECT_EQ(driver_.Claim(other).code(), absl::StatusCode::kFailedPrecondition);
+  runner_.VerifyAllConsumed();
+  EXPECT_EQ(ReadFile(StateFile()), "BACKUP\n");
+
+  // The address is not there: added, then the role, then the announcement.
+  const std::vector<std::string> add = {"ip", "addr", "add", "198.18.0.100/32", "dev", "eth0"};
+  runner_.ExpectExit(kShowEth0, 0, kEth0Addresses);
+  runner_.ExpectExit(add, 0);
+  const absl::Status claimed = driver_.Claim(Vip());
+  ASSERT_TRUE(claimed.ok()) << claimed;
+  runner_.VerifyAllConsumed();
+  EXPECT_EQ(ReadFile(StateFile()), "MASTER\n");
+  EXPECT_THAT(announced,
+              ElementsAre(std::make_pair(std::string("eth0"), std::string("198.18.0.100"))));
+  auto state = driver_.State("eth0");
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->size(), 1u);
+  EXPECT_EQ((*state)[0].role, CarpRole::kMaster);
+  // MASTER already: nothing to do, nothing announced again.
+  ASSERT_TRUE(driver_.Claim(Vip()).ok());
+  runner_.VerifyAllConsumed();
+  EXPECT_EQ(announced.size(), 1u);
+  // No signal ever reached ucarp: it keeps running and catches up itself.
+  EXPECT_THAT(signals(), IsEmpty());
+
+  // BACKUP again, with the address left in place (ucarp's up script may
+  // have added it): not added twice; a failed announcement is no failure.
+  ASSERT_TRUE(common::WriteFileAtomically(StateFile(), "BACKUP\n").ok());
+  announce_result = absl::InternalError("sendto: no");
+  runner_.ExpectExit(
+      kShowEth0, 0,
+      absl::StrCat(kEth0Addresses, "2: eth0    inet 198.18.0.100/32 scope global eth0\n"));
+  ASSERT_TRUE(driver_.Claim(Vip()).ok());
+  runner_.VerifyAllConsumed();
+  EXPECT_EQ(ReadFile(StateFile()), "MASTER\n");
+  EXPECT_EQ(announced.size(), 2u);
+}
+
+TEST_F(LinuxVipDriverTest, ClaimFailsWithoutUcarpOrWhenTheAddressCannotBeAdded) {
+  int announced = 0;
+  driver_.SetAnnounceFunctionForTest([&](const std::string&, const std::string&) {
+    ++announced;
+    return absl::OkStatus();
+  });
+  Prepare();
+  Start(Vip(), 4242);
+  runner_.ExpectExit(kShowEth0, 0, kEth0Addresses);
+  runner_.ExpectExit({"ip", "addr", "add", "198.18.0.100/32", "dev", "eth0"}, 2, "",
+                     "RTNETLINK answers: Operation not permitted");
+  const absl::Status failed = driver_.Claim(Vip());
+  EXPECT_EQ(failed.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(failed.message(), HasSubstr("Operation not permitted"));
+  runner_.VerifyAllConsumed();
+  // Never MASTER without the address.
+  EXPECT_EQ(ReadFile(StateFile()), "BACKUP\n");
+  EXPECT_EQ(announced, 0);
+
+  // ucarp died: a claimed address would have nobody to keep it.
+  std::filesystem::remove_all(options_.proc_root + "/4242");
+  const absl::Status dead = driver_.Claim(Vip());
+  EXPECT_EQ(dead.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(dead.message(), HasSubstr("not running"));
+  runner_.VerifyAllConsumed();
+  EXPECT_EQ(announced, 0);
+}
+
 // The scripts run for real, with a fake `ip` first in PATH that logs its
 // arguments and answers from files.
 class ScriptTest : public ::testing::Test {
