@@ -91,6 +91,18 @@ std::string ShortEnumName(const std::string& full, absl::string_view prefix, abs
 std::string HostStateName(v1::HostState state) {
   return ShortEnumName(v1::HostState_Name(state), "HOST_STATE_", "state", state);
 }
+// The state, with the operator's hold when the state hides it:
+// "SUSPECT (maintenance)", "UNREACHABLE (draining)".
+std::string HostStateText(const v1::HostStatus& status) {
+  std::string text = HostStateName(status.state());
+  if (status.admin() == v1::HOST_STATE_DRAINING && status.state() != v1::HOST_STATE_DRAINING) {
+    absl::StrAppend(&text, " (draining)");
+  } else if (status.admin() == v1::HOST_STATE_MAINTENANCE &&
+             status.state() != v1::HOST_STATE_MAINTENANCE) {
+    absl::StrAppend(&text, " (maintenance)");
+  }
+  return text;
+}
 std::string JailPhaseName(v1::JailPhase phase) {
   return ShortEnumName(v1::JailPhase_Name(phase), "JAIL_PHASE_", "phase", phase);
 }
@@ -218,8 +230,8 @@ std::string FormatClusterStatus(const v1::GetClusterStatusResponse& status) {
 std::string FormatHostList(const v1::ListHostsResponse& response) {
   Table table({"NAME", "STATE", "ROLES", "ADDRESS", "JAILS", "HEARTBEAT", "REASON"});
   for (const auto& h : response.hosts()) {
-    table.AddRow({h.name(), HostStateName(h.status().state()), Roles(h.roles()),
-                  OrDash(h.agent_address()), absl::StrCat(h.status().jails_size()),
+    table.AddRow({h.name(), HostStateText(h.status()), Roles(h.roles()), OrDash(h.agent_address()),
+                  absl::StrCat(h.status().jails_size()),
                   FormatTimestamp(h.status().last_heartbeat()), OrDash(h.status().reason())});
   }
   return table.Render();
@@ -229,7 +241,7 @@ std::string FormatHost(const v1::Host& host) {
   const auto& s = host.status();
   KeyValues kv;
   kv.Add("name", host.name());
-  kv.Add("state", HostStateName(s.state()));
+  kv.Add("state", HostStateText(s));
   kv.Add("reason", OrDash(s.reason()));
   kv.Add("roles", Roles(host.roles()));
   kv.Add("agent address", OrDash(host.agent_address()));

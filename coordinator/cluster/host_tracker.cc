@@ -89,6 +89,26 @@ absl::StatusOr<HostTracker> HostTracker::Restore(std::string name, HostTrackerCo
   HostTracker tracker(std::move(name), config, now);
   tracker.reason_ = persisted.reason();
   tracker.incarnation_ = persisted.agent_incarnation();
+  v1::HostState admin = persisted.admin();
+  if (admin == v1::HOST_STATE_UNSPECIFIED && (persisted.state() == v1::HOST_STATE_DRAINING ||
+                                              persisted.state() == v1::HOST_STATE_MAINTENANCE)) {
+    admin = persisted.state();  // Written before HostStatus.admin existed.
+  }
+  switch (admin) {
+    case v1::HOST_STATE_UNSPECIFIED:
+      break;
+    case v1::HOST_STATE_DRAINING:
+      tracker.admin_ = Admin::kDraining;
+      break;
+    case v1::HOST_STATE_MAINTENANCE:
+      tracker.admin_ = Admin::kMaintenance;
+      tracker.maintenance_until_ = maintenance_until;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("host ", tracker.name_, ": persisted admin state ",
+                       v1::HostState_Name(admin), " is not DRAINING or MAINTENANCE"));
+  }
   switch (persisted.state()) {
     case v1::HOST_STATE_UNSPECIFIED:
       tracker.reason_ = "no agent registered yet";
@@ -104,12 +124,7 @@ absl::StatusOr<HostTracker> HostTracker::Restore(std::string name, HostTrackerCo
       tracker.last_renewal_ = Plus(now, -config.ttl);
       return tracker;
     case v1::HOST_STATE_DRAINING:
-      tracker.admin_ = Admin::kDraining;
-      break;
     case v1::HOST_STATE_MAINTENANCE:
-      tracker.admin_ = Admin::kMaintenance;
-      tracker.maintenance_until_ = maintenance_until;
-      break;
     case v1::HOST_STATE_READY:
     case v1::HOST_STATE_SUSPECT:
       break;
@@ -460,6 +475,17 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::EndMaintenance(MonoTime
 
 void HostTracker::ToStatus(MonoTime mono_now, absl::Time wall_now, v1::HostStatus* status) const {
   status->set_state(state());
+  switch (admin_) {
+    case Admin::kDraining:
+      status->set_admin(v1::HOST_STATE_DRAINING);
+      break;
+    case Admin::kMaintenance:
+      status->set_admin(v1::HOST_STATE_MAINTENANCE);
+      break;
+    case Admin::kNone:
+      status->clear_admin();
+      break;
+  }
   status->set_reason(reason_);
   status->set_agent_incarnation(incarnation_);
   if (last_renewal_.has_value()) {

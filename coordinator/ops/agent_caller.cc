@@ -283,10 +283,12 @@ absl::StatusOr<StepOutcome> GrpcAgentCaller::Call(const Step& step, const StepIn
       ASSIGN_OR_RETURN(auto out,
                        (Unary<v1::ConfigureVipRequest, v1::ConfigureVipResponse>(
                            *stub, &S::ConfigureVip, r, timeout, "ConfigureVip", in.host)));
-      return StepOutcome{
-          absl::StrCat("advskew ", step.advskew, step.claim ? ", claimed: MASTER now" : "",
-                       ", CARP ", v1::CarpState_Name(out.vip().state())),
-          ""};
+      std::string detail =
+          absl::StrCat("advskew ", step.advskew, step.claim ? ", claimed: MASTER now" : "");
+      if (out.vip().state() != v1::CARP_STATE_UNSPECIFIED) {
+        absl::StrAppend(&detail, ", CARP ", v1::CarpState_Name(out.vip().state()));
+      }
+      return StepOutcome{std::move(detail), ""};
     }
     case StepAction::kSetVipAdvskew: {
       v1::SetVipAdvskewRequest r;

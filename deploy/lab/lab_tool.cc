@@ -21,6 +21,7 @@
 #include <system_error>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -231,10 +232,17 @@ absl::Status CheckHost(const LabState& state, const std::string& name) {
       absl::StrCat("no host '", name, "' in the lab (hosts: ", absl::StrJoin(names, " "), ")"));
 }
 
+// The program of `pid`: argv[0]'s file name, else (a zombie, or a process
+// that exited meanwhile) the kernel's command name from /proc/PID/comm.
 std::string ProcessName(pid_t pid) {
   absl::StatusOr<agent::linux_driver::ProcessInfo> info = ReadProcess("/proc", pid);
-  if (!info.ok() || info->cmdline.empty()) return "?";
-  return fs::path(info->cmdline[0]).filename().string();
+  if (info.ok() && !info->cmdline.empty()) return fs::path(info->cmdline[0]).filename().string();
+  absl::StatusOr<std::string> comm =
+      common::ReadFileToString(absl::StrCat("/proc/", pid, "/comm"), 64);
+  std::string name = comm.ok() ? std::string(absl::StripAsciiWhitespace(*comm)) : "";
+  if (name.empty()) return absl::StrCat("pid ", pid, " (gone)");
+  if (info.ok() && info->state == 'Z') absl::StrAppend(&name, " (zombie)");
+  return name;
 }
 
 // --- the keeper ----------------------------------------------------------------

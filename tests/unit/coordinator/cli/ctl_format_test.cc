@@ -9,6 +9,7 @@ namespace jailover::cli {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 template <typename Message>
 Message FromText(const std::string& text) {
@@ -34,6 +35,28 @@ TEST(CtlFormatTest, EnumsAreShort) {
   // A value a newer coordinator may send that this client does not know.
   EXPECT_EQ(HostStateName(static_cast<v1::HostState>(42)), "state 42");
   EXPECT_EQ(OperationKindName(static_cast<v1::OperationKind>(99)), "kind 99");
+}
+
+TEST(CtlFormatTest, HostListShowsAHoldTheStateHides) {
+  v1::ListHostsResponse response;
+  v1::Host* suspect = response.add_hosts();
+  suspect->set_name("h1");
+  suspect->mutable_status()->set_state(v1::HOST_STATE_SUSPECT);
+  suspect->mutable_status()->set_admin(v1::HOST_STATE_MAINTENANCE);
+  v1::Host* draining = response.add_hosts();
+  draining->set_name("h2");
+  draining->mutable_status()->set_state(v1::HOST_STATE_DRAINING);
+  draining->mutable_status()->set_admin(v1::HOST_STATE_DRAINING);
+  v1::Host* fenced = response.add_hosts();
+  fenced->set_name("h3");
+  fenced->mutable_status()->set_state(v1::HOST_STATE_FENCED);
+  fenced->mutable_status()->set_admin(v1::HOST_STATE_DRAINING);
+  const std::string text = FormatHostList(response);
+  EXPECT_THAT(text, HasSubstr("h1    SUSPECT (maintenance) "));
+  EXPECT_THAT(text, HasSubstr("h2    DRAINING "));
+  EXPECT_THAT(text, Not(HasSubstr("DRAINING (draining)")));
+  EXPECT_THAT(text, HasSubstr("h3    FENCED (draining) "));
+  EXPECT_THAT(FormatHost(*suspect), HasSubstr("SUSPECT (maintenance)\n"));
 }
 
 TEST(CtlFormatTest, TimestampsAreRfc3339Utc) {

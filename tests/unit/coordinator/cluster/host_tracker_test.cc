@@ -503,6 +503,51 @@ TEST_F(HostTrackerTest, RestoreKeepsFencesAndGivesLiveHostsAFreshLease) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(HostTrackerTest, TheOperatorsDrainOrMaintenanceOutlivesAnOutageAndARestart) {
+  // In maintenance, then silent: SUSPECT shows, the maintenance is kept in
+  // the persisted status and comes back with the restored tracker.
+  HostTracker host = Registered();
+  const MonoTime until = At(absl::Minutes(10));
+  ASSERT_THAT(Steps(host.SetMaintenance(Now(), until, "disk swap")),
+              ElementsAre(Step(kReady, kMaintenance)));
+  AdvanceTo(absl::Seconds(1));
+  ASSERT_THAT(Steps(host.Tick(Now())), ElementsAre(Step(kMaintenance, kSuspect)));
+  v1::HostStatus status;
+  host.ToStatus(Now(), absl::FromUnixSeconds(1000), &status);
+  EXPECT_EQ(status.state(), kSuspect);
+  EXPECT_EQ(status.admin(), kMaintenance);
+  absl::StatusOr<HostTracker> restored = HostTracker::Restore("h1", config_, Now(), status, until);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->state(), kMaintenance);
+  EXPECT_TRUE(restored->in_maintenance());
+  EXPECT_EQ(restored->maintenance_until(), until);
+  EXPECT_FALSE(restored->IsUsableForPlacement());
+
+  // Draining and UNREACHABLE, or FENCED: the drain is kept under both.
+  status.set_state(kUnreachable);
+  status.set_admin(kDraining);
+  absl::StatusOr<HostTracker> unreachable = HostTracker::Restore("h2", config_, Now(), status, {});
+  ASSERT_TRUE(unreachable.ok());
+  EXPECT_EQ(unreachable->state(), kUnreachable);
+  EXPECT_TRUE(unreachable->draining());
+  status.set_state(kFenced);
+  absl::StatusOr<HostTracker> fenced = HostTracker::Restore("h3", config_, Now(), status, {});
+  ASSERT_TRUE(fenced.ok());
+  EXPECT_EQ(fenced->state(), kFenced);
+  EXPECT_TRUE(fenced->draining());
+  v1::HostStatus again;
+  fenced->ToStatus(Now(), absl::FromUnixSeconds(1000), &again);
+  EXPECT_EQ(again.admin(), kDraining);
+
+  // No operator setting: none written; a nonsense one is refused.
+  HostTracker plain = Registered();
+  plain.ToStatus(Now(), absl::FromUnixSeconds(1000), &again);
+  EXPECT_EQ(again.admin(), v1::HOST_STATE_UNSPECIFIED);
+  status.set_admin(kSuspect);
+  EXPECT_EQ(HostTracker::Restore("h4", config_, Now(), status, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(HostTrackerTest, ToStatusConvertsMonotonicTimesToWallTimes) {
   HostTracker host = Registered();
   AdvanceTo(absl::Milliseconds(500));

@@ -294,6 +294,21 @@ TEST_F(MembershipTest, DrainAndUndrainArePersisted) {
   EXPECT_EQ(counts[v1::HOST_STATE_READY], 1);
 }
 
+TEST_F(MembershipTest, ADrainHiddenBySuspectSurvivesACoordinatorRestart) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  ASSERT_TRUE(membership_->Drain("h1", "bob", "kernel upgrade").ok());
+  clock_.Advance(absl::Milliseconds(800));  // silent: SUSPECT shows
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_SUSPECT);
+  EXPECT_EQ(Stored("h1").status().admin(), v1::HOST_STATE_DRAINING);
+  OpenAll();  // Coordinator restart over the same file.
+  auto beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  // Still draining, not READY (placeable) as before HostStatus.admin.
+  EXPECT_EQ(beat->state, v1::HOST_STATE_DRAINING);
+  EXPECT_EQ(membership_->Get("h1")->status().state(), v1::HOST_STATE_DRAINING);
+}
+
 TEST_F(MembershipTest, BadInputsChangeNothing) {
   v1::Register no_incarnation = Registration("h1", "");
   EXPECT_EQ(membership_->Register(no_incarnation).status().code(),
