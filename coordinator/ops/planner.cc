@@ -382,6 +382,7 @@ class PlanBuilder {
           absl::StrCat("CreateImage ", op.image, " (", s.image->spec().path(), ", ",
                        s.image->spec().size_bytes(), " bytes) if missing");
       op.steps.push_back(std::move(create));
+      AddLeftoverCleanup(op, s, target);
       op.steps.push_back(GrantStep("grant", s, view_.hosts.at(target), op));
       AddAttach(op, s, target);
       AddPromote(op, s, target);
@@ -390,6 +391,29 @@ class PlanBuilder {
     }
     op.blocked = JailHasError(op.jail);
     plan_.operations.push_back(std::move(op));
+  }
+
+  // An unplaced jail whose image is granted to a host: an earlier start
+  // failed after its grant and may have left the image imported and
+  // mounted, the jail defined or running and the VIP configured there.
+  // Cleared best effort at the old epoch before the new grant (which the
+  // agent then accepts, refusing the old epoch). A host that is not
+  // reachable is cut by the new grant at the storage host instead.
+  void AddLeftoverCleanup(PlannedOperation& op, const Subject& s, const std::string& target) {
+    const std::string& previous = s.image->grant().host();
+    if (previous.empty() || !s.jail->status().host().empty()) return;
+    const v1::Host* host = Lookup(view_.hosts, previous);
+    if (host == nullptr || !Reachable(*host) || !HasRole(*host, v1::HOST_ROLE_JAIL)) return;
+    if (s.vip != nullptr && previous != target && !BackupRank(*s.jail, previous).has_value()) {
+      // Not a backup of the jail: AddBackups will not demote it, and a
+      // leftover advskew 0 would tie with the target's.
+      Step vip = JailStep(op, StepAction::kRemoveVip, "vip-remove", previous, op.old_epoch);
+      vip.vip = s.vip->name();
+      vip.best_effort = true;
+      vip.description = absl::StrCat("RemoveVip ", vip.vip, " (left by an earlier start)");
+      op.steps.push_back(std::move(vip));
+    }
+    AddStopAndReleaseOn(op, previous, /*best_effort=*/true);
   }
 
   Plan Finish() && { return std::move(plan_); }
@@ -623,7 +647,12 @@ class PlanBuilder {
   // stop, destroy, unmount, release on the old host at the old epoch.
   void AddStopAndRelease(PlannedOperation& op, const Subject& s, bool best_effort) {
     if (s.current == nullptr) return;
-    const std::string& old_host = op.from_host;
+    AddStopAndReleaseOn(op, op.from_host, best_effort);
+  }
+
+  // stop, destroy, unmount, release on `old_host` at the old epoch.
+  static void AddStopAndReleaseOn(PlannedOperation& op, const std::string& old_host,
+                                  bool best_effort) {
     const uint64_t e = op.old_epoch;
     const std::string suffix = best_effort ? ", force" : "";
     Step stop = JailStep(op, StepAction::kStopJail, "stop", old_host, e);

@@ -168,8 +168,11 @@ class LabFailoverTest : public ::testing::Test {
 
   // Builds the sample image of jail `name` on s1 and applies its image, VIP
   // (`vip` address, `vhid`) and the jail, h1 preferred, h2 and h3 standbys.
+  // Defines the sample jail `name` and waits until it runs on h1 at epoch
+  // 1. `exec_start`: the jail's command as a YAML flow list instead of the
+  // append-log server's; then the caller waits for it.
   void ApplySampleJail(const std::string& name = "web", const std::string& vip = kVip,
-                       int vhid = 10) {
+                       int vhid = 10, const std::string& exec_start = "") {
     const std::string image = absl::StrCat(state_.dir, "/s1/images/", name, ".img");
     common::SubprocessCommandRunner runner;
     absl::StatusOr<common::CommandResult> made = runner.Run(
@@ -187,14 +190,20 @@ class LabFailoverTest : public ::testing::Test {
                         << "kind: Jail\nname: " << name << "\nimage: " << name
                         << "-img\nvip: " << name << "-vip\n"
                         << "placement:\n  preferred_host: h1\n  standbys: [h2, h3]\n"
-                        // On its own VIP: jails share their host's network namespace.
-                        << "spec:\n  exec_start: [\"/bin/jailover-applog-server\", \"--listen\", "
-                           "\""
-                        << vip << ":" << kServicePort << "\", \"--file\", \"/data/applog.txt\"]\n"
+                        << "spec:\n  exec_start: "
+                        << (exec_start.empty() ? ServerCommand(vip) : exec_start) << "\n"
                         << "  health_port: " << kServicePort << "\n";
     const common::CommandResult applied = Ctl({"apply", "-f", spec});
     ASSERT_EQ(applied.exit_code, 0) << applied.stdout_text << applied.stderr_text;
+    if (!exec_start.empty()) return;
     ASSERT_TRUE(WaitForJail("h1", 1, absl::Seconds(60), name)) << Ctl({"op", "list"}).stdout_text;
+  }
+
+  // The append-log server on its own VIP (jails share their host's network
+  // namespace), as a YAML flow list.
+  static std::string ServerCommand(const std::string& vip) {
+    return absl::StrCat("[\"/bin/jailover-applog-server\", \"--listen\", \"", vip, ":",
+                        kServicePort, "\", \"--file\", \"/data/applog.txt\"]");
   }
 
   // The client in c1, appending until stopped; acknowledged ids in acked_.
@@ -425,6 +434,66 @@ TEST_F(LabFailoverTest, StorageAgentRestartDuringServiceLosesNothing) {
   EXPECT_EQ(jail.phase, "JAIL_PHASE_RUNNING");
   EXPECT_EQ(jail.host, "h1");
   EXPECT_EQ(jail.epoch, 1u);
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+}
+
+// A first start that fails after its grant (the probe times out: the jail
+// runs but does not answer) leaves the image imported and mounted, the jail
+// running and the VIP on h1. The retry clears that best effort at the old
+// epoch before its new grant, and the jail then runs there at epoch 2.
+class LabStartRetryTest : public LabFailoverTest {
+ protected:
+  std::vector<std::string> UpArgs() const override {
+    return {"up", "--coordinator_arg=--probe_timeout=3s"};
+  }
+};
+
+TEST_F(LabStartRetryTest, AStartThatFailedIsClearedBeforeTheNextAttempt) {
+  // The first run only marks the disk and idles; later runs serve.
+  const std::string command = absl::StrCat(
+      "[\"/bin/sh\", \"-c\", \"if [ -e /data/tried ]; then exec /bin/jailover-applog-server "
+      "--listen ",
+      kVip, ":", kServicePort,
+      " --file /data/applog.txt; fi; echo once > /data/tried; sync; exec sleep 3600\"]");
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail("web", kVip, 10, command));
+  ASSERT_TRUE(WaitForJail("h1", 2, absl::Seconds(90)))
+      << Ctl({"op", "list"}).stdout_text << Ctl({"events", "--jail", "web"}).stdout_text;
+
+  // Two starts: the first FAILED at its probe, the second cleared h1 at
+  // epoch 1 (before granting epoch 2) and succeeded.
+  nlohmann::json ops;
+  std::vector<nlohmann::json> starts;
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        ops = CtlJson({"op", "list", "--jail", "web"});
+        starts.clear();
+        for (const nlohmann::json& op : ops.value("operations", nlohmann::json::array())) {
+          if (op.value("kind", "") == "OPERATION_KIND_START") starts.push_back(op);
+        }
+        // Oldest first (the list is newest first).
+        std::sort(starts.begin(), starts.end(),
+                  [](const nlohmann::json& a, const nlohmann::json& b) {
+                    return a.value("created", "") < b.value("created", "");
+                  });
+        return starts.size() == 2 && starts[1].value("state", "") == "OPERATION_STATE_SUCCEEDED";
+      },
+      absl::Seconds(30), absl::Milliseconds(200)))
+      << ops.dump(1);
+  ASSERT_EQ(starts.size(), 2u) << ops.dump(1);
+  EXPECT_EQ(starts[0].value("state", ""), "OPERATION_STATE_FAILED") << starts[0].dump(1);
+  EXPECT_THAT(starts[0].value("error", ""), HasSubstr("probe")) << starts[0].dump(1);
+  std::vector<std::string> names;
+  for (const nlohmann::json& step : starts[1].value("steps", nlohmann::json::array())) {
+    names.push_back(absl::StrCat(step.value("name", ""), "@", step.value("host", ""), " ",
+                                 step.value("state", "")));
+  }
+  EXPECT_THAT(names, ::testing::IsSupersetOf({"stop@h1 OPERATION_STATE_SUCCEEDED",
+                                              "unmount@h1 OPERATION_STATE_SUCCEEDED",
+                                              "release@h1 OPERATION_STATE_SUCCEEDED"}))
+      << starts[1].dump(1);
+  // And the service answers through the VIP, its records on the disk.
+  ASSERT_NO_FATAL_FAILURE(StartClient());
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
 }

@@ -776,6 +776,61 @@ TEST(PlanStartTest, FirstStartGrantsTheNextEpochAndKeepsTheStandbysAsCarpBackups
   EXPECT_EQ(PlanStart(view, "web", "nosuch").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(PlanStartTest, AStartAfterAFailedOneClearsWhatTheFirstLeftBeforeTheNewGrant) {
+  ClusterView view = MakeView();
+  v1::Jail& web = view.jails["web"];
+  web.clear_status();
+  web.mutable_status()->set_phase(v1::JAIL_PHASE_PENDING);
+  view.jails.erase("db");
+  // The failed start had granted epoch 1 to h1 (the preferred host).
+  view.images["web-img"].mutable_grant()->set_host("h1");
+  view.images["web-img"].mutable_grant()->set_epoch(1);
+  auto names = [](const PlannedOperation& op) {
+    std::vector<std::string> steps;
+    for (const Step& step : op.steps) {
+      steps.push_back(absl::StrCat(step.name, "@", step.host, " e", step.epoch,
+                                   step.best_effort ? " (best effort)" : ""));
+    }
+    return steps;
+  };
+  absl::StatusOr<Plan> plan = PlanStart(view, "web", "");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const PlannedOperation& again = plan->operations[0];
+  EXPECT_EQ(again.to_host, "h1");
+  EXPECT_EQ(again.new_epoch, 2u);
+  EXPECT_THAT(names(again),
+              ::testing::IsSupersetOf({"stop@h1 e1 (best effort)", "destroy@h1 e1 (best effort)",
+                                       "unmount@h1 e1 (best effort)", "release@h1 e1 (best effort)",
+                                       "grant@st1 e2"}));
+  const std::vector<std::string> steps = names(again);
+  EXPECT_EQ(steps[1], "stop@h1 e1 (best effort)");  // Right after create-image,
+  EXPECT_EQ(steps[5], "grant@st1 e2");              // before the new grant.
+  EXPECT_TRUE(FindStep(again, "unmount").force);
+  EXPECT_TRUE(FindStep(again, "release").force);
+
+  // Left on h4, which is not a backup of web: its VIP is removed too (a
+  // leftover advskew 0 would tie with the new host's).
+  view.images["web-img"].mutable_grant()->set_host("h4");
+  plan = PlanStart(view, "web", "h1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(names(plan->operations[0]),
+              ::testing::IsSupersetOf({"vip-remove@h4 e1 (best effort)", "stop@h4 e1 (best effort)",
+                                       "release@h4 e1 (best effort)"}));
+
+  // Nothing to clear: a host that is gone (the new grant cuts it), or a
+  // jail that is placed (a stopped jail's stop released everything).
+  view.hosts["h4"].mutable_status()->set_state(v1::HOST_STATE_UNREACHABLE);
+  plan = PlanStart(view, "web", "h1");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(names(plan->operations[0])[1], "grant@st1 e2");
+  view.hosts["h4"].mutable_status()->set_state(v1::HOST_STATE_READY);
+  web.mutable_status()->set_host("h4");
+  web.mutable_status()->set_phase(v1::JAIL_PHASE_STOPPED);
+  plan = PlanStart(view, "web", "h1");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(names(plan->operations[0])[1], "grant@st1 e2");
+}
+
 TEST(PlanStopTest, StopsWhereItRunsAndRecordsStopped) {
   ClusterView view = MakeView();
   absl::StatusOr<Plan> plan = PlanStop(view, "web");
