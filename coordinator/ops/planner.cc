@@ -404,9 +404,11 @@ class PlanBuilder {
     if (previous.empty() || !s.jail->status().host().empty()) return;
     const v1::Host* host = Lookup(view_.hosts, previous);
     if (host == nullptr || !Reachable(*host) || !HasRole(*host, v1::HOST_ROLE_JAIL)) return;
-    if (s.vip != nullptr && previous != target && !BackupRank(*s.jail, previous).has_value()) {
-      // Not a backup of the jail: AddBackups will not demote it, and a
-      // leftover advskew 0 would tie with the target's.
+    const bool set_as_backup =
+        BackupRank(*s.jail, previous).has_value() && host->status().state() == v1::HOST_STATE_READY;
+    if (s.vip != nullptr && previous != target && !set_as_backup) {
+      // AddBackups will not re-set it (no backup of the jail, or not READY),
+      // and a leftover advskew 0 would tie with the target's.
       Step vip = JailStep(op, StepAction::kRemoveVip, "vip-remove", previous, op.old_epoch);
       vip.vip = s.vip->name();
       vip.best_effort = true;

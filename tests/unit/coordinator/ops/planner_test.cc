@@ -817,6 +817,21 @@ TEST(PlanStartTest, AStartAfterAFailedOneClearsWhatTheFirstLeftBeforeTheNewGrant
               ::testing::IsSupersetOf({"vip-remove@h4 e1 (best effort)", "stop@h4 e1 (best effort)",
                                        "release@h4 e1 (best effort)"}));
 
+  // h1 is a backup of web, but DRAINING: vip-backup skips it, so its VIP
+  // is removed here.
+  view.images["web-img"].mutable_grant()->set_host("h1");
+  view.hosts["h1"].mutable_status()->set_state(v1::HOST_STATE_DRAINING);
+  plan = PlanStart(view, "web", "h2");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(names(plan->operations[0]), ::testing::IsSupersetOf({"vip-remove@h1 e1 (best effort)",
+                                                                   "stop@h1 e1 (best effort)"}));
+  view.hosts["h1"].mutable_status()->set_state(v1::HOST_STATE_READY);
+  plan = PlanStart(view, "web", "h2");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(names(plan->operations[0]),
+              ::testing::Not(::testing::Contains("vip-remove@h1 e1 (best effort)")));
+  view.images["web-img"].mutable_grant()->set_host("h4");
+
   // Nothing to clear: a host that is gone (the new grant cuts it), or a
   // jail that is placed (a stopped jail's stop released everything).
   view.hosts["h4"].mutable_status()->set_state(v1::HOST_STATE_UNREACHABLE);
