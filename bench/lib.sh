@@ -5,19 +5,11 @@
 # makes the work directory with a trap that stops the client and takes the
 # lab down on any exit, and defines the helpers below.
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-build=$(cd "${build_arg:-$root/build}" && pwd)
-lab_bin=$build/deploy/lab/jailover-lab
-ctl_bin=$build/coordinator/cli/jailoverctl
-server_bin=$build/tools/jailover-applog-server
-client_bin=$build/tools/jailover-applog-client
-for b in "$lab_bin" "$ctl_bin" "$server_bin" "$client_bin"; do
-  [[ -x "$b" ]] || { echo "bench: $b not built" >&2; exit 1; }
-done
-[[ $(id -u) -eq 0 ]] || { echo "bench: run as root" >&2; exit 1; }
+who=bench
+build_dir=$build_arg
+# shellcheck source=deploy/lab/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lab/env.sh"
 [[ "$rounds" =~ ^[0-9]+$ && "$rounds" -ge 1 ]] || { echo "bench: ROUNDS must be >= 1" >&2; exit 2; }
-coordinators=${coordinators:-198.18.0.2:7430}
 
 work=$(mktemp -d /tmp/jailover-bench.XXXXXX)
 state=$work/lab.json
@@ -30,10 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-lab() { "$lab_bin" --state_file "$state" "$@"; }
-ctl() { lab exec c1 -- "$ctl_bin" --coordinator "$coordinators" --insecure "$@"; }
 lab_dir() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' "$state"; }
-acked() { [[ -f "$work/acked" ]] && wc -l <"$work/acked" || echo 0; }
 wait_acks() {  # N: until N more acknowledgements (60 s at most)
   local target=$(($(acked) + $1)) deadline=$((SECONDS + 60))
   until (($(acked) >= target)); do
@@ -41,14 +30,7 @@ wait_acks() {  # N: until N more acknowledgements (60 s at most)
     sleep 0.05
   done
 }
-jail_is() {  # PATTERN: the jail's "PHASE HOST EPOCH" matches
-  local s
-  s=$(ctl -o json jail get web 2>/dev/null | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["jail"].get("status", {})
-print(s.get("phase", "-"), s.get("host", "-"), s.get("epoch", "0"))' 2>/dev/null) || return 1
-  [[ "$s" =~ $1 ]]
-}
+jail_is() { [[ "$(jail_state)" =~ $1 ]]; }  # PATTERN: the jail's "PHASE HOST EPOCH" matches
 wait_jail() {  # PATTERN
   local deadline=$((SECONDS + 90))
   until jail_is "$1"; do
@@ -78,7 +60,7 @@ ms = [int(line.split()[1]) for line in open(sys.argv[1]) if line.strip()]
 print(max(b - a for a, b in zip(ms, ms[1:])))' "$work/acked"
 }
 apply_sample_jail() {  # the sample jail (deploy/lab/sample-jail.sh), until it runs on h1
-  "$root/deploy/lab/sample-jail.sh" "$state" "$build" >/dev/null
+  "$lab_root/deploy/lab/sample-jail.sh" "$state" "$build" >/dev/null
   wait_jail "^JAIL_PHASE_RUNNING h1 1$"
 }
 print_machine() {

@@ -4,7 +4,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "common/daemon/daemon_flags.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
@@ -132,15 +131,10 @@ absl::StatusOr<CoordinatorOptions> CoordinatorOptionsFromFlags() {
   tls.key_file = absl::GetFlag(FLAGS_etcd_tls_key);
   tls.ca_file = absl::GetFlag(FLAGS_etcd_tls_ca);
   tls.server_name_override = absl::GetFlag(FLAGS_etcd_tls_server_name);
+  tls.flag_prefix = "--etcd_tls_";
+  tls.missing_hint = "or none of them (plaintext)";
   if (!tls.cert_file.empty() || !tls.key_file.empty() || !tls.ca_file.empty()) {
-    if (absl::Status valid = common::ValidateTlsOptions(tls); !valid.ok()) {
-      // Its messages name the gRPC flags (--tls_cert ...): name ours.
-      return absl::Status(
-          valid.code(), absl::StrReplaceAll(valid.message(), {{"--tls_", "--etcd_tls_"},
-                                                              {"; set them, or pass --insecure "
-                                                               "(development and lab only)",
-                                                               "; or none of them (plaintext)"}}));
-    }
+    RETURN_IF_ERROR(common::ValidateTlsOptions(tls));
   } else if (!tls.server_name_override.empty()) {
     return absl::InvalidArgumentError(
         "--etcd_tls_server_name is set but TLS to etcd is not (--etcd_tls_cert, --etcd_tls_key, "

@@ -9,15 +9,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "${1:-$here/../build}" && pwd)
-lab_bin=$build/deploy/lab/jailover-lab
-ctl_bin=$build/coordinator/cli/jailoverctl
-server_bin=$build/tools/jailover-applog-server
-client_bin=$build/tools/jailover-applog-client
-for b in "$lab_bin" "$ctl_bin" "$server_bin" "$client_bin"; do
-  [[ -x "$b" ]] || { echo "demo: $b not built; run deploy/quickstart.sh demo" >&2; exit 1; }
-done
-[[ $(id -u) -eq 0 ]] || { echo "demo: run as root (network namespaces)" >&2; exit 1; }
+who=demo
+build_dir=${1:-}
+not_built_hint="; run deploy/quickstart.sh demo"
+# shellcheck source=deploy/lab/env.sh
+source "$here/lab/env.sh"
 
 work=$(mktemp -d /tmp/jailover-demo.XXXXXX)
 state=$work/lab.json
@@ -34,16 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
-lab() { "$lab_bin" --state_file "$state" "$@"; }
-ctl() { lab exec c1 -- "$ctl_bin" --coordinator 198.18.0.2:7430 --insecure "$@"; }
 now_ms() { date +%s%3N; }
-# The jail's "PHASE HOST EPOCH".
-jail_state() {
-  ctl -o json jail get web 2>/dev/null | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["jail"].get("status", {})
-print(s.get("phase", "-"), s.get("host", "-"), s.get("epoch", "0"))' 2>/dev/null || echo "- - 0"
-}
 wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
   local deadline=$((SECONDS + $1)) what=$2
   shift 2
@@ -54,7 +41,6 @@ wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
 }
 running_on() { [[ $(jail_state) == "JAIL_PHASE_RUNNING $1 $2" ]]; }
 running_on_standby() { [[ $(jail_state) =~ ^JAIL_PHASE_RUNNING\ (h2|h3)\ 2$ ]]; }
-acked() { [[ -f "$work/acked" ]] && wc -l <"$work/acked" || echo 0; }
 acked_at_least() { (($(acked) >= $1)); }
 
 step "1/6 building the lab: coordinator, storage s1, jail hosts h1-h3, client c1 (198.18.0.0/24, an isolated bridge)"

@@ -47,34 +47,44 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::strin
 
 // Checks the option combination and, unless insecure, reads the files.
 absl::StatusOr<PemFiles> LoadTlsFiles(const TlsOptions& options) {
+  const std::string cert = options.flag_prefix + "cert";
+  const std::string key = options.flag_prefix + "key";
+  const std::string ca = options.flag_prefix + "ca";
   if (options.insecure) {
     if (!options.cert_file.empty() || !options.key_file.empty() || !options.ca_file.empty()) {
       return absl::InvalidArgumentError(
-          "--insecure cannot be combined with --tls_cert/--tls_key/--tls_ca");
+          absl::StrCat("--insecure cannot be combined with ", cert, "/", key, "/", ca));
     }
     return PemFiles{};
   }
   std::vector<std::string> missing;
-  if (options.cert_file.empty()) missing.push_back("--tls_cert");
-  if (options.key_file.empty()) missing.push_back("--tls_key");
-  if (options.ca_file.empty()) missing.push_back("--tls_ca");
+  if (options.cert_file.empty()) missing.push_back(cert);
+  if (options.key_file.empty()) missing.push_back(key);
+  if (options.ca_file.empty()) missing.push_back(ca);
   if (!missing.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "missing ", absl::StrJoin(missing, ", "),
-        ": mutual TLS needs --tls_cert, --tls_key and --tls_ca; set them, or pass "
-        "--insecure (development and lab only)"));
+    return absl::InvalidArgumentError(absl::StrCat("missing ", absl::StrJoin(missing, ", "),
+                                                   ": mutual TLS needs ", cert, ", ", key, " and ",
+                                                   ca, "; ", options.missing_hint));
   }
   PemFiles files;
-  absl::StatusOr<std::string> text = ReadPemFile("--tls_cert", options.cert_file);
+  absl::StatusOr<std::string> text = ReadPemFile(cert, options.cert_file);
   if (!text.ok()) return text.status();
   files.cert = *std::move(text);
-  text = ReadPemFile("--tls_key", options.key_file);
+  text = ReadPemFile(key, options.key_file);
   if (!text.ok()) return text.status();
   files.key = *std::move(text);
-  text = ReadPemFile("--tls_ca", options.ca_file);
+  text = ReadPemFile(ca, options.ca_file);
   if (!text.ok()) return text.status();
   files.ca = *std::move(text);
   return files;
+}
+
+// gRPC would not make credentials of the files (`side`: server or client).
+absl::Status Rejected(const TlsOptions& options, absl::string_view side) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("gRPC rejected the ", side, " TLS credentials from ", options.flag_prefix,
+                   "cert ", options.cert_file, ", ", options.flag_prefix, "key ", options.key_file,
+                   ", ", options.flag_prefix, "ca ", options.ca_file));
 }
 
 }  // namespace
@@ -94,10 +104,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   ssl.pem_key_cert_pairs.push_back({std::move(files->key), std::move(files->cert)});
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
   if (credentials == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gRPC rejected the server TLS credentials from --tls_cert ",
-                     options.cert_file, ", --tls_key ", options.key_file, ", --tls_ca ",
-                     options.ca_file));
+    return Rejected(options, "server");
   }
   return credentials;
 }
@@ -114,10 +121,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   ssl.pem_cert_chain = std::move(files->cert);
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::SslCredentials(ssl);
   if (credentials == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gRPC rejected the client TLS credentials from --tls_cert ",
-                     options.cert_file, ", --tls_key ", options.key_file, ", --tls_ca ",
-                     options.ca_file));
+    return Rejected(options, "client");
   }
   return credentials;
 }

@@ -23,6 +23,10 @@ struct TlsOptions {
   // Client only: the name to verify in the server's certificate instead of
   // the host part of the target (for addresses that are IPs).
   std::string server_name_override;
+  // How error messages name the files' flags (PREFIX + cert/key/ca), and
+  // what they suggest when some are missing.
+  std::string flag_prefix = "--tls_";
+  std::string missing_hint = "set them, or pass --insecure (development and lab only)";
 };
 
 // Checks the combination: either insecure and no files, or all three files

@@ -139,8 +139,7 @@ absl::StatusOr<HostTracker> HostTracker::Restore(std::string name, HostTrackerCo
   return tracker;
 }
 
-v1::HostState HostTracker::state() const {
-  if (liveness_ != v1::HOST_STATE_READY) return liveness_;
+v1::HostState HostTracker::admin_state() const {
   switch (admin_) {
     case Admin::kDraining:
       return v1::HOST_STATE_DRAINING;
@@ -149,7 +148,13 @@ v1::HostState HostTracker::state() const {
     case Admin::kNone:
       break;
   }
-  return v1::HOST_STATE_READY;
+  return v1::HOST_STATE_UNSPECIFIED;
+}
+
+v1::HostState HostTracker::state() const {
+  if (liveness_ != v1::HOST_STATE_READY) return liveness_;
+  const v1::HostState admin = admin_state();
+  return admin == v1::HOST_STATE_UNSPECIFIED ? v1::HOST_STATE_READY : admin;
 }
 
 bool HostTracker::IsUsableForPlacement() const {
@@ -475,17 +480,7 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::EndMaintenance(MonoTime
 
 void HostTracker::ToStatus(MonoTime mono_now, absl::Time wall_now, v1::HostStatus* status) const {
   status->set_state(state());
-  switch (admin_) {
-    case Admin::kDraining:
-      status->set_admin(v1::HOST_STATE_DRAINING);
-      break;
-    case Admin::kMaintenance:
-      status->set_admin(v1::HOST_STATE_MAINTENANCE);
-      break;
-    case Admin::kNone:
-      status->clear_admin();
-      break;
-  }
+  status->set_admin(admin_state());
   status->set_reason(reason_);
   status->set_agent_incarnation(incarnation_);
   if (last_renewal_.has_value()) {

@@ -183,6 +183,9 @@ class HostTracker {
   bool returned() const;
   bool draining() const { return admin_ == Admin::kDraining; }
   bool in_maintenance() const { return admin_ == Admin::kMaintenance; }
+  // The operator's hold, kept under SUSPECT/UNREACHABLE/FENCED: DRAINING,
+  // MAINTENANCE, or UNSPECIFIED for none (HostStatus.admin).
+  v1::HostState admin_state() const;
   std::optional<MonoTime> maintenance_until() const { return maintenance_until_; }
   // Who fenced the host and why ("operator:alice: powered off"), while FENCED.
   const std::string& fenced_by() const { return fenced_by_; }

@@ -4,9 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
+#include "common/time/alarm.h"
 
 namespace jailover::coordinator::etcd {
 namespace {
@@ -254,12 +254,7 @@ absl::StatusOr<LeaderInfo> Election::Campaign() {
     }
     // A member that dies silently leaves the watch silent too: campaign
     // again (a Txn that fails over to a live member) at least once a ttl.
-    absl::Notification woken;
-    EtcdWatch* raw_watch = watch->get();
-    const absl::Duration recheck = granted_ttl();
-    std::thread timer([&woken, raw_watch, recheck] {
-      if (!woken.WaitForNotificationWithTimeout(recheck)) raw_watch->Cancel();
-    });
+    common::Alarm recheck(granted_ttl(), [raw_watch = watch->get()] { raw_watch->Cancel(); });
     bool deleted = false;
     while (!deleted) {
       absl::StatusOr<::etcdserverpb::WatchResponse> events = (*watch)->Next();
@@ -268,8 +263,7 @@ absl::StatusOr<LeaderInfo> Election::Campaign() {
         deleted = deleted || event.type() == ::etcdserverpb::Event::DELETE;
       }
     }
-    woken.Notify();
-    timer.join();
+    recheck.Disarm();
     {
       absl::MutexLock lock(&mu_);
       campaign_watch_ = nullptr;

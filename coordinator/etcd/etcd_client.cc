@@ -6,16 +6,15 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/log/log.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/time/alarm.h"
 
 namespace jailover::coordinator::etcd {
 namespace {
@@ -373,12 +372,8 @@ absl::StatusOr<std::unique_ptr<EtcdWatch>> EtcdClient::Watch(
     auto stream = endpoint.watch->Watch(context.get());
     // The stream has no deadline (it lives as long as the watch); bound the
     // wait for "created" by cancelling from a timer.
-    absl::Notification confirmed;
-    grpc::ClientContext* raw_context = context.get();
     const absl::Duration timeout = Timeout(create_timeout);
-    std::thread timer([&confirmed, raw_context, timeout] {
-      if (!confirmed.WaitForNotificationWithTimeout(timeout)) raw_context->TryCancel();
-    });
+    common::Alarm deadline(timeout, [raw_context = context.get()] { raw_context->TryCancel(); });
     WatchRequest create;
     *create.mutable_create_request() = request;
     WatchResponse response;
@@ -387,8 +382,7 @@ absl::StatusOr<std::unique_ptr<EtcdWatch>> EtcdClient::Watch(
       ok = stream->Read(&response);
       if (ok && (response.created() || response.canceled())) break;
     }
-    confirmed.Notify();
-    timer.join();
+    deadline.Disarm();
     if (ok && response.created() && !response.canceled()) {
       if (index != start) {
         absl::MutexLock lock(&mu_);

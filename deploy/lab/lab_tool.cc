@@ -131,11 +131,6 @@ bool Alive(const LabToolDaemon& daemon) {
   return Alive(daemon.pid, daemon.start_time, daemon.argv0);
 }
 
-// The host's own daemon (coordinator or agent) as a LabToolDaemon.
-LabToolDaemon MainDaemon(const LabToolHost& host) {
-  return {host.pid, host.start_time, host.argv0, host.log};
-}
-
 // A daemon of the lab and the host it runs in.
 struct HostDaemon {
   std::string host;
@@ -147,7 +142,7 @@ struct HostDaemon {
 std::vector<HostDaemon> Daemons(const LabState& state, bool main, bool etcd) {
   std::vector<HostDaemon> out;
   for (const LabToolHost& host : state.hosts) {
-    if (main && host.pid > 0) out.push_back({host.name, MainDaemon(host)});
+    if (main && host.daemon.pid > 0) out.push_back({host.name, host.daemon});
     if (etcd && host.etcd.pid > 0) out.push_back({host.name, host.etcd});
   }
   return out;
@@ -319,16 +314,10 @@ absl::Status StartProcess(LabNetwork& network, const std::string& host,
   return absl::OkStatus();
 }
 
-// Starts the daemon `argv` in `host` and records it.
+// Starts the daemon `argv` in `host` and records it (host.daemon.log set).
 absl::Status StartDaemon(LabNetwork& network, LabToolHost& host,
                          const std::vector<std::string>& argv) {
-  LabToolDaemon daemon;
-  daemon.log = host.log;
-  absl::Status started = StartProcess(network, host.name, argv, &daemon);
-  host.pid = daemon.pid;
-  host.argv0 = daemon.argv0;
-  host.start_time = daemon.start_time;
-  return started;
+  return StartProcess(network, host.name, argv, &host.daemon);
 }
 
 // Waits for `done` (polled every 100 ms) while `daemons` live and no stop
@@ -542,7 +531,7 @@ absl::Status StartEtcdCoordinators(const LabToolOptions& options, LabNetwork& ne
   for (LabToolHost& ctl : state.hosts) {
     if (ctl.role != "coordinator") continue;
     const std::string port_file = network.host_dir(ctl.name) + "/coordinator.port";
-    ctl.log = network.host_dir(ctl.name) + "/coordinator.log";
+    ctl.daemon.log = network.host_dir(ctl.name) + "/coordinator.log";
     RETURN_IF_ERROR(
         StartDaemon(network, ctl, CoordinatorArgv(options, network, state, ctl, port_file, first)));
     std::vector<HostDaemon> watched = Daemons(state, true, true);
@@ -561,7 +550,7 @@ absl::Status StartEtcdCoordinators(const LabToolOptions& options, LabNetwork& ne
     }
     RETURN_IF_ERROR(waited);
     progress.Step(absl::StrCat("coordinator in ", ctl.name, ": grpc ", GrpcEndpoint(ctl), ", http ",
-                               HttpEndpoint(ctl), " (pid ", ctl.pid, "): ", role.detail));
+                               HttpEndpoint(ctl), " (pid ", ctl.daemon.pid, "): ", role.detail));
     first = false;
   }
   return absl::OkStatus();
@@ -585,13 +574,13 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
   } else {
     LabToolHost* ctl = FindHost(state, "ctl");
     const std::string port_file = network.host_dir("ctl") + "/coordinator.port";
-    ctl->log = network.host_dir("ctl") + "/coordinator.log";
+    ctl->daemon.log = network.host_dir("ctl") + "/coordinator.log";
     RETURN_IF_ERROR(StartDaemon(network, *ctl,
                                 CoordinatorArgv(options, network, state, *ctl, port_file, true)));
     RETURN_IF_ERROR(WaitFor([&] { return fs::exists(port_file); }, absl::Seconds(20),
-                            {{ctl->name, MainDaemon(*ctl)}}, "the coordinator to listen"));
+                            {{ctl->name, ctl->daemon}}, "the coordinator to listen"));
     progress.Step(absl::StrCat("coordinator in ctl: grpc ", state.coordinator, ", http ",
-                               state.coordinator_http, " (pid ", ctl->pid, ")"));
+                               state.coordinator_http, " (pid ", ctl->daemon.pid, ")"));
   }
 
   std::set<std::string> agents;
@@ -616,7 +605,7 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
         renew};
     agent.insert(agent.end(), options.agent_args.begin(), options.agent_args.end());
     fs::create_directories(host_dir + "/images", ec);
-    host.log = host_dir + "/agent.log";
+    host.daemon.log = host_dir + "/agent.log";
     RETURN_IF_ERROR(StartDaemon(network, host, agent));
     agents.insert(host.name);
     started.push_back(host.name);
@@ -699,6 +688,25 @@ std::string Indented(const std::string& text) {
 
 // --- state file ------------------------------------------------------------------
 
+// A daemon's fields in `json` (an object; the host's own are beside its
+// name, an etcd member's under "etcd").
+void PutDaemon(const LabToolDaemon& daemon, nlohmann::json& json) {
+  json["pid"] = daemon.pid;
+  json["start_time"] = daemon.start_time;
+  json["argv0"] = daemon.argv0;
+  json["log"] = daemon.log;
+}
+
+// Throws nlohmann::json::exception for a missing or mistyped field.
+LabToolDaemon GetDaemon(const nlohmann::json& json) {
+  LabToolDaemon daemon;
+  daemon.pid = json.at("pid").get<pid_t>();
+  daemon.start_time = json.at("start_time").get<uint64_t>();
+  daemon.argv0 = json.at("argv0").get<std::string>();
+  daemon.log = json.at("log").get<std::string>();
+  return daemon;
+}
+
 std::string LabStateToJson(const LabState& state) {
   nlohmann::json json;
   json["prefix"] = state.prefix;
@@ -712,16 +720,10 @@ std::string LabStateToJson(const LabState& state) {
   json["ctl_bin"] = state.ctl_bin;
   json["hosts"] = nlohmann::json::array();
   for (const LabToolHost& host : state.hosts) {
-    nlohmann::json item = {
-        {"name", host.name}, {"address", host.address},       {"role", host.role},
-        {"pid", host.pid},   {"start_time", host.start_time}, {"argv0", host.argv0},
-        {"log", host.log},   {"killed", host.killed}};
-    if (host.etcd.pid > 0) {
-      item["etcd"] = {{"pid", host.etcd.pid},
-                      {"start_time", host.etcd.start_time},
-                      {"argv0", host.etcd.argv0},
-                      {"log", host.etcd.log}};
-    }
+    nlohmann::json item = {{"name", host.name}, {"address", host.address}, {"role", host.role}};
+    PutDaemon(host.daemon, item);
+    item["killed"] = host.killed;
+    if (host.etcd.pid > 0) PutDaemon(host.etcd, item["etcd"]);
     json["hosts"].push_back(std::move(item));
   }
   return json.dump(2) + "\n";
@@ -748,18 +750,9 @@ absl::StatusOr<LabState> LabStateFromJson(const std::string& text) {
       host.name = item.at("name").get<std::string>();
       host.address = item.at("address").get<std::string>();
       host.role = item.at("role").get<std::string>();
-      host.pid = item.at("pid").get<pid_t>();
-      host.start_time = item.at("start_time").get<uint64_t>();
-      host.argv0 = item.at("argv0").get<std::string>();
-      host.log = item.at("log").get<std::string>();
+      host.daemon = GetDaemon(item);
       host.killed = item.at("killed").get<bool>();
-      if (item.contains("etcd")) {
-        const auto& etcd = item.at("etcd");
-        host.etcd.pid = etcd.at("pid").get<pid_t>();
-        host.etcd.start_time = etcd.at("start_time").get<uint64_t>();
-        host.etcd.argv0 = etcd.at("argv0").get<std::string>();
-        host.etcd.log = etcd.at("log").get<std::string>();
-      }
+      if (item.contains("etcd")) host.etcd = GetDaemon(item.at("etcd"));
       state.hosts.push_back(std::move(host));
     }
     return state;
@@ -1085,7 +1078,7 @@ int Up(const LabToolOptions& options) {
     std::string what = host.role == "coordinator" ? "jailover-coordinator"
                        : host.role == "client"    ? "client"
                                                   : "jailover-agent --roles=" + host.role;
-    std::string pids = host.pid > 0 ? absl::StrCat("pid ", host.pid) : "";
+    std::string pids = host.daemon.pid > 0 ? absl::StrCat("pid ", host.daemon.pid) : "";
     if (host.etcd.pid > 0) {
       what += " + etcd";
       absl::StrAppend(&pids, ", etcd pid ", host.etcd.pid);
@@ -1156,11 +1149,11 @@ int Status(const LabToolOptions& options) {
                                "DAEMON", "LINK", "NOTES");
   for (const LabToolHost& host : state.hosts) {
     std::string daemon = "-";
-    if (host.pid > 0) {
+    if (host.daemon.pid > 0) {
       daemon = absl::StrCat(
-          fs::path(host.argv0).filename().string() == "jailover-coordinator" ? "coordinator"
-                                                                             : "agent",
-          " ", host.pid, " ", Alive(host.pid, host.start_time, host.argv0) ? "alive" : "DEAD");
+          fs::path(host.daemon.argv0).filename().string() == "jailover-coordinator" ? "coordinator"
+                                                                                    : "agent",
+          " ", host.daemon.pid, " ", Alive(host.daemon) ? "alive" : "DEAD");
     }
     absl::StatusOr<bool> up = lab->network->LinkIsUp(host.name);
     std::vector<std::string> notes;
@@ -1205,7 +1198,7 @@ int Status(const LabToolOptions& options) {
   }
   std::cout << "logs:\n";
   for (const LabToolHost& host : state.hosts) {
-    if (!host.log.empty()) std::cout << "  " << host.name << ": " << host.log << "\n";
+    if (!host.daemon.log.empty()) std::cout << "  " << host.name << ": " << host.daemon.log << "\n";
     if (!host.etcd.log.empty()) std::cout << "  " << host.name << ": " << host.etcd.log << "\n";
   }
   std::cout << "  keeper: " << state.dir << "/keeper.log\n";

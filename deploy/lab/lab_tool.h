@@ -75,12 +75,8 @@ struct LabToolHost {
   std::string name;     // "h1"
   std::string address;  // "198.18.0.11"
   std::string role;     // "coordinator", "storage", "jail" or "client"
-  // The daemon started in it (none for the client): pid, start time and
-  // argv[0], so a reused pid is never taken for it.
-  pid_t pid = 0;
-  uint64_t start_time = 0;
-  std::string argv0;
-  std::string log;
+  // The daemon started in it: coordinator or agent (none for the client).
+  LabToolDaemon daemon;
   bool killed = false;  // by kill-host
   // The etcd member of a coordinator host (--store etcd); pid 0 otherwise.
   LabToolDaemon etcd;

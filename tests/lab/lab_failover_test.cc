@@ -411,7 +411,7 @@ TEST_F(LabFailoverTest, StorageAgentRestartDuringServiceLosesNothing) {
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   pid_t agent = 0;
   for (const lab::LabToolHost& host : state_.hosts) {
-    if (host.name == "s1") agent = host.pid;
+    if (host.name == "s1") agent = host.daemon.pid;
   }
   ASSERT_GT(agent, 0);
   // Its command line, to start it again the same way.
@@ -549,11 +549,11 @@ TEST_F(LabHaFailoverTest, LeaderKilledMidFailoverTheNewLeaderFinishesItNothingLo
   // (before recording it); then its whole machine goes, etcd member too.
   ASSERT_TRUE(testing::WaitUntil(
       [&] {
-        return absl::StrContains(testing::ReadFileOrEmpty(ctl1->log),
+        return absl::StrContains(testing::ReadFileOrEmpty(ctl1->daemon.log),
                                  "aborting as --crash_after_step_for_testing");
       },
       absl::Seconds(60), absl::Milliseconds(100)))
-      << testing::ReadFileOrEmpty(ctl1->log);
+      << testing::ReadFileOrEmpty(ctl1->daemon.log);
   const absl::Time ctl1_died = absl::Now();
   const common::CommandResult killed_ctl = Lab({"kill-host", "ctl1"}, absl::Seconds(60));
   ASSERT_EQ(killed_ctl.exit_code, 0) << killed_ctl.stdout_text << killed_ctl.stderr_text;
@@ -572,7 +572,7 @@ TEST_F(LabHaFailoverTest, LeaderKilledMidFailoverTheNewLeaderFinishesItNothingLo
   const std::string leader = status.value("leader", nlohmann::json::object()).value("name", "");
   EXPECT_TRUE(leader == "ctl2" || leader == "ctl3") << status.dump();
   EXPECT_GT(std::strtoull(status.value("term", "0").c_str(), nullptr, 10), old_term);
-  const std::string leader_log = testing::ReadFileOrEmpty(Host(leader)->log);
+  const std::string leader_log = testing::ReadFileOrEmpty(Host(leader)->daemon.log);
   EXPECT_THAT(leader_log, HasSubstr("now the leader, term"));
   EXPECT_THAT(leader_log, HasSubstr("resuming it"));
 

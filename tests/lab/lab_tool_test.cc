@@ -155,11 +155,11 @@ TEST_F(LabToolTest, UpStatusKillPartitionHealDown) {
   // kill-host h3: its agent and every other process gone, link down.
   const lab::LabToolHost& h3 = state->hosts[4];
   ASSERT_EQ(h3.name, "h3");
-  ASSERT_EQ(::kill(h3.pid, 0), 0);
+  ASSERT_EQ(::kill(h3.daemon.pid, 0), 0);
   common::CommandResult killed = Tool({"kill-host", "h3"});
   EXPECT_EQ(killed.exit_code, 0) << killed.stderr_text;
   EXPECT_THAT(killed.stdout_text, HasSubstr("jailover-agent"));
-  EXPECT_TRUE(testing::WaitUntil([&] { return ::kill(h3.pid, 0) != 0; }, absl::Seconds(5)));
+  EXPECT_TRUE(testing::WaitUntil([&] { return ::kill(h3.daemon.pid, 0) != 0; }, absl::Seconds(5)));
   EXPECT_THAT((*lab)->Pids("h3"), IsEmpty());
   absl::StatusOr<bool> h3_link = (*lab)->LinkIsUp("h3");
   ASSERT_TRUE(h3_link.ok()) << h3_link.status();
@@ -282,12 +282,12 @@ TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
     EXPECT_EQ(ctl.name, "ctl" + std::to_string(i + 1));
     EXPECT_EQ(ctl.role, "coordinator");
     EXPECT_EQ(ctl.address, "198.18.0." + std::to_string(i + 2));
-    EXPECT_EQ(::kill(ctl.pid, 0), 0) << ctl.name;
+    EXPECT_EQ(::kill(ctl.daemon.pid, 0), 0) << ctl.name;
     EXPECT_EQ(::kill(ctl.etcd.pid, 0), 0) << ctl.name << "'s etcd";
     EXPECT_THAT(ctl.etcd.argv0, HasSubstr("etcd"));
     // --first_coordinator_arg reaches ctl1 only.
     absl::StatusOr<std::string> cmdline =
-        common::ReadFileToString("/proc/" + std::to_string(ctl.pid) + "/cmdline", 1 << 16);
+        common::ReadFileToString("/proc/" + std::to_string(ctl.daemon.pid) + "/cmdline", 1 << 16);
     ASSERT_TRUE(cmdline.ok()) << cmdline.status();
     EXPECT_EQ(cmdline->find("--probe_timeout=29s") != std::string::npos, i == 0) << ctl.name;
     EXPECT_NE(cmdline->find("--store=etcd"), std::string::npos);
@@ -315,7 +315,8 @@ TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
   EXPECT_THAT(killed.stdout_text, HasSubstr("etcd"));
   EXPECT_TRUE(testing::WaitUntil(
       [&] {
-        return ::kill(state->hosts[0].pid, 0) != 0 && ::kill(state->hosts[0].etcd.pid, 0) != 0;
+        return ::kill(state->hosts[0].daemon.pid, 0) != 0 &&
+               ::kill(state->hosts[0].etcd.pid, 0) != 0;
       },
       absl::Seconds(5)));
 
@@ -350,8 +351,8 @@ TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
   }
   for (const lab::LabToolHost& host : state->hosts) {
     if (!agents.count(host.name)) continue;
-    EXPECT_EQ(::kill(host.pid, 0), 0) << host.name;
-    absl::StatusOr<std::string> log = common::ReadFileToString(host.log, 64 << 20);
+    EXPECT_EQ(::kill(host.daemon.pid, 0), 0) << host.name;
+    absl::StatusOr<std::string> log = common::ReadFileToString(host.daemon.log, 64 << 20);
     ASSERT_TRUE(log.ok()) << log.status();
     EXPECT_EQ(log->find("SELF-FENCING"), std::string::npos) << host.name << " fenced itself";
   }
@@ -367,10 +368,10 @@ TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
     // What the coordinators and an agent said, before `down` removes it.
     for (const lab::LabToolHost& host : state->hosts) {
       if (host.role != "coordinator" && host.name != "h1") continue;
-      absl::StatusOr<std::string> log = common::ReadFileToString(host.log, 64 << 20);
+      absl::StatusOr<std::string> log = common::ReadFileToString(host.daemon.log, 64 << 20);
       if (!log.ok()) continue;
       std::vector<std::string> lines = absl::StrSplit(*log, '\n', absl::SkipEmpty());
-      std::cout << "--- end of " << host.log << "\n";
+      std::cout << "--- end of " << host.daemon.log << "\n";
       for (size_t i = lines.size() > 45 ? lines.size() - 45 : 0; i < lines.size(); ++i) {
         std::cout << "  " << lines[i].substr(0, 300) << "\n";
       }
@@ -384,7 +385,7 @@ TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
   EXPECT_FALSE(std::filesystem::exists(state_file_));
   EXPECT_FALSE(std::filesystem::exists(state->dir));
   for (const lab::LabToolHost& host : state->hosts) {
-    for (pid_t pid : {host.pid, host.etcd.pid}) {
+    for (pid_t pid : {host.daemon.pid, host.etcd.pid}) {
       if (pid <= 0) continue;
       EXPECT_TRUE(testing::WaitUntil([&] { return ::kill(pid, 0) != 0; }, absl::Seconds(10)))
           << host.name << " pid " << pid;

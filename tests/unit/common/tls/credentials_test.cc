@@ -111,6 +111,15 @@ TEST_F(TlsOptionsTest, Table) {
        {"--tls_key", not_pem_}, {}},
       {"ca not PEM", {cert_, key_, not_pem_, false, ""}, absl::StatusCode::kInvalidArgument,
        {"--tls_ca", not_pem_}, {}},
+      // Another set of flags (the coordinator's TLS to etcd) is named as such.
+      {"other flags, no key",
+       {cert_, "", ca_, false, "", "--etcd_tls_", "or none of them (plaintext)"},
+       absl::StatusCode::kInvalidArgument,
+       {"missing --etcd_tls_key: mutual TLS needs --etcd_tls_cert, --etcd_tls_key and "
+        "--etcd_tls_ca; or none of them (plaintext)"},
+       {"--tls_", "--insecure"}},
+      {"other flags, ca not PEM", {cert_, key_, not_pem_, false, "", "--etcd_tls_", ""},
+       absl::StatusCode::kInvalidArgument, {"--etcd_tls_ca ", not_pem_}, {"--tls_"}},
   };
   for (const OptionsCase& c : cases) {
     SCOPED_TRACE(c.description);
