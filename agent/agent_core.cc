@@ -5,9 +5,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log/log.h"
 #include "common/proto/time_util.h"
 #include "common/status/status_macros.h"
+#include "common/validation/jail_params.h"
 #include "common/validation/validation.h"
 
 namespace jailover::agent {
@@ -83,6 +85,14 @@ absl::StatusOr<JailConfig> JailConfigFromSpec(const std::string& name, const v1:
   for (const v1::RctlLimit& limit : spec.limits()) {
     config.limits.push_back({limit.resource(), limit.action(), limit.amount()});
   }
+  for (const auto& [key, value] : spec.env()) {
+    if (common::IsReservedEnvVar(key)) {
+      return absl::InvalidArgumentError(absl::StrCat("jail ", name, ": env ", key,
+                                                     ": names starting with ",
+                                                     common::kReservedEnvPrefix,
+                                                     " are set by the agent"));
+    }
+  }
   config.env.insert(spec.env().begin(), spec.env().end());
   return config;
 }
@@ -116,18 +126,25 @@ AgentCore::AgentCore(AgentCoreOptions options, AgentStateStore& store, JailDrive
       jails_(jails),
       disks_(disks),
       vips_(vips),
-      clock_(clock) {}
+      clock_(clock),
+      started_(clock.MonotonicNow()) {}
 
 absl::Status AgentCore::Mutate(const v1::OperationContext& context, const char* method,
                                const std::string& lock_key, google::protobuf::Message* response,
                                const std::function<absl::Status()>& action) {
   RETURN_IF_ERROR(common::ValidateOperationId(context.operation_id()));
-  if (store_.self_fenced()) {
-    return absl::UnavailableError(absl::StrCat(
-        "host ", options_.host_name, " is self-fenced (lost its lease); waiting to be readmitted"));
-  }
   RETURN_IF_ERROR(store_.AcceptCoordinatorTerm(context.coordinator_term()));
   ASSIGN_OR_RETURN(ObjectLocks::Guard guard, locks_.TryAcquire(lock_key));
+  // A call already answered is answered again, also while self-fenced: a
+  // coordinator resuming an operation must learn what its step did.
+  if (std::optional<absl::Status> replayed =
+          ReplayIfRecorded(store_, context.operation_id(), method, response)) {
+    return *replayed;
+  }
+  if (store_.self_fenced()) {
+    return absl::UnavailableError(absl::StrCat(
+        "host ", options_.host_name, " is self-fenced (lost its leases); waiting to be readmitted"));
+  }
   const absl::Status status =
       RunIdempotent(store_, context.operation_id(), method, response, action);
   ClearReadinessCache();
@@ -221,6 +238,10 @@ absl::Status AgentCore::CreateJail(const v1::CreateJailRequest& request,
   RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
   ASSIGN_OR_RETURN(JailConfig config, JailConfigFromSpec(request.name(), request.spec(),
                                                          request.vip(), options_.jail_root));
+  // Where and under which grant the jail runs, for its own records (the lab's
+  // sample service tags every record with them).
+  config.env["JAILOVER_HOST"] = options_.host_name;
+  config.env["JAILOVER_EPOCH"] = absl::StrCat(request.epoch());
   return Mutate(request.context(), "CreateJail", "jail/" + request.name(), response, [&] {
     RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
     RETURN_IF_ERROR(jails_.Define(config));
@@ -429,19 +450,131 @@ absl::Status AgentCore::ExportImage(const v1::ExportImageRequest& request,
           owned.grant().host(), "; a grant to another host needs a newer epoch"));
     }
     RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), grant.epoch()));
-    ASSIGN_OR_RETURN(ExportInfo exported,
-                     disks_.Export(file, ExportGrant{grant.host_address(), grant.epoch()}));
-    response->set_endpoint(exported.endpoint);
-    spdlog::info("image {}: exported to {} ({}) at epoch {} on {}", request.image(), grant.host(),
-                 grant.host_address(), grant.epoch(), exported.endpoint);
-    return store_.Update([&](AgentState& s) {
-      auto& image = (*s.mutable_images())[request.image()];
-      *image.mutable_grant() = grant;
-      image.set_exported(!grant.host_address().empty());
-      image.set_endpoint(exported.endpoint);
-      return absl::OkStatus();
-    });
+    const v1::Grant previous = owned.exported() ? owned.grant() : v1::Grant();
+    const bool moves = !previous.host().empty() && (previous.host() != grant.host() ||
+                                                    previous.epoch() != grant.epoch());
+    if (moves) {
+      // From here on the previous holder's renewals are answered MOVED, even
+      // before the driver has cut its connections.
+      absl::MutexLock lock(&holders_mu_);
+      moving_[request.image()] = grant;
+    }
+    absl::StatusOr<ExportInfo> exported =
+        disks_.Export(file, ExportGrant{grant.host_address(), grant.epoch()});
+    absl::Status recorded = exported.status();
+    if (exported.ok()) {
+      response->set_endpoint(exported->endpoint);
+      spdlog::info("image {}: exported to {} ({}) at epoch {} on {}", request.image(),
+                   grant.host(), grant.host_address(), grant.epoch(), exported->endpoint);
+      recorded = store_.Update([&](AgentState& s) {
+        auto& image = (*s.mutable_images())[request.image()];
+        *image.mutable_grant() = grant;
+        image.set_exported(!grant.host_address().empty());
+        image.set_endpoint(exported->endpoint);
+        return absl::OkStatus();
+      });
+    }
+    {
+      // The store has the new grant now (or the move failed and the old one
+      // stands: the driver refused before cutting anything).
+      absl::MutexLock lock(&holders_mu_);
+      moving_.erase(request.image());
+    }
+    RETURN_IF_ERROR(recorded);
+    if (moves && request.await_previous_holder()) {
+      AwaitPreviousHolder(request.image(), previous, response);
+    }
+    return absl::OkStatus();
   });
+}
+
+void AgentCore::AwaitPreviousHolder(const std::string& image, const v1::Grant& previous,
+                                    v1::ExportImageResponse* response) {
+  using Mono = std::chrono::steady_clock::time_point;
+  const Mono began = clock_.MonotonicNow();
+  std::string how;
+  while (true) {
+    Mono deadline;
+    bool known = false;
+    {
+      absl::MutexLock lock(&holders_mu_);
+      const auto it = holders_.find(image);
+      known = it != holders_.end() && it->second.host == previous.host() &&
+              it->second.epoch == previous.epoch();
+      if (known && it->second.told_moved) {
+        how = "told";
+        break;
+      }
+      // Without a CURRENT answer from this run of the agent, a previous run
+      // may have given one: it lasts at most a ttl from this run's start.
+      deadline = known ? it->second.answered + absl::ToChronoNanoseconds(it->second.ttl)
+                       : started_ + absl::ToChronoNanoseconds(options_.lease_ttl);
+    }
+    const Mono now = clock_.MonotonicNow();
+    if (now >= deadline) {
+      how = known ? "expired" : "none";
+      break;
+    }
+    clock_.SleepFor(std::min(absl::FromChrono(deadline - now), absl::Milliseconds(10)));
+  }
+  const absl::Duration waited = absl::FromChrono(clock_.MonotonicNow() - began);
+  common::ToProtoDuration(waited, response->mutable_waited());
+  response->set_previous_holder(how);
+  spdlog::info("image {}: previous holder {} at epoch {}: {} (waited {})", image, previous.host(),
+               previous.epoch(),
+               how == "told"      ? "told its grant moved"
+               : how == "expired" ? "its storage lease ran out"
+                                  : "no lease of it known",
+               absl::FormatDuration(waited));
+}
+
+absl::Status AgentCore::RenewStorageLease(const v1::RenewStorageLeaseRequest& request,
+                                          v1::RenewStorageLeaseResponse* response) {
+  RETURN_IF_ERROR(common::ValidateName("host", request.host()));
+  constexpr int kMaxImages = 1000;
+  if (request.images_size() > kMaxImages) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", kMaxImages, " images per renewal, got ", request.images_size()));
+  }
+  const absl::Duration ttl =
+      request.has_ttl() ? common::FromProtoDuration(request.ttl()) : options_.lease_ttl;
+  if (ttl <= absl::ZeroDuration() || ttl > absl::Minutes(10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ttl must be in (0, 10m], got ", absl::FormatDuration(ttl)));
+  }
+  for (const v1::HeldImage& held : request.images()) {
+    RETURN_IF_ERROR(common::ValidateName("image name", held.image()));
+  }
+  const auto now = clock_.MonotonicNow();
+  absl::MutexLock lock(&holders_mu_);
+  // Read under the lock: a grant being moved is in moving_ until the store
+  // has it, so one of the two always shows it.
+  const AgentState state = store_.Snapshot();
+  for (const v1::HeldImage& held : request.images()) {
+    v1::StorageLeaseAnswer* answer = response->add_answers();
+    answer->set_image(held.image());
+    v1::Grant grant;
+    const auto owned = state.images().find(held.image());
+    if (owned != state.images().end() && owned->second.exported()) grant = owned->second.grant();
+    if (const auto moving = moving_.find(held.image()); moving != moving_.end()) {
+      grant = moving->second;
+    }
+    *answer->mutable_grant() = grant;
+    const bool current = !grant.host().empty() && grant.host() == request.host() &&
+                         grant.epoch() == held.epoch();
+    answer->set_state(current ? v1::STORAGE_LEASE_STATE_CURRENT : v1::STORAGE_LEASE_STATE_MOVED);
+    auto holder = holders_.find(held.image());
+    if (current) {
+      holders_[held.image()] = HolderLease{request.host(), held.epoch(), now, ttl, false};
+    } else if (holder != holders_.end() && holder->second.host == request.host() &&
+               holder->second.epoch == held.epoch() && !holder->second.told_moved) {
+      holder->second.told_moved = true;
+      spdlog::info("image {}: told {} (epoch {}) its grant moved (now {} at epoch {})",
+                   held.image(), request.host(), held.epoch(),
+                   grant.host().empty() ? "nobody" : grant.host(), grant.epoch());
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AgentCore::UnexportImage(const v1::UnexportImageRequest& request,
@@ -484,6 +617,10 @@ absl::Status AgentCore::ImportImage(const v1::ImportImageRequest& request,
   if (source.io_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError("io_timeout must be at least 1s (never unbounded)");
   }
+  if (!request.storage_agent().empty()) {
+    RETURN_IF_ERROR(common::ValidateHostPort("storage_agent", request.storage_agent()));
+    RETURN_IF_ERROR(common::ValidateName("storage_host", request.storage_host()));
+  }
   return Mutate(request.context(), "ImportImage", "image/" + request.image(), response, [&] {
     RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
     ASSIGN_OR_RETURN(source.slot, store_.SlotFor(request.image()));
@@ -496,6 +633,9 @@ absl::Status AgentCore::ImportImage(const v1::ImportImageRequest& request,
       image.set_remote_path(source.remote_path);
       image.set_device(imported.device);
       image.set_filesystem(request.filesystem());
+      image.set_import_epoch(request.epoch());
+      image.set_storage_agent(request.storage_agent());
+      image.set_storage_host(request.storage_host());
       return absl::OkStatus();
     });
   });
@@ -512,6 +652,7 @@ absl::Status AgentCore::ReleaseImage(const v1::ReleaseImageRequest& request,
       auto& image = (*s.mutable_images())[request.image()];
       image.set_imported(false);
       image.clear_device();
+      image.clear_import_epoch();
       return absl::OkStatus();
     });
   });
@@ -700,6 +841,16 @@ absl::Status AgentCore::JailReady(const std::string& name) {
   const AgentState state = store_.Snapshot();
   const auto owned = state.jails().find(name);
   if (owned == state.jails().end()) return absl::NotFoundError("jail is not on this host");
+  LeaseOracle* oracle;
+  {
+    absl::MutexLock lock(&mu_);
+    oracle = oracle_;
+  }
+  if (oracle != nullptr) {
+    if (std::string why = oracle->NotReadyReason(owned->second.image()); !why.empty()) {
+      return absl::UnavailableError(why);
+    }
+  }
   ASSIGN_OR_RETURN(std::vector<JailInfo> running, CachedJails());
   bool runs = false;
   for (const JailInfo& info : running) runs = runs || (info.name == name && !info.dying);
@@ -720,96 +871,256 @@ absl::Status AgentCore::JailReady(const std::string& name) {
 // ---------------------------------------------------------------------------
 // Lease: self-fencing and readmission.
 
-absl::Status AgentCore::SelfFence(const std::string& reason) {
+absl::Status AgentCore::StopAndRelease(const std::set<std::string>& jails,
+                                       const std::set<std::string>& images,
+                                       const std::set<std::string>& vips,
+                                       const std::string& what) {
   absl::Status first_error;
-  auto note = [&first_error](const absl::Status& status, const std::string& what) {
+  auto note = [&](const absl::Status& status, const std::string& step) {
     if (status.ok()) return;
-    spdlog::error("self-fence: {} failed: {}", what, status.ToString());
+    spdlog::error("{}: {} failed: {}", what, step, status.ToString());
     if (first_error.ok()) first_error = status;
   };
-  note(store_.Update([](AgentState& s) {
-         s.set_self_fenced(true);
-         return absl::OkStatus();
-       }),
-       "recording the fence");
-  spdlog::warn("host {}: SELF-FENCING: {}; stopping jails, releasing images, removing VIPs",
+  {
+    // Not ready for load balancers from this moment.
+    absl::MutexLock lock(&mu_);
+    stopping_.insert(jails.begin(), jails.end());
+  }
+  ClearReadinessCache();
+  const AgentState state = store_.Snapshot();
+  // The VIPs first: this host stops answering on them before anything else.
+  for (const std::string& name : vips) {
+    const auto vip = state.vips().find(name);
+    if (vip == state.vips().end()) continue;
+    absl::StatusOr<VipConfig> config = VipConfigFromSpec(vip->second.spec(), vip->second.advskew());
+    note(config.status(), "reading VIP " + name);
+    if (!config.ok()) continue;
+    const absl::Status removed = vips_.Remove(*config);
+    note(removed, "removing VIP " + name);
+    if (!removed.ok()) continue;
+    spdlog::warn("{}: VIP {} ({}) removed", what, name, vip->second.spec().address());
+    note(store_.Update([&](AgentState& s) {
+           s.mutable_vips()->erase(name);
+           return absl::OkStatus();
+         }),
+         "recording VIP " + name);
+  }
+  auto stop = [&](const std::string& name, absl::Duration grace) -> absl::Status {
+    absl::StatusOr<StopResult> stopped = jails_.Stop(name, grace);
+    if (!stopped.ok()) return stopped.status();
+    spdlog::warn("{}: jail {} stopped{}", what, name, stopped->killed ? " (killed)" : "");
+    return store_.Update([&](AgentState& s) {
+      if (s.jails().count(name)) (*s.mutable_jails())[name].set_started(false);
+      return absl::OkStatus();
+    });
+  };
+  std::set<std::string> stuck;
+  for (const std::string& name : jails) {
+    const auto jail = state.jails().find(name);
+    const absl::Duration grace =
+        jail != state.jails().end() && jail->second.spec().has_stop_timeout()
+            ? std::min(common::FromProtoDuration(jail->second.spec().stop_timeout()),
+                       absl::Seconds(10))
+            : absl::Seconds(5);
+    if (absl::Status stopped = stop(name, grace); !stopped.ok()) {
+      // Maybe stuck on the disk that is going away: tried again once the
+      // import is released (its pending I/O then fails).
+      spdlog::warn("{}: jail {} did not stop ({}); trying again after its disk is released", what,
+                   name, stopped.ToString());
+      stuck.insert(name);
+    }
+  }
+  for (const std::string& name : images) {
+    const auto image = state.images().find(name);
+    if (image == state.images().end()) continue;
+    if (!image->second.mount_point().empty()) {
+      const absl::Status unmounted = disks_.Unmount(image->second.mount_point(), /*force=*/true);
+      note(unmounted, "unmounting image " + name);
+      if (unmounted.ok()) spdlog::warn("{}: image {} unmounted", what, name);
+    }
+    if (!image->second.imported()) continue;
+    absl::StatusOr<ImportSource> source = StoredImportSource(name);
+    note(source.status(), "finding the import of " + name);
+    if (!source.ok()) continue;
+    const absl::Status released = disks_.Release(*source, /*force=*/true);
+    note(released, "releasing image " + name);
+    if (!released.ok()) continue;
+    spdlog::warn("{}: image {} released", what, name);
+    note(store_.Update([&](AgentState& s) {
+           auto& owned = (*s.mutable_images())[name];
+           owned.set_imported(false);
+           owned.clear_device();
+           owned.clear_mount_point();
+           owned.clear_import_epoch();
+           return absl::OkStatus();
+         }),
+         "recording image " + name);
+  }
+  for (const std::string& name : stuck) note(stop(name, absl::Seconds(1)), "stopping jail " + name);
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& name : jails) stopping_.erase(name);
+  }
+  ClearReadinessCache();
+  return first_error;
+}
+
+absl::Status AgentCore::SelfFence(const std::string& reason) {
+  absl::Status recorded = store_.Update([](AgentState& s) {
+    s.set_self_fenced(true);
+    return absl::OkStatus();
+  });
+  if (!recorded.ok()) spdlog::error("self-fence: recording the fence failed: {}", recorded.ToString());
+  spdlog::warn("host {}: SELF-FENCING: {}; removing VIPs, stopping jails, releasing images",
                options_.host_name, reason);
   const AgentState state = store_.Snapshot();
   // Every jail of ours that runs, whether or not our record says started (a
   // crash between start and record must not leave one running).
   std::set<std::string> running;
   absl::StatusOr<std::vector<JailInfo>> listed = jails_.List();
-  note(listed.status(), "listing jails");
   if (listed.ok()) {
     for (const JailInfo& info : *listed) running.insert(info.name);
+  } else {
+    spdlog::error("self-fence: listing jails failed: {}", listed.status().ToString());
   }
+  std::set<std::string> jails, images, vips;
   for (const auto& [name, jail] : state.jails()) {
-    if (!jail.started() && !running.count(name)) continue;
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_.insert(name);
-    }
-    const absl::Duration grace = jail.spec().has_stop_timeout()
-                                     ? std::min(common::FromProtoDuration(jail.spec().stop_timeout()),
-                                                absl::Seconds(10))
-                                     : absl::Seconds(5);
-    absl::StatusOr<StopResult> stopped = jails_.Stop(name, grace);
-    note(stopped.status(), "stopping jail " + name);
-    if (stopped.ok()) {
-      spdlog::warn("self-fence: jail {} stopped{}", name, stopped->killed ? " (killed)" : "");
-      note(store_.Update([&](AgentState& s) {
-             (*s.mutable_jails())[name].set_started(false);
-             return absl::OkStatus();
-           }),
-           "recording jail " + name);
-    }
-    absl::MutexLock lock(&mu_);
-    stopping_.erase(name);
+    if (jail.started() || running.count(name)) jails.insert(name);
   }
   for (const auto& [name, image] : state.images()) {
-    if (!image.mount_point().empty()) {
-      const absl::Status unmounted = disks_.Unmount(image.mount_point(), /*force=*/true);
-      note(unmounted, "unmounting image " + name);
-      if (unmounted.ok()) spdlog::warn("self-fence: image {} unmounted", name);
-    }
-    if (image.imported()) {
-      absl::StatusOr<ImportSource> source = StoredImportSource(name);
-      note(source.status(), "finding the import of " + name);
-      if (!source.ok()) continue;
-      const absl::Status released = disks_.Release(*source, /*force=*/true);
-      note(released, "releasing image " + name);
-      if (released.ok()) spdlog::warn("self-fence: image {} released", name);
-      note(store_.Update([&](AgentState& s) {
-             auto& owned = (*s.mutable_images())[name];
-             if (released.ok()) {
-               owned.set_imported(false);
-               owned.clear_device();
-               owned.clear_mount_point();
-             }
-             return absl::OkStatus();
-           }),
-           "recording image " + name);
+    if (image.imported() || !image.mount_point().empty()) images.insert(name);
+  }
+  for (const auto& [name, vip] : state.vips()) vips.insert(name);
+  absl::Status status = StopAndRelease(jails, images, vips, "self-fence");
+  if (status.ok()) status = recorded;
+  if (!listed.ok() && status.ok()) status = listed.status();
+  spdlog::warn("host {}: self-fenced{}; refusing work until the coordinator readmits it",
+               options_.host_name, status.ok() ? "" : " (with errors, see above)");
+  return status;
+}
+
+absl::Status AgentCore::FenceImage(const std::string& image, uint64_t epoch,
+                                   const std::string& reason) {
+  const AgentState state = store_.Snapshot();
+  const auto owned = state.images().find(image);
+  if (owned != state.images().end() && epoch != 0 && owned->second.imported() &&
+      owned->second.import_epoch() != 0 && owned->second.import_epoch() != epoch) {
+    spdlog::info("fence: image {} is imported at epoch {} now, not {}; nothing to fence", image,
+                 owned->second.import_epoch(), epoch);
+    return absl::OkStatus();
+  }
+  std::set<std::string> running;
+  if (absl::StatusOr<std::vector<JailInfo>> listed = jails_.List(); listed.ok()) {
+    for (const JailInfo& info : *listed) running.insert(info.name);
+  }
+  std::set<std::string> jails, vips;
+  for (const auto& [name, jail] : state.jails()) {
+    if (jail.image() != image || (!jail.started() && !running.count(name))) continue;
+    jails.insert(name);
+    if (!jail.vip().name().empty() && state.vips().count(jail.vip().name())) {
+      vips.insert(jail.vip().name());
     }
   }
-  for (const auto& [name, vip] : state.vips()) {
-    absl::StatusOr<VipConfig> config = VipConfigFromSpec(vip.spec(), vip.advskew());
-    note(config.status(), "reading VIP " + name);
-    if (!config.ok()) continue;
-    const absl::Status removed = vips_.Remove(*config);
-    note(removed, "removing VIP " + name);
-    if (removed.ok()) {
-      spdlog::warn("self-fence: VIP {} ({}) removed", name, vip.spec().address());
-      note(store_.Update([&](AgentState& s) {
-             s.mutable_vips()->erase(name);
-             return absl::OkStatus();
-           }),
-           "recording VIP " + name);
+  std::set<std::string> images;
+  if (owned != state.images().end() &&
+      (owned->second.imported() || !owned->second.mount_point().empty())) {
+    images.insert(image);
+  }
+  if (jails.empty() && images.empty()) return absl::OkStatus();
+  spdlog::warn("fence: image {}: {}; jails [{}] not ready from now, VIPs [{}] removed, the jails "
+               "stopped and the image released",
+               image, reason, absl::StrJoin(jails, ", "), absl::StrJoin(vips, ", "));
+  const absl::Status status = StopAndRelease(jails, images, vips, "fence");
+  spdlog::warn("fence: image {}: done{}", image, status.ok() ? "" : " (with errors, see above)");
+  return status;
+}
+
+absl::Status AgentCore::Evict(const v1::Evict& evict) {
+  RETURN_IF_ERROR(store_.AcceptCoordinatorTerm(evict.coordinator_term()));
+  absl::Status first_error;
+  const AgentState state = store_.Snapshot();
+  for (const v1::EvictJail& target : evict.jails()) {
+    const auto jail = state.jails().find(target.jail());
+    if (jail == state.jails().end()) {
+      spdlog::warn("evict: jail {} is not ours; left alone", target.jail());
+      continue;
     }
+    const std::string& image = jail->second.image();
+    uint64_t held = jail->second.epoch();
+    if (const auto owned = state.images().find(image); owned != state.images().end()) {
+      held = std::max<uint64_t>(held, owned->second.import_epoch());
+    }
+    if (held >= target.epoch()) {
+      spdlog::error("evict: jail {} refused: this host holds image {} at epoch {}, not older than "
+                    "the epoch {} it is said to run under on {}",
+                    target.jail(), image, held, target.epoch(), target.placed_on());
+      continue;
+    }
+    const absl::Status fenced = FenceImage(
+        image, 0,
+        absl::StrCat("the coordinator says jail ", target.jail(), " runs on ", target.placed_on(),
+                     " at epoch ", target.epoch(), " (this host: epoch ", held, "): ",
+                     evict.reason()));
+    if (first_error.ok()) first_error = fenced;
+  }
+  for (const std::string& name : evict.vips()) {
+    const auto vip = state.vips().find(name);
+    if (vip == state.vips().end()) continue;
+    bool used = false;
+    for (const auto& [jail_name, jail] : state.jails()) {
+      used = used || (jail.started() && jail.vip().name() == name);
+    }
+    if (used) {
+      spdlog::error("evict: VIP {} refused: a started jail of this host uses it", name);
+      continue;
+    }
+    absl::StatusOr<VipConfig> config = VipConfigFromSpec(vip->second.spec(), vip->second.advskew());
+    absl::Status removed = config.ok() ? vips_.Remove(*config) : config.status();
+    if (removed.ok()) {
+      spdlog::warn("evict: VIP {} ({}) removed: {}", name, vip->second.spec().address(),
+                   evict.reason());
+      removed = store_.Update([&](AgentState& s) {
+        s.mutable_vips()->erase(name);
+        return absl::OkStatus();
+      });
+    }
+    if (!removed.ok()) spdlog::error("evict: VIP {}: {}", name, removed.ToString());
+    if (first_error.ok()) first_error = removed;
   }
   ClearReadinessCache();
-  spdlog::warn("host {}: self-fenced{}; refusing work until the coordinator readmits it",
-               options_.host_name, first_error.ok() ? "" : " (with errors, see above)");
   return first_error;
+}
+
+std::map<std::string, std::pair<uint64_t, bool>> AgentCore::HeldImages() {
+  const AgentState state = store_.Snapshot();
+  std::map<std::string, std::pair<uint64_t, bool>> held;
+  for (const auto& [name, image] : state.images()) {
+    if (!image.imported()) continue;
+    const uint64_t epoch = image.import_epoch() != 0 ? image.import_epoch() : store_.NewestEpoch(name);
+    held[name] = {epoch, !image.storage_agent().empty()};
+  }
+  for (const auto& [name, jail] : state.jails()) {
+    if (jail.started() && !jail.image().empty() && held.count(jail.image()) == 0) {
+      held[jail.image()] = {jail.epoch(), false};
+    }
+  }
+  return held;
+}
+
+std::map<std::string, std::pair<std::string, std::string>> AgentCore::StorageWitnesses() {
+  const AgentState state = store_.Snapshot();
+  std::map<std::string, std::pair<std::string, std::string>> witnesses;
+  for (const auto& [name, image] : state.images()) {
+    if (image.imported() && !image.storage_agent().empty()) {
+      witnesses[name] = {image.storage_agent(), image.storage_host()};
+    }
+  }
+  return witnesses;
+}
+
+void AgentCore::SetLeaseOracle(LeaseOracle* oracle) {
+  absl::MutexLock lock(&mu_);
+  oracle_ = oracle;
 }
 
 absl::Status AgentCore::Readmit(const std::string& reason) {
@@ -851,6 +1162,20 @@ absl::StatusOr<v1::ObservedState> AgentCore::Observe() {
         if (info.slot != image.slot()) continue;
         imported->set_healthy(info.connected);
         imported->set_detail(info.connected ? "" : "device without a connection");
+      }
+      if (image.import_epoch() != 0) imported->set_epoch(image.import_epoch());
+      LeaseOracle* oracle;
+      {
+        absl::MutexLock lock(&mu_);
+        oracle = oracle_;
+      }
+      if (oracle != nullptr) {
+        absl::Duration age;
+        const v1::StorageLeaseState lease = oracle->StorageLeaseOf(name, &age);
+        imported->set_storage_lease(lease);
+        if (lease != v1::STORAGE_LEASE_STATE_UNWITNESSED) {
+          common::ToProtoDuration(age, imported->mutable_storage_lease_age());
+        }
       }
     }
     if (image.exported()) {

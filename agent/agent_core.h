@@ -1,16 +1,23 @@
 // AgentCore: what jailover-agent does for each Agent RPC, on top of the host
 // drivers. It enforces the agent's rules so that no driver has to:
 // - requests are validated before anything happens (INVALID_ARGUMENT);
-// - a self-fenced agent refuses mutating calls (UNAVAILABLE) until readmitted;
 // - a call from an older coordinator term is refused (FAILED_PRECONDITION);
 // - one operation at a time per jail, image and VIP (ABORTED);
-// - a repeated operation id returns the first result (RunIdempotent);
+// - a repeated operation id returns the first result (RunIdempotent), also
+//   while self-fenced;
+// - a self-fenced agent refuses new mutating calls (UNAVAILABLE) until
+//   readmitted;
 // - a call carrying an epoch older than the newest seen for its image is
 //   refused (FAILED_PRECONDITION) and changes nothing;
 // - what the agent owns is persisted in the AgentStateStore.
+// It also carries out the lease's decisions (LeaseTracker, through
+// LeaseClient): fencing the jails of one image (FenceImage) or the whole host
+// (SelfFence), and, on the storage side, answers the storage leases of the
+// hosts it exports to (RenewStorageLease) from the grants it enforces.
 // The gRPC service is a thin adapter over this class. Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <set>
@@ -28,6 +35,16 @@
 
 namespace jailover::agent {
 
+// What the lease says about one imported image (LeaseClient implements it).
+class LeaseOracle {
+ public:
+  virtual ~LeaseOracle() = default;
+  // Empty when the leases let the image's jails be ready, else why not.
+  virtual std::string NotReadyReason(const std::string& image) = 0;
+  // The image's storage lease for heartbeats, and its age (zero if none).
+  virtual v1::StorageLeaseState StorageLeaseOf(const std::string& image, absl::Duration* age) = 0;
+};
+
 struct AgentCoreOptions {
   std::string host_name;
   // Jails' mount points must lie below this directory.
@@ -38,6 +55,10 @@ struct AgentCoreOptions {
   absl::Duration default_stop_grace = absl::Seconds(30);
   // I/O timeout for ImportImage when the request sets none.
   absl::Duration default_io_timeout = absl::Seconds(5);
+  // Storage side: how long a jail host's storage lease may have been granted
+  // by a previous run of this agent (its renewals' ttl is not remembered
+  // across a restart), for ExportImage's await_previous_holder.
+  absl::Duration lease_ttl = absl::Seconds(3);
 };
 
 class AgentCore {
@@ -66,6 +87,10 @@ class AgentCore {
                            v1::ExportImageResponse* response);
   absl::Status UnexportImage(const v1::UnexportImageRequest& request,
                              v1::UnexportImageResponse* response);
+  // The storage lease of the images `request.host` holds (see agent.proto).
+  // Read-only; answered while self-fenced too.
+  absl::Status RenewStorageLease(const v1::RenewStorageLeaseRequest& request,
+                                 v1::RenewStorageLeaseResponse* response);
 
   // Images, jail side.
   absl::Status ImportImage(const v1::ImportImageRequest& request,
@@ -94,13 +119,35 @@ class AgentCore {
   // Whether the agent is self-fenced (for /healthz and heartbeats).
   bool self_fenced() const;
 
-  // The lease was lost: refuse new work (persisted, so a restart stays
-  // fenced), stop every jail this agent started, unmount and release its
-  // imports, and remove its VIPs so this host cannot be CARP master of them.
-  // Runs every step even when one fails (each failure is logged) and
-  // returns the first error. Does not wait for object locks: fencing wins
-  // over work in progress.
+  // Neither the coordinator lease nor any storage lease is left: refuse new
+  // work (persisted, so a restart stays fenced) and fence everything — every
+  // jail of its own marked not ready, its VIP removed, the jail stopped;
+  // every import unmounted and released; every VIP removed, so this host
+  // cannot be CARP master of them. Runs every step even when one fails (each
+  // failure is logged) and returns the first error. Does not wait for object
+  // locks: fencing wins over work in progress.
   absl::Status SelfFence(const std::string& reason);
+  // Fences the jails of one image, if it is still imported under `epoch`
+  // (0 = any): each jail that uses it is marked not ready, its VIP removed,
+  // the jail stopped (killed if needed); the image is unmounted and released
+  // (forced); then a jail whose stop failed (stuck on the lost disk) is
+  // stopped again. Logged as "fence: ..." with `reason`. Not a host fence:
+  // the agent keeps accepting work.
+  absl::Status FenceImage(const std::string& image, uint64_t epoch, const std::string& reason);
+  // The coordinator's Evict (agent.proto): fences each listed jail whose
+  // image this host holds under an older epoch than the given one, and
+  // removes each listed VIP that no started jail of its own uses; refuses
+  // (logs) the rest. Returns the first error.
+  absl::Status Evict(const v1::Evict& evict);
+  // The images this host holds for its jails, for the lease: every import
+  // (witnessed when it names its storage agent), and the image of every
+  // started jail that has no import (unwitnessed).
+  std::map<std::string, std::pair<uint64_t, bool>> HeldImages();
+  // The storage agent (HOST:PORT, host name) of each witnessed import.
+  std::map<std::string, std::pair<std::string, std::string>> StorageWitnesses();
+  // Readiness and heartbeats ask `oracle` about the leases (not owned; set
+  // once before serving, or never: then leases are not consulted).
+  void SetLeaseOracle(LeaseOracle* oracle);
   // The coordinator readmitted this host: accept work again.
   absl::Status Readmit(const std::string& reason);
   // A lease grant (or readmission) came from a coordinator in `term`:
@@ -128,8 +175,9 @@ class AgentCore {
   absl::StatusOr<v1::ObservedState> Observe();
 
  private:
-  // The common frame of every mutating call: refuse while self-fenced,
-  // check the coordinator term, lock `lock_key`, then RunIdempotent.
+  // The common frame of every mutating call: check the coordinator term,
+  // lock `lock_key`, answer a repeated id from its record, refuse while
+  // self-fenced, then RunIdempotent.
   absl::Status Mutate(const v1::OperationContext& context, const char* method,
                       const std::string& lock_key, google::protobuf::Message* response,
                       const std::function<absl::Status()>& action);
@@ -149,8 +197,35 @@ class AgentCore {
   DiskDriver& disks_;       // Not owned.
   VipDriver& vips_;         // Not owned.
   common::Clock& clock_;    // Not owned.
+  // Stops `jails`, removing `vips` first, then unmounts and releases
+  // `images`; `what` prefixes every log line ("self-fence", "fence").
+  absl::Status StopAndRelease(const std::set<std::string>& jails,
+                              const std::set<std::string>& images,
+                              const std::set<std::string>& vips, const std::string& what);
+  // Storage side: the last CURRENT answer to the holder of an image's grant.
+  struct HolderLease {
+    std::string host;
+    uint64_t epoch = 0;
+    std::chrono::steady_clock::time_point answered;
+    absl::Duration ttl;
+    // Answered MOVED since the grant began to move away from it.
+    bool told_moved = false;
+  };
+  // Waits (up to the holder's lease) until the previous holder of `image`'s
+  // grant, `previous` at `epoch`, was told it moved; fills the response.
+  void AwaitPreviousHolder(const std::string& image, const v1::Grant& previous,
+                           v1::ExportImageResponse* response);
+
   ObjectLocks locks_;
+  const std::chrono::steady_clock::time_point started_;
   absl::Mutex mu_;
+  LeaseOracle* oracle_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Mutex holders_mu_;
+  std::map<std::string, HolderLease> holders_ ABSL_GUARDED_BY(holders_mu_);
+  // Images whose grant is being moved, to the epoch being granted: a
+  // renewal for any other host or epoch is answered MOVED from the moment
+  // the move begins (before the driver cuts the old holder).
+  std::map<std::string, v1::Grant> moving_ ABSL_GUARDED_BY(holders_mu_);
   // Jails being stopped: not ready even while their processes still run.
   std::set<std::string> stopping_ ABSL_GUARDED_BY(mu_);
   std::optional<std::pair<absl::Time, std::vector<JailInfo>>> cached_jails_ ABSL_GUARDED_BY(mu_);

@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   core_options.host_name = options.host_name;
   core_options.jail_root = options.jail_root;
   core_options.image_root = options.image_root;
+  core_options.lease_ttl = options.lease_ttl;
   server->core_ = std::make_unique<AgentCore>(core_options, *server->store_,
                                               *server->drivers_.jails, *server->drivers_.disks,
                                               *server->drivers_.vips, clock);

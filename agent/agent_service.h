@@ -29,6 +29,7 @@ class AgentService final : public v1::Agent::Service {
   X(DetachImage, DetachImageRequest, DetachImageResponse)        \
   X(ExportImage, ExportImageRequest, ExportImageResponse)        \
   X(UnexportImage, UnexportImageRequest, UnexportImageResponse)  \
+  X(RenewStorageLease, RenewStorageLeaseRequest, RenewStorageLeaseResponse) \
   X(ImportImage, ImportImageRequest, ImportImageResponse)        \
   X(ReleaseImage, ReleaseImageRequest, ReleaseImageResponse)     \
   X(FsckImage, FsckImageRequest, FsckImageResponse)              \

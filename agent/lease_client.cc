@@ -4,21 +4,51 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
 #include "common/proto/time_util.h"
 #include "common/status/check.h"
+#include "common/status/grpc_status.h"
+#include "jailover/v1/agent.grpc.pb.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 
 namespace jailover::agent {
+namespace {
+
+LeaseTrackerConfig TrackerConfig(const LeaseOptions& options) {
+  LeaseTrackerConfig config;
+  config.ttl = options.ttl;
+  config.renew_interval = options.renew_interval;
+  config.coordinator_endpoints = static_cast<int>(options.coordinators.size());
+  return config;
+}
+
+v1::StorageLeaseState ToProto(StorageLease lease) {
+  switch (lease) {
+    case StorageLease::kCurrent:
+      return v1::STORAGE_LEASE_STATE_CURRENT;
+    case StorageLease::kLapsed:
+      return v1::STORAGE_LEASE_STATE_LAPSED;
+    case StorageLease::kMoved:
+      return v1::STORAGE_LEASE_STATE_MOVED;
+    case StorageLease::kUnwitnessed:
+      return v1::STORAGE_LEASE_STATE_UNWITNESSED;
+    case StorageLease::kNotHeld:
+      break;
+  }
+  return v1::STORAGE_LEASE_STATE_UNSPECIFIED;
+}
+
+}  // namespace
+
 LeaseClient::LeaseClient(LeaseOptions options, AgentCore& core, common::Clock& clock)
     : options_(std::move(options)),
       core_(core),
       clock_(clock),
-      ttl_(options_.ttl),
-      renew_interval_(options_.renew_interval) {
+      tracker_(TrackerConfig(options_), clock.MonotonicNow()) {
   JAILOVER_CHECK(!options_.coordinators.empty());
 }
 
@@ -27,9 +57,12 @@ LeaseClient::~LeaseClient() { Shutdown(); }
 void LeaseClient::Start() {
   {
     absl::MutexLock lock(&mu_);
-    last_grant_ = clock_.MonotonicNow();
+    tracker_ = LeaseTracker(TrackerConfig(options_), clock_.MonotonicNow());
   }
+  SyncHeld();
+  core_.SetLeaseOracle(this);
   stream_thread_ = std::thread([this] { StreamLoop(); });
+  storage_thread_ = std::thread([this] { StorageLoop(); });
   watchdog_thread_ = std::thread([this] { WatchdogLoop(); });
 }
 
@@ -40,7 +73,9 @@ void LeaseClient::Shutdown() {
     if (session_ != nullptr) session_->TryCancel();
   }
   if (stream_thread_.joinable()) stream_thread_.join();
+  if (storage_thread_.joinable()) storage_thread_.join();
   if (watchdog_thread_.joinable()) watchdog_thread_.join();
+  core_.SetLeaseOracle(nullptr);
 }
 
 void LeaseClient::ReportCarpTransition(v1::CarpTransition transition) {
@@ -53,7 +88,19 @@ void LeaseClient::ReportCarpTransition(v1::CarpTransition transition) {
 
 bool LeaseClient::HasLease() {
   absl::MutexLock lock(&mu_);
-  return absl::FromChrono(clock_.MonotonicNow() - last_grant_) <= ttl_;
+  return tracker_.CoordinatorCurrent(clock_.MonotonicNow());
+}
+
+std::string LeaseClient::NotReadyReason(const std::string& image) {
+  absl::MutexLock lock(&mu_);
+  return tracker_.NotReadyReason(image, clock_.MonotonicNow());
+}
+
+v1::StorageLeaseState LeaseClient::StorageLeaseOf(const std::string& image, absl::Duration* age) {
+  absl::MutexLock lock(&mu_);
+  const ImageLeaseView view = tracker_.Image(image, clock_.MonotonicNow());
+  *age = view.age.value_or(absl::ZeroDuration());
+  return ToProto(view.state);
 }
 
 bool LeaseClient::SleepUnlessShutdown(absl::Duration d) {
@@ -62,12 +109,21 @@ bool LeaseClient::SleepUnlessShutdown(absl::Duration d) {
   return !shutdown_;
 }
 
+void LeaseClient::SyncHeld() {
+  std::map<std::string, HeldImage> held;
+  for (const auto& [image, epoch_witnessed] : core_.HeldImages()) {
+    held[image] = HeldImage{epoch_witnessed.first, epoch_witnessed.second};
+  }
+  absl::MutexLock lock(&mu_);
+  tracker_.SetHeld(held, clock_.MonotonicNow());
+}
+
 void LeaseClient::StreamLoop() {
   size_t next = 0;
   // Endpoints tried since the last session that got a grant: a standby
   // coordinator refuses the stream at once, so the next endpoint is tried
   // without waiting; only after a whole round without a grant does the
-  // client back off for a renew interval (the leader may be changing).
+  // client back off (the leader may be changing).
   size_t tried = 0;
   while (true) {
     {
@@ -81,7 +137,7 @@ void LeaseClient::StreamLoop() {
     absl::Duration backoff;
     {
       absl::MutexLock lock(&mu_);
-      backoff = std::min(renew_interval_, absl::Milliseconds(200));
+      backoff = std::min(tracker_.renew_interval(), absl::Milliseconds(200));
     }
     if (!SleepUnlessShutdown(backoff)) return;
   }
@@ -97,12 +153,12 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
   absl::Duration renew;
   {
     absl::MutexLock lock(&mu_);
-    renew = renew_interval_;
+    renew = tracker_.renew_interval();
   }
   // With several coordinators, one that does not answer is left in time to
-  // reach the leader within the lease: a connection not up within a renew
-  // interval, or an open stream without a grant for two (a coordinator
-  // whose machine died sends neither a grant nor a reset).
+  // reach the leader: a connection not up within a renew interval, or an
+  // open stream without a grant for two (a coordinator whose machine died
+  // sends neither a grant nor a reset; LeaseTracker::ShouldLeaveStream).
   const bool others = options_.coordinators.size() > 1;
   const absl::Duration patience = std::max(renew, absl::Milliseconds(300));
   if (others && !(*channel)->WaitForConnected(absl::ToChronoTime(absl::Now() + patience))) {
@@ -116,15 +172,27 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return false;
     session_ = &context;
+    tracker_.StreamOpened(clock_.MonotonicNow());
   }
   auto stream = stub->Lease(&context);
+
+  // When each renewal of this stream was sent, by sequence (0 = Register):
+  // a grant renews the lease from there, never from its own arrival.
+  absl::Mutex sent_mu;
+  std::map<uint64_t, std::chrono::steady_clock::time_point> sent;
+  auto record_sent = [&](uint64_t sequence) {
+    absl::MutexLock lock(&sent_mu);
+    sent[sequence] = clock_.MonotonicNow();
+    // Bounded: a coordinator that answers nothing leaves none pending long.
+    while (sent.size() > 64) sent.erase(sent.begin());
+  };
   v1::AgentMessage hello;
   *hello.mutable_register_() = options_.registration;
+  record_sent(0);
   bool open = stream->Write(hello);
 
-  // Grants and readmissions arrive on their own thread.
+  // Grants, readmissions and evictions arrive on their own thread.
   std::atomic<bool> granted{false};
-  std::atomic<int64_t> last_session_grant{absl::ToUnixNanos(absl::Now())};
   std::thread reader([&] {
     v1::CoordinatorMessage message;
     while (stream->Read(&message)) {
@@ -137,27 +205,52 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
           context.TryCancel();
           break;
         }
-        granted = true;
-        last_session_grant = absl::ToUnixNanos(absl::Now());
+        std::optional<std::chrono::steady_clock::time_point> sent_at;
+        {
+          absl::MutexLock lock(&sent_mu);
+          const auto it = sent.find(grant.sequence());
+          if (it != sent.end()) {
+            sent_at = it->second;
+            sent.erase(sent.begin(), std::next(it));
+          }
+        }
         absl::MutexLock lock(&mu_);
-        last_grant_ = clock_.MonotonicNow();
-        if (grant.has_ttl()) ttl_ = common::FromProtoDuration(grant.ttl());
-        if (grant.has_renew_interval()) renew_interval_ = common::FromProtoDuration(grant.renew_interval());
+        tracker_.SetTiming(grant.has_ttl() ? common::FromProtoDuration(grant.ttl())
+                                           : absl::ZeroDuration(),
+                           grant.has_renew_interval()
+                               ? common::FromProtoDuration(grant.renew_interval())
+                               : absl::ZeroDuration());
+        if (!sent_at.has_value()) {
+          spdlog::warn("lease: grant from {} answers renewal {}, which this stream did not send "
+                       "(or long ago); not counted",
+                       endpoint, grant.sequence());
+          continue;
+        }
+        granted = true;
+        tracker_.CoordinatorGranted(*sent_at, clock_.MonotonicNow());
       } else if (message.has_readmit()) {
         if (!core_.AcceptCoordinatorTerm(message.readmit().coordinator_term()).ok()) continue;
         if (absl::Status readmitted = core_.Readmit(message.readmit().reason()); !readmitted.ok()) {
           spdlog::error("lease: readmission failed: {}", readmitted.ToString());
+          continue;
         }
+        absl::MutexLock lock(&mu_);
+        tracker_.Unfenced();
+      } else if (message.has_evict()) {
+        absl::MutexLock lock(&mu_);
+        if (pending_evicts_.size() < 16) pending_evicts_.push_back(message.evict());
+        wake_watchdog_ = true;
       }
     }
   });
 
   if (open) spdlog::info("lease: stream open to coordinator {}", endpoint);
-  uint64_t sequence = 0;
   absl::Time next_beat = absl::Now();
   while (open) {
     // Wake for the next heartbeat, a CARP transition to push, or shutdown.
     std::vector<v1::CarpTransition> transitions;
+    absl::Duration interval;
+    bool leave = false;
     {
       absl::MutexLock lock(&mu_);
       auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -166,6 +259,8 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
       mu_.AwaitWithDeadline(absl::Condition(&wake), next_beat);
       if (shutdown_) break;
       transitions.swap(pending_transitions_);
+      interval = tracker_.renew_interval();
+      leave = tracker_.ShouldLeaveStream(clock_.MonotonicNow());
     }
     for (const v1::CarpTransition& transition : transitions) {
       v1::AgentMessage message;
@@ -173,28 +268,29 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
       open = open && stream->Write(message);
     }
     if (!open || absl::Now() < next_beat) continue;
-    absl::Duration interval;
-    {
-      absl::MutexLock lock(&mu_);
-      interval = renew_interval_;
-    }
-    const absl::Duration silent = absl::Now() - absl::FromUnixNanos(last_session_grant.load());
-    if (others && silent > 2 * interval) {
+    if (leave) {
       spdlog::warn("lease: no grant from coordinator {} for {}; trying the next", endpoint,
-                   absl::FormatDuration(silent));
+                   absl::FormatDuration(2 * interval));
       break;
     }
     next_beat = absl::Now() + interval;
     v1::AgentMessage beat;
     v1::Heartbeat* heartbeat = beat.mutable_heartbeat();
-    heartbeat->set_sequence(++sequence);
-    common::ToProtoTimestamp(clock_.WallNow(), heartbeat->mutable_sent());
+    uint64_t sequence;
+    {
+      absl::MutexLock lock(&mu_);
+      sequence = ++next_sequence_;
+    }
+    heartbeat->set_sequence(sequence);
     absl::StatusOr<v1::ObservedState> observed = core_.Observe();
     if (observed.ok()) {
       *heartbeat->mutable_observed() = *std::move(observed);
     } else {
       spdlog::warn("lease: observing the host failed: {}", observed.status().ToString());
     }
+    common::ToProtoTimestamp(clock_.WallNow(), heartbeat->mutable_sent());
+    // The lease counts from here: the moment the renewal leaves.
+    record_sent(sequence);
     open = stream->Write(beat);
   }
   context.TryCancel();
@@ -210,27 +306,144 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
   return granted;
 }
 
-void LeaseClient::WatchdogLoop() {
+void LeaseClient::StorageLoop() {
+  // Stubs by storage agent address; used by this thread only.
+  std::map<std::string, std::unique_ptr<v1::Agent::Stub>> stubs;
+  // The last outcome per storage agent, logged when it changes.
+  std::map<std::string, std::string> last_outcome;
   while (true) {
-    // The fence flag first, then the grant's age: a Readmit is processed
-    // after the grant that precedes it on the stream, so an agent seen
-    // unfenced here has a fresh grant below, and is not fenced again by a
-    // stale age read just before the readmission.
-    const bool fenced = core_.self_fenced();
+    SyncHeld();
+    const auto held = core_.HeldImages();
+    const auto witnesses = core_.StorageWitnesses();
     absl::Duration ttl;
-    absl::Duration age;
+    absl::Duration renew;
     {
       absl::MutexLock lock(&mu_);
-      ttl = ttl_;
-      age = absl::FromChrono(clock_.MonotonicNow() - last_grant_);
+      ttl = tracker_.ttl();
+      renew = tracker_.renew_interval();
     }
-    if (age > ttl && !fenced) {
-      // Fencing happens on this thread; the stream keeps trying to
-      // reconnect meanwhile, so a Readmit can still arrive.
-      (void)core_.SelfFence(absl::StrCat("no lease renewal for ", absl::FormatDuration(age),
-                                         " (ttl ", absl::FormatDuration(ttl), ")"));
+    // One request per storage agent.
+    struct Round {
+      std::string host_name;
+      v1::RenewStorageLeaseRequest request;
+    };
+    std::map<std::string, Round> rounds;
+    for (const auto& [image, witness] : witnesses) {
+      const auto h = held.find(image);
+      if (h == held.end()) continue;
+      Round& round = rounds[witness.first];
+      round.host_name = witness.second;
+      round.request.set_host(options_.registration.host());
+      common::ToProtoDuration(ttl, round.request.mutable_ttl());
+      v1::HeldImage* asked = round.request.add_images();
+      asked->set_image(image);
+      asked->set_epoch(h->second.first);
     }
-    if (!SleepUnlessShutdown(std::min(ttl / 10, absl::Milliseconds(100)))) return;
+    std::vector<std::thread> calls;
+    absl::Mutex outcome_mu;
+    for (auto& [address, round] : rounds) {
+      auto it = stubs.find(address);
+      if (it == stubs.end()) {
+        common::TlsOptions tls = options_.tls;
+        if (!tls.insecure && tls.server_name_override.empty()) {
+          tls.server_name_override = round.host_name;
+        }
+        absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = common::MakeChannel(address, tls);
+        if (!channel.ok()) {
+          spdlog::error("lease: storage agent {}: {}", address, channel.status().ToString());
+          continue;
+        }
+        it = stubs.emplace(address, v1::Agent::NewStub(*channel)).first;
+      }
+      v1::Agent::Stub* stub = it->second.get();
+      const std::string agent_address = address;
+      const v1::RenewStorageLeaseRequest request = round.request;
+      const std::string storage_host = round.host_name;
+      calls.emplace_back([this, stub, agent_address, request, storage_host, renew, &last_outcome,
+                          &outcome_mu] {
+        grpc::ClientContext context;
+        // A slow answer still counts from when the request was sent.
+        context.set_deadline(std::chrono::system_clock::now() +
+                             absl::ToChronoMilliseconds(std::max(renew, absl::Milliseconds(300))));
+        v1::RenewStorageLeaseResponse response;
+        const auto sent = clock_.MonotonicNow();
+        const absl::Status status =
+            common::FromGrpcStatus(stub->RenewStorageLease(&context, request, &response));
+        std::string outcome = status.ok() ? "ok" : status.ToString();
+        bool moved = false;
+        if (status.ok()) {
+          absl::MutexLock lock(&mu_);
+          for (const v1::StorageLeaseAnswer& answer : response.answers()) {
+            uint64_t epoch = 0;
+            for (const v1::HeldImage& asked : request.images()) {
+              if (asked.image() == answer.image()) epoch = asked.epoch();
+            }
+            const bool current = answer.state() == v1::STORAGE_LEASE_STATE_CURRENT;
+            const std::string detail =
+                answer.grant().host().empty()
+                    ? absl::StrCat("revoked at epoch ", answer.grant().epoch())
+                    : absl::StrCat("granted to ", answer.grant().host(), " at epoch ",
+                                   answer.grant().epoch());
+            tracker_.StorageAnswered(answer.image(), epoch, sent, current, detail);
+            if (!current) {
+              moved = true;
+              outcome = absl::StrCat("image ", answer.image(), " at epoch ", epoch, ": MOVED (",
+                                     detail, ")");
+            }
+          }
+          if (moved) wake_watchdog_ = true;
+        }
+        absl::MutexLock lock(&outcome_mu);
+        std::string& last = last_outcome[agent_address];
+        if (last != outcome) {
+          if (status.ok() && !moved) {
+            spdlog::info("lease: storage agent {} ({}) renews our storage leases{}", storage_host,
+                         agent_address, last.empty() ? "" : " again");
+          } else {
+            spdlog::warn("lease: storage agent {} ({}): {}", storage_host, agent_address, outcome);
+          }
+          last = outcome;
+        }
+      });
+    }
+    for (std::thread& call : calls) call.join();
+    if (!SleepUnlessShutdown(renew)) return;
+  }
+}
+
+void LeaseClient::WatchdogLoop() {
+  while (true) {
+    SyncHeld();
+    LeaseDecision decision;
+    std::deque<v1::Evict> evicts;
+    absl::Duration ttl;
+    {
+      absl::MutexLock lock(&mu_);
+      decision = tracker_.Evaluate(clock_.MonotonicNow());
+      evicts.swap(pending_evicts_);
+      wake_watchdog_ = false;
+      ttl = tracker_.ttl();
+    }
+    // Fencing happens on this thread; the stream and the storage renewals
+    // go on meanwhile, so a Readmit (or a CURRENT answer) can still arrive.
+    if (decision.fence_host) {
+      if (!core_.self_fenced()) (void)core_.SelfFence(decision.host_reason);
+    } else {
+      for (const ImageFence& fence : decision.fences) {
+        (void)core_.FenceImage(fence.image, fence.epoch, fence.reason);
+      }
+    }
+    for (const v1::Evict& evict : evicts) {
+      if (absl::Status evicted = core_.Evict(evict); !evicted.ok()) {
+        spdlog::error("lease: evict from the coordinator: {}", evicted.ToString());
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return shutdown_ || wake_watchdog_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&wake), std::min(ttl / 10, absl::Milliseconds(100)));
+    if (shutdown_) return;
   }
 }
 

@@ -1,25 +1,33 @@
-// LeaseClient: the agent's side of the lease. It keeps a Coordinator.Lease
-// stream open to the first coordinator that accepts it, trying the endpoints
-// in turn (standbys refuse it, the leader accepts; a grant whose coordinator
-// term is older than one already seen is refused too), sends Register and
-// then a Heartbeat with what the host observes every renew interval, and
-// takes the coordinator's LeaseGrants. A watchdog fences the host
-// (AgentCore::SelfFence) when no grant has arrived for the lease ttl —
-// whatever the reason: coordinator down, network partition, or a
-// coordinator that stopped answering. A Readmit from the coordinator ends
-// the fence. CARP transitions reported by the VIP driver are pushed on the
-// stream as they happen. Thread-safe.
+// LeaseClient: the agent's side of its leases, driving a LeaseTracker (the
+// pure rules, agent/lease_tracker.h) with real streams and RPCs:
+//   - the coordinator lease: a Coordinator.Lease stream kept open to the
+//     first coordinator that accepts it, trying the endpoints in turn
+//     (standbys refuse it; a grant whose coordinator term is older than one
+//     already seen is refused too); Register, then a Heartbeat with what the
+//     host observes every renew interval; each LeaseGrant renews the lease
+//     from when the renewal it answers was SENT. CARP transitions are pushed
+//     on the stream as they happen; Readmit and Evict messages are carried
+//     out;
+//   - the storage leases: every renew interval, one RenewStorageLease call to
+//     the agent of each storage host this host imported images from, asking
+//     whether each grant still stands;
+//   - a watchdog that applies the tracker's decisions: fences the jails of an
+//     image whose grant moved, or whose leases both lapsed
+//     (AgentCore::FenceImage), or the whole host (AgentCore::SelfFence).
+// It is also the AgentCore's LeaseOracle (readiness and heartbeats ask it
+// about the storage leases). Thread-safe.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "agent/agent_core.h"
+#include "agent/lease_tracker.h"
 #include "common/time/clock.h"
 #include "common/tls/credentials.h"
 #include "jailover/v1/agent.pb.h"
@@ -33,6 +41,7 @@ namespace jailover::agent {
 struct LeaseOptions {
   // Coordinator endpoints, HOST:PORT, tried in order; at least one.
   std::vector<std::string> coordinators;
+  // Client TLS for the coordinator and the storage agents.
   common::TlsOptions tls;
   // Who this agent is (host, address, roles, facts).
   v1::Register registration;
@@ -41,16 +50,17 @@ struct LeaseOptions {
   absl::Duration renew_interval = absl::Milliseconds(500);
 };
 
-class LeaseClient {
+class LeaseClient final : public LeaseOracle {
  public:
   // `core` and `clock` are not owned and must outlive the client.
   LeaseClient(LeaseOptions options, AgentCore& core, common::Clock& clock);
-  ~LeaseClient();
+  ~LeaseClient() override;
 
-  // Starts the stream and watchdog threads. The ttl counts from here: an
-  // agent that never reaches a coordinator fences itself after one ttl.
+  // Becomes the core's lease oracle and starts the threads. Both kinds of
+  // lease count from here: an agent that reaches neither a coordinator nor
+  // the storage hosts of what it holds fences it after one ttl.
   void Start();
-  // Stops both threads. Idempotent. Does not fence.
+  // Stops every thread. Idempotent. Does not fence.
   void Shutdown();
 
   // Queues a CARP state change to be pushed to the coordinator at once
@@ -58,15 +68,23 @@ class LeaseClient {
   // newer ones arrive: heartbeats carry the current states anyway.
   void ReportCarpTransition(v1::CarpTransition transition);
 
-  // True while the last grant is younger than the ttl.
+  // True while the coordinator lease is current.
   bool HasLease();
+
+  // LeaseOracle
+  std::string NotReadyReason(const std::string& image) override;
+  v1::StorageLeaseState StorageLeaseOf(const std::string& image, absl::Duration* age) override;
 
  private:
   // One stream session with `endpoint`; returns when it breaks or on
   // shutdown: true if it got at least one grant.
   bool RunSession(const std::string& endpoint);
   void StreamLoop();
+  // Every renew interval: one RenewStorageLease call per storage agent.
+  void StorageLoop();
   void WatchdogLoop();
+  // Tells the tracker what the core holds now.
+  void SyncHeld();
   // Sleeps up to `d` of the clock's time, or until shutdown; false on shutdown.
   bool SleepUnlessShutdown(absl::Duration d);
 
@@ -75,15 +93,21 @@ class LeaseClient {
   common::Clock& clock_;  // Not owned.
 
   absl::Mutex mu_;
-  std::chrono::steady_clock::time_point last_grant_ ABSL_GUARDED_BY(mu_);
-  absl::Duration ttl_ ABSL_GUARDED_BY(mu_);
-  absl::Duration renew_interval_ ABSL_GUARDED_BY(mu_);
+  LeaseTracker tracker_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Set to make the watchdog evaluate at once (a MOVED answer, an Evict).
+  bool wake_watchdog_ ABSL_GUARDED_BY(mu_) = false;
   // The live stream's context, so Shutdown can cancel it.
   grpc::ClientContext* session_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<v1::CarpTransition> pending_transitions_ ABSL_GUARDED_BY(mu_);
+  // Evict messages to carry out (on the watchdog thread: a fence takes
+  // seconds, and the stream must keep reading grants meanwhile).
+  std::deque<v1::Evict> pending_evicts_ ABSL_GUARDED_BY(mu_);
+  // Heartbeat sequence numbers, one series per incarnation.
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread stream_thread_;
+  std::thread storage_thread_;
   std::thread watchdog_thread_;
 };
 

@@ -39,13 +39,15 @@ ABSL_FLAG(std::string, advertise_address, "",
           "--store=etcd: HOST:PORT at which agents and the other coordinators reach this one "
           "(default: NAME:listen port).");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(3),
-          "Agents' lease time to live: a host without a heartbeat for this long is UNREACHABLE, "
-          "and its agent fences itself after this long without a grant.");
+          "Agents' lease time to live: a host without a heartbeat for this long is UNREACHABLE "
+          "(its jails fail over, each fencing it at the storage host first); an agent fences "
+          "the jails of an image when neither a grant nor that image's storage lease renewed "
+          "them for this long (docs/failure-model.md).");
 ABSL_FLAG(absl::Duration, lease_renew_interval, absl::Milliseconds(500),
           "How often agents send heartbeats (sent to them in each grant).");
 ABSL_FLAG(absl::Duration, lease_safety_margin, absl::Seconds(10),
-          "An UNREACHABLE host is FENCED by time after lease_ttl + this margin (must cover the "
-          "agent's self-fence: stopping its jails, releasing its images).");
+          "An UNREACHABLE host is FENCED by time after lease_ttl + this margin, if no failover's "
+          "storage fence did it before (no standby, storage host down).");
 
 ABSL_FLAG(std::string, http_listen, "0.0.0.0:7422",
           "HTTP address of /healthz, /readyz and /metrics (Prometheus), HOST:PORT; port 0 = "
@@ -102,6 +104,15 @@ absl::StatusOr<CoordinatorOptions> CoordinatorOptionsFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--lease_ttl, --lease_renew_interval, --lease_safety_margin: ",
                      valid.message()));
+  }
+  // A fence waits at the storage host until the old holder's storage lease
+  // ran out (at most a ttl): the call must be allowed that long.
+  if (options.agent_call_timeout <= options.lease.ttl + absl::Seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--agent_call_timeout (", absl::FormatDuration(options.agent_call_timeout),
+        ") must exceed --lease_ttl (", absl::FormatDuration(options.lease.ttl),
+        ") by more than 1s: a failover's fence waits up to a ttl for the old host's storage "
+        "lease to run out"));
   }
   ASSIGN_OR_RETURN(options.grpc, common::GrpcServerOptionsFromFlags(kDefaultListen));
 

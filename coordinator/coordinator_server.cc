@@ -23,6 +23,8 @@ namespace {
 // How often lease timeouts are applied: well under renew_interval / 2 for
 // the default and test settings.
 constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
+// How often the stall detector pulses (Membership::Pulse).
+constexpr absl::Duration kPulseInterval = absl::Milliseconds(50);
 
 // Creates `dir` (and parents) if missing and makes it private to its owner.
 absl::Status EnsurePrivateDir(const std::string& dir) {
@@ -189,6 +191,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     server->election_thread_ = std::thread([s = server.get()] { s->ElectionLoop(); });
   }
   server->tick_thread_ = std::thread([s = server.get()] { s->TickLoop(); });
+  // The stall detector's pulse: a thread that does nothing else, so that its
+  // silence means this process (or a store commit under the membership's
+  // lock) stalled; the hosts' leases are then extended by that time.
+  server->membership_->EnableStallDetection(kPulseInterval, options.lease.renew_interval / 2);
+  server->pulse_thread_ = std::thread([s = server.get()] {
+    while (!s->stop_ticking_.WaitForNotificationWithTimeout(kPulseInterval)) {
+      s->membership_->Pulse();
+    }
+  });
   spdlog::info("coordinator {}: up on port {}, state {} ({}), lease ttl {} renew {} margin {}",
                options.name, server->grpc_->port(), store_description.kind,
                store_description.detail, absl::FormatDuration(options.lease.ttl),
@@ -201,6 +212,7 @@ absl::Status CoordinatorServer::StartEngine(uint64_t term) {
   ops::EngineOptions engine_options;
   engine_options.crash_after_step_for_testing = options_.crash_after_step_for_testing;
   engine_options.coordinator_term = term;
+  RETURN_IF_ERROR(controller_->RestoreFencing());
   engine_ = std::make_unique<ops::Engine>(*store_, *agents_, *controller_, *clock_, engine_options);
   controller_->SetEngine(engine_.get());
   ASSIGN_OR_RETURN(const int resumed, engine_->ResumeAll());
@@ -369,6 +381,7 @@ void CoordinatorServer::Shutdown(absl::Duration deadline) {
   if (http_ != nullptr) http_->Shutdown();
   if (!stop_ticking_.HasBeenNotified()) stop_ticking_.Notify();
   if (tick_thread_.joinable()) tick_thread_.join();
+  if (pulse_thread_.joinable()) pulse_thread_.join();
   // A standby's campaign is cancelled by resigning; a leader resigns only
   // after its engine stopped, handing over at once instead of after the
   // lease ttl.

@@ -91,6 +91,7 @@ class CoordinatorServer final : public common::Daemon {
   std::unique_ptr<etcd::Election> election_;         // Owned; etcd store only.
   absl::Notification stop_ticking_;
   std::thread tick_thread_;
+  std::thread pulse_thread_;
   std::thread election_thread_;
   // Set once (by the election thread, after the engine exists); always true
   // without an election.

@@ -117,6 +117,18 @@ grpc::Status CoordinatorService::Lease(
                        Term())) {
         break;
       }
+      // One serving host: what this host runs or masters where it is not
+      // placed, it is told to give up (after the grant: the agent must not
+      // lose its lease over it).
+      if (answer->grant) {
+        std::optional<v1::Evict> evict =
+            controller_.Evictions(host, message.heartbeat().observed(), Term());
+        if (evict.has_value()) {
+          v1::CoordinatorMessage out;
+          *out.mutable_evict() = *std::move(evict);
+          if (!stream->Write(out)) break;
+        }
+      }
     } else if (message.has_register_()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("host ", host, ": Register sent twice on one lease stream"));

@@ -37,24 +37,34 @@ bool IsFinalResult(const absl::Status& status) {
   }
 }
 
+std::optional<absl::Status> ReplayIfRecorded(AgentStateStore& store,
+                                             const std::string& operation_id,
+                                             const std::string& method,
+                                             google::protobuf::Message* response) {
+  const auto record = store.FindOperation(operation_id);
+  if (!record.has_value()) return std::nullopt;
+  if (record->method() != method) {
+    return absl::InvalidArgumentError(absl::StrCat("operation id ", operation_id,
+                                                   " was already used for ", record->method()));
+  }
+  const absl::Status recorded(static_cast<absl::StatusCode>(record->status_code()),
+                              record->status_message());
+  if (recorded.ok() && !response->ParseFromString(record->response())) {
+    return absl::InternalError(
+        absl::StrCat("operation ", operation_id, ": recorded response does not parse"));
+  }
+  spdlog::info("operation {}: repeated {}, answering with the first result ({})", operation_id,
+               method, recorded.ok() ? "OK" : recorded.ToString());
+  return recorded;
+}
+
 absl::Status RunIdempotent(AgentStateStore& store, const std::string& operation_id,
                            const std::string& method, google::protobuf::Message* response,
                            const std::function<absl::Status()>& action) {
   RETURN_IF_ERROR(common::ValidateOperationId(operation_id));
-  if (auto record = store.FindOperation(operation_id)) {
-    if (record->method() != method) {
-      return absl::InvalidArgumentError(absl::StrCat("operation id ", operation_id,
-                                                     " was already used for ", record->method()));
-    }
-    const absl::Status recorded(static_cast<absl::StatusCode>(record->status_code()),
-                                record->status_message());
-    if (recorded.ok() && !response->ParseFromString(record->response())) {
-      return absl::InternalError(
-          absl::StrCat("operation ", operation_id, ": recorded response does not parse"));
-    }
-    spdlog::info("operation {}: repeated {}, answering with the first result ({})", operation_id,
-                 method, recorded.ok() ? "OK" : recorded.ToString());
-    return recorded;
+  if (std::optional<absl::Status> replayed =
+          ReplayIfRecorded(store, operation_id, method, response)) {
+    return *replayed;
   }
   const absl::Status status = action();
   if (IsFinalResult(status)) {

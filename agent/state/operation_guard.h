@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -51,6 +52,14 @@ class ObjectLocks {
 // Unavailable, DeadlineExceeded, Internal, ...) are not, so a retry with the
 // same operation id runs again.
 bool IsFinalResult(const absl::Status& status);
+
+// The recorded result of `operation_id` if it was answered before: its
+// status, and `response` filled with the recorded response; nullopt if the
+// id is new. InvalidArgument for an id recorded for another method.
+std::optional<absl::Status> ReplayIfRecorded(AgentStateStore& store,
+                                             const std::string& operation_id,
+                                             const std::string& method,
+                                             google::protobuf::Message* response);
 
 // Runs `action` at most once per `operation_id`:
 // - an id already recorded for `method` returns the recorded status and

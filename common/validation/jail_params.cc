@@ -34,6 +34,10 @@ bool IsEnvVarName(absl::string_view name) {
   return true;
 }
 
+bool IsReservedEnvVar(absl::string_view name) {
+  return absl::StartsWith(name, kReservedEnvPrefix);
+}
+
 bool IsManagedJailParam(absl::string_view param) {
   static const auto* const kManaged = new std::set<std::string, std::less<>>{
       "name",           "jid",         "path",         "host",         "host.hostname",

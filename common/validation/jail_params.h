@@ -19,6 +19,12 @@ bool IsJailParamName(absl::string_view name);
 // [A-Za-z_][A-Za-z0-9_]*: a portable environment variable name.
 bool IsEnvVarName(absl::string_view name);
 
+// The prefix of the environment variables the agent sets in every jail
+// (JAILOVER_HOST, JAILOVER_EPOCH); a jail spec may not set them.
+inline constexpr absl::string_view kReservedEnvPrefix = "JAILOVER_";
+// True if `name` starts with kReservedEnvPrefix.
+bool IsReservedEnvVar(absl::string_view name);
+
 // True if `param` is a jail(8) parameter the agent sets itself or must keep
 // unset: name, jid, path, host, host.hostname, ip4, ip4.addr, ip6, ip6.addr,
 // vnet, vnet.interface, interface, ip_hostname, persist, devfs_ruleset,

@@ -354,6 +354,11 @@ absl::Status ValidateJailSpec(absl::string_view prefix, v1::JailSpec& spec) {
       return invalid(
           absl::StrCat("env ", Quote(name), ": the name must match [A-Za-z_][A-Za-z0-9_]*"));
     }
+    if (common::IsReservedEnvVar(name)) {
+      return invalid(absl::StrCat("env ", Quote(name), ": names starting with ",
+                                  common::kReservedEnvPrefix,
+                                  " are set by the agent (JAILOVER_HOST, JAILOVER_EPOCH)"));
+    }
     if (common::HasNewlineOrNul(value)) {
       return invalid(absl::StrCat("env ", Quote(name), ": the value contains a newline or NUL"));
     }

@@ -116,13 +116,13 @@ absl::StatusOr<HostTracker> HostTracker::Restore(std::string name, HostTrackerCo
     case v1::HOST_STATE_FENCED:
       tracker.liveness_ = v1::HOST_STATE_FENCED;
       tracker.fenced_at_ = now;
-      tracker.fenced_by_ = persisted.reason();
+      // Written before fenced_by existed: unknown, so never readmitted
+      // automatically.
+      tracker.fenced_by_ = persisted.fenced_by().empty() ? "unknown" : persisted.fenced_by();
+      tracker.failed_over_ = persisted.failed_over();
       // No renewal yet: the host is not "returned" until it heartbeats.
       return tracker;
     case v1::HOST_STATE_UNREACHABLE:
-      tracker.liveness_ = v1::HOST_STATE_UNREACHABLE;
-      tracker.last_renewal_ = Plus(now, -config.ttl);
-      return tracker;
     case v1::HOST_STATE_DRAINING:
     case v1::HOST_STATE_MAINTENANCE:
     case v1::HOST_STATE_READY:
@@ -135,7 +135,10 @@ absl::StatusOr<HostTracker> HostTracker::Restore(std::string name, HostTrackerCo
   }
   tracker.liveness_ = v1::HOST_STATE_READY;
   tracker.last_renewal_ = now;
-  tracker.reason_ = "coordinator restarted; waiting for the agent to reconnect";
+  tracker.reason_ = absl::StrCat("coordinator (re)started; waiting for the agent to reconnect",
+                                 persisted.state() == v1::HOST_STATE_UNREACHABLE
+                                     ? " (it was UNREACHABLE; given a grace of one ttl)"
+                                     : "");
   return tracker;
 }
 
@@ -206,6 +209,7 @@ void HostTracker::Fence(MonoTime now, std::string by, std::string reason,
   fenced_at_ = now;
   fenced_by_ = std::move(by);
   awaiting_unfence_ = false;
+  auto_readmitted_.reset();
   SetLiveness(v1::HOST_STATE_FENCED, now, std::move(reason), out);
 }
 
@@ -246,7 +250,8 @@ void HostTracker::ApplyTimeouts(MonoTime now, std::vector<HostTransition>* out) 
     Fence(now, "coordinator",
           absl::StrCat(silent, ": fenced by time (ttl ", absl::FormatDuration(config_.ttl),
                        " + safety margin ", absl::FormatDuration(config_.safety_margin),
-                       "; the agent has fenced itself)"),
+                       "; its agent has stopped its jails unless their storage leases are "
+                       "current, and a failover's storage fence ends those)"),
           out);
   }
 }
@@ -275,6 +280,7 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::Register(MonoTime now,
     // A new stream: what the agent reported before may be stale (it may have
     // fenced itself meanwhile); wait for its first heartbeat.
     h.observed_.reset();
+    h.observed_at_.reset();
     if (h.liveness_ == v1::HOST_STATE_FENCED) return absl::OkStatus();  // Waits for Readmit.
     if (h.liveness_ == v1::HOST_STATE_UNSPECIFIED) {
       h.SetLiveness(v1::HOST_STATE_READY, now,
@@ -300,19 +306,89 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::Heartbeat(
     const MonoTime previous = h.last_renewal_.value_or(now);
     h.last_renewal_ = now;
     h.observed_ = observed;
+    h.observed_at_ = now;
     if (h.awaiting_unfence_ && !observed.self_fenced()) h.awaiting_unfence_ = false;
-    if (h.liveness_ == v1::HOST_STATE_FENCED) return absl::OkStatus();  // Waits for Readmit.
+    if (h.liveness_ == v1::HOST_STATE_FENCED) {
+      h.AutoReadmit(now, observed, &out);
+      return absl::OkStatus();  // Else waits for Readmit.
+    }
     if (observed.self_fenced() && !h.awaiting_unfence_) {
+      if (h.AutoReadmit(now, observed, &out)) return absl::OkStatus();
       h.Fence(now, "agent",
               "the agent reports it has fenced itself (stopped its jails, released its images)",
               &out);
       return absl::OkStatus();
     }
+    if (h.fencing_) return absl::OkStatus();  // Its jails are being moved.
     if (h.liveness_ != v1::HOST_STATE_READY) {
       h.SetLiveness(v1::HOST_STATE_READY, now,
                     absl::StrCat("heartbeat after ", absl::FormatDuration(Since(previous, now))),
                     &out);
     }
+    return absl::OkStatus();
+  });
+}
+
+bool HostTracker::AutoReadmit(MonoTime now, const v1::ObservedState& observed,
+                              std::vector<HostTransition>* out) {
+  // Fenced by itself or by time, never by a failover's storage fence or an
+  // operator; no failover moved jails off it, none is moving them now.
+  const bool by_itself = liveness_ != v1::HOST_STATE_FENCED || fenced_by_ == "agent" ||
+                         fenced_by_ == "coordinator";
+  if (!by_itself || failed_over_ || fencing_) return false;
+  // A fence of its own that left something running needs an operator.
+  if (observed.self_fenced() && !StillRunning().empty()) return false;
+  const std::string reason =
+      observed.self_fenced()
+          ? "readmitted automatically: its agent fenced itself while no failover moved its jails "
+            "(a coordinator or network outage); its jails restart in place"
+          : "readmitted automatically: it is back and no failover moved its jails while it was "
+            "away";
+  fenced_at_.reset();
+  fenced_by_.clear();
+  awaiting_unfence_ = observed.self_fenced();
+  auto_readmitted_ = reason;
+  SetLiveness(v1::HOST_STATE_READY, now, reason, out);
+  return true;
+}
+
+std::optional<std::string> HostTracker::TakeAutoReadmission() {
+  std::optional<std::string> reason = std::move(auto_readmitted_);
+  auto_readmitted_.reset();
+  return reason;
+}
+
+absl::StatusOr<std::vector<HostTransition>> HostTracker::CoordinatorAway(MonoTime now,
+                                                                         absl::Duration away) {
+  if (away < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("host ", name_, ": negative time away"));
+  }
+  HostTracker probe = *this;
+  if (probe.last_renewal_.has_value()) {
+    probe.last_renewal_ = std::min(Plus(*probe.last_renewal_, away), now);
+  }
+  std::vector<HostTransition> out;
+  RETURN_IF_ERROR(probe.Advance(now, &out));
+  *this = std::move(probe);
+  return out;
+}
+
+absl::StatusOr<std::vector<HostTransition>> HostTracker::BeginFencing(MonoTime now,
+                                                                      absl::string_view detail) {
+  return Apply(now, [&](HostTracker& h, std::vector<HostTransition>& out) {
+    if (h.liveness_ == v1::HOST_STATE_UNSPECIFIED) return absl::OkStatus();
+    h.fencing_ = true;
+    if (h.liveness_ == v1::HOST_STATE_READY || h.liveness_ == v1::HOST_STATE_SUSPECT) {
+      h.SetLiveness(v1::HOST_STATE_UNREACHABLE, now,
+                    absl::StrCat("a failover is fencing it: ", detail), &out);
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<HostTransition>> HostTracker::EndFencing(MonoTime now) {
+  return Apply(now, [&](HostTracker& h, std::vector<HostTransition>&) {
+    h.fencing_ = false;
     return absl::OkStatus();
   });
 }
@@ -328,11 +404,14 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::StorageFencingDone(
         absl::StrCat("host ", name_, ": storage fencing reported for a host never registered"));
   }
   return Apply(now, [&](HostTracker& h, std::vector<HostTransition>& out) {
-    if (h.liveness_ == v1::HOST_STATE_FENCED) return absl::OkStatus();
-    h.Fence(now, "storage",
-            detail.empty() ? std::string("storage fencing done")
-                           : absl::StrCat("storage fencing done: ", detail),
-            &out);
+    h.fencing_ = false;
+    if (h.liveness_ != v1::HOST_STATE_FENCED) {
+      h.Fence(now, "storage",
+              detail.empty() ? std::string("storage fencing done")
+                             : absl::StrCat("storage fencing done: ", detail),
+              &out);
+    }
+    h.failed_over_ = true;
     return absl::OkStatus();
   });
 }
@@ -408,6 +487,7 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::Readmit(MonoTime now,
     }
     h.fenced_at_.reset();
     h.fenced_by_.clear();
+    h.failed_over_ = false;
     h.awaiting_unfence_ = h.observed_->self_fenced();
     h.SetLiveness(v1::HOST_STATE_READY, now,
                   reason.empty() ? absl::StrCat("readmitted by ", operator_name)
@@ -483,6 +563,13 @@ void HostTracker::ToStatus(MonoTime mono_now, absl::Time wall_now, v1::HostStatu
   status->set_admin(admin_state());
   status->set_reason(reason_);
   status->set_agent_incarnation(incarnation_);
+  if (liveness_ == v1::HOST_STATE_FENCED) {
+    status->set_fenced_by(fenced_by_);
+    status->set_failed_over(failed_over_);
+  } else {
+    status->clear_fenced_by();
+    status->clear_failed_over();
+  }
   if (last_renewal_.has_value()) {
     common::ToProtoTimestamp(ToWall(*last_renewal_, mono_now, wall_now),
                              status->mutable_last_heartbeat());

@@ -11,19 +11,30 @@
 //   SUSPECT     age >= suspect_after (default 1.5 x renew_interval: one whole
 //               heartbeat missed, with half an interval of slack for jitter).
 //               The next heartbeat returns the host to READY. Nothing moves.
-//   UNREACHABLE age >= ttl. NeedsFencing() is true: the caller fences the host
-//               at the storage layer. Still nothing moves. A heartbeat before
-//               the host is fenced returns it to READY (its agent has not
-//               fenced itself: the agent waits for more than ttl after its
-//               last grant, which comes after the coordinator's last receipt).
-//   FENCED      StorageFencingDone (grants revoked, connections cut), or
-//               age >= ttl + safety_margin (the agent has fenced itself by
-//               then), or MarkFenced by an operator (audited: who and why),
-//               or a heartbeat reporting that the agent fenced itself. Only
-//               now may the host's jails be moved. A FENCED host that
-//               heartbeats again stays FENCED ("returned") until Readmit,
-//               which is refused while its agent still reports a running
-//               jail, an imported image or a VIP it is CARP master of.
+//   UNREACHABLE age >= ttl. NeedsFencing() is true: the caller fails the
+//               host's jails over, each failover fencing the host at the
+//               storage host first (BeginFencing marks that). A heartbeat
+//               before that returns the host to READY (nothing moved); one
+//               during a failover of it (BeginFencing .. EndFencing or
+//               StorageFencingDone) does not: a host whose jails are being
+//               moved never returns to READY by heartbeating.
+//   FENCED      StorageFencingDone (a failover's storage fence: its grants
+//               revoked, connections cut — failed_over()), or age >= ttl +
+//               safety_margin (by time), or MarkFenced by an operator
+//               (audited: who and why), or a heartbeat reporting that the
+//               agent fenced itself. A FENCED host that heartbeats again
+//               stays FENCED ("returned") until Readmit, which is refused
+//               while its agent still reports a running jail, an imported
+//               image or a VIP it is CARP master of — except that a host
+//               fenced by itself or by time, that no failover moved jails off
+//               (not failed_over(), none in progress) and that no operator
+//               fenced, is readmitted automatically by its next heartbeat
+//               (it was cut off while nobody could fail it over: a
+//               coordinator or network outage; its jails are still its own),
+//               unless its agent fenced itself and reports something still
+//               running. TakeAutoReadmission() says so, the reason is
+//               audited. A heartbeat of a READY host reporting that its agent
+//               fenced itself is the same case.
 //   DRAINING / MAINTENANCE
 //               administrative modes, shown while the host is otherwise
 //               READY; a failure (SUSPECT, UNREACHABLE, FENCED) is shown
@@ -34,6 +45,12 @@
 //               optional expiry, after which the host is READY again (not
 //               DRAINING): expiry means "back in service".
 //   UNSPECIFIED before the agent's first Register.
+//
+// Agents measure their lease from when they sent the renewal, the tracker
+// from when it arrived, so an agent's lease always ends first. When the
+// coordinator itself was away (CoordinatorAway: its process or store
+// stalled), every lease is extended by the time it was away: nobody is
+// failed over for the coordinator's own absence.
 //
 // Every input is evaluated after first applying the timeouts up to `now`, so
 // the result does not depend on how often Tick is called: a heartbeat that
@@ -99,20 +116,33 @@ class HostTracker {
   // must be valid (see HostTrackerConfig::Validate); `name` is for messages.
   HostTracker(std::string name, HostTrackerConfig config, MonoTime now);
 
-  // A tracker rebuilt after a coordinator restart from the persisted status
-  // (state, reason). Safe by construction: a FENCED host stays FENCED (not
-  // "returned" until it heartbeats); an UNREACHABLE host stays UNREACHABLE,
-  // with its last renewal taken as `now` - ttl (fenced by time after the
-  // safety margin); any other host gets a fresh lease from `now` (its agent
-  // has one ttl to reconnect) but is not usable for placement before its
-  // first heartbeat. DRAINING and MAINTENANCE are kept; a maintenance
-  // expiry is taken from `maintenance_until` if given.
+  // A tracker rebuilt after a coordinator restart or takeover from the
+  // persisted status (state, reason, fenced_by, failed_over). A FENCED host
+  // stays FENCED (not "returned" until it heartbeats); any other host —
+  // UNREACHABLE too: its lease may have lapsed only because the coordinator
+  // was away — gets a grace of a fresh lease from `now` (its agent has one
+  // ttl to reconnect) and is not usable for placement before its first
+  // heartbeat. (A failover of it that was in progress resumes, and the
+  // caller marks it with BeginFencing.) DRAINING and MAINTENANCE are kept; a
+  // maintenance expiry is taken from `maintenance_until` if given.
   static absl::StatusOr<HostTracker> Restore(std::string name, HostTrackerConfig config,
                                              MonoTime now, const v1::HostStatus& persisted,
                                              std::optional<MonoTime> maintenance_until);
 
   // --- Inputs. Each returns the transitions it caused, oldest first. ---
 
+  // The coordinator could not process anything for `away` (its process was
+  // stopped, its store stalled), up to `now`: every renewal is moved `away`
+  // later (capped at `now`), as if the time had not passed. Then applies the
+  // timeouts.
+  absl::StatusOr<std::vector<HostTransition>> CoordinatorAway(MonoTime now, absl::Duration away);
+  // A failover of the host's jails (after its lease expired) is starting
+  // (`detail`: which operation): the host is UNREACHABLE (at least) until it
+  // ends, whatever its heartbeats say. A no-op on a host never registered.
+  absl::StatusOr<std::vector<HostTransition>> BeginFencing(MonoTime now, absl::string_view detail);
+  // That failover ended without fencing the host (it failed before its fence
+  // step): its next heartbeat may return it to READY.
+  absl::StatusOr<std::vector<HostTransition>> EndFencing(MonoTime now);
   // The agent opened a lease stream: renews the lease. `incarnation`
   // (non-empty) changes when the agent process restarts; a new incarnation
   // of a live host is not a failure (jails outlive the agent process). The
@@ -126,10 +156,11 @@ class HostTracker {
   // Applies the timeouts up to `now` (lease and maintenance expiry). Call it
   // at least every renew_interval / 2 for timely detection.
   absl::StatusOr<std::vector<HostTransition>> Tick(MonoTime now);
-  // Storage fencing of this host finished (its grants revoked, its storage
-  // connections cut); `detail` says what was done ("img1 epoch 7 -> 8").
-  // Accepted in any registered state, as the fence has happened whatever
-  // the host's state now; a no-op when already FENCED.
+  // A failover's storage fencing of this host finished (its grants revoked,
+  // its storage connections cut); `detail` says what was done ("img1 epoch
+  // 7 -> 8"). Accepted in any registered state, as the fence has happened
+  // whatever the host's state now; on a FENCED host it only records that
+  // jails were moved off it (failed_over(): no automatic readmission).
   absl::StatusOr<std::vector<HostTransition>> StorageFencingDone(MonoTime now,
                                                                  absl::string_view detail);
   // An operator asserts the host cannot write (powered off, port shut).
@@ -187,8 +218,16 @@ class HostTracker {
   // MAINTENANCE, or UNSPECIFIED for none (HostStatus.admin).
   v1::HostState admin_state() const;
   std::optional<MonoTime> maintenance_until() const { return maintenance_until_; }
-  // Who fenced the host and why ("operator:alice: powered off"), while FENCED.
+  // Who fenced the host, while FENCED: "storage", "agent", "coordinator"
+  // (by time) or "operator:NAME".
   const std::string& fenced_by() const { return fenced_by_; }
+  // A failover moved jails off the host since it was fenced.
+  bool failed_over() const { return failed_over_; }
+  // A failover of the host is in progress (BeginFencing).
+  bool fencing() const { return fencing_; }
+  // The reason of an automatic readmission made by the last input, once:
+  // the caller then sends the agent its Readmit.
+  std::optional<std::string> TakeAutoReadmission();
   const std::string& incarnation() const { return incarnation_; }
   // The last lease renewal (Register or Heartbeat), if any.
   std::optional<MonoTime> last_renewal() const { return last_renewal_; }
@@ -196,8 +235,10 @@ class HostTracker {
   // host is fenced by time (+ safety margin); nullopt before Register.
   std::optional<MonoTime> lease_expires() const;
   std::optional<MonoTime> fence_deadline() const;
-  // What the agent reported in its last heartbeat, if any.
+  // What the agent reported in its last heartbeat, if any, and when that
+  // heartbeat arrived.
   const std::optional<v1::ObservedState>& observed() const { return observed_; }
+  std::optional<MonoTime> observed_at() const { return observed_at_; }
   const HostTrackerConfig& config() const { return config_; }
 
   // Fills state, reason, lease_expires, last_heartbeat, agent_incarnation,
@@ -225,6 +266,10 @@ class HostTracker {
   void Fence(MonoTime now, std::string by, std::string reason, std::vector<HostTransition>* out);
   // What in the last observed state stops a readmission; "" if nothing.
   std::string StillRunning() const;
+  // Readmits automatically if nothing moved the host's jails while it was
+  // fenced by itself or by time (see the file comment); true if it did.
+  bool AutoReadmit(MonoTime now, const v1::ObservedState& observed,
+                   std::vector<HostTransition>* out);
 
   std::string name_;
   HostTrackerConfig config_;
@@ -238,8 +283,12 @@ class HostTracker {
   std::optional<MonoTime> last_renewal_;
   std::optional<MonoTime> fenced_at_;
   std::string fenced_by_;
+  bool failed_over_ = false;
+  bool fencing_ = false;
+  std::optional<std::string> auto_readmitted_;
   std::string incarnation_;
   std::optional<v1::ObservedState> observed_;
+  std::optional<MonoTime> observed_at_;
   // After Readmit, until a heartbeat shows the agent no longer self-fenced:
   // a self-fenced report is the agent not yet having processed the Readmit,
   // not a new fence.

@@ -39,7 +39,7 @@ absl::StatusOr<EffectivePolicy> ResolvePolicy(const v1::JailPolicy& policy) {
 }
 
 HostView ViewOf(const HostTracker& host) {
-  return HostView{host.state(), host.since(), host.IsUsableForPlacement()};
+  return HostView{host.state(), host.since(), host.IsUsableForPlacement(), host.observed_at()};
 }
 
 JailTracker::JailTracker(std::string name, EffectivePolicy policy, std::string preferred,
@@ -197,6 +197,7 @@ absl::StatusOr<std::vector<JailTransition>> JailTracker::OperationStarted(
   op_kind_ = kind;
   op_target_ = start.to_host;
   unconfirmed_ = false;
+  storage_lapsed_ = false;
   const std::string by = start.automatic ? "coordinator" : "operator";
   const std::string op = absl::StrCat(" (operation ", op_id_, ", by ", by, ")");
   switch (kind) {
@@ -275,13 +276,17 @@ absl::StatusOr<std::vector<JailTransition>> JailTracker::OperationFailed(
   return out;
 }
 
-absl::StatusOr<std::vector<JailTransition>> JailTracker::ObservedOnHost(MonoTime now,
-                                                                        absl::string_view host,
-                                                                        bool running) {
+absl::StatusOr<std::vector<JailTransition>> JailTracker::ObservedOnHost(
+    MonoTime now, absl::string_view host, bool running, bool storage_lapsed,
+    std::optional<MonoTime> observed_at) {
   std::vector<JailTransition> out;
   if (absl::Status s = CheckTime(now); !s.ok()) return s;
   if (!op_id_.empty() || host.empty() || host != host_) return out;
-  if (Since(since_, now) < config_.observe_grace) return out;  // Maybe an older snapshot.
+  // Maybe a snapshot taken before the phase began.
+  if (observed_at.value_or(now) < since_ + absl::ToChronoNanoseconds(config_.observe_grace)) {
+    return out;
+  }
+  storage_lapsed_ = running && storage_lapsed && phase_ == v1::JAIL_PHASE_RUNNING;
   if (phase_ == v1::JAIL_PHASE_RUNNING && !running) {
     unconfirmed_ = false;
     SetPhase(v1::JAIL_PHASE_PENDING, now,
@@ -380,6 +385,14 @@ absl::StatusOr<JailUpdate> JailTracker::Evaluate(MonoTime now, HostLookup hosts)
     d = Recover(
         here->state == v1::HOST_STATE_MAINTENANCE ? JailAction::kFailover : JailAction::kRestart,
         now, why, &update.transitions);
+    return update;
+  }
+  if (storage_lapsed_) {
+    d = Recover(JailAction::kFailover, now,
+                absl::StrCat("host ", host_,
+                             " lost its storage lease for the jail's image (it cannot reach the "
+                             "storage host); moving it to a host that may"),
+                &update.transitions);
     return update;
   }
   // RUNNING on a live host: fail back?

@@ -28,7 +28,8 @@
 //   first step fences the old host from the jail's image at the storage host
 //   (the grant goes to the standby at epoch + 1, the old host's connection is
 //   cut), so nothing moves while the old host could still write; or when the
-//   jail is down on a host in MAINTENANCE. kRestart when it is down on a READY or
+//   jail is down on a host in MAINTENANCE, or its host lost its storage
+//   lease (the host stays READY; the failover cleans it up). kRestart when it is down on a READY or
 //   DRAINING host. Both draw on the policy budget: at most max_restarts
 //   automatic restarts and failovers, counted together, started within the
 //   sliding window; the one that would exceed it puts the jail in ERROR with
@@ -83,6 +84,8 @@ struct HostView {
   // When the host entered `state`.
   MonoTime since;
   bool usable_for_placement = false;
+  // When the heartbeat carrying its last observed state arrived, if any.
+  std::optional<MonoTime> observed_at;
 };
 HostView ViewOf(const HostTracker& host);
 // The view of a host by name; nullopt = unknown host.
@@ -166,10 +169,16 @@ class JailTracker {
   absl::StatusOr<std::vector<JailTransition>> OperationFailed(MonoTime now,
                                                               absl::string_view operation_id,
                                                               absl::string_view error);
-  // A heartbeat of `host` did (`running`) or did not list the jail. Only
-  // reports from the jail's own host matter, outside any operation.
-  absl::StatusOr<std::vector<JailTransition>> ObservedOnHost(MonoTime now, absl::string_view host,
-                                                             bool running);
+  // A heartbeat of `host` did (`running`) or did not list the jail, and
+  // reported (`storage_lapsed`) that the storage lease of the jail's image
+  // lapsed there; it arrived at `observed_at` (default `now`). Only reports
+  // from the jail's own host matter, outside any operation, and only those
+  // that arrived observe_grace after the phase began (an older snapshot
+  // proves nothing — also after the coordinator was away, when `now` is
+  // much later than the last report).
+  absl::StatusOr<std::vector<JailTransition>> ObservedOnHost(
+      MonoTime now, absl::string_view host, bool running, bool storage_lapsed = false,
+      std::optional<MonoTime> observed_at = std::nullopt);
   // Decides what to do now. May itself move the jail to ERROR when the
   // budget is exhausted (the transition is returned).
   absl::StatusOr<JailUpdate> Evaluate(MonoTime now, HostLookup hosts);
@@ -184,6 +193,10 @@ class JailTracker {
   const std::string& host() const { return host_; }
   // The operation acting on it; empty = none.
   const std::string& operation_id() const { return op_id_; }
+  // That operation's target host.
+  const std::string& operation_target() const { return op_target_; }
+  // Its host reports its storage lease lapsed (RUNNING there).
+  bool storage_lapsed() const { return storage_lapsed_; }
   uint64_t epoch() const { return epoch_; }
   const EffectivePolicy& policy() const { return policy_; }
   // True when the jail's host is UNREACHABLE or FENCED (`host_state`) and the jail is
@@ -228,6 +241,8 @@ class JailTracker {
   // PENDING on host_ after a failed operation: whether the jail still runs
   // there is unknown until the host's next heartbeat.
   bool unconfirmed_ = false;
+  // RUNNING on host_, whose last heartbeat said its storage lease lapsed.
+  bool storage_lapsed_ = false;
   // Start times of automatic restarts and failovers, oldest first.
   std::deque<MonoTime> attempts_;
 };

@@ -47,6 +47,7 @@ absl::StatusOr<std::unique_ptr<Membership>> Membership::Create(store::StateStore
 absl::Status Membership::Reload() {
   absl::MutexLock lock(&mu_);
   hosts_.clear();
+  last_pulse_ = clock_.MonotonicNow();
   return RestoreAllLocked();
 }
 
@@ -179,6 +180,7 @@ absl::StatusOr<LeaseAnswer> Membership::Register(const v1::Register& registratio
   absl::MutexLock lock(&mu_);
   const MonoTime mono_now = clock_.MonotonicNow();
   const absl::Time wall_now = clock_.WallNow();
+  CatchUpLocked(mono_now);
   auto it = hosts_.find(name);
   HostTracker tracker = it != hosts_.end() ? it->second->tracker
                                            : HostTracker(name, config_, mono_now);
@@ -209,22 +211,83 @@ absl::StatusOr<LeaseAnswer> Membership::Register(const v1::Register& registratio
 absl::StatusOr<LeaseAnswer> Membership::Heartbeat(absl::string_view host,
                                                   const v1::ObservedState& observed) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
   const MonoTime mono_now = clock_.MonotonicNow();
+  CatchUpLocked(mono_now);
+  ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
   HostTracker tracker = entry->tracker;
   ASSIGN_OR_RETURN(std::vector<HostTransition> transitions, tracker.Heartbeat(mono_now, observed));
+  const std::optional<std::string> readmitted = tracker.TakeAutoReadmission();
   if (!transitions.empty()) {
     RETURN_IF_ERROR(
         PersistLocked(host, tracker, transitions, "", nullptr, mono_now, clock_.WallNow()));
   }
   entry->tracker = std::move(tracker);
+  if (readmitted.has_value()) {
+    entry->pending_readmit = *readmitted;
+    entry->readmitted = *readmitted;
+    // Audited also when the host never left READY (its agent fenced itself
+    // before this coordinator noticed anything): no host.state event then.
+    spdlog::warn("host {}: {}", std::string(host), *readmitted);
+    v1::Event event;
+    common::ToProtoTimestamp(clock_.WallNow(), event.mutable_time());
+    event.set_type(kHostReadmitEvent);
+    event.set_severity(v1::SEVERITY_WARNING);
+    event.set_host(std::string(host));
+    event.set_reason(*readmitted);
+    store::Txn txn;
+    txn.AppendEvent(std::move(event));
+    if (absl::Status s = store_.Commit(txn).status(); !s.ok()) {
+      spdlog::error("host {}: readmission event not recorded: {}", std::string(host), s.ToString());
+    }
+  }
   return AnswerLocked(*entry, &observed);
+}
+
+void Membership::EnableStallDetection(absl::Duration pulse_interval, absl::Duration threshold) {
+  absl::MutexLock lock(&mu_);
+  pulse_interval_ = pulse_interval;
+  stall_threshold_ = std::max(threshold, 2 * pulse_interval);
+  last_pulse_ = clock_.MonotonicNow();
+}
+
+void Membership::Pulse() {
+  absl::MutexLock lock(&mu_);
+  const MonoTime now = clock_.MonotonicNow();
+  CatchUpLocked(now);
+  last_pulse_ = now;
+}
+
+void Membership::CatchUpLocked(MonoTime now) {
+  if (pulse_interval_ <= absl::ZeroDuration()) return;
+  const absl::Duration silent = absl::FromChrono(now - last_pulse_);
+  if (silent <= stall_threshold_) return;
+  last_pulse_ = now;
+  const absl::Duration away = silent - pulse_interval_;
+  spdlog::warn("membership: this coordinator (or its store) was stalled for {}; every host's "
+               "lease is extended by {}, so nobody is failed over for the coordinator's own "
+               "absence",
+               absl::FormatDuration(silent), absl::FormatDuration(away));
+  const absl::Time wall_now = clock_.WallNow();
+  for (auto& [name, entry] : hosts_) {
+    HostTracker tracker = entry->tracker;
+    absl::StatusOr<std::vector<HostTransition>> transitions = tracker.CoordinatorAway(now, away);
+    absl::Status status = transitions.status();
+    if (status.ok() && !transitions->empty()) {
+      status = PersistLocked(name, tracker, *transitions, "", nullptr, now, wall_now);
+    }
+    if (!status.ok()) {
+      spdlog::error("host {}: extending its lease: {}", name, status.ToString());
+      continue;
+    }
+    entry->tracker = std::move(tracker);
+  }
 }
 
 absl::Status Membership::Tick() {
   absl::MutexLock lock(&mu_);
   const MonoTime mono_now = clock_.MonotonicNow();
   const absl::Time wall_now = clock_.WallNow();
+  CatchUpLocked(mono_now);
   absl::Status first;
   for (auto& [name, entry] : hosts_) {
     HostTracker tracker = entry->tracker;
@@ -279,21 +342,6 @@ absl::StatusOr<v1::Host> Membership::Readmit(absl::string_view host,
                                              absl::string_view operator_name,
                                              absl::string_view reason) {
   absl::MutexLock lock(&mu_);
-  {
-    ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
-    const HostTracker& tracker = entry->tracker;
-    // The tracker's own refusals (still running, not returned) come first.
-    HostTracker probe = tracker;
-    RETURN_IF_ERROR(probe.Readmit(clock_.MonotonicNow(), operator_name, reason).status());
-    if (tracker.observed().has_value() && !tracker.observed()->self_fenced()) {
-      // It gets no lease while FENCED, so its agent is about to fence itself;
-      // a Readmit now would cross that fence (which then reads as a new one).
-      return absl::FailedPreconditionError(absl::StrCat(
-          "host ", host, ": its agent has not reported itself self-fenced yet (it gets no lease "
-          "while FENCED and fences itself within the lease ttl of ",
-          absl::FormatDuration(config_.ttl), "); retry then"));
-    }
-  }
   ASSIGN_OR_RETURN(v1::Host result,
                    OperatorInputLocked(host, operator_name, [&](HostTracker& tracker,
                                                                 MonoTime now) {
@@ -435,12 +483,40 @@ absl::StatusOr<v1::Host> Membership::SetMaintenance(absl::string_view host,
   });
 }
 
+absl::Status Membership::BeginFencing(absl::string_view host, absl::string_view detail) {
+  absl::MutexLock lock(&mu_);
+  return OperatorInputLocked(host, "coordinator",
+                             [&](HostTracker& tracker, MonoTime now) {
+                               return tracker.BeginFencing(now, detail);
+                             })
+      .status();
+}
+
+absl::Status Membership::EndFencing(absl::string_view host) {
+  absl::MutexLock lock(&mu_);
+  return OperatorInputLocked(host, "coordinator",
+                             [&](HostTracker& tracker, MonoTime now) {
+                               return tracker.EndFencing(now);
+                             })
+      .status();
+}
+
 absl::StatusOr<v1::Host> Membership::StorageFencingDone(absl::string_view host,
                                                         absl::string_view detail) {
   absl::MutexLock lock(&mu_);
-  return OperatorInputLocked(host, "coordinator", [&](HostTracker& tracker, MonoTime now) {
-    return tracker.StorageFencingDone(now, detail);
-  });
+  ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
+  const MonoTime mono_now = clock_.MonotonicNow();
+  HostTracker tracker = entry->tracker;
+  ASSIGN_OR_RETURN(std::vector<HostTransition> transitions,
+                   tracker.StorageFencingDone(mono_now, detail));
+  // Written even without a transition: failed_over changes on a host that
+  // was FENCED already, and must survive a restart.
+  RETURN_IF_ERROR(
+      PersistLocked(host, tracker, transitions, "coordinator", nullptr, mono_now, clock_.WallNow()));
+  entry->tracker = std::move(tracker);
+  entry->pending_readmit.reset();
+  entry->readmitted.reset();
+  return ViewLocked(std::string(host), *entry);
 }
 
 std::map<std::string, HostView> Membership::HostViews() {

@@ -16,10 +16,19 @@
 //
 // Restart safety: Create rebuilds the trackers from the stored hosts with
 // HostTracker::Restore, so a FENCED host stays FENCED across a coordinator
-// restart and must be readmitted by an operator.
+// restart, and every other host gets a grace of one ttl to reconnect.
 //
-// Readmission: Readmit (tracker accepted) marks the host's Readmit message
-// as pending; the next Heartbeat of that host returns it, after its grant,
+// Stall detection (EnableStallDetection): a thread of the caller calls Pulse
+// every pulse interval, and does nothing else. When any input finds the last
+// pulse older than the threshold, the coordinator itself was away (its
+// process stopped or starved, or its store stalled a commit under the lock):
+// before that input, every lease is extended by the time away
+// (HostTracker::CoordinatorAway) — nobody is failed over for the
+// coordinator's own absence, whichever thread runs first when it returns.
+//
+// Readmission: Readmit (tracker accepted), or a heartbeat that readmitted
+// the host automatically (HostTracker::TakeAutoReadmission), marks the
+// host's Readmit message as pending; the next Heartbeat of that host returns it, after its grant,
 // for the lease stream to send (one writer per stream, no cross-thread
 // writes), and so does every later heartbeat that still reports the agent
 // self-fenced. A host that is FENCED gets no lease grant.
@@ -51,6 +60,9 @@ namespace jailover::coordinator::cluster {
 
 // The event type of a host's state transition.
 inline constexpr char kHostStateEvent[] = "host.state";
+// The event type of an automatic readmission (beside its host.state event,
+// if the host was not READY).
+inline constexpr char kHostReadmitEvent[] = "host.readmit";
 
 // What the lease stream answers a Register or Heartbeat with.
 struct LeaseAnswer {
@@ -98,16 +110,21 @@ class Membership {
   // (other hosts are still ticked).
   absl::Status Tick();
 
+  // Turns on stall detection (see the file comment): Pulse is then due every
+  // `pulse_interval`, and a pulse older than `threshold` means the
+  // coordinator was away.
+  void EnableStallDetection(absl::Duration pulse_interval, absl::Duration threshold);
+  // The stall detector's pulse (cheap).
+  void Pulse();
+
   // --- Operators (audited: the events name `operator_name`). ---
 
   // See HostTracker::MarkFenced; `reason` is required. Returns the host.
   absl::StatusOr<v1::Host> MarkFenced(absl::string_view host, absl::string_view operator_name,
                                       absl::string_view reason);
   // See HostTracker::Readmit (refused with its message while the agent
-  // reports a running jail, an import or a CARP master VIP). Also refused
-  // (FailedPrecondition) while the agent of the FENCED host does not yet
-  // report itself self-fenced: it gets no lease, so it is about to fence
-  // itself, and a Readmit crossing that fence would be undone by it.
+  // reports a running jail, an import or a CARP master VIP; an agent that
+  // holds nothing never fences itself, so nothing can cross the Readmit).
   absl::StatusOr<v1::Host> Readmit(absl::string_view host, absl::string_view operator_name,
                                    absl::string_view reason);
   absl::StatusOr<v1::Host> Drain(absl::string_view host, absl::string_view operator_name,
@@ -128,6 +145,11 @@ class Membership {
                                           absl::string_view reason);
 
   // --- The operations engine. ---
+
+  // A failover of `host`'s jails begins / ended without fencing it (see
+  // HostTracker::BeginFencing, EndFencing).
+  absl::Status BeginFencing(absl::string_view host, absl::string_view detail);
+  absl::Status EndFencing(absl::string_view host);
 
   // The host can no longer write through its grants (`detail`: which image,
   // which epoch): see HostTracker::StorageFencingDone. Returns the host.
@@ -193,8 +215,16 @@ class Membership {
   common::Clock& clock_;  // Not owned.
 
   absl::Mutex mu_;
+  // If the last pulse is older than the threshold, extends every lease by
+  // the time away (persisting the trackers' transitions, if any).
+  void CatchUpLocked(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> hosts_ ABSL_GUARDED_BY(mu_);
   std::function<void(const HostTransition&)> transition_hook_ ABSL_GUARDED_BY(mu_);
+  // Stall detection: off while pulse_interval_ is zero.
+  absl::Duration pulse_interval_ ABSL_GUARDED_BY(mu_);
+  absl::Duration stall_threshold_ ABSL_GUARDED_BY(mu_);
+  MonoTime last_pulse_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace jailover::coordinator::cluster

@@ -155,12 +155,21 @@ absl::StatusOr<StepOutcome> GrpcAgentCaller::Call(const Step& step, const StepIn
       r.mutable_grant()->set_host(step.grant_host);
       r.mutable_grant()->set_host_address(step.grant_address);
       r.mutable_grant()->set_epoch(step.epoch);
+      r.set_await_previous_holder(step.await_previous_holder);
       ASSIGN_OR_RETURN(auto out, (Unary<v1::ExportImageRequest, v1::ExportImageResponse>(
                                      *stub, &S::ExportImage, r, timeout, "ExportImage", in.host)));
-      return StepOutcome{
+      std::string detail =
           absl::StrCat("granted to ", step.grant_host, " at epoch ", step.epoch, ", served at ",
-                       out.endpoint(), ", ", out.connections_cut(), " connection(s) cut"),
-          out.endpoint()};
+                       out.endpoint(), ", ", out.connections_cut(), " connection(s) cut");
+      if (!out.previous_holder().empty()) {
+        absl::StrAppend(&detail, "; previous holder ", step.previous_grant_host, ": ",
+                        out.previous_holder() == "told"      ? "told its grant moved"
+                        : out.previous_holder() == "expired" ? "its storage lease ran out"
+                                                             : "no lease of it",
+                        " (waited ",
+                        absl::FormatDuration(common::FromProtoDuration(out.waited())), ")");
+      }
+      return StepOutcome{std::move(detail), out.endpoint()};
     }
     case StepAction::kImportImage: {
       v1::ImportImageRequest r;
@@ -170,6 +179,10 @@ absl::StatusOr<StepOutcome> GrpcAgentCaller::Call(const Step& step, const StepIn
       r.set_endpoint(in.endpoint);
       r.set_remote_path(step.remote_path);
       r.set_filesystem(step.filesystem);
+      if (!in.storage.agent_address().empty()) {
+        r.set_storage_agent(in.storage.agent_address());
+        r.set_storage_host(in.storage.name());
+      }
       ASSIGN_OR_RETURN(auto out, (Unary<v1::ImportImageRequest, v1::ImportImageResponse>(
                                      *stub, &S::ImportImage, r, timeout, "ImportImage", in.host)));
       return StepOutcome{absl::StrCat("imported from ", in.endpoint, " as ", out.device()), ""};

@@ -40,6 +40,9 @@ struct StepInputs {
   // kImportImage: the endpoint to use (the planned one, or the one an
   // earlier export step of the operation returned).
   std::string endpoint;
+  // kImportImage: the image's storage host (its agent witnesses the grant:
+  // the importing host renews its storage lease there).
+  v1::Host storage;
   v1::OperationContext context;
 };
 

@@ -31,6 +31,21 @@ bool Lists(const v1::ObservedState& observed, const std::string& jail) {
   return false;
 }
 
+// The host reports `image` imported, and whether its storage lease lapsed.
+bool Imports(const v1::ObservedState& observed, const std::string& image, bool* lapsed) {
+  for (const v1::ObservedImport& import : observed.imports()) {
+    if (import.image() != image) continue;
+    if (lapsed != nullptr) *lapsed = import.storage_lease() == v1::STORAGE_LEASE_STATE_LAPSED;
+    return true;
+  }
+  return false;
+}
+
+bool Failed(const v1::Host& host) {
+  const v1::HostState s = host.status().state();
+  return s == v1::HOST_STATE_UNREACHABLE || s == v1::HOST_STATE_FENCED;
+}
+
 const PlannedOperation* OperationFor(const ops::Plan& plan, const std::string& jail) {
   for (const PlannedOperation& op : plan.operations) {
     if (op.jail == jail) return &op;
@@ -68,11 +83,34 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(store::StateStore
   return controller;
 }
 
+absl::Status Controller::RestoreFencing() {
+  absl::MutexLock lock(&mu_);
+  return RestoreFencingLocked();
+}
+
+absl::Status Controller::RestoreFencingLocked() {
+  fencing_ops_.clear();
+  ASSIGN_OR_RETURN(auto ops, store::ListObjects<v1::Operation>(store_));
+  for (const auto& item : ops.objects) {
+    const v1::Operation& op = item.object;
+    if (!op.fences_host() || op.from_host().empty() ||
+        (op.state() != v1::OPERATION_STATE_PENDING && op.state() != v1::OPERATION_STATE_RUNNING)) {
+      continue;
+    }
+    fencing_ops_[op.from_host()].insert(op.id());
+    RETURN_IF_ERROR(membership_.BeginFencing(
+        op.from_host(), absl::StrCat("failover of jail ", op.jail(), " (operation ", op.id(),
+                                     ", resumed)")));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Controller::Reload() {
   absl::MutexLock lock(&mu_);
   trackers_.clear();
   noted_.clear();
   start_backoff_.clear();
+  evicted_.clear();
   ASSIGN_OR_RETURN(ClusterView view, ViewLocked());
   return SyncTrackersLocked(view);
 }
@@ -101,7 +139,43 @@ absl::StatusOr<ClusterView> Controller::ViewLocked() {
   for (auto& item : jails.objects) view.jails.emplace(item.object.name(), item.object);
   ASSIGN_OR_RETURN(auto vips, store::ListObjects<v1::VipSpec>(store_));
   for (auto& item : vips.objects) view.vips.emplace(item.object.name(), item.object);
+  TrustStorageGrantsLocked(view);
+  jail_image_.clear();
+  vip_jail_.clear();
+  for (const auto& [name, jail] : view.jails) {
+    jail_image_[name] = jail.image();
+    if (!jail.vip().empty()) vip_jail_[jail.vip()] = name;
+  }
   return view;
+}
+
+void Controller::TrustStorageGrantsLocked(ClusterView& view) {
+  // Images an operation is moving: its own grant step records the grant.
+  std::set<std::string> moving;
+  for (const auto& [jail, definition] : view.jails) {
+    const auto t = trackers_.find(jail);
+    if (t != trackers_.end() && !t->second.operation_id().empty()) moving.insert(definition.image());
+  }
+  for (auto& [name, image] : view.images) {
+    if (moving.count(name)) continue;
+    const auto storage = view.hosts.find(image.spec().storage_host());
+    if (storage == view.hosts.end() || storage->second.status().state() != v1::HOST_STATE_READY) {
+      continue;
+    }
+    for (const v1::ObservedExport& e : storage->second.status().observed().exports()) {
+      if (e.image() != name || e.grant().epoch() <= image.grant().epoch()) continue;
+      // A grant step happened at the storage host whose record was lost (an
+      // operation that failed after it): plan from what is enforced.
+      const std::string key = absl::StrCat(name, "@", e.grant().epoch());
+      if (trusted_grants_.insert(key).second) {
+        spdlog::warn("image {}: the store says {}@{}, storage host {} enforces {}@{}; planning "
+                     "from the storage host's grant",
+                     name, image.grant().host(), image.grant().epoch(), storage->first,
+                     e.grant().host(), e.grant().epoch());
+      }
+      *image.mutable_grant() = e.grant();
+    }
+  }
 }
 
 absl::StatusOr<ClusterView> Controller::View() {
@@ -214,7 +288,21 @@ absl::StatusOr<v1::Operation> Controller::StartLocked(const ops::Plan& plan,
   start.to_host = planned.to_host;
   start.automatic = automatic;
   RETURN_IF_ERROR(copy.OperationStarted(clock_.MonotonicNow(), start).status());
-  ASSIGN_OR_RETURN(v1::Operation op, engine_->Start(planned, reason, requested_by, automatic));
+  if (planned.fences_host && !planned.from_host.empty()) {
+    // Before the operation exists: no heartbeat may return the host to READY
+    // from here on.
+    RETURN_IF_ERROR(membership_.BeginFencing(
+        planned.from_host, absl::StrCat("failover of jail ", planned.jail)));
+  }
+  absl::StatusOr<v1::Operation> started = engine_->Start(planned, reason, requested_by, automatic);
+  if (!started.ok()) {
+    if (planned.fences_host && fencing_ops_[planned.from_host].empty()) {
+      (void)membership_.EndFencing(planned.from_host);
+    }
+    return started.status();
+  }
+  v1::Operation op = *std::move(started);
+  if (op.fences_host()) fencing_ops_[op.from_host()].insert(op.id());
   start.operation_id = op.id();
   ASSIGN_OR_RETURN(std::vector<cluster::JailTransition> transitions,
                    tracker->second.OperationStarted(clock_.MonotonicNow(), start));
@@ -247,8 +335,13 @@ absl::Status Controller::Reconcile() {
     if (!tracker.host().empty() && tracker.operation_id().empty()) {
       auto host = view.hosts.find(tracker.host());
       if (host != view.hosts.end() && Heartbeating(host->second)) {
+        const v1::ObservedState& observed = host->second.status().observed();
+        bool lapsed = false;
+        Imports(observed, view.jails[name].image(), &lapsed);
+        const auto view = hosts.find(tracker.host());
         absl::StatusOr<std::vector<cluster::JailTransition>> t = tracker.ObservedOnHost(
-            now, tracker.host(), Lists(host->second.status().observed(), name));
+            now, tracker.host(), Lists(observed, name), lapsed,
+            view == hosts.end() ? std::nullopt : view->second.observed_at);
         if (t.ok() && !t->empty()) keep(PersistLocked(tracker, *t));
       }
     }
@@ -291,10 +384,42 @@ absl::Status Controller::Reconcile() {
         plan = PlanStart(view, name, d.to_host);
         automatic = false;
         break;
-      case cluster::JailAction::kRestart:
-        plan = PlanRestart(view, name);
+      case cluster::JailAction::kRestart: {
+        // A host that fenced the jail released its image: start it there
+        // again at a new epoch (grant, import, ...) instead.
+        auto host = view.hosts.find(d.from_host);
+        if (host != view.hosts.end() && host->second.status().has_observed() &&
+            !Imports(host->second.status().observed(), view.jails[name].image(), nullptr)) {
+          plan = PlanStart(view, name, d.from_host);
+          requested_by = absl::StrCat("coordinator (", d.from_host,
+                                      " released the jail's image; restart in place)");
+        } else {
+          plan = PlanRestart(view, name);
+        }
         break;
+      }
       case cluster::JailAction::kFailover: {
+        auto host = view.hosts.find(d.from_host);
+        if (host != view.hosts.end() && !Failed(host->second)) {
+          // A live host (lost storage lease, down in maintenance): this jail
+          // alone, the old host cleaned up.
+          if (tracker.storage_lapsed()) {
+            const v1::Image* image = nullptr;
+            if (auto i = view.images.find(view.jails[name].image()); i != view.images.end()) {
+              image = &i->second;
+            }
+            const auto storage =
+                image == nullptr ? hosts.end() : hosts.find(image->spec().storage_host());
+            if (storage == hosts.end() || storage->second.state != v1::HOST_STATE_READY ||
+                absl::FromChrono(now - storage->second.since) < membership_.config().ttl) {
+              NoteLocked(name, absl::StrCat(d.reason, "; waiting until the storage host has been "
+                                                      "READY for a lease ttl"));
+              continue;
+            }
+          }
+          plan = PlanFailover(view, name);
+          break;
+        }
         auto it = host_failures.find(d.from_host);
         if (it == host_failures.end()) {
           it = host_failures.emplace(d.from_host, PlanHostFailure(view, d.from_host)).first;
@@ -476,14 +601,11 @@ absl::Status Controller::RecordPhase(const v1::Operation& op, const Step& step) 
 
 void Controller::HostFencedFromImage(const v1::Operation& op, const std::string& host,
                                      const std::string& image, const std::string& detail) {
-  absl::StatusOr<v1::Host> current = membership_.Get(host);
-  if (!current.ok()) return;
-  const v1::HostState state = current->status().state();
-  if (state != v1::HOST_STATE_UNREACHABLE) {
-    // A live host losing one image (migration, manual failover) is not fenced
-    // as a whole.
-    spdlog::info("host {}: no longer granted image {} (operation {}); host stays {}", host, image,
-                 op.id(), HostStateName(state));
+  if (!op.fences_host()) {
+    // A live host losing one image (migration, manual failover, lost storage
+    // lease) is not fenced as a whole.
+    spdlog::info("host {}: no longer granted image {} (operation {}); the host stays as it is",
+                 host, image, op.id());
     return;
   }
   absl::StatusOr<v1::Host> fenced = membership_.StorageFencingDone(
@@ -501,6 +623,20 @@ void Controller::StepEnded(const v1::Operation& op, const v1::OperationStep& ste
 void Controller::OperationEnded(const v1::Operation& op, absl::Duration duration) {
   if (options_.hooks.operation_ended) options_.hooks.operation_ended(op, duration);
   absl::MutexLock lock(&mu_);
+  if (op.fences_host()) {
+    auto fencing = fencing_ops_.find(op.from_host());
+    if (fencing != fencing_ops_.end()) {
+      fencing->second.erase(op.id());
+      if (fencing->second.empty()) {
+        fencing_ops_.erase(fencing);
+        // Fenced by its storage fence, or (failed before it) free to return.
+        if (absl::Status ended = membership_.EndFencing(op.from_host()); !ended.ok()) {
+          spdlog::error("host {}: end of fencing not recorded: {}", op.from_host(),
+                        ended.ToString());
+        }
+      }
+    }
+  }
   if (op.kind() == v1::OPERATION_KIND_START) {
     if (op.state() == v1::OPERATION_STATE_SUCCEEDED) {
       start_backoff_.erase(op.jail());
@@ -571,6 +707,94 @@ absl::StatusOr<std::optional<v1::Operation>> Controller::Delete(const std::strin
                    StartLocked(plan, *planned, absl::StrCat(kDeleteReason, requested_by),
                                requested_by, /*automatic=*/false));
   return std::optional<v1::Operation>(std::move(op));
+}
+
+std::optional<v1::Evict> Controller::Evictions(const std::string& host,
+                                               const v1::ObservedState& observed,
+                                               uint64_t term) {
+  const std::map<std::string, cluster::HostView> hosts = membership_.HostViews();
+  absl::MutexLock lock(&mu_);
+  v1::Evict evict;
+  std::set<std::string> seen;
+  std::vector<std::string> what;
+  // Placed elsewhere, and not being moved or started here.
+  auto elsewhere = [&](const cluster::JailTracker& t) {
+    return !t.host().empty() && t.host() != host &&
+           (t.operation_id().empty() || t.operation_target() != host);
+  };
+  for (const v1::ObservedJail& jail : observed.jails()) {
+    const auto t = trackers_.find(jail.name());
+    if (t == trackers_.end() || !elsewhere(t->second) || t->second.epoch() == 0) continue;
+    v1::EvictJail* target = evict.add_jails();
+    target->set_jail(jail.name());
+    target->set_image(jail_image_[jail.name()]);
+    target->set_epoch(t->second.epoch());
+    target->set_placed_on(t->second.host());
+    const std::string key = absl::StrCat(jail.name(), "@", t->second.epoch());
+    seen.insert(key);
+    what.push_back(absl::StrCat("jail ", jail.name(), " (placed on ", t->second.host(),
+                                " at epoch ", t->second.epoch(), ")"));
+    if (!evicted_[host].count(key)) {
+      AuditEvictionLocked(host, jail.name(),
+                          absl::StrCat("jail ", jail.name(), " runs on ", host,
+                                       " but is placed on ", t->second.host(), " at epoch ",
+                                       t->second.epoch(), ": told to stop it"));
+    }
+  }
+  for (const v1::ObservedVip& vip : observed.vips()) {
+    if (vip.state() != v1::CARP_STATE_MASTER) continue;
+    const auto jail = vip_jail_.find(vip.name());
+    if (jail == vip_jail_.end()) continue;
+    const auto t = trackers_.find(jail->second);
+    if (t == trackers_.end() || !elsewhere(t->second) ||
+        t->second.phase() != v1::JAIL_PHASE_RUNNING) {
+      continue;
+    }
+    // Only while the jail serves on a live host, and has for a lease ttl
+    // (CARP settles after a move): with its host down, a backup that took
+    // the address over is CARP doing its job.
+    const auto placed = hosts.find(t->second.host());
+    if (placed == hosts.end() || placed->second.state != v1::HOST_STATE_READY ||
+        absl::FromChrono(clock_.MonotonicNow() - t->second.since()) < membership_.config().ttl) {
+      continue;
+    }
+    evict.add_vips(vip.name());
+    const std::string key = absl::StrCat("vip:", vip.name());
+    seen.insert(key);
+    what.push_back(absl::StrCat("VIP ", vip.name(), " (jail ", jail->second, " serves on ",
+                                t->second.host(), ")"));
+    if (!evicted_[host].count(key)) {
+      AuditEvictionLocked(host, jail->second,
+                          absl::StrCat("CARP master of VIP ", vip.name(), " on ", host, " while jail ",
+                                       jail->second, " serves on ", t->second.host(),
+                                       ": told to remove it"));
+    }
+  }
+  evicted_[host] = seen;
+  if (seen.empty()) {
+    evicted_.erase(host);
+    return std::nullopt;
+  }
+  evict.set_coordinator_term(term);
+  evict.set_reason(absl::StrCat("one serving host: ", absl::StrJoin(what, "; ")));
+  return evict;
+}
+
+void Controller::AuditEvictionLocked(const std::string& host, const std::string& jail,
+                                     const std::string& reason) {
+  spdlog::warn("host {}: evict: {}", host, reason);
+  v1::Event event;
+  common::ToProtoTimestamp(clock_.WallNow(), event.mutable_time());
+  event.set_type("host.evict");
+  event.set_severity(v1::SEVERITY_WARNING);
+  event.set_host(host);
+  event.set_jail(jail);
+  event.set_reason(reason);
+  store::Txn txn;
+  txn.AppendEvent(std::move(event));
+  if (absl::Status s = store_.Commit(txn).status(); !s.ok()) {
+    spdlog::error("host {}: evict event not recorded: {}", host, s.ToString());
+  }
 }
 
 }  // namespace jailover::coordinator::ops

@@ -8,7 +8,16 @@
 //   - a jail whose host's lease expired (UNREACHABLE) or that is FENCED →
 //     FAILOVER, planned for the whole failed host at once (PlanHostFailure,
 //     so the standbys share the load exactly as `jailoverctl plan fail-host`
-//     shows); the failover's first step fences the host from the image;
+//     shows); the failover's first step fences the host from the image. The
+//     host is marked as being fenced (Membership::BeginFencing) for as long
+//     as such a failover runs, so no heartbeat returns it to READY;
+//   - a jail whose live host lost its storage lease (the host cannot reach
+//     the storage host; the jail is not ready there) → FAILOVER of that jail
+//     alone (PlanFailover: the old host is cleaned up), once the storage host
+//     has been READY for a ttl;
+//   - a jail down on a live host whose image is still imported there →
+//     RESTART; whose image its host released (a fence) → START in place at
+//     epoch + 1 (PlanStart on that host);
 //   - a jail on a DRAINING or MAINTENANCE host → planned MIGRATION;
 //   - failback (policy AUTO) → MIGRATION back to the preferred host.
 // A plan with an ERROR problem is not started; its reason is logged (once
@@ -18,14 +27,25 @@
 // operation): every tracker transition is persisted with a "jail.phase"
 // event. As the engine's OperationObserver it records the phases its steps
 // ask for, ends the trackers' operations, and marks a host whose lease
-// expired FENCED once a failover's fence step took an image away from it
-// (Membership::StorageFencingDone).
+// failed FENCED once its failover's fence step took an image away from it
+// (Membership::StorageFencingDone; Operation.fences_host).
+//
+// One serving host (Evictions): a heartbeat that shows a jail running, or a
+// VIP held as CARP master, where the coordinator has not placed it gets an
+// Evict for that host (audited once as a "host.evict" event).
+//
+// The view the planner works on takes an image's grant epoch from its
+// storage host's report when that is newer than the store's (a grant step
+// whose record was lost), so the next grant is always newer than what the
+// storage host enforces.
 //
 // Thread-safe: one mutex for the trackers (store commits included).
 #pragma once
 
 #include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -96,9 +116,19 @@ class Controller final : public OperationObserver {
   // Forgets the jail trackers and restores them from the store, as Create
   // does (after Membership::Reload, at a takeover or a standby's refresh).
   absl::Status Reload();
+  // As the leader begins (before the engine resumes operations): marks the
+  // hosts of unfinished failovers of failed hosts as being fenced
+  // (Membership::BeginFencing), so that none returns to READY meanwhile.
+  // Writes to the store: a leader only.
+  absl::Status RestoreFencing();
 
   // The current snapshot the planner works on.
   absl::StatusOr<ClusterView> View();
+  // What `host` must stop or give up, judged from the heartbeat `observed`
+  // it just sent (see the file comment); nullopt when nothing. `term`: the
+  // coordinator's.
+  std::optional<v1::Evict> Evictions(const std::string& host, const v1::ObservedState& observed,
+                                     uint64_t term);
   // Jails by phase name, for status and metrics.
   std::map<std::string, int> JailsByPhase();
 
@@ -137,6 +167,15 @@ class Controller final : public OperationObserver {
   // Logs `message` for `jail` unless it is what was logged last.
   void NoteLocked(const std::string& jail, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the hosts of unfinished failovers of failed hosts as being fenced
+  // (after a restart or takeover).
+  absl::Status RestoreFencingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The view's images take the grant their storage host reports when it is
+  // newer than the stored one.
+  void TrustStorageGrantsLocked(ClusterView& view) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends a "host.evict" event.
+  void AuditEvictionLocked(const std::string& host, const std::string& subject,
+                           const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   store::StateStore& store_;         // Not owned.
   cluster::Membership& membership_;  // Not owned.
@@ -154,6 +193,15 @@ class Controller final : public OperationObserver {
     absl::Duration delay;
   };
   std::map<std::string, Backoff> start_backoff_ ABSL_GUARDED_BY(mu_);
+  // Unfinished failovers of failed hosts, by host: operation ids.
+  std::map<std::string, std::set<std::string>> fencing_ops_ ABSL_GUARDED_BY(mu_);
+  // From the last view: each jail's image and VIP.
+  std::map<std::string, std::string> jail_image_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> vip_jail_ ABSL_GUARDED_BY(mu_);
+  // Evictions already audited, by host: "jail@epoch" and "vip:NAME".
+  std::map<std::string, std::set<std::string>> evicted_ ABSL_GUARDED_BY(mu_);
+  // Storage grants already logged as newer than the store's: "image@epoch".
+  std::set<std::string> trusted_grants_ ABSL_GUARDED_BY(mu_);
 };
 
 // The reason of a STOP operation started by Delete.

@@ -381,6 +381,11 @@ absl::StatusOr<StepOutcome> Engine::Perform(const v1::Operation& op, int index, 
       in.image = image->object.spec();
       // The endpoint the last grant returned wins over the planned one.
       in.endpoint = image->object.export_endpoint();
+      if (step.action == StepAction::kImportImage) {
+        ASSIGN_OR_RETURN(auto storage,
+                         store::GetObject<v1::Host>(store_, image->object.spec().storage_host()));
+        if (storage.has_value()) in.storage = storage->object;
+      }
     }
   }
   if (in.endpoint.empty()) in.endpoint = step.endpoint;

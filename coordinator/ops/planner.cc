@@ -279,6 +279,7 @@ class PlanBuilder {
       const v1::Host& to = view_.hosts.at(target);
       if (kind == v1::OPERATION_KIND_FAILOVER) {
         op.steps.push_back(GrantStep("fence", s, to, op));
+        op.fences_host = !old_host_reachable;
         AddAttach(op, s, target);
         AddPromote(op, s, target);
         if (old_host_reachable && s.current != nullptr) {
@@ -401,7 +402,10 @@ class PlanBuilder {
   // reachable is cut by the new grant at the storage host instead.
   void AddLeftoverCleanup(PlannedOperation& op, const Subject& s, const std::string& target) {
     const std::string& previous = s.image->grant().host();
-    if (previous.empty() || !s.jail->status().host().empty()) return;
+    // Unplaced after a failed start, or a restart in place on the host that
+    // holds the grant (whatever its fence left: a definition, a mount).
+    const std::string& placed = s.jail->status().host();
+    if (previous.empty() || (!placed.empty() && (placed != previous || placed != target))) return;
     const v1::Host* host = Lookup(view_.hosts, previous);
     if (host == nullptr || !Reachable(*host) || !HasRole(*host, v1::HOST_ROLE_JAIL)) return;
     const bool set_as_backup =
@@ -533,6 +537,10 @@ class PlanBuilder {
     step.previous_grant_host = s.image->grant().host();
     step.grant_host = to.name();
     step.grant_address = StorageAddress(to);
+    // A migration's old holder stopped and released before its grant; any
+    // other must be known to have let go before the new holder starts.
+    step.await_previous_holder =
+        op.kind != v1::OPERATION_KIND_MIGRATE && !step.previous_grant_host.empty();
     const std::string previous =
         step.previous_grant_host.empty()
             ? absl::StrCat("the previous grant (epoch ", op.old_epoch, ")")
@@ -1025,6 +1033,7 @@ v1::Operation ToOperation(const PlannedOperation& planned) {
   op.set_image(planned.image);
   op.set_old_epoch(planned.old_epoch);
   op.set_new_epoch(planned.new_epoch);
+  op.set_fences_host(planned.fences_host);
   for (const Step& step : planned.steps) {
     v1::OperationStep* out = op.add_steps();
     out->set_name(step.name);
@@ -1081,6 +1090,7 @@ v1::StepCall ToStepCall(const Step& step) {
   call.set_force(step.force);
   call.set_phase(step.phase);
   call.set_best_effort(step.best_effort);
+  call.set_await_previous_holder(step.await_previous_holder);
   return call;
 }
 
@@ -1117,6 +1127,7 @@ absl::StatusOr<Step> StepFromOperationStep(const v1::OperationStep& in) {
   step.force = call.force();
   step.phase = call.phase();
   step.best_effort = call.best_effort();
+  step.await_previous_holder = call.await_previous_holder();
   step.description = in.detail();
   return step;
 }

@@ -13,7 +13,9 @@
 //
 // Failover of jail J from P to standby S (image I on storage host T, grant
 // epoch E):
-//   fence    T ExportImage(I, grant {S, addr(S), E+1})  revokes P, cuts P
+//   fence    T ExportImage(I, grant {S, addr(S), E+1})  revokes P, cuts P,
+//            and returns once P knows (its storage lease says MOVED) or its
+//            storage lease ran out
 //   import   S ImportImage(I, E+1, endpoint, remote path, filesystem)
 //   fsck     S FsckImage(I, E+1)
 //   mount    S MountImage(I, E+1, mount point)
@@ -172,6 +174,10 @@ struct Step {
   uint32_t advskew = 0;
   // kConfigureVip: take the address now (the previous master released it).
   bool claim = false;
+  // kExportImage: wait until the previous holder knows its grant moved (or
+  // its storage lease ran out) before answering: a failover's fence, and a
+  // start's grant away from an earlier holder.
+  bool await_previous_holder = false;
   // kUnmountImage, kReleaseImage.
   bool force = false;
   // kRecordPhase.
@@ -197,6 +203,8 @@ struct PlannedOperation {
   uint64_t new_epoch = 0;
   // An ERROR problem names this jail: the engine must not start it.
   bool blocked = false;
+  // A failover off a failed host (v1::Operation.fences_host).
+  bool fences_host = false;
   std::vector<Step> steps;
 };
 
@@ -259,11 +267,14 @@ absl::StatusOr<Plan> PlanRestart(const ClusterView& view, absl::string_view jail
 // effort), stop, destroy, unmount, release, STOPPED recorded.
 absl::StatusOr<Plan> PlanStop(const ClusterView& view, absl::string_view jail);
 
-// First start of a jail that was never placed, on `target` (empty = the
-// preferred host if READY, else the planner's choice): create-image (if
-// missing), grant (epoch + 1), import, fsck, mount, create, start, vip
-// (master), vip-backup on the other READY hosts of its placement (best
-// effort, advskew 100 + rank), probe, running.
+// Start of a jail on `target` (empty = the preferred host if READY, else the
+// planner's choice): create-image (if missing), grant (epoch + 1), import,
+// fsck, mount, create, start, vip (master), vip-backup on the other READY
+// hosts of its placement (best effort, advskew 100 + rank), probe, running.
+// For a jail never placed; and for a jail placed on `target` that is not
+// running there and whose image is no longer imported there (its host
+// fenced it): a restart in place at epoch + 1, after clearing what is left
+// of it there.
 absl::StatusOr<Plan> PlanStart(const ClusterView& view, absl::string_view jail,
                                absl::string_view target);
 

@@ -5,6 +5,8 @@
 #   deploy/lab/lab.sh up | down | status
 #   deploy/lab/lab.sh up --coordinators 3 --store etcd  # ctl1..ctl3, etcd + coordinator each
 #   deploy/lab/lab.sh kill-host H          # all of H's processes killed, link down
+#   deploy/lab/lab.sh stop H [H...]        # H's daemons killed (jails, ucarp, nbd keep running)
+#   deploy/lab/lab.sh start H [H...]       # H's stopped daemons started again, same argv
 #   deploy/lab/lab.sh partition H [from X] # H's link down, or only H <-> X dropped
 #   deploy/lab/lab.sh heal H               # undo partition (a killed host stays dead)
 #   deploy/lab/lab.sh exec H -- CMD...     # run CMD inside host H

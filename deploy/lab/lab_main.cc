@@ -1,8 +1,9 @@
 // jailover-lab: a real jailover cluster in network namespaces (see
 // lab_tool.h). Usage: jailover-lab [OPTIONS] up|down|status|kill-host H|
-// partition H [from X]|heal H|exec H -- CMD...
+// stop H...|start H...|partition H [from X]|heal H|exec H -- CMD...
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "Log what the lab harness does");
 
   std::string host, from_word, from;
-  std::vector<std::string> command;
+  std::vector<std::string> command, hosts;
   int progress_fd = -1;
   CLI::App* up = app.add_subcommand("up", "Build the lab and start the cluster; wait for READY");
   CLI::App* down = app.add_subcommand("down", "Stop the cluster and remove everything of the lab");
@@ -91,6 +92,14 @@ int main(int argc, char** argv) {
   CLI::App* kill_host =
       app.add_subcommand("kill-host", "A dead machine: kill all its processes, link down");
   kill_host->add_option("HOST", host, "Host name")->required();
+  CLI::App* stop = app.add_subcommand(
+      "stop",
+      "HOST...: kill the lab's daemons in each host (coordinator or agent, etcd); jails, "
+      "ucarp and nbd keep running, the link stays up");
+  stop->add_option("HOST", hosts, "Host names")->required();
+  CLI::App* start = app.add_subcommand(
+      "start", "HOST...: start the stopped daemons of each host again (same argv, same log)");
+  start->add_option("HOST", hosts, "Host names")->required();
   CLI::App* partition = app.add_subcommand(
       "partition", "HOST [from X]: HOST's link down, or only traffic HOST <-> X dropped");
   partition->add_option("HOST", host, "Host name")->required();
@@ -119,11 +128,19 @@ int main(int argc, char** argv) {
   // The harness logs each step at info; a demo wants only the tool's lines.
   spdlog::set_level(verbose || keep->parsed() ? spdlog::level::info : spdlog::level::warn);
 
+  // Absolute: `start` and the keeper run in /.
+  if (!options.state_file.empty()) {
+    std::error_code ec;
+    const std::filesystem::path absolute = std::filesystem::absolute(options.state_file, ec);
+    if (!ec) options.state_file = absolute.string();
+  }
   namespace lab = jailover::lab;
   if (up->parsed()) return lab::Up(options);
   if (down->parsed()) return lab::Down(options);
   if (status->parsed()) return lab::Status(options);
   if (kill_host->parsed()) return lab::KillHost(options, host);
+  if (stop->parsed()) return lab::Stop(options, hosts);
+  if (start->parsed()) return lab::Start(options, hosts);
   if (partition->parsed()) {
     if (!from_word.empty() && (from_word != "from" || from.empty())) {
       std::cerr << "jailover-lab: usage: partition HOST [from X]\n";

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +62,8 @@ constexpr int kCoordinatorHttpPort = 7422;
 constexpr int kAgentPort = 7420;
 constexpr int kAgentHttpPort = 7421;
 constexpr absl::Duration kDaemonStopTimeout = absl::Seconds(10);
+// `start`: how long an agent or the SQLite coordinator may take to answer.
+constexpr absl::Duration kDaemonStartTimeout = absl::Seconds(30);
 constexpr absl::Duration kKeeperStopTimeout = absl::Seconds(30);
 constexpr size_t kMaxStateBytes = 1 << 20;
 
@@ -308,6 +311,8 @@ absl::Status StartProcess(LabNetwork& network, const std::string& host,
   ASSIGN_OR_RETURN(pid_t pid, network.StartDetached(host, argv, daemon->log));
   daemon->pid = pid;
   daemon->argv0 = argv[0];
+  daemon->argv = argv;
+  daemon->stopped = false;
   absl::StatusOr<agent::linux_driver::ProcessInfo> info = ReadProcess("/proc", pid);
   if (!info.ok() || info->state == 'Z') return DaemonDied(host, argv[0], daemon->log);
   daemon->start_time = info->start_time;
@@ -675,6 +680,111 @@ void StopDaemons(const LabState& state) {
   StopAll(Daemons(state, false, true));
 }
 
+// SIGKILL to `daemon` if it is still the process the lab started. A pidfd
+// pins the process between that check and the signal, so a pid reused
+// meanwhile is never hit. False if it was not running (or the signal
+// failed).
+bool KillVerified(const LabToolDaemon& daemon) {
+  if (daemon.pid <= 0) return false;
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, daemon.pid, 0));
+  if (fd < 0 && errno == ESRCH) return false;
+  if (!Alive(daemon)) {
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  int rc;
+  if (fd >= 0) {
+    rc = static_cast<int>(::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0));
+    close(fd);
+  } else {
+    rc = kill(daemon.pid, SIGKILL);  // no pidfd (old kernel): checked just above
+  }
+  return rc == 0;
+}
+
+// "jailover-agent", "etcd": the program of a daemon.
+std::string ProgramName(const LabToolDaemon& daemon) {
+  return fs::path(daemon.argv0).filename().string();
+}
+
+// The value of `--flag=VALUE` in argv, or "".
+std::string FlagValue(const std::vector<std::string>& argv, const std::string& flag) {
+  const std::string prefix = flag + "=";
+  for (const std::string& arg : argv) {
+    if (absl::StartsWith(arg, prefix)) return arg.substr(prefix.size());
+  }
+  return "";
+}
+
+// Appends one line to `path` (a daemon's log, to mark a restart in it).
+void AppendLine(const std::string& path, const std::string& line) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
+  if (fd < 0) return;
+  const std::string text = line + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
+}
+
+// The hosts named in a stop/start command, each once, in order; every name
+// must be a host of the lab.
+absl::StatusOr<std::vector<LabToolHost*>> NamedHosts(LabState& state,
+                                                     const std::vector<std::string>& names) {
+  std::vector<LabToolHost*> hosts;
+  for (const std::string& name : names) {
+    RETURN_IF_ERROR(CheckHost(state, name));
+    LabToolHost* host = FindHost(state, name);
+    if (std::find(hosts.begin(), hosts.end(), host) == hosts.end()) hosts.push_back(host);
+  }
+  if (hosts.empty()) return absl::InvalidArgumentError("no host given");
+  return hosts;
+}
+
+// A host's daemons as (what, daemon): its coordinator or agent, then its
+// etcd member; only those the lab started.
+std::vector<std::pair<std::string, LabToolDaemon*>> HostDaemons(LabToolHost& host) {
+  std::vector<std::pair<std::string, LabToolDaemon*>> out;
+  if (host.daemon.recorded()) out.emplace_back(ProgramName(host.daemon), &host.daemon);
+  if (host.etcd.recorded()) out.emplace_back("etcd", &host.etcd);
+  return out;
+}
+
+// "agent 123 alive", "etcd stopped": a daemon's state (`status`).
+std::string DaemonState(const std::string& what, const LabToolDaemon& daemon) {
+  if (daemon.stopped) return what + " stopped";
+  return absl::StrCat(what, " ", daemon.pid, Alive(daemon) ? " alive" : " DEAD");
+}
+
+// Why `host` cannot be stopped or started (killed, or no daemon at all).
+absl::Status CheckHasDaemons(const LabToolHost& host, const std::string& command) {
+  if (host.killed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot ", command, " ", host.name,
+                     ": it was killed by kill-host (a dead machine stays "
+                     "dead until `jailover-lab down`)"));
+  }
+  if (!host.daemon.recorded() && !host.etcd.recorded()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot ", command, " ", host.name, ": the lab runs no daemon in it (", host.role, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// The wall time, for the lines stop and start append to the daemons' logs.
+std::string WallTimeText() {
+  return absl::FormatTime(absl::RFC3339_full, absl::Now(), absl::LocalTimeZone());
+}
+
+// "[  1.2s]": the time since `start`, for progress lines.
+std::string Elapsed(absl::Time start) {
+  return absl::StrFormat("[%5.1fs]", absl::ToDoubleSeconds(absl::Now() - start));
+}
+
 // Output of a command of the lab, indented, or why it failed.
 std::string Indented(const std::string& text) {
   std::string out;
@@ -695,6 +805,8 @@ void PutDaemon(const LabToolDaemon& daemon, nlohmann::json& json) {
   json["start_time"] = daemon.start_time;
   json["argv0"] = daemon.argv0;
   json["log"] = daemon.log;
+  if (!daemon.argv.empty()) json["argv"] = daemon.argv;
+  if (daemon.recorded()) json["stopped"] = daemon.stopped;
 }
 
 // Throws nlohmann::json::exception for a missing or mistyped field.
@@ -704,6 +816,9 @@ LabToolDaemon GetDaemon(const nlohmann::json& json) {
   daemon.start_time = json.at("start_time").get<uint64_t>();
   daemon.argv0 = json.at("argv0").get<std::string>();
   daemon.log = json.at("log").get<std::string>();
+  // Older state files have neither.
+  if (json.contains("argv")) daemon.argv = json.at("argv").get<std::vector<std::string>>();
+  if (json.contains("stopped")) daemon.stopped = json.at("stopped").get<bool>();
   return daemon;
 }
 
@@ -718,12 +833,13 @@ std::string LabStateToJson(const LabState& state) {
   json["coordinator_http"] = state.coordinator_http;
   if (state.store != "sqlite") json["store"] = state.store;
   json["ctl_bin"] = state.ctl_bin;
+  if (!state.etcdctl_bin.empty()) json["etcdctl_bin"] = state.etcdctl_bin;
   json["hosts"] = nlohmann::json::array();
   for (const LabToolHost& host : state.hosts) {
     nlohmann::json item = {{"name", host.name}, {"address", host.address}, {"role", host.role}};
     PutDaemon(host.daemon, item);
     item["killed"] = host.killed;
-    if (host.etcd.pid > 0) PutDaemon(host.etcd, item["etcd"]);
+    if (host.etcd.recorded()) PutDaemon(host.etcd, item["etcd"]);
     json["hosts"].push_back(std::move(item));
   }
   return json.dump(2) + "\n";
@@ -745,6 +861,7 @@ absl::StatusOr<LabState> LabStateFromJson(const std::string& text) {
     state.coordinator_http = json.at("coordinator_http").get<std::string>();
     if (json.contains("store")) state.store = json.at("store").get<std::string>();
     state.ctl_bin = json.at("ctl_bin").get<std::string>();
+    if (json.contains("etcdctl_bin")) state.etcdctl_bin = json.at("etcdctl_bin").get<std::string>();
     for (const auto& item : json.at("hosts")) {
       LabToolHost host;
       host.name = item.at("name").get<std::string>();
@@ -790,6 +907,7 @@ int Keep(const LabToolOptions& options, int progress_fd) {
   }
   state.store = options.store;
   state.ctl_bin = options.ctl_bin;
+  if (options.store == "etcd") state.etcdctl_bin = options.etcdctl_bin;
   state.hosts = LabLayout(options);
   {
     std::vector<std::string> grpc, http;
@@ -845,10 +963,12 @@ int Keep(const LabToolOptions& options, int progress_fd) {
   while (sigwait(&stop, &signo) != 0) {
   }
   spdlog::info("lab {}: signal {}: stopping the daemons", state.prefix, signo);
-  StopDaemons(state);
-  // The state file names this lab only while it lives.
+  // The state file names this lab only while it lives; it has the daemons'
+  // pids as they are now (`stop` and `start` change them).
   absl::StatusOr<LabState> recorded = ReadLabState(options.state_file);
-  if (recorded.ok() && recorded->prefix == state.prefix) {
+  const bool ours = recorded.ok() && recorded->prefix == state.prefix;
+  StopDaemons(ours ? *recorded : state);
+  if (ours) {
     std::error_code ec;
     fs::remove(options.state_file, ec);
   }
@@ -1149,19 +1269,15 @@ int Status(const LabToolOptions& options) {
                                "DAEMON", "LINK", "NOTES");
   for (const LabToolHost& host : state.hosts) {
     std::string daemon = "-";
-    if (host.daemon.pid > 0) {
-      daemon = absl::StrCat(
-          fs::path(host.daemon.argv0).filename().string() == "jailover-coordinator" ? "coordinator"
-                                                                                    : "agent",
-          " ", host.daemon.pid, " ", Alive(host.daemon) ? "alive" : "DEAD");
+    if (host.daemon.recorded()) {
+      daemon =
+          DaemonState(ProgramName(host.daemon) == "jailover-coordinator" ? "coordinator" : "agent",
+                      host.daemon);
     }
     absl::StatusOr<bool> up = lab->network->LinkIsUp(host.name);
     std::vector<std::string> notes;
     if (host.killed) notes.push_back("killed");
-    if (host.etcd.pid > 0) {
-      notes.push_back(
-          absl::StrCat("etcd ", host.etcd.pid, " ", Alive(host.etcd) ? "alive" : "DEAD"));
-    }
+    if (host.etcd.recorded()) notes.push_back(DaemonState("etcd", host.etcd));
     absl::StatusOr<std::vector<std::string>> blocked = lab->network->BlockedAddresses(host.name);
     if (blocked.ok() && !blocked->empty()) {
       std::vector<std::string> peers;
@@ -1186,7 +1302,10 @@ int Status(const LabToolOptions& options) {
     std::cout << "coordinators (/readyz, from c1):\n";
     const LabToolHost* leader = nullptr;
     for (const LabToolHost* host : CoordinatorHosts(state)) {
-      const CoordinatorRole role = ProbeRole(*lab->network, "c1", *host);
+      const CoordinatorRole role =
+          host->daemon.stopped
+              ? CoordinatorRole{"down", "stopped (jailover-lab start " + host->name + ")"}
+              : ProbeRole(*lab->network, "c1", *host);
       if (role.role == "leader" && leader == nullptr) leader = host;
       std::cout << absl::StrFormat("  %-4s %-16s %-8s %s\n", host->name, GrpcEndpoint(*host),
                                    role.role, role.detail);
@@ -1252,6 +1371,315 @@ int KillHost(const LabToolOptions& options, const std::string& host) {
               << " survived SIGKILL (D state?)\n";
     return 1;
   }
+  return 0;
+}
+
+int Stop(const LabToolOptions& options, const std::vector<std::string>& names) {
+  StateLock lock(options.state_file);
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  if (!lab.ok()) {
+    Fail(lab.status());
+    return 1;
+  }
+  absl::StatusOr<std::vector<LabToolHost*>> hosts = NamedHosts(lab->state, names);
+  absl::Status status = hosts.status();
+  for (size_t i = 0; status.ok() && i < hosts->size(); ++i) {
+    LabToolHost& host = *(*hosts)[i];
+    status = CheckHasDaemons(host, "stop");
+    if (!status.ok()) break;
+    bool running = false;
+    for (const auto& [what, daemon] : HostDaemons(host)) running = running || !daemon->stopped;
+    if (!running) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat(host.name, "'s daemons are already stopped (`jailover-lab start ", host.name,
+                       "` starts them again)"));
+    }
+  }
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+
+  // SIGKILL, as a crash: the agents' own daemons (jails, ucarp, nbd-server,
+  // nbdfuse: sessions of their own) are not signalled.
+  const absl::Time start = absl::Now();
+  struct Stopping {
+    const LabToolHost* host;
+    std::string what;
+    LabToolDaemon* daemon;
+    pid_t pid;
+    bool killed;
+  };
+  std::vector<Stopping> stopping;
+  for (LabToolHost* host : *hosts) {
+    for (const auto& [what, daemon] : HostDaemons(*host)) {
+      if (!daemon->stopped) {
+        stopping.push_back({host, what, daemon, daemon->pid, KillVerified(*daemon)});
+      }
+    }
+  }
+  const absl::Time deadline = absl::Now() + kDaemonStopTimeout;
+  const auto any_alive = [&] {
+    return std::any_of(stopping.begin(), stopping.end(),
+                       [](const Stopping& item) { return Alive(*item.daemon); });
+  };
+  while (any_alive() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  std::vector<std::string> survivors;
+  for (Stopping& item : stopping) {
+    if (Alive(*item.daemon)) {
+      survivors.push_back(
+          absl::StrCat(item.what, " in ", item.host->name, " (pid ", item.pid, ")"));
+      continue;
+    }
+    item.daemon->pid = 0;
+    item.daemon->start_time = 0;
+    item.daemon->stopped = true;
+    AppendLine(item.daemon->log, absl::StrCat("--- jailover-lab stop: ", item.what,
+                                              item.killed ? " killed (SIGKILL)" : " had exited",
+                                              " at ", WallTimeText(), " ---"));
+  }
+  status = common::WriteFileAtomically(options.state_file, LabStateToJson(lab->state));
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  const std::string took = Seconds(absl::Now() - start);
+  for (const LabToolHost* host : *hosts) {
+    std::vector<std::string> killed;
+    for (const Stopping& item : stopping) {
+      if (item.host != host) continue;
+      killed.push_back(absl::StrCat(item.what, " pid ", item.pid,
+                                    item.killed ? " killed" : " had exited already"));
+    }
+    std::map<std::string, int> left;
+    for (pid_t pid : lab->network->Pids(host->name)) ++left[ProcessName(pid)];
+    std::vector<std::string> running;
+    for (const auto& [name, count] : left) {
+      running.push_back(count > 1 ? absl::StrCat(name, " x", count) : name);
+    }
+    std::cout << host->name << " stopped (" << took << ", SIGKILL): " << absl::StrJoin(killed, ", ")
+              << "; still running in " << host->name << ": "
+              << (running.empty() ? "nothing" : absl::StrJoin(running, ", "))
+              << "; link untouched\n";
+  }
+  if (!survivors.empty()) {
+    std::cerr << "jailover-lab: survived SIGKILL for " << Seconds(kDaemonStopTimeout)
+              << " (D state?), still recorded running: " << absl::StrJoin(survivors, ", ") << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+namespace {
+
+// A stopped daemon `start` runs again.
+struct Starting {
+  LabToolHost* host;
+  std::string what;  // "etcd", "jailover-coordinator", "jailover-agent"
+  LabToolDaemon* daemon;
+  bool answers = false;
+};
+
+// Whether a restarted daemon answers: an etcd member when `etcdctl
+// endpoint health` passes for it, a coordinator when it wrote its port file
+// and its /readyz says leader or standby, an agent when its /healthz answers
+// (its HTTP starts after its gRPC). Asked inside its own host; *detail says
+// what it answered.
+bool Answers(LabNetwork& network, const LabState& state, const LabToolOptions& options,
+             const Starting& item, std::string* detail) {
+  const LabToolHost& host = *item.host;
+  if (item.daemon == &host.etcd) {
+    const std::string etcdctl = state.etcdctl_bin.empty() ? options.etcdctl_bin : state.etcdctl_bin;
+    absl::StatusOr<common::CommandResult> health = network.Run(
+        host.name,
+        {etcdctl, "--endpoints", absl::StrCat("http://", host.address, ":", kEtcdClientPort),
+         "--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"},
+        absl::Seconds(10));
+    if (!health.ok()) {
+      *detail = std::string(health.status().message());
+      return false;
+    }
+    // etcdctl 3.4 reports health on stderr.
+    *detail =
+        std::string(absl::StripAsciiWhitespace(health->stdout_text + " " + health->stderr_text));
+    return health->ok();
+  }
+  if (host.role == "coordinator") {
+    const std::string port_file = FlagValue(item.daemon->argv, "--port_file");
+    if (!port_file.empty() && !fs::exists(port_file)) {
+      *detail = "no port file " + port_file + " yet";
+      return false;
+    }
+    const CoordinatorRole role = ProbeRole(network, host.name, host);
+    *detail = absl::StrCat("/readyz: ", role.role, " (", role.detail, ")");
+    return role.role == "leader" || role.role == "standby";
+  }
+  std::string http = FlagValue(item.daemon->argv, "--http_listen");
+  if (http.empty()) http = absl::StrCat(host.address, ":", kAgentHttpPort);
+  absl::StatusOr<common::CommandResult> health =
+      network.Run(host.name,
+                  {"curl", "--silent", "--show-error", "--fail", "--connect-timeout", "1",
+                   "--max-time", "2", "http://" + http + "/healthz"},
+                  absl::Seconds(5));
+  if (!health.ok()) {
+    *detail = std::string(health.status().message());
+    return false;
+  }
+  *detail = absl::StrCat(
+      "/healthz: ",
+      absl::StripAsciiWhitespace(health->ok() ? health->stdout_text : health->stderr_text));
+  return health->ok();
+}
+
+}  // namespace
+
+int Start(const LabToolOptions& options, const std::vector<std::string>& names) {
+  StateLock lock(options.state_file);
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  if (!lab.ok()) {
+    Fail(lab.status());
+    return 1;
+  }
+  LabState& state = lab->state;
+  absl::StatusOr<std::vector<LabToolHost*>> hosts = NamedHosts(state, names);
+  absl::Status status = hosts.status();
+  // In start order: every etcd member, then the coordinators, then the
+  // agents.
+  std::vector<std::vector<Starting>> phases(3);
+  for (size_t i = 0; status.ok() && i < hosts->size(); ++i) {
+    LabToolHost& host = *(*hosts)[i];
+    status = CheckHasDaemons(host, "start");
+    if (!status.ok()) break;
+    std::vector<std::string> running;
+    bool any = false;
+    for (const auto& [what, daemon] : HostDaemons(host)) {
+      if (!daemon->stopped) {
+        running.push_back(
+            absl::StrCat(what, " pid ", daemon->pid, Alive(*daemon) ? " alive" : " DEAD"));
+        continue;
+      }
+      if (daemon->argv.empty()) {
+        status = absl::FailedPreconditionError(
+            absl::StrCat("cannot start ", what, " in ", host.name,
+                         ": the state file has no argv for it (a lab of an older jailover-lab)"));
+        break;
+      }
+      any = true;
+      const size_t phase = daemon == &host.etcd ? 0 : host.role == "coordinator" ? 1 : 2;
+      phases[phase].push_back({&host, what, daemon});
+    }
+    if (status.ok() && !any) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat(host.name, "'s daemons are not stopped (", absl::StrJoin(running, ", "),
+                       "): nothing to start; `jailover-lab stop ", host.name, "` first"));
+    }
+  }
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  // The daemons get the keeper's working directory, never the caller's.
+  if (chdir("/") != 0) {
+    Fail(absl::InternalError(absl::StrCat("chdir /: ", strerror(errno))));
+    return 1;
+  }
+
+  const absl::Time start = absl::Now();
+  const auto save = [&] {
+    return common::WriteFileAtomically(options.state_file, LabStateToJson(state));
+  };
+  const std::vector<absl::Duration> timeouts = {kEtcdReadyTimeout, kLeaderTimeout,
+                                                kDaemonStartTimeout};
+  std::vector<Starting*> coordinators;
+  for (size_t phase = 0; phase < phases.size(); ++phase) {
+    if (phases[phase].empty()) continue;
+    // Start them all, then wait: etcd members need each other's quorum.
+    for (Starting& item : phases[phase]) {
+      if (phase == 1) {
+        // A fresh port file says this coordinator listens.
+        const std::string port_file = FlagValue(item.daemon->argv, "--port_file");
+        std::error_code ec;
+        if (!port_file.empty()) fs::remove(port_file, ec);
+        coordinators.push_back(&item);
+      }
+      AppendLine(item.daemon->log, absl::StrCat("--- jailover-lab start: ", item.what,
+                                                " started again at ", WallTimeText(), " ---"));
+      const std::vector<std::string> argv = item.daemon->argv;
+      status = StartProcess(*lab->network, item.host->name, argv, item.daemon);
+      if (!status.ok()) {
+        // Not running: still stopped, `start` can be tried again.
+        item.daemon->pid = 0;
+        item.daemon->start_time = 0;
+        item.daemon->stopped = true;
+        (void)save();
+        Fail(status);
+        return 1;
+      }
+      status = save();
+      if (!status.ok()) {
+        Fail(status);
+        return 1;
+      }
+      std::cout << Elapsed(start) << " " << item.host->name << ": " << item.what
+                << " started again (pid " << item.daemon->pid << ", log " << item.daemon->log
+                << ")\n"
+                << std::flush;
+    }
+    std::vector<HostDaemon> watched;
+    for (const Starting& item : phases[phase]) watched.push_back({item.host->name, *item.daemon});
+    std::string last;
+    const absl::Status waited = WaitFor(
+        [&] {
+          bool all = true;
+          for (Starting& item : phases[phase]) {
+            if (item.answers) continue;
+            std::string detail;
+            item.answers = Answers(*lab->network, state, options, item, &detail);
+            if (item.answers) {
+              std::cout << Elapsed(start) << " " << item.host->name << ": " << item.what
+                        << " answers: " << detail << "\n"
+                        << std::flush;
+            } else {
+              all = false;
+              last = absl::StrCat(item.host->name, ": ", detail);
+            }
+          }
+          return all;
+        },
+        timeouts[phase], watched,
+        phase == 0 ? "the etcd members to be healthy"
+                   : (phase == 1 ? "the coordinators to answer" : "the agents to answer"));
+    if (!waited.ok()) {
+      Fail(absl::Status(
+          waited.code(),
+          absl::StrCat(waited.message(), last.empty() ? "" : "\nlast answer: " + last,
+                       "\n(`jailover-lab stop HOST` then `start HOST` to try again)")));
+      return 1;
+    }
+  }
+  // etcd: one of the coordinators leads again (the ones started just now
+  // may all stand by at first).
+  if (state.store == "etcd" && !coordinators.empty()) {
+    std::vector<HostDaemon> watched;
+    for (const Starting* item : coordinators) watched.push_back({item->host->name, *item->daemon});
+    const LabToolHost* leader = nullptr;
+    std::string why;
+    const absl::Status waited = WaitFor(
+        [&] {
+          leader = FindLeader(*lab->network, state, coordinators.front()->host->name, &why);
+          return leader != nullptr;
+        },
+        kLeaderTimeout, watched, "a coordinator to lead");
+    if (!waited.ok()) {
+      Fail(common::Annotate(waited, why));
+      return 1;
+    }
+    std::cout << Elapsed(start) << " " << leader->name << " leads\n";
+  }
+  std::vector<std::string> started;
+  for (const LabToolHost* host : *hosts) started.push_back(host->name);
+  std::cout << absl::StrJoin(started, " ") << " started in " << Seconds(absl::Now() - start)
+            << "\n";
   return 0;
 }
 

@@ -8,14 +8,15 @@
 // driver) and c1 (client), starts the daemons in them, waits until the
 // coordinator sees the four agents READY, records the lab in a state file
 // (/run/jailover-lab/current.json) and stays until `down` sends it SIGTERM:
-// then it stops the daemons and ~LabNetwork removes everything (processes,
+// then it stops the daemons (as the state file records them then: `stop`
+// and `start` change them) and ~LabNetwork removes everything (processes,
 // mounts, loop devices, namespaces, the lab directory). A crashed keeper's
 // lab is what LabLeftovers()/SweepLabLeftovers() already find and remove.
 //
 // The other commands work on the live lab from another process through
-// LabNetwork::Attach (which owns nothing): status, kill-host, partition,
-// heal, exec. One lab per state file; not thread-safe (one command = one
-// process).
+// LabNetwork::Attach (which owns nothing): status, kill-host, stop, start,
+// partition, heal, exec. One lab per state file; not thread-safe (one
+// command = one process).
 #pragma once
 
 #include <sys/types.h>
@@ -30,7 +31,8 @@
 
 namespace jailover::lab {
 
-// Everything `up` needs; the other commands use state_file only.
+// Everything `up` needs; the other commands use state_file only (and
+// `start` etcdctl_bin if the state file does not name one).
 struct LabToolOptions {
   std::string agent_bin;
   std::string coordinator_bin;
@@ -62,12 +64,20 @@ struct LabToolOptions {
 };
 
 // A process the lab started, recorded as pid, start time and argv[0], so a
-// reused pid is never taken for it.
+// reused pid is never taken for it, with the whole argv it was started with
+// (`start` runs it again with exactly that).
 struct LabToolDaemon {
-  pid_t pid = 0;  // 0: none
+  pid_t pid = 0;  // 0: none (never started, or stopped)
   uint64_t start_time = 0;
   std::string argv0;
   std::string log;
+  std::vector<std::string> argv;
+  // Killed by `stop` (pid and start_time 0; argv0, argv and log kept) until
+  // `start` runs it again.
+  bool stopped = false;
+
+  // The lab started this daemon (it may be stopped, or have died since).
+  bool recorded() const { return !argv0.empty(); }
 };
 
 // One host of the lab as recorded in the state file.
@@ -94,6 +104,8 @@ struct LabState {
   std::string coordinator_http;
   std::string store = "sqlite";
   std::string ctl_bin;
+  // --store etcd: the etcdctl `start` checks restarted members with.
+  std::string etcdctl_bin;
   std::vector<LabToolHost> hosts;
 };
 
@@ -109,6 +121,19 @@ int Up(const LabToolOptions& options);
 int Down(const LabToolOptions& options);
 int Status(const LabToolOptions& options);
 int KillHost(const LabToolOptions& options, const std::string& host);
+// SIGKILLs the daemons the lab started in each host (its coordinator or
+// agent, and its etcd member) and records them as stopped; every other
+// process of the host (jails, ucarp, nbd-server, nbdfuse) keeps running and
+// the link stays up, as when the daemons crash. Every host is checked
+// first: an unknown, killed (kill-host) or daemon-less host, or one whose
+// daemons are already stopped, fails the command and changes nothing.
+int Stop(const LabToolOptions& options, const std::vector<std::string>& hosts);
+// Starts the stopped daemons of each host again with the argv they were
+// first started with, appending to the same log files, and waits until each
+// answers: first the etcd members of all the hosts (started together, as
+// they need a quorum), then the coordinators, then the agents. A host whose
+// daemons are not stopped is refused (nothing started).
+int Start(const LabToolOptions& options, const std::vector<std::string>& hosts);
 // `from` empty: the host's link down; else traffic between host and `from`.
 int Partition(const LabToolOptions& options, const std::string& host, const std::string& from);
 int Heal(const LabToolOptions& options, const std::string& host);

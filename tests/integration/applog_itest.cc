@@ -4,15 +4,19 @@
 // small: a client writes 200 records while the server is SIGKILLed (leaving
 // a partial record, as a crash mid-write can) and restarted on the same
 // file; the client retries until every record is acknowledged and `check`
-// finds every acknowledged record.
+// finds every acknowledged record. And the writer tags: servers tagged
+// h1@1, then h2@2 (from the jail agent's environment) on one file pass
+// `check`, which lists both in order; h1@1 writing again afterwards fails it.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -29,15 +33,25 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 
 // A child process of this test with stdout and stderr in `log_path`;
-// SIGKILLed and reaped when it goes out of scope.
+// SIGKILLed and reaped when it goes out of scope. Its environment is this
+// process's without JAILOVER_HOST and JAILOVER_EPOCH, plus `env` ("NAME=value").
 class Child {
  public:
-  Child(const std::vector<std::string>& argv, const std::string& log_path) {
+  Child(const std::vector<std::string>& argv, const std::string& log_path,
+        const std::vector<std::string>& env = {}) {
     std::vector<char*> args;
     for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
     args.push_back(nullptr);
+    std::vector<char*> envp;
+    for (char** var = environ; *var != nullptr; ++var) {
+      const std::string_view name(*var, std::strcspn(*var, "="));
+      if (name != "JAILOVER_HOST" && name != "JAILOVER_EPOCH") envp.push_back(*var);
+    }
+    for (const std::string& var : env) envp.push_back(const_cast<char*>(var.c_str()));
+    envp.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -45,7 +59,7 @@ class Child {
         ::dup2(fd, 1);
         ::dup2(fd, 2);
       }
-      ::execv(args[0], args.data());
+      ::execve(args[0], args.data(), envp.data());
       _exit(127);
     }
   }
@@ -78,15 +92,21 @@ class Child {
 class AppLogTest : public ::testing::Test {
  protected:
   // Starts the server on `port` (0: any; the port is read from its port
-  // file) and waits until it answers PING.
-  std::unique_ptr<Child> StartServer(int port = 0) {
+  // file), with `flags` added and `env` in its environment, and waits until
+  // it answers PING.
+  std::unique_ptr<Child> StartServer(int port = 0, const std::vector<std::string>& flags = {},
+                                     const std::vector<std::string>& env = {}) {
     const std::string port_file = dir_.path() + "/port";
     ::unlink(port_file.c_str());
-    auto server =
-        std::make_unique<Child>(std::vector<std::string>{JAILOVER_APPLOG_SERVER_BIN, "--listen",
-                                                         absl::StrCat("127.0.0.1:", port), "--file",
-                                                         log_path_, "--port-file", port_file},
-                                server_log_);
+    std::vector<std::string> argv = {JAILOVER_APPLOG_SERVER_BIN,
+                                     "--listen",
+                                     absl::StrCat("127.0.0.1:", port),
+                                     "--file",
+                                     log_path_,
+                                     "--port-file",
+                                     port_file};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto server = std::make_unique<Child>(argv, server_log_, env);
     EXPECT_TRUE(testing::WaitUntil([&] { return (port_ = testing::ReadPortFile(port_file)) > 0; },
                                    absl::Seconds(10)))
         << testing::ReadFileOrEmpty(server_log_);
@@ -189,9 +209,16 @@ TEST_F(AppLogTest, BadArgumentsFailClearly) {
   status = bad_file.Wait(absl::Seconds(5));
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
+  Child bad_writer({JAILOVER_APPLOG_SERVER_BIN, "--listen", "127.0.0.1:0", "--file", log_path_,
+                    "--writer", "h1 @1"},
+                   server_log_);
+  status = bad_writer.Wait(absl::Seconds(5));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
   const std::string log = testing::ReadFileOrEmpty(server_log_);
   EXPECT_THAT(log, HasSubstr("--listen: \"localhost\" is not an IPv4 address"));
   EXPECT_THAT(log, HasSubstr("applog.txt: open: No such file or directory"));
+  EXPECT_THAT(log, HasSubstr("--writer: \"h1 @1\" is not 1 to 64 printable ASCII characters"));
 
   const common::CommandResult no_count = Client({"write", "--target", "127.0.0.1:1"});
   EXPECT_EQ(no_count.exit_code, 2);
@@ -215,19 +242,87 @@ TEST_F(AppLogTest, CheckNamesMissingRecordsAndOutagePrintsGaps) {
   EXPECT_THAT(wrote.stdout_text, HasSubstr("acknowledged 3 records, 0 retries"));
   const common::CommandResult good = Client({"check", "--target", Target(), "--acked", acked});
   EXPECT_EQ(good.exit_code, 0) << good.stdout_text << good.stderr_text;
-  EXPECT_EQ(good.stdout_text, "all 3 acknowledged records present (3 stored)\n");
+  EXPECT_EQ(good.stdout_text,
+            "all 3 acknowledged records present (3 stored)\nwriters: none tagged\n");
 
   // Acknowledgements the log does not hold: named, exit 1.
   const std::string forged = dir_.path() + "/forged";
   std::ofstream(forged) << "1 1000\n2 1100\n77 1200\n5 4000\n";
   const common::CommandResult bad = Client({"check", "--target", Target(), "--acked", forged});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_EQ(bad.stdout_text, "2 of 4 acknowledged records MISSING: 77 5\n");
+  EXPECT_EQ(bad.stdout_text, "2 of 4 acknowledged records MISSING: 77 5\nwriters: none tagged\n");
 
   const common::CommandResult outage = Client({"outage", "--acked", forged});
   EXPECT_EQ(outage.exit_code, 0) << outage.stderr_text;
   EXPECT_EQ(outage.stdout_text,
             "gap of 2800 ms between acks of records 77 and 5 (ended at 4000)\n");
+}
+
+TEST_F(AppLogTest, CheckProvesNoOlderWriterWroteAfterANewerOne) {
+  // The first host, tagged by flag.
+  std::unique_ptr<Child> server = StartServer(0, {"--writer", "h1@1"});
+  const std::string acked = dir_.path() + "/acked";
+  const common::CommandResult wrote =
+      Client({"write", "--target", Target(), "--count", "5", "--acked", acked});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.stderr_text;
+  server->Signal(SIGTERM);
+  ASSERT_NE(server->Wait(absl::Seconds(5)), -1);
+
+  // The standby, tagged from the environment the jail agent sets; an old
+  // acknowledgement's retry (id 5 again) and new records.
+  server = StartServer(0, {}, {"JAILOVER_HOST=h2", "JAILOVER_EPOCH=2"});
+  EXPECT_THAT(testing::ReadFileOrEmpty(server_log_),
+              HasSubstr("(5 records) on " + Target() + " as writer h2@2"));
+  auto append = [&](const std::string& id) {
+    std::unique_ptr<applog::LineConn> conn = Connect();
+    std::string error;
+    if (conn == nullptr || !conn->Send("APPEND " + id + " late\n", &error)) return false;
+    return conn->ReadLine(&error) == "OK " + id;
+  };
+  ASSERT_TRUE(append("5"));
+  ASSERT_TRUE(append("6"));
+  ASSERT_TRUE(append("7"));
+  std::unique_ptr<applog::LineConn> conn = Connect();
+  ASSERT_NE(conn, nullptr);
+  std::string error;
+  ASSERT_TRUE(conn->Send("READ\n", &error)) << error;
+  EXPECT_EQ(conn->ReadLine(&error), "1 record 1 from the lab client\th1@1");  // tag and all
+  const std::string file = testing::ReadFileOrEmpty(log_path_);
+  EXPECT_THAT(file, HasSubstr("5 record 5 from the lab client\th1@1\n5 late\th2@2\n"));
+  EXPECT_THAT(file, ::testing::EndsWith("7 late\th2@2\n"));
+
+  common::CommandResult checked = Client({"check", "--target", Target(), "--acked", acked});
+  EXPECT_EQ(checked.exit_code, 0) << checked.stdout_text << checked.stderr_text;
+  EXPECT_EQ(checked.stdout_text,
+            "all 5 acknowledged records present (8 stored)\n"
+            "writers in order: h1@1 (5 records), h2@2 (3 records)\n");
+
+  // The old host writes again after the standby took over: caught. The
+  // flag wins over the environment.
+  server->Signal(SIGTERM);
+  ASSERT_NE(server->Wait(absl::Seconds(5)), -1);
+  server = StartServer(0, {"--writer", "h1@1"}, {"JAILOVER_HOST=h2", "JAILOVER_EPOCH=2"});
+  ASSERT_TRUE(append("9"));
+  checked = Client({"check", "--target", Target(), "--acked", acked});
+  EXPECT_EQ(checked.exit_code, 1) << checked.stdout_text << checked.stderr_text;
+  EXPECT_EQ(checked.stdout_text,
+            "all 5 acknowledged records present (9 stored)\n"
+            "record 9 by h1@1 stored after record 5 by h2@2: an older writer wrote after a "
+            "newer one\n");
+}
+
+TEST_F(AppLogTest, EnvironmentThatNamesNoWriterLeavesRecordsUntagged) {
+  std::unique_ptr<Child> server = StartServer(0, {}, {"JAILOVER_HOST=h2"});
+  std::unique_ptr<applog::LineConn> conn = Connect();
+  ASSERT_NE(conn, nullptr);
+  std::string error;
+  ASSERT_TRUE(conn->Send("APPEND 1 one\n", &error)) << error;
+  EXPECT_EQ(conn->ReadLine(&error), "OK 1");
+  EXPECT_EQ(testing::ReadFileOrEmpty(log_path_), "1 one\n");
+  const std::string log = testing::ReadFileOrEmpty(server_log_);
+  EXPECT_THAT(log, HasSubstr("records are stored without a writer tag: JAILOVER_HOST is set but "
+                             "JAILOVER_EPOCH is not"));
+  EXPECT_THAT(log, Not(HasSubstr("as writer")));
 }
 
 TEST_F(AppLogTest, EveryAcknowledgedRecordSurvivesAServerKilledMidStream) {

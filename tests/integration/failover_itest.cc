@@ -12,8 +12,22 @@
 //     each later step once;
 //   - a planned migration h1 → h2 (by `jailoverctl migrate --wait`) and a
 //     drain of h2 move the jail and leave nothing of it on the host it left;
-//   - an agent cut off from the coordinator (the coordinator stopped, the
-//     agent alive) stops its jail and releases its image within the ttl.
+//   - a coordinator outage (its process frozen for several ttls) stops no
+//     jail: the agents keep their jails on the storage host's witness, and
+//     the coordinator, back, fails nobody over for its own absence;
+//   - an agent cut off from both the coordinator and its storage host stops
+//     its jail and releases its image within the ttl;
+//   - a delayed grant (h1's lease stream through a DelayProxy: grants 1.5 s
+//     late, h1's heartbeats stalled 3.5 s): the coordinator fails web over
+//     to h2, h1 learns from the storage host that its grant moved and stops
+//     web; never are both hosts ready for it, and h1 does not return to
+//     READY by heartbeating;
+//   - the coordinator dies right after a failover's fence, and while it is
+//     down a host (h2, running db) fences itself (its storage agent frozen
+//     too): the restarted coordinator readmits h2 automatically, finishes
+//     the same failover (the fence answered from s1's record), restarts db
+//     in place at the next epoch, and store and storage agree on every
+//     grant.
 // Every case runs twice, one parameterized suite: with the SQLite store and
 // with the etcd store (a real etcd on 127.0.0.1 started by the test; the
 // coordinator elected leader before the case goes on).
@@ -21,7 +35,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <thread>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -37,6 +54,7 @@
 #include "gtest/gtest.h"
 #include "jailover/v1/coordinator.grpc.pb.h"
 #include "tests/testing/agent_process.h"
+#include "tests/testing/delay_proxy.h"
 #include "tests/testing/etcd_cluster.h"
 #include "tests/testing/external_process.h"
 #include "tests/testing/test_util.h"
@@ -118,14 +136,17 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
         << coordinator_->ReadLog();
   }
 
-  std::unique_ptr<testing::AgentProcess> StartAgent(const std::string& host, int run) {
+  // `coordinator`: the endpoint the agent dials (default: the coordinator).
+  std::unique_ptr<testing::AgentProcess> StartAgent(const std::string& host, int run,
+                                                    const std::string& coordinator = "") {
     auto agent = std::make_unique<testing::AgentProcess>(
         JAILOVER_AGENT_BIN, dir_, run,
         std::vector<std::string>{
             "--driver=sim", "--host_name=" + host,
             host[0] == 's' ? "--roles=storage" : "--roles=jail",
-            "--state_dir=" + dir_ + "/state-" + host,
-            "--jail_root=" + dir_ + "/jails", absl::StrCat("--coordinators=127.0.0.1:", port_),
+            "--state_dir=" + dir_ + "/state-" + host, "--jail_root=" + dir_ + "/jails",
+            "--coordinators=" +
+                (coordinator.empty() ? absl::StrCat("127.0.0.1:", port_) : coordinator),
             absl::StrCat("--lease_ttl=", kTtl), absl::StrCat("--lease_renew_interval=", kRenew)});
     EXPECT_TRUE(agent->ok());
     return agent;
@@ -170,15 +191,16 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
   // Waits until "web" is RUNNING on `host` at `epoch` and every operation of
   // it has ended: the jail's phase is recorded by the operation's "running"
   // step, two commits before the operation's own end.
-  bool WaitForJail(const std::string& host, uint64_t epoch, absl::Duration timeout) {
+  bool WaitForJail(const std::string& host, uint64_t epoch, absl::Duration timeout,
+                   const std::string& name = "web") {
     return testing::WaitUntil(
         [&] {
-          const v1::Jail jail = GetJail("web");
+          const v1::Jail jail = GetJail(name);
           if (jail.status().phase() != v1::JAIL_PHASE_RUNNING || jail.status().host() != host ||
               jail.status().epoch() != epoch) {
             return false;
           }
-          for (const v1::Operation& op : Operations("web")) {
+          for (const v1::Operation& op : Operations(name)) {
             if (op.state() == v1::OPERATION_STATE_PENDING ||
                 op.state() == v1::OPERATION_STATE_RUNNING) {
               return false;
@@ -198,11 +220,22 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
   }
 
   // The coordinator and s1, h1, h2, all READY; the image, VIP and jail
-  // applied; the jail RUNNING on h1 at epoch 1.
-  void SetUpCluster(const std::vector<std::string>& coordinator_flags = {}) {
+  // applied; the jail RUNNING on h1 at epoch 1. `h1_through`: h1's agent
+  // reaches the coordinator through this proxy (started here, upstream the
+  // coordinator).
+  void SetUpCluster(const std::vector<std::string>& coordinator_flags = {},
+                    bool h1_through_proxy = false) {
     ASSERT_NO_FATAL_FAILURE(StartCoordinator(0, coordinator_flags));
+    if (h1_through_proxy) {
+      auto proxy = testing::DelayProxy::Start(absl::StrCat("127.0.0.1:", port_));
+      ASSERT_TRUE(proxy.ok()) << proxy.status();
+      proxy_ = *std::move(proxy);
+    }
     int run = 0;
-    for (const char* host : {"s1", "h1", "h2"}) agents_[host] = StartAgent(host, ++run);
+    for (const char* host : {"s1", "h1", "h2"}) {
+      agents_[host] = StartAgent(
+          host, ++run, std::string(host) == "h1" && proxy_ != nullptr ? proxy_->address() : "");
+    }
     for (const char* host : {"s1", "h1", "h2"}) {
       ASSERT_TRUE(
           testing::WaitUntil([&] { return GetHost(host).status().state() == v1::HOST_STATE_READY; },
@@ -210,13 +243,21 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
           << host << "\n"
           << Logs();
     }
+    ASSERT_NO_FATAL_FAILURE(ApplyJail("web", 10, "h1", "h2"));
+    ASSERT_TRUE(WaitForJail("h1", 1, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  }
+
+  // Applies jail `name` (image NAME-img on s1, VIP NAME-vip with `vhid`),
+  // placed on `preferred` with `standby`.
+  void ApplyJail(const std::string& name, int vhid, const std::string& preferred,
+                 const std::string& standby) {
     {
       auto context = testing::CallContext();
       v1::ApplyImageRequest request;
       v1::ImageSpec* image = request.mutable_image();
-      image->set_name("web-img");
+      image->set_name(name + "-img");
       image->set_storage_host("s1");
-      image->set_path("/var/jailover/images/web.img");
+      image->set_path("/var/jailover/images/" + name + ".img");
       image->set_size_bytes(64 << 20);
       image->set_filesystem(v1::FILESYSTEM_UFS);
       v1::ApplyImageResponse response;
@@ -227,10 +268,10 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
       auto context = testing::CallContext();
       v1::ApplyVipRequest request;
       v1::VipSpec* vip = request.mutable_vip();
-      vip->set_name("web-vip");
-      vip->set_address("198.18.0.10/32");
+      vip->set_name(name + "-vip");
+      vip->set_address(absl::StrCat("198.18.0.", vhid, "/32"));
       vip->set_interface("sim0");
-      vip->set_vhid(10);
+      vip->set_vhid(vhid);
       vip->set_password("s3cret");
       vip->set_advbase(1);
       v1::ApplyVipResponse response;
@@ -241,25 +282,30 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
       auto context = testing::CallContext();
       v1::ApplyJailRequest request;
       v1::Jail* jail = request.mutable_jail();
-      jail->set_name("web");
-      jail->set_image("web-img");
-      jail->set_vip("web-vip");
-      jail->mutable_placement()->set_preferred_host("h1");
-      jail->mutable_placement()->add_standbys("h2");
+      jail->set_name(name);
+      jail->set_image(name + "-img");
+      jail->set_vip(name + "-vip");
+      jail->mutable_placement()->set_preferred_host(preferred);
+      jail->mutable_placement()->add_standbys(standby);
       jail->mutable_spec()->add_exec_start("/bin/sh");
       jail->mutable_spec()->add_exec_start("/etc/rc");
       v1::ApplyJailResponse response;
       grpc::Status status = stub_->ApplyJail(context.get(), request, &response);
       ASSERT_TRUE(status.ok()) << status.error_message();
     }
-    ASSERT_TRUE(WaitForJail("h1", 1, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  }
+
+  // GET /v1/jails/JAIL/ready on `host`'s agent is 200.
+  bool Ready(const std::string& host, const std::string& jail = "web") {
+    return testing::HttpGet(agents_[host]->http_port(), "/v1/jails/" + jail + "/ready").first ==
+           200;
   }
 
   // The grant s1's agent reports for the image.
-  v1::Grant StorageGrant() {
+  v1::Grant StorageGrant(const std::string& image = "web-img") {
     const v1::Host s1 = GetHost("s1");
     for (const v1::ObservedExport& e : s1.status().observed().exports()) {
-      if (e.image() == "web-img") return e.grant();
+      if (e.image() == image) return e.grant();
     }
     return v1::Grant();
   }
@@ -273,6 +319,22 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
     absl::StatusOr<common::CommandResult> result = runner.Run(argv, absl::Seconds(60));
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? *result : common::CommandResult();
+  }
+
+  // The events about `host` (or, if empty, `jail`) of `type`, oldest first.
+  std::vector<v1::Event> Events(const std::string& type, const std::string& host,
+                                const std::string& jail = "") {
+    auto context = testing::CallContext();
+    v1::WatchEventsRequest request;
+    request.set_host(host);
+    request.set_jail(jail);
+    request.add_types(type);
+    auto reader = stub_->WatchEvents(context.get(), request);
+    std::vector<v1::Event> events;
+    v1::Event event;
+    while (reader->Read(&event)) events.push_back(event);
+    EXPECT_TRUE(reader->Finish().ok());
+    return events;
   }
 
   // (step name, host) of an operation, in order.
@@ -302,6 +364,7 @@ class FailoverTest : public ::testing::TestWithParam<std::string> {
   static testing::ScopedTempDir* etcd_dir_;
   static testing::EtcdCluster* etcd_;
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents_;
+  std::unique_ptr<testing::DelayProxy> proxy_;
 };
 
 testing::ScopedTempDir* FailoverTest::etcd_dir_ = nullptr;
@@ -381,16 +444,8 @@ TEST_P(FailoverTest, KilledHostFailsOverToTheStandbyAtTheNextEpochAsPlanned) {
 
   // The event log tells the story.
   std::vector<std::string> phases;
-  {
-    auto context = testing::CallContext();
-    v1::WatchEventsRequest request;
-    request.set_jail("web");
-    request.add_types("jail.phase");
-    auto reader = stub_->WatchEvents(context.get(), request);
-    v1::Event event;
-    while (reader->Read(&event))
-      phases.push_back(absl::StrCat(event.from_value(), "->", event.to_value()));
-    EXPECT_TRUE(reader->Finish().ok());
+  for (const v1::Event& event : Events("jail.phase", "", "web")) {
+    phases.push_back(absl::StrCat(event.from_value(), "->", event.to_value()));
   }
   EXPECT_THAT(phases, ::testing::IsSupersetOf({"RUNNING->FAILING_OVER", "FAILING_OVER->RUNNING"}));
 
@@ -535,7 +590,50 @@ TEST_P(FailoverTest, MigrationAndDrainMoveTheJailAndLeaveNothingBehind) {
   (void)reader->Finish();
 }
 
-TEST_P(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
+TEST_P(FailoverTest, ACoordinatorOutageStopsNoJailAndFailsNobodyOver) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster());
+  const int port = port_;
+  const size_t ops_before = Operations("web").size();
+  testing::AgentProcess& h1 = *agents_["h1"];
+  // The coordinator freezes for three lease ttls: h1's agent hears nothing
+  // from it, but s1's agent keeps witnessing h1's grant.
+  coordinator_->Signal(SIGSTOP);
+  const absl::Time frozen = absl::Now();
+  int samples = 0;
+  while (absl::Now() - frozen < absl::Seconds(9)) {
+    ASSERT_TRUE(Ready("h1")) << "h1 stopped serving web " << (absl::Now() - frozen)
+                             << " into the outage\n"
+                             << h1.log();
+    ++samples;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_GT(samples, 50);
+  EXPECT_THAT(testing::HttpGet(h1.http_port(), "/healthz").second,
+              ::testing::Not(HasSubstr("self-fenced")));
+  coordinator_->Signal(SIGCONT);
+  // A coordinator on etcd lost its leadership session meanwhile and exits
+  // (a supervisor restarts it); a single one goes on where it was.
+  if (absl::StatusOr<int> exited = coordinator_->Wait(absl::Seconds(3)); exited.ok()) {
+    ASSERT_TRUE(etcd()) << "the coordinator exited: " << coordinator_->ReadLog();
+    ASSERT_NO_FATAL_FAILURE(StartCoordinator(port));
+  } else {
+    EXPECT_THAT(coordinator_->ReadLog(), HasSubstr("was stalled for"));
+  }
+  // Everyone back and READY, the jail where it was, nothing started.
+  for (const char* host : {"s1", "h1", "h2"}) {
+    EXPECT_TRUE(
+        testing::WaitUntil([&] { return GetHost(host).status().state() == v1::HOST_STATE_READY; },
+                           absl::Seconds(10)))
+        << host << " " << GetHost(host).status().DebugString();
+  }
+  EXPECT_TRUE(WaitForJail("h1", 1, absl::Seconds(5))) << Logs();
+  absl::SleepFor(absl::Seconds(1));  // A wrong decision would show by now.
+  EXPECT_EQ(Operations("web").size(), ops_before) << Logs();
+  EXPECT_TRUE(Ready("h1"));
+  EXPECT_THAT(h1.log(), ::testing::Not(HasSubstr("fence")));
+}
+
+TEST_P(FailoverTest, AnAgentCutOffFromTheCoordinatorAndItsStorageHostFencesItselfWithinTheTtl) {
   ASSERT_NO_FATAL_FAILURE(SetUpCluster());
   testing::AgentProcess& h1 = *agents_["h1"];
   auto h1_jails = [&] {
@@ -545,8 +643,9 @@ TEST_P(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
     return response.jails_size();
   };
   ASSERT_EQ(h1_jails(), 1);
-  // The coordinator freezes: h1's agent is alive but hears nothing.
+  // The coordinator and the storage agent freeze: nothing vouches for h1.
   coordinator_->Signal(SIGSTOP);
+  agents_["s1"]->Signal(SIGSTOP);
   const absl::Time cut = absl::Now();
   ASSERT_TRUE(testing::WaitUntil(
       [&] { return testing::HttpGet(h1.http_port(), "/healthz").second.find("self-fenced") !=
@@ -554,20 +653,139 @@ TEST_P(FailoverTest, AnAgentCutOffFromTheCoordinatorStopsItsJailWithinTheTtl) {
       absl::Seconds(10), absl::Milliseconds(20)))
       << h1.log();
   const absl::Duration took = absl::Now() - cut;
+  agents_["s1"]->Signal(SIGCONT);
   coordinator_->Signal(SIGCONT);
-  // Within the ttl of its last grant (3 s) plus the fence's own work.
+  // Within the ttl of its last renewals (3 s) plus the fence's own work.
   EXPECT_LE(took, absl::Seconds(3) + absl::Milliseconds(800)) << took;
-  // The fence is marked first, then carried out step by step, the VIP last.
   EXPECT_TRUE(testing::WaitUntil(
-      [&] { return h1.log().find("self-fence: VIP web-vip") != std::string::npos; },
+      [&] { return h1.log().find("self-fenced; refusing work") != std::string::npos; },
       absl::Seconds(10)))
       << h1.log();
   EXPECT_EQ(h1_jails(), 0);
   const std::string log = h1.log();
-  EXPECT_THAT(log, HasSubstr("self-fence: jail web stopped"));
-  EXPECT_THAT(log, HasSubstr("self-fence: image web-img unmounted"));
-  EXPECT_THAT(log, HasSubstr("self-fence: image web-img released"));
-  EXPECT_THAT(log, HasSubstr("self-fence: VIP web-vip"));
+  EXPECT_THAT(log, HasSubstr("no coordinator lease for"));
+  EXPECT_THAT(log, HasSubstr("no storage lease for any image"));
+  // The VIP first, then the jail, then the disk.
+  const size_t vip = log.find("self-fence: VIP web-vip");
+  const size_t jail = log.find("self-fence: jail web stopped");
+  const size_t unmounted = log.find("self-fence: image web-img unmounted");
+  const size_t released = log.find("self-fence: image web-img released");
+  ASSERT_NE(vip, std::string::npos) << log;
+  ASSERT_NE(jail, std::string::npos) << log;
+  ASSERT_NE(unmounted, std::string::npos) << log;
+  ASSERT_NE(released, std::string::npos) << log;
+  EXPECT_LT(vip, jail);
+  EXPECT_LT(jail, unmounted);
+  EXPECT_LT(unmounted, released);
+}
+
+TEST_P(FailoverTest, ADelayedGrantNeverLeavesTheOldHostServing) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster({}, /*h1_through_proxy=*/true));
+  // Both hosts' readiness, sampled throughout.
+  std::atomic<bool> stop{false};
+  std::atomic<int> both{0};
+  std::atomic<int> samples{0};
+  std::thread poller([&] {
+    while (!stop) {
+      const bool h1 = Ready("h1");
+      const bool h2 = Ready("h2");
+      if (h1 && h2) ++both;
+      ++samples;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  });
+  // Grants to h1 arrive 1.5 s late; h1's heartbeats are held 3.5 s.
+  proxy_->SetDelay(testing::DelayProxy::kToClient, absl::Milliseconds(1500));
+  proxy_->StallFor(testing::DelayProxy::kToUpstream, absl::Milliseconds(3500));
+  const bool moved = WaitForJail("h2", 2, absl::Seconds(30));
+  // Past the stall: h1's held heartbeats arrive; they must not make it READY.
+  absl::SleepFor(absl::Seconds(3));
+  stop = true;
+  poller.join();
+  ASSERT_TRUE(moved) << GetJail("web").DebugString() << Logs();
+  EXPECT_EQ(both, 0) << "h1 and h2 were both ready for web in " << both << " of " << samples
+                     << " samples";
+  EXPECT_GT(samples, 100);
+  // h1 stopped web on s1's word, not on its coordinator lease.
+  const std::string h1_log = agents_["h1"]->log();
+  EXPECT_THAT(h1_log, HasSubstr("fence: image web-img: the storage host says image web-img's "
+                                "grant moved (granted to h2 at epoch 2)"));
+  EXPECT_THAT(h1_log, HasSubstr("fence: jail web stopped"));
+  EXPECT_FALSE(Ready("h1"));
+  const v1::Host h1 = GetHost("h1");
+  EXPECT_EQ(h1.status().state(), v1::HOST_STATE_FENCED) << h1.status().DebugString();
+  EXPECT_TRUE(h1.status().failed_over());
+  // The fence waited until s1 had told h1.
+  const std::vector<v1::Operation> ops = Operations("web");
+  const v1::Operation* failover = Only(ops, v1::OPERATION_KIND_FAILOVER);
+  ASSERT_NE(failover, nullptr);
+  EXPECT_THAT(failover->steps(0).detail(), HasSubstr("previous holder h1: told its grant moved"));
+  // The event log never shows h1 READY again after it was UNREACHABLE.
+  std::vector<std::string> h1_states;
+  for (const v1::Event& event : Events("host.state", "h1")) h1_states.push_back(event.to_value());
+  const auto unreachable = std::find(h1_states.begin(), h1_states.end(), "UNREACHABLE");
+  ASSERT_NE(unreachable, h1_states.end()) << ::testing::PrintToString(h1_states);
+  EXPECT_EQ(std::find(unreachable, h1_states.end(), "READY"), h1_states.end())
+      << ::testing::PrintToString(h1_states);
+}
+
+TEST_P(FailoverTest, ACoordinatorDeadMidFenceWithASelfFencedHostFinishesAndTheGrantsAgree) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster({"--crash_after_step_for_testing=failover:fence"}));
+  const int port = port_;
+  // db runs on h2, the failover target.
+  ASSERT_NO_FATAL_FAILURE(ApplyJail("db", 11, "h2", "h1"));
+  ASSERT_TRUE(WaitForJail("h2", 1, absl::Seconds(30), "db")) << Logs();
+  agents_["h1"]->Kill();
+  // The coordinator aborts right after s1 granted web to h2 (before it
+  // recorded that).
+  absl::StatusOr<int> died = coordinator_->Wait(absl::Seconds(30));
+  ASSERT_TRUE(died.ok()) << Logs();
+  ASSERT_TRUE(WIFSIGNALED(*died)) << *died;
+  // While it is down, s1's agent freezes too: h2 has nothing left to vouch
+  // for db, and fences itself.
+  agents_["s1"]->Signal(SIGSTOP);
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        return testing::HttpGet(agents_["h2"]->http_port(), "/healthz").second.find(
+                   "self-fenced") != std::string::npos;
+      },
+      absl::Seconds(10), absl::Milliseconds(50)))
+      << agents_["h2"]->log();
+  agents_["s1"]->Signal(SIGCONT);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(port));
+  // h2 comes back self-fenced, nothing having moved its jails: readmitted
+  // automatically; the failover finishes on it, db restarts in place.
+  ASSERT_TRUE(WaitForJail("h2", 2, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  ASSERT_TRUE(WaitForJail("h2", 2, absl::Seconds(30), "db")) << GetJail("db").DebugString()
+                                                             << Logs();
+  const std::vector<v1::Operation> ops = Operations("web");
+  const v1::Operation* failover = Only(ops, v1::OPERATION_KIND_FAILOVER);
+  ASSERT_NE(failover, nullptr);
+  EXPECT_EQ(failover->state(), v1::OPERATION_STATE_SUCCEEDED) << failover->DebugString();
+  EXPECT_EQ(failover->steps(0).name(), "fence");
+  EXPECT_EQ(failover->steps(0).attempts(), 2u);  // Before the crash, and its replay.
+  EXPECT_THAT(agents_["s1"]->log(),
+              HasSubstr(absl::StrCat("operation ", failover->id(), ":0: repeated")));
+  EXPECT_EQ(GetHost("h2").status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(GetHost("h1").status().state(), v1::HOST_STATE_FENCED);
+  bool auto_readmitted = false;
+  for (const v1::Event& event : Events("host.readmit", "h2")) {
+    auto_readmitted |= absl::StrContains(event.reason(), "readmitted automatically");
+  }
+  EXPECT_TRUE(auto_readmitted) << Logs();
+  // Store and storage agree on both grants.
+  for (const char* image : {"web-img", "db-img"}) {
+    const v1::Grant stored = GetImage(image).grant();
+    EXPECT_EQ(stored.host(), "h2") << image;
+    EXPECT_EQ(stored.epoch(), 2u) << image;
+    EXPECT_TRUE(testing::WaitUntil(
+        [&] {
+          const v1::Grant enforced = StorageGrant(image);
+          return enforced.host() == stored.host() && enforced.epoch() == stored.epoch();
+        },
+        absl::Seconds(5)))
+        << image << ": " << StorageGrant(image).DebugString();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, FailoverTest, ::testing::Values("sqlite", "etcd"),

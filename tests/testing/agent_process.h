@@ -31,6 +31,8 @@ class AgentProcess {
   void Stop();
   // SIGKILL: the agent dies without any clean-up.
   void Kill();
+  // Sends `signal` to the agent (SIGSTOP / SIGCONT: a frozen agent).
+  void Signal(int signal) { process_->Signal(signal); }
 
   v1::Agent::Stub& stub() { return *stub_; }
   // grpc.health.v1 status of `service` (UNKNOWN if the call fails).

@@ -12,12 +12,14 @@
 //       between two consecutive acknowledgements (the outage a client saw).
 //   check --target ADDR:PORT --acked FILE [--timeout-ms T]
 //       READs the log back; exit 0 and "all N acknowledged records present",
-//       else exit 1 and the missing ids (up to 20).
+//       else exit 1 and the missing ids (up to 20). Then the records' writer
+//       tags: "writers in order: ..." (or "writers: none tagged"), or exit 1
+//       and the first record an older writer stored after a newer one.
 //   outage --acked FILE
 //       The gaps over 200 ms between consecutive acknowledgements.
 // Every socket operation has a timeout (--timeout-ms, default 2000).
-// Exit codes: 0 fine, 1 failed (check found records missing, I/O error),
-// 2 bad usage.
+// Exit codes: 0 fine, 1 failed (check found records missing or an older
+// writer's record after a newer one's, I/O error), 2 bad usage.
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -32,11 +34,13 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tools/applog/acked.h"
 #include "tools/applog/line_conn.h"
 #include "tools/applog/protocol.h"
+#include "tools/applog/writers.h"
 
 namespace {
 
@@ -297,6 +301,7 @@ int Check(const Args& a) {
     SleepMs(200);
   }
   if (!conn->Send("READ\n", &error)) return Fail("READ: " + error);
+  std::vector<jailover::applog::Record> records;
   std::set<uint64_t> stored;
   uint64_t lines = 0;
   for (;;) {
@@ -313,11 +318,13 @@ int Check(const Args& a) {
       break;
     }
     ++lines;
-    const std::optional<jailover::applog::Record> record = jailover::applog::ParseRecord(*line);
+    std::optional<jailover::applog::Record> record = jailover::applog::ParseRecord(*line);
     if (!record.has_value()) {
       return Fail("the log holds a malformed record: \"" + line->substr(0, 200) + "\"");
     }
     stored.insert(record->id);
+    record->payload.clear();  // only the id and the writer are needed
+    records.push_back(std::move(*record));
   }
   std::vector<uint64_t> missing;
   for (const Ack& ack : *acked) {
@@ -326,14 +333,18 @@ int Check(const Args& a) {
   if (missing.empty()) {
     std::printf("all %zu acknowledged records present (%llu stored)\n", acked->size(),
                 static_cast<unsigned long long>(lines));
-    return 0;
+  } else {
+    std::printf("%zu of %zu acknowledged records MISSING:", missing.size(), acked->size());
+    for (size_t i = 0; i < missing.size() && i < 20; ++i) {
+      std::printf(" %llu", static_cast<unsigned long long>(missing[i]));
+    }
+    std::printf("%s\n", missing.size() > 20 ? " ..." : "");
   }
-  std::printf("%zu of %zu acknowledged records MISSING:", missing.size(), acked->size());
-  for (size_t i = 0; i < missing.size() && i < 20; ++i) {
-    std::printf(" %llu", static_cast<unsigned long long>(missing[i]));
-  }
-  std::printf("%s\n", missing.size() > 20 ? " ..." : "");
-  return 1;
+  // Which servers stored the records, and that no older one wrote after a
+  // newer one.
+  const jailover::applog::WriterOrder writers = jailover::applog::CheckWriterOrder(records);
+  std::printf("%s\n", writers.Describe().c_str());
+  return missing.empty() && !writers.violation.has_value() ? 0 : 1;
 }
 
 int Outage(const Args& a) {

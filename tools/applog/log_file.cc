@@ -85,8 +85,12 @@ std::optional<TailRepair> RepairTail(int fd, std::string* error) {
   return repair;
 }
 
-std::unique_ptr<LogFile> LogFile::Open(const std::string& path, TailRepair* repair,
-                                       std::string* error) {
+std::unique_ptr<LogFile> LogFile::Open(const std::string& path, const std::string& writer,
+                                       TailRepair* repair, std::string* error) {
+  if (!writer.empty() && !ValidWriterTag(writer)) {
+    *error = "\"" + writer + "\" is not a writer tag";
+    return nullptr;
+  }
   bool created = false;
   int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
@@ -117,13 +121,14 @@ std::unique_ptr<LogFile> LogFile::Open(const std::string& path, TailRepair* repa
     }
     ::close(dfd);
   }
-  return std::unique_ptr<LogFile>(new LogFile(path, fd, repaired->size_before - repaired->cut));
+  return std::unique_ptr<LogFile>(
+      new LogFile(path, writer, fd, repaired->size_before - repaired->cut));
 }
 
 LogFile::~LogFile() { ::close(fd_); }
 
 bool LogFile::Append(uint64_t id, std::string_view payload, std::string* error) {
-  const std::string record = FormatRecord(id, payload);
+  const std::string record = FormatRecord(id, payload, writer_);
   std::lock_guard<std::timed_mutex> lock(mu_);
   if (!broken_.empty()) {
     *error = broken_;

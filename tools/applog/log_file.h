@@ -1,5 +1,7 @@
-// The append-log service's storage: one file of "<id> <payload>\n" records.
-// Plain C++ and POSIX (linked into the static server).
+// The append-log service's storage: one file of records, one a line:
+// "<id> <payload>\n", or "<id> <payload>\t<writer>\n" from a server that runs
+// with a writer tag (a file may hold both). Plain C++ and POSIX (linked into
+// the static server).
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace jailover::applog {
 
@@ -36,16 +39,18 @@ class LogFile {
  public:
   // Opens (creating it, mode 0644) the log at `path`; at creation it also
   // fsyncs the directory so the file itself survives a crash. A partial last
-  // line is cut (*repair says how much). nullptr with *error set on failure.
-  static std::unique_ptr<LogFile> Open(const std::string& path, TailRepair* repair,
-                                       std::string* error);
+  // line is cut (*repair says how much). Records appended are tagged with
+  // `writer` (a ValidWriterTag), or untagged if it is empty. nullptr with
+  // *error set on failure.
+  static std::unique_ptr<LogFile> Open(const std::string& path, const std::string& writer,
+                                       TailRepair* repair, std::string* error);
   ~LogFile();
   LogFile(const LogFile&) = delete;
   LogFile& operator=(const LogFile&) = delete;
 
-  // Appends FormatRecord(id, payload) and fsyncs the file. True once the
-  // record is durable; false with *error set otherwise. A failed write is
-  // cut off again so the next record starts on a line of its own.
+  // Appends FormatRecord(id, payload, writer()) and fsyncs the file. True
+  // once the record is durable; false with *error set otherwise. A failed
+  // write is cut off again so the next record starts on a line of its own.
   bool Append(uint64_t id, std::string_view payload, std::string* error);
 
   // Every complete record line, each with its '\n', and their count, as of
@@ -59,11 +64,15 @@ class LogFile {
   bool LockForExit(int timeout_ms);
 
   const std::string& path() const { return path_; }
+  // The writer tag of every record this object appends; empty: none.
+  const std::string& writer() const { return writer_; }
 
  private:
-  LogFile(std::string path, int fd, off_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  LogFile(std::string path, std::string writer, int fd, off_t size)
+      : path_(std::move(path)), writer_(std::move(writer)), fd_(fd), size_(size) {}
 
   const std::string path_;
+  const std::string writer_;
   const int fd_;
   std::timed_mutex mu_;
   off_t size_;          // guarded by mu_: bytes of complete, fsync'd records

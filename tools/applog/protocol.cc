@@ -26,6 +26,14 @@ bool ValidPayload(std::string_view payload) {
   return true;
 }
 
+bool ValidWriterTag(std::string_view tag) {
+  if (tag.empty() || tag.size() > kMaxWriterTag) return false;
+  for (char c : tag) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 std::optional<Request> ParseRequest(std::string_view line, std::string* error) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.size() > kMaxLine) {
@@ -64,10 +72,14 @@ std::optional<Request> ParseRequest(std::string_view line, std::string* error) {
   return Request{Request::Kind::kAppend, *id, std::string(payload)};
 }
 
-std::string FormatRecord(uint64_t id, std::string_view payload) {
+std::string FormatRecord(uint64_t id, std::string_view payload, std::string_view writer) {
   std::string record = std::to_string(id);
   record += ' ';
   record += payload;
+  if (!writer.empty()) {
+    record += '\t';
+    record += writer;
+  }
   record += '\n';
   return record;
 }
@@ -76,9 +88,16 @@ std::optional<Record> ParseRecord(std::string_view line) {
   const size_t space = line.find(' ');
   if (space == std::string_view::npos) return std::nullopt;
   const std::optional<uint64_t> id = ParseId(line.substr(0, space));
-  const std::string_view payload = line.substr(space + 1);
+  std::string_view payload = line.substr(space + 1);
+  std::string_view writer;
+  const size_t tab = payload.find('\t');
+  if (tab != std::string_view::npos) {
+    writer = payload.substr(tab + 1);
+    payload = payload.substr(0, tab);
+    if (!ValidWriterTag(writer)) return std::nullopt;
+  }
   if (!id.has_value() || !ValidPayload(payload)) return std::nullopt;
-  return Record{*id, std::string(payload)};
+  return Record{*id, std::string(payload), std::string(writer)};
 }
 
 std::optional<sockaddr_in> ParseAddress(std::string_view text, bool allow_port_zero,

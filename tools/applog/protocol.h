@@ -3,10 +3,14 @@
 // linked statically and runs in a jail that holds nothing but busybox.
 //
 //   APPEND <id> <payload>\n  ->  OK <id>\n  once the record is fsync'd
-//   READ\n                   ->  <id> <payload>\n ... END <count>\n
+//   READ\n                   ->  every stored line ... END <count>\n
 //   PING\n                   ->  PONG\n
 //   anything else            ->  ERR <reason>\n  (the connection stays usable)
 //   a line over kMaxLine     ->  ERR line too long\n, then the server closes
+//
+// A stored (and READ) line is "<id> <payload>\n", or "<id> <payload>\t<writer>\n"
+// when the server runs with a writer tag: payloads are printable ASCII, so
+// the TAB cannot be part of one.
 //
 // Stateless functions; thread-safe.
 #pragma once
@@ -27,6 +31,8 @@ inline constexpr size_t kMaxLine = 2048;
 inline constexpr size_t kMaxPayload = 1000;
 // Longest id, in decimal digits.
 inline constexpr size_t kMaxIdDigits = 20;
+// Longest writer tag.
+inline constexpr size_t kMaxWriterTag = 64;
 
 // A record id: 1..20 decimal digits, no sign, that fits in 64 bits; nullopt
 // otherwise. Leading zeros are accepted and dropped ("007" is 7).
@@ -34,6 +40,10 @@ std::optional<uint64_t> ParseId(std::string_view text);
 
 // True for 1..kMaxPayload bytes of printable ASCII (0x20..0x7e).
 bool ValidPayload(std::string_view payload);
+
+// True for 1..kMaxWriterTag bytes of printable ASCII without the space
+// (0x21..0x7e), e.g. "h1@2".
+bool ValidWriterTag(std::string_view tag);
 
 // One parsed request line.
 struct Request {
@@ -48,14 +58,17 @@ struct Request {
 // sent back after "ERR " otherwise.
 std::optional<Request> ParseRequest(std::string_view line, std::string* error);
 
-// The stored (and READ) form of a record: "<id> <payload>\n".
-std::string FormatRecord(uint64_t id, std::string_view payload);
+// The stored (and READ) form of a record: "<id> <payload>\n", or
+// "<id> <payload>\t<writer>\n" when `writer` is not empty (it must then be a
+// ValidWriterTag).
+std::string FormatRecord(uint64_t id, std::string_view payload, std::string_view writer = {});
 
-// A stored record line "<id> <payload>" (without '\n') split into its id and
-// payload; nullopt if it is not a valid record.
+// A stored record line "<id> <payload>" or "<id> <payload>\t<writer>"
+// (without '\n') split up; nullopt if it is not a valid record.
 struct Record {
   uint64_t id = 0;
   std::string payload;
+  std::string writer;  // empty: the line has no writer tag
 };
 std::optional<Record> ParseRecord(std::string_view line);
 

@@ -3,6 +3,11 @@
 // acknowledges it; READ returns every record.
 //
 //   jailover-applog-server --listen ADDR:PORT --file PATH [--port-file PATH]
+//                          [--writer TAG]
+//
+// Every record is stored with the writer tag TAG, or, without --writer,
+// "HOST@EPOCH" from the environment the jail agent sets (JAILOVER_HOST,
+// JAILOVER_EPOCH), or untagged if those are not set.
 //
 // Linked statically: it runs in a jail that holds only busybox, so it needs
 // nothing but libc and libstdc++ (no name service: ADDR is a dotted IPv4).
@@ -22,6 +27,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -29,6 +35,7 @@
 
 #include "tools/applog/log_file.h"
 #include "tools/applog/protocol.h"
+#include "tools/applog/writers.h"
 
 namespace {
 
@@ -37,7 +44,7 @@ using jailover::applog::Request;
 
 constexpr char kUsage[] =
     "usage: jailover-applog-server --listen ADDR:PORT --file PATH "
-    "[--port-file PATH]";
+    "[--port-file PATH] [--writer TAG]";
 // Connections served at once; more are answered "ERR busy" and closed.
 constexpr int kMaxConnections = 256;
 // An idle connection is closed after this long.
@@ -157,7 +164,8 @@ void WritePortFile(const std::string& path, int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string listen_text, path, port_file;
+  std::string listen_text, path, port_file, writer;
+  bool writer_flag = false;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -171,6 +179,9 @@ int main(int argc, char** argv) {
       path = argv[++i];
     } else if (flag == "--port-file") {
       port_file = argv[++i];
+    } else if (flag == "--writer") {
+      writer = argv[++i];
+      writer_flag = true;
     } else {
       Die("unknown flag " + flag + "; " + kUsage);
     }
@@ -181,6 +192,18 @@ int main(int argc, char** argv) {
   const std::optional<sockaddr_in> addr =
       jailover::applog::ParseAddress(listen_text, /*allow_port_zero=*/true, &error);
   if (!addr.has_value()) Die("--listen: " + error);
+  if (writer_flag && !jailover::applog::ValidWriterTag(writer)) {
+    Die("--writer: \"" + writer + "\" is not 1 to " +
+        std::to_string(jailover::applog::kMaxWriterTag) +
+        " printable ASCII characters without spaces");
+  }
+  if (!writer_flag) {
+    std::string why;
+    writer = jailover::applog::WriterTagFromEnvironment(std::getenv("JAILOVER_HOST"),
+                                                        std::getenv("JAILOVER_EPOCH"), &why)
+                 .value_or("");
+    if (!why.empty()) Log("records are stored without a writer tag: " + why);
+  }
 
   // SIGTERM and SIGINT are taken by one thread (sigwait); every other thread
   // inherits them blocked.
@@ -192,7 +215,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
 
   jailover::applog::TailRepair repair;
-  std::unique_ptr<LogFile> log = LogFile::Open(path, &repair, &error);
+  std::unique_ptr<LogFile> log = LogFile::Open(path, writer, &repair, &error);
   if (log == nullptr) Die(error);
   if (repair.cut > 0) {
     Log("cut a partial last record of " + std::to_string(repair.cut) + " bytes off " + path +
@@ -227,7 +250,8 @@ int main(int argc, char** argv) {
   if (!log->ReadAll(&records, &count, &error)) Die(path + ": " + error);
   records.clear();
   records.shrink_to_fit();
-  Log("serving " + path + " (" + std::to_string(count) + " records) on " + PeerName(bound));
+  Log("serving " + path + " (" + std::to_string(count) + " records) on " + PeerName(bound) +
+      (writer.empty() ? "" : " as writer " + writer));
 
   for (;;) {
     sockaddr_in peer{};

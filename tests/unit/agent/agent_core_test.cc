@@ -1,7 +1,10 @@
 #include "agent/agent_core.h"
 
 #include <memory>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "common/proto/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
@@ -418,6 +421,380 @@ TEST_F(AgentCoreTest, ReadinessReusesDriverListingsBriefly) {
   EXPECT_TRUE(core_->JailReady("web01").ok());
   clock_.Advance(kReadinessCacheTtl);
   EXPECT_TRUE(core_->JailReady("web01").ok());
+}
+
+}  // namespace
+}  // namespace jailover::agent
+
+// --- Leases: the storage side's answers, fences, evictions. ---------------
+namespace jailover::agent {
+namespace {
+
+class StorageLeaseTest : public AgentCoreTest {
+ protected:
+  // web01 exported to h1 at epoch 1.
+  void ExportToH1() {
+    CreateImage();
+    EXPECT_CALL(disks_, Export(_, _))
+        .WillOnce(Return(ExportInfo{"web01", 0, "198.18.0.21:3100", "/images/web01.img",
+                                    "198.18.0.11", true}));
+    ASSERT_TRUE(Export("exp-1", "h1", "198.18.0.11", 1).ok());
+  }
+
+  // `ttl` zero: the agent's default.
+  v1::StorageLeaseAnswer Renew(const std::string& host, uint64_t epoch,
+                               const std::string& image = "web01",
+                               absl::Duration ttl = absl::ZeroDuration()) {
+    v1::RenewStorageLeaseRequest request;
+    request.set_host(host);
+    v1::HeldImage* held = request.add_images();
+    held->set_image(image);
+    held->set_epoch(epoch);
+    if (ttl > absl::ZeroDuration()) common::ToProtoDuration(ttl, request.mutable_ttl());
+    v1::RenewStorageLeaseResponse response;
+    const absl::Status status = core_->RenewStorageLease(request, &response);
+    EXPECT_TRUE(status.ok()) << status;
+    EXPECT_EQ(response.answers_size(), 1);
+    return response.answers_size() == 1 ? response.answers(0) : v1::StorageLeaseAnswer();
+  }
+
+  // ExportImage of web01 to h2 at epoch 2, the fence of a failover.
+  v1::ExportImageRequest FenceRequest(const std::string& op, bool await = true) {
+    v1::ExportImageRequest request;
+    *request.mutable_context() = Op(op);
+    request.set_image("web01");
+    request.mutable_grant()->set_host("h2");
+    request.mutable_grant()->set_host_address("198.18.0.12");
+    request.mutable_grant()->set_epoch(2);
+    request.set_await_previous_holder(await);
+    return request;
+  }
+
+  void ExpectExportToH2() {
+    EXPECT_CALL(disks_, Export(_, _))
+        .WillOnce(Return(ExportInfo{"web01", 0, "198.18.0.21:3100", "/images/web01.img",
+                                    "198.18.0.12", true}));
+  }
+};
+
+TEST_F(StorageLeaseTest, AnsweredFromTheGrantTheStorageHostEnforces) {
+  ExportToH1();
+  v1::StorageLeaseAnswer answer = Renew("h1", 1);
+  EXPECT_EQ(answer.state(), v1::STORAGE_LEASE_STATE_CURRENT);
+  EXPECT_EQ(answer.grant().host(), "h1");
+  EXPECT_EQ(answer.grant().epoch(), 1u);
+  EXPECT_EQ(Renew("h2", 1).state(), v1::STORAGE_LEASE_STATE_MOVED);        // other host
+  EXPECT_EQ(Renew("h1", 0).state(), v1::STORAGE_LEASE_STATE_MOVED);        // other epoch
+  EXPECT_EQ(Renew("h1", 1, "db01").state(), v1::STORAGE_LEASE_STATE_MOVED);  // not exported
+
+  ExpectExportToH2();
+  ASSERT_TRUE(Export("exp-2", "h2", "198.18.0.12", 2).ok());
+  answer = Renew("h1", 1);
+  EXPECT_EQ(answer.state(), v1::STORAGE_LEASE_STATE_MOVED);
+  EXPECT_EQ(answer.grant().host(), "h2");
+  EXPECT_EQ(answer.grant().epoch(), 2u);
+  EXPECT_EQ(Renew("h2", 2).state(), v1::STORAGE_LEASE_STATE_CURRENT);
+
+  // Read-only: answered while self-fenced too.
+  ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                       s.set_self_fenced(true);
+                       return absl::OkStatus();
+                     }).ok());
+  EXPECT_EQ(Renew("h2", 2).state(), v1::STORAGE_LEASE_STATE_CURRENT);
+}
+
+TEST_F(StorageLeaseTest, BadRenewalsAreRefused) {
+  v1::RenewStorageLeaseRequest request;
+  request.set_host("../h1");
+  v1::RenewStorageLeaseResponse response;
+  EXPECT_EQ(core_->RenewStorageLease(request, &response).code(),
+            absl::StatusCode::kInvalidArgument);
+  request.set_host("h1");
+  request.add_images()->set_image("web 01");
+  EXPECT_EQ(core_->RenewStorageLease(request, &response).code(),
+            absl::StatusCode::kInvalidArgument);
+  request.clear_images();
+  common::ToProtoDuration(absl::Hours(1), request.mutable_ttl());
+  EXPECT_EQ(core_->RenewStorageLease(request, &response).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StorageLeaseTest, TheOldHolderIsToldMovedFromTheMomentTheMoveBegins) {
+  ExportToH1();
+  v1::StorageLeaseAnswer during;
+  EXPECT_CALL(disks_, Export(_, _)).WillOnce(Invoke([&](const ImageFile&, const ExportGrant&) {
+    during = Renew("h1", 1);  // before the driver cut anything
+    return ExportInfo{"web01", 0, "198.18.0.21:3100", "/images/web01.img", "198.18.0.12", true};
+  }));
+  v1::ExportImageResponse response;
+  ASSERT_TRUE(core_->ExportImage(FenceRequest("fence-1", /*await=*/false), &response).ok());
+  EXPECT_EQ(during.state(), v1::STORAGE_LEASE_STATE_MOVED);
+  EXPECT_EQ(during.grant().host(), "h2");
+}
+
+TEST_F(StorageLeaseTest, AFenceReturnsOnceTheOldHolderWasToldItsGrantMoved) {
+  ExportToH1();
+  ASSERT_EQ(Renew("h1", 1).state(), v1::STORAGE_LEASE_STATE_CURRENT);
+  ExpectExportToH2();
+  v1::ExportImageResponse response;
+  absl::Status fenced;
+  std::thread fence([&] { fenced = core_->ExportImage(FenceRequest("fence-1"), &response); });
+  clock_.WaitForSleepers(1);  // waiting for h1
+  clock_.Advance(absl::Milliseconds(10));
+  clock_.WaitForSleepers(1);
+  EXPECT_EQ(Renew("h1", 1).state(), v1::STORAGE_LEASE_STATE_MOVED);  // h1's next renewal
+  clock_.Advance(absl::Milliseconds(10));
+  fence.join();
+  ASSERT_TRUE(fenced.ok()) << fenced;
+  EXPECT_EQ(response.previous_holder(), "told");
+  EXPECT_EQ(common::FromProtoDuration(response.waited()), absl::Milliseconds(20));
+}
+
+TEST_F(StorageLeaseTest, AFenceWaitsAtMostForTheOldHoldersLeaseToRunOut) {
+  ExportToH1();
+  ASSERT_EQ(Renew("h1", 1, "web01", absl::Seconds(2)).state(), v1::STORAGE_LEASE_STATE_CURRENT);
+  clock_.Advance(absl::Milliseconds(500));
+  ExpectExportToH2();
+  v1::ExportImageResponse response;
+  absl::Status fenced;
+  std::thread fence([&] { fenced = core_->ExportImage(FenceRequest("fence-1"), &response); });
+  // h1 never renews again (dead, or cut from the storage host).
+  for (int i = 0; i < 150; ++i) {
+    clock_.WaitForSleepers(1);
+    clock_.Advance(absl::Milliseconds(10));
+  }
+  fence.join();
+  ASSERT_TRUE(fenced.ok()) << fenced;
+  EXPECT_EQ(response.previous_holder(), "expired");
+  // Its lease was renewed 500 ms before the fence, for 2 s.
+  EXPECT_EQ(common::FromProtoDuration(response.waited()), absl::Milliseconds(1500));
+}
+
+TEST_F(StorageLeaseTest, NoWaitWithoutAnAwaitOrOnceAPreviousRunsLeasesAreOver) {
+  ExportToH1();
+  // A storage agent started long ago, no renewal seen: nothing to wait for.
+  clock_.Advance(absl::Seconds(10));
+  ExpectExportToH2();
+  v1::ExportImageResponse response;
+  ASSERT_TRUE(core_->ExportImage(FenceRequest("fence-1"), &response).ok());
+  EXPECT_EQ(response.previous_holder(), "none");
+  EXPECT_EQ(common::FromProtoDuration(response.waited()), absl::ZeroDuration());
+  // A migration's grant (no await) never waits, whatever the renewals.
+  ASSERT_EQ(Renew("h2", 2).state(), v1::STORAGE_LEASE_STATE_CURRENT);
+  EXPECT_CALL(disks_, Export(_, _))
+      .WillOnce(Return(ExportInfo{"web01", 0, "198.18.0.21:3100", "/images/web01.img",
+                                  "198.18.0.11", true}));
+  v1::ExportImageRequest grant = FenceRequest("grant-3", /*await=*/false);
+  grant.mutable_grant()->set_host("h1");
+  grant.mutable_grant()->set_host_address("198.18.0.11");
+  grant.mutable_grant()->set_epoch(3);
+  ASSERT_TRUE(core_->ExportImage(grant, &response).ok());
+}
+
+TEST_F(AgentCoreTest, AnAnsweredCallIsAnsweredAgainWhileSelfFenced) {
+  CreateImage();
+  EXPECT_CALL(disks_, Import(_))
+      .WillOnce(Return(ImportInfo{"web01", 0, "/dev/ggate100", "", true}));
+  ASSERT_TRUE(Import("imp-1", 1).ok());
+  ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                       s.set_self_fenced(true);
+                       return absl::OkStatus();
+                     }).ok());
+  // A coordinator resuming its operation learns what its step did.
+  EXPECT_TRUE(Import("imp-1", 1).ok());
+  const absl::Status fresh = Import("imp-2", 1);
+  EXPECT_EQ(fresh.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(fresh.message(), HasSubstr("self-fenced"));
+}
+
+TEST_F(AgentCoreTest, CreateJailTellsTheJailItsHostAndEpochAndReservesTheirNames) {
+  v1::CreateJailRequest create;
+  *create.mutable_context() = Op("cj-1");
+  create.set_name("web01");
+  create.set_image("web01");
+  create.set_epoch(5);
+  create.mutable_spec()->add_exec_start("/bin/sh");
+  (*create.mutable_spec()->mutable_env())["APP"] = "1";
+  JailConfig defined;
+  EXPECT_CALL(jails_, Define(_)).WillOnce(Invoke([&](const JailConfig& c) {
+    defined = c;
+    return absl::OkStatus();
+  }));
+  v1::CreateJailResponse created;
+  ASSERT_TRUE(core_->CreateJail(create, &created).ok());
+  EXPECT_EQ(defined.env.at("JAILOVER_HOST"), "h1");
+  EXPECT_EQ(defined.env.at("JAILOVER_EPOCH"), "5");
+  EXPECT_EQ(defined.env.at("APP"), "1");
+  // Not in the spec: an agent sets them.
+  (*create.mutable_spec()->mutable_env())["JAILOVER_HOST"] = "h9";
+  create.mutable_context()->set_operation_id("cj-2");
+  const absl::Status reserved = core_->CreateJail(create, &created);
+  EXPECT_EQ(reserved.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(reserved.message(), HasSubstr("JAILOVER_"));
+}
+
+class FenceTest : public AgentCoreTest {
+ protected:
+  // web01 (image web01 at epoch 2, mounted, VIP web01-vip) and db01 (image
+  // db01) started here.
+  void SetUp() override {
+    AgentCoreTest::SetUp();
+    ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                         for (const char* name : {"web01", "db01"}) {
+                           auto& jail = (*s.mutable_jails())[name];
+                           jail.set_name(name);
+                           jail.set_image(name);
+                           jail.set_epoch(2);
+                           jail.set_started(true);
+                           auto& image = (*s.mutable_images())[name];
+                           image.set_slot(name[0] == 'w' ? 1 : 2);
+                           image.set_imported(true);
+                           image.set_import_epoch(2);
+                           image.set_endpoint("198.18.0.21:3100");
+                           image.set_device("/dev/ggate10");
+                           image.set_mount_point(absl::StrCat("/jails/", name));
+                           image.set_storage_agent("198.18.0.21:7420");
+                           image.set_storage_host("s1");
+                         }
+                         *(*s.mutable_jails())["web01"].mutable_vip() = TestVip();
+                         *(*s.mutable_vips())["web01-vip"].mutable_spec() = TestVip();
+                         (*s.mutable_epochs())["web01"] = 2;
+                         return absl::OkStatus();
+                       }).ok());
+    JailInfo web, db;
+    web.name = "web01";
+    db.name = "db01";
+    EXPECT_CALL(jails_, List()).WillRepeatedly(Return(std::vector<JailInfo>{web, db}));
+  }
+};
+
+TEST_F(FenceTest, FenceImageTakesItsJailsVipFirstAndLeavesTheOthers) {
+  absl::Status ready_during_stop;
+  {
+    ::testing::InSequence in_order;
+    EXPECT_CALL(vips_, Remove(_)).WillOnce(Return(absl::OkStatus()));
+    EXPECT_CALL(jails_, Stop("web01", _)).WillOnce(Invoke([&](const std::string&, absl::Duration) {
+      ready_during_stop = core_->JailReady("web01");
+      return StopResult{true, false};
+    }));
+    EXPECT_CALL(disks_, Unmount("/jails/web01", true)).WillOnce(Return(absl::OkStatus()));
+    EXPECT_CALL(disks_, Release(_, true)).WillOnce(Return(absl::OkStatus()));
+  }
+  ASSERT_TRUE(core_->FenceImage("web01", 2, "the grant moved").ok());
+  EXPECT_EQ(ready_during_stop.code(), absl::StatusCode::kUnavailable);
+  const auto state = store_->Snapshot();
+  EXPECT_FALSE(state.jails().at("web01").started());
+  EXPECT_FALSE(state.images().at("web01").imported());
+  EXPECT_EQ(state.vips_size(), 0);
+  EXPECT_TRUE(state.jails().at("db01").started());  // untouched
+  EXPECT_TRUE(state.images().at("db01").imported());
+  EXPECT_FALSE(state.self_fenced());  // not a host fence
+  // Fencing an import of another epoch changes nothing (StrictMock).
+  ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                       (*s.mutable_images())["db01"].set_import_epoch(3);
+                       return absl::OkStatus();
+                     }).ok());
+  EXPECT_TRUE(core_->FenceImage("db01", 2, "stale answer").ok());
+}
+
+TEST_F(FenceTest, AJailStuckOnItsLostDiskIsStoppedAgainOnceTheImageIsReleased) {
+  {
+    ::testing::InSequence in_order;
+    EXPECT_CALL(jails_, Stop("db01", _))
+        .WillOnce(Return(absl::InternalError("init still exists after SIGKILL")));
+    EXPECT_CALL(disks_, Unmount("/jails/db01", true)).WillOnce(Return(absl::OkStatus()));
+    EXPECT_CALL(disks_, Release(_, true)).WillOnce(Return(absl::OkStatus()));
+    EXPECT_CALL(jails_, Stop("db01", _)).WillOnce(Return(StopResult{true, true}));
+  }
+  EXPECT_TRUE(core_->FenceImage("db01", 0, "both leases lapsed").ok());
+  EXPECT_FALSE(store_->Snapshot().jails().at("db01").started());
+}
+
+TEST_F(FenceTest, EvictStopsOnlyAJailHeldUnderAnOlderEpoch) {
+  v1::Evict evict;
+  v1::EvictJail* jail = evict.add_jails();
+  jail->set_jail("web01");
+  jail->set_image("web01");
+  jail->set_epoch(2);  // not newer than ours: refused, nothing happens
+  jail->set_placed_on("h2");
+  evict.set_reason("one serving host");
+  EXPECT_TRUE(core_->Evict(evict).ok());
+  EXPECT_TRUE(store_->Snapshot().jails().at("web01").started());
+  // A VIP a started jail of ours uses is kept too.
+  v1::Evict vip_only;
+  vip_only.add_vips("web01-vip");
+  EXPECT_TRUE(core_->Evict(vip_only).ok());
+  EXPECT_EQ(store_->Snapshot().vips_size(), 1);
+
+  jail->set_epoch(3);
+  EXPECT_CALL(vips_, Remove(_)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_CALL(jails_, Stop("web01", _)).WillOnce(Return(StopResult{true, false}));
+  EXPECT_CALL(disks_, Unmount("/jails/web01", true)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_CALL(disks_, Release(_, true)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_TRUE(core_->Evict(evict).ok());
+  EXPECT_FALSE(store_->Snapshot().jails().at("web01").started());
+  // An older coordinator term is refused.
+  ASSERT_TRUE(store_->AcceptCoordinatorTerm(9).ok());
+  evict.set_coordinator_term(8);
+  EXPECT_EQ(core_->Evict(evict).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(FenceTest, AnEvictedVipThatNoStartedJailUsesIsRemoved) {
+  ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                       (*s.mutable_jails())["web01"].set_started(false);
+                       return absl::OkStatus();
+                     }).ok());
+  v1::Evict evict;
+  evict.add_vips("web01-vip");
+  evict.add_vips("not-ours");
+  EXPECT_CALL(vips_, Remove(_)).WillOnce(Return(absl::OkStatus()));
+  EXPECT_TRUE(core_->Evict(evict).ok());
+  EXPECT_EQ(store_->Snapshot().vips_size(), 0);
+}
+
+class FakeOracle : public LeaseOracle {
+ public:
+  std::string NotReadyReason(const std::string& image) override {
+    return image == "web01" ? "no storage lease for image web01 for 4s (ttl 3s)" : "";
+  }
+  v1::StorageLeaseState StorageLeaseOf(const std::string& image, absl::Duration* age) override {
+    *age = absl::Seconds(4);
+    return image == "web01" ? v1::STORAGE_LEASE_STATE_LAPSED : v1::STORAGE_LEASE_STATE_CURRENT;
+  }
+};
+
+TEST_F(FenceTest, ReadinessAndHeartbeatsSayWhatTheLeaseSays) {
+  FakeOracle oracle;
+  core_->SetLeaseOracle(&oracle);
+  const absl::Status ready = core_->JailReady("web01");
+  EXPECT_EQ(ready.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(ready.message(), HasSubstr("no storage lease for image web01"));
+
+  ImportInfo web, db;
+  web.slot = 1;
+  web.connected = true;
+  db.slot = 2;
+  db.connected = true;
+  EXPECT_CALL(disks_, ListImports()).WillOnce(Return(std::vector<ImportInfo>{web, db}));
+  EXPECT_CALL(disks_, ListExports()).WillOnce(Return(std::vector<ExportInfo>{}));
+  EXPECT_CALL(vips_, State("em0")).WillRepeatedly(Return(std::vector<CarpStatus>{}));
+  absl::StatusOr<v1::ObservedState> observed = core_->Observe();
+  ASSERT_TRUE(observed.ok()) << observed.status();
+  ASSERT_EQ(observed->imports_size(), 2);
+  for (const v1::ObservedImport& import : observed->imports()) {
+    EXPECT_EQ(import.storage_lease(), import.image() == "web01" ? v1::STORAGE_LEASE_STATE_LAPSED
+                                                                : v1::STORAGE_LEASE_STATE_CURRENT);
+    EXPECT_EQ(common::FromProtoDuration(import.storage_lease_age()), absl::Seconds(4));
+    EXPECT_EQ(import.epoch(), 2u);
+  }
+  core_->SetLeaseOracle(nullptr);
+
+  // What the lease is told the host holds.
+  const auto held = core_->HeldImages();
+  ASSERT_EQ(held.size(), 2u);
+  EXPECT_EQ(held.at("web01"), std::make_pair(uint64_t{2}, true));
+  EXPECT_EQ(core_->StorageWitnesses().at("db01"),
+            std::make_pair(std::string("198.18.0.21:7420"), std::string("s1")));
 }
 
 }  // namespace

@@ -269,20 +269,147 @@ TEST_F(HostTrackerTest, NewIncarnationOfALiveHostIsNotAFailure) {
   EXPECT_THAT((*back)[0].reason, HasSubstr("inc-2 -> inc-3"));
 }
 
-TEST_F(HostTrackerTest, SelfFencedReportFencesTheHost) {
+TEST_F(HostTrackerTest, SelfFencedReportWithSomethingStillRunningFencesTheHost) {
   HostTracker host = Registered();
   v1::ObservedState fenced;
   fenced.set_self_fenced(true);
+  fenced.add_jails()->set_name("web");  // its stop failed
   auto result = host.Heartbeat(Now(), fenced);
   ASSERT_THAT(Steps(result), ElementsAre(Step(kReady, kFenced)));
   EXPECT_THAT((*result)[0].reason, HasSubstr("fenced itself"));
+  EXPECT_EQ(host.fenced_by(), "agent");
   EXPECT_TRUE(host.returned());
+  EXPECT_FALSE(host.TakeAutoReadmission().has_value());
+}
+
+TEST_F(HostTrackerTest, AHostThatFencedItselfWhileNothingMovedItsJailsIsReadmittedAutomatically) {
+  // Silent past the time fence (the coordinator could not fail it over:
+  // no standby, or the storage host was down).
+  HostTracker host = Registered();
+  AdvanceTo(absl::Seconds(5));
+  ASSERT_THAT(Steps(host.Tick(Now())).back(), Step(kUnreachable, kFenced));
+  EXPECT_EQ(host.fenced_by(), "coordinator");
+  AdvanceTo(absl::Seconds(30));
+  EXPECT_THAT(Steps(host.Register(Now(), "inc-1")), IsEmpty());
+  // Its first report: it fenced itself and holds nothing.
+  v1::ObservedState fenced;
+  fenced.set_self_fenced(true);
+  auto back = host.Heartbeat(Now(), fenced);
+  ASSERT_THAT(Steps(back), ElementsAre(Step(kFenced, kReady)));
+  EXPECT_THAT((*back)[0].reason, HasSubstr("readmitted automatically"));
+  const std::optional<std::string> readmission = host.TakeAutoReadmission();
+  ASSERT_TRUE(readmission.has_value());
+  EXPECT_THAT(*readmission, HasSubstr("no failover moved its jails"));
+  EXPECT_FALSE(host.TakeAutoReadmission().has_value());  // Once.
+  // Until the agent took the Readmit it is not placed on, nor fenced again.
+  clock_.Advance(absl::Milliseconds(500));
+  EXPECT_THAT(Steps(host.Heartbeat(Now(), fenced)), IsEmpty());
+  EXPECT_FALSE(host.IsUsableForPlacement());
+  clock_.Advance(absl::Milliseconds(500));
+  EXPECT_THAT(Steps(host.Heartbeat(Now(), Nothing())), IsEmpty());
+  EXPECT_TRUE(host.IsUsableForPlacement());
+
+  // Back without having fenced itself (it holds nothing, or served on its
+  // storage leases while no standby could take its jails): likewise.
+  HostTracker idle = Registered();
+  AdvanceTo(absl::Seconds(40));
+  ASSERT_EQ(Steps(idle.Tick(Now())).back(), Step(kUnreachable, kFenced));
+  v1::ObservedState serving;
+  serving.add_jails()->set_name("web");
+  auto served = idle.Heartbeat(Now(), serving);
+  ASSERT_THAT(Steps(served), ElementsAre(Step(kFenced, kReady)));
+  EXPECT_THAT((*served)[0].reason, HasSubstr("it is back"));
+  EXPECT_TRUE(idle.IsUsableForPlacement());
+
+  // A READY host reporting that it fenced itself (its agent lost both
+  // leases before this coordinator noticed anything) likewise.
+  HostTracker quick = Registered();
+  EXPECT_THAT(Steps(quick.Heartbeat(Now(), fenced)), IsEmpty());
+  EXPECT_EQ(quick.state(), kReady);
+  EXPECT_TRUE(quick.TakeAutoReadmission().has_value());
+}
+
+TEST_F(HostTrackerTest, NoAutomaticReadmissionOnceAFailoverMovedItsJailsOrAnOperatorFencedIt) {
+  v1::ObservedState fenced;
+  fenced.set_self_fenced(true);
+  // Failed over: its jails' fence.
+  HostTracker moved = Registered();
+  AdvanceTo(absl::Seconds(3));
+  ASSERT_THAT(Steps(moved.BeginFencing(Now(), "failover of jail web")).back(),
+              Step(kSuspect, kUnreachable));
+  ASSERT_THAT(Steps(moved.StorageFencingDone(Now(), "web-img 1 -> 2")),
+              ElementsAre(Step(kUnreachable, kFenced)));
+  EXPECT_TRUE(moved.failed_over());
+  EXPECT_EQ(moved.fenced_by(), "storage");
+  EXPECT_THAT(Steps(moved.Heartbeat(Now(), fenced)), IsEmpty());
+  EXPECT_EQ(moved.state(), kFenced);
+  EXPECT_FALSE(moved.TakeAutoReadmission().has_value());
+  // Fenced by itself first, its jails moved afterwards: still no.
+  HostTracker later = Registered();
+  v1::ObservedState busy = fenced;
+  busy.add_jails()->set_name("web");
+  ASSERT_THAT(Steps(later.Heartbeat(Now(), busy)), ElementsAre(Step(kReady, kFenced)));
+  EXPECT_THAT(Steps(later.StorageFencingDone(Now(), "web-img 1 -> 2")), IsEmpty());
+  EXPECT_TRUE(later.failed_over());
+  EXPECT_THAT(Steps(later.Heartbeat(Now(), fenced)), IsEmpty());
+  EXPECT_EQ(later.state(), kFenced);
+  // An operator's word.
+  HostTracker marked = Registered();
+  AdvanceTo(absl::Seconds(7));
+  ASSERT_EQ(Steps(marked.Tick(Now())).back(), Step(kSuspect, kUnreachable));
+  ASSERT_THAT(Steps(marked.MarkFenced(Now(), "alice", "powered off")),
+              ElementsAre(Step(kUnreachable, kFenced)));
+  EXPECT_THAT(Steps(marked.Heartbeat(Now(), fenced)), IsEmpty());
+  EXPECT_EQ(marked.state(), kFenced);
+  // A failover in progress.
+  HostTracker fencing = Registered();
+  EXPECT_THAT(Steps(fencing.BeginFencing(Now(), "failover of jail web")),
+              ElementsAre(Step(kReady, kUnreachable)));
+  EXPECT_THAT(Steps(fencing.Heartbeat(Now(), fenced)), ElementsAre(Step(kUnreachable, kFenced)));
+  EXPECT_FALSE(fencing.TakeAutoReadmission().has_value());
+}
+
+TEST_F(HostTrackerTest, AHostWhoseJailsAreBeingMovedDoesNotReturnToReadyByHeartbeating) {
+  HostTracker host = Registered();
+  AdvanceTo(absl::Seconds(3));
+  ASSERT_EQ(Steps(host.Tick(Now())).back(), Step(kSuspect, kUnreachable));
+  EXPECT_THAT(Steps(host.BeginFencing(Now(), "failover of jail web (operation 1)")), IsEmpty());
+  EXPECT_TRUE(host.fencing());
+  // A delayed heartbeat arrives: the host stays UNREACHABLE.
+  AdvanceTo(absl::Milliseconds(3500));
+  EXPECT_THAT(Steps(host.Heartbeat(Now(), Nothing())), IsEmpty());
+  EXPECT_EQ(host.state(), kUnreachable);
+  EXPECT_FALSE(host.IsUsableForPlacement());
+  // The failover ended before its fence (it failed): back at the next one.
+  EXPECT_THAT(Steps(host.EndFencing(Now())), IsEmpty());
+  EXPECT_THAT(Steps(host.Heartbeat(Now(), Nothing())), ElementsAre(Step(kUnreachable, kReady)));
+}
+
+TEST_F(HostTrackerTest, TheCoordinatorsOwnAbsenceExtendsEveryLease) {
+  HostTracker host = Registered();
+  // The coordinator was stopped for 10 s right after the heartbeat.
+  AdvanceTo(absl::Seconds(10));
+  EXPECT_THAT(Steps(host.CoordinatorAway(Now(), absl::Seconds(10))), IsEmpty());
+  EXPECT_EQ(host.state(), kReady);
+  EXPECT_EQ(host.last_renewal(), Now());
+  // Then the lease runs as usual from there.
+  AdvanceTo(absl::Seconds(13));
+  EXPECT_EQ(Steps(host.Tick(Now())).back(), Step(kSuspect, kUnreachable));
+  // Never beyond now, never backwards.
+  HostTracker other = Registered();
+  AdvanceTo(absl::Seconds(14));
+  EXPECT_THAT(Steps(other.CoordinatorAway(Now(), absl::Seconds(13))), IsEmpty());
+  EXPECT_EQ(other.last_renewal(), Now());  // 13 s + 13 s, capped at now
+  EXPECT_EQ(other.CoordinatorAway(Now(), -absl::Seconds(1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(HostTrackerTest, ReturningFencedHostStaysFencedUntilReadmittedWithNothingRunning) {
   HostTracker host = Registered();
   AdvanceTo(absl::Seconds(5));
   ASSERT_THAT(Steps(host.Tick(Now())).back(), Step(kUnreachable, kFenced));
+  // Its jails were failed over: no automatic readmission.
+  EXPECT_THAT(Steps(host.StorageFencingDone(Now(), "img-web 1 -> 2")), IsEmpty());
 
   // It comes back still running a jail, holding an import and CARP master.
   v1::ObservedState busy;
@@ -326,6 +453,7 @@ TEST_F(HostTrackerTest, ReturningFencedHostStaysFencedUntilReadmittedWithNothing
   ASSERT_THAT(Steps(readmitted), ElementsAre(Step(kFenced, kReady)));
   EXPECT_THAT((*readmitted)[0].reason, HasSubstr("readmitted by alice: rebooted"));
   EXPECT_TRUE(host.fenced_by().empty());
+  EXPECT_FALSE(host.failed_over());
   // The agent has not processed the Readmit yet: a stale self-fenced report
   // neither fences it again nor makes it usable.
   EXPECT_FALSE(host.IsUsableForPlacement());
@@ -337,8 +465,10 @@ TEST_F(HostTrackerTest, ReturningFencedHostStaysFencedUntilReadmittedWithNothing
   clock_.Advance(absl::Milliseconds(500));
   EXPECT_THAT(Steps(host.Heartbeat(Now(), clean)), IsEmpty());
   EXPECT_TRUE(host.IsUsableForPlacement());
-  // From now on, a self-fence report is a real fence again.
+  // From now on, a self-fence report is a real fence again (with nothing
+  // running and no failover it would be readmitted at once).
   clean.set_self_fenced(true);
+  clean.add_jails()->set_name("web");
   clock_.Advance(absl::Milliseconds(500));
   EXPECT_THAT(Steps(host.Heartbeat(Now(), clean)), ElementsAre(Step(kReady, kFenced)));
 }
@@ -352,6 +482,8 @@ TEST_F(HostTrackerTest, ReadmitIsRefusedUnlessFencedAndBack) {
 
   AdvanceTo(absl::Seconds(5));
   ASSERT_EQ(Steps(host.Tick(Now())).back(), Step(kUnreachable, kFenced));
+  // Its jails were moved (else its return would readmit it automatically).
+  EXPECT_THAT(Steps(host.StorageFencingDone(Now(), "img 1 -> 2")), IsEmpty());
   // Fenced, never came back.
   auto silent = host.Readmit(Now(), "alice", "");
   EXPECT_EQ(silent.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -471,14 +603,33 @@ TEST_F(HostTrackerTest, RestoreKeepsFencesAndGivesLiveHostsAFreshLease) {
   EXPECT_EQ(fenced->Readmit(Now(), "alice", "").status().code(),
             absl::StatusCode::kFailedPrecondition);
 
+  EXPECT_EQ(fenced->fenced_by(), "unknown");  // Written before fenced_by: never automatic.
+  status.set_fenced_by("agent");
+  status.set_failed_over(true);
+  absl::StatusOr<HostTracker> moved = HostTracker::Restore("h1", config_, Now(), status, {});
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(moved->fenced_by(), "agent");
+  EXPECT_TRUE(moved->failed_over());
+  v1::HostStatus round_trip;
+  moved->ToStatus(Now(), absl::Now(), &round_trip);
+  EXPECT_EQ(round_trip.fenced_by(), "agent");
+  EXPECT_TRUE(round_trip.failed_over());
+
+  // An UNREACHABLE host may only have lapsed because the coordinator was
+  // away: a grace of one ttl to reconnect, like any live host.
   status.set_state(kUnreachable);
+  const MonoTime restarted = Now();
   absl::StatusOr<HostTracker> unreachable = HostTracker::Restore("h2", config_, Now(), status, {});
   ASSERT_TRUE(unreachable.ok());
-  EXPECT_TRUE(unreachable->NeedsFencing());
-  AdvanceTo(absl::Seconds(2) - kNs);
-  EXPECT_THAT(Steps(unreachable->Tick(Now())), IsEmpty());
-  AdvanceTo(absl::Seconds(2));  // The safety margin from the restart.
-  EXPECT_THAT(Steps(unreachable->Tick(Now())), ElementsAre(Step(kUnreachable, kFenced)));
+  EXPECT_EQ(unreachable->state(), kReady);
+  EXPECT_FALSE(unreachable->NeedsFencing());
+  EXPECT_FALSE(unreachable->IsUsableForPlacement());
+  EXPECT_THAT(unreachable->reason(), HasSubstr("grace"));
+  EXPECT_EQ(unreachable->lease_expires(), restarted + absl::ToChronoNanoseconds(absl::Seconds(3)));
+  AdvanceTo(absl::Seconds(3) - kNs);
+  EXPECT_EQ(Steps(unreachable->Tick(Now())), std::vector<Step>{Step(kReady, kSuspect)});
+  AdvanceTo(absl::Seconds(3));
+  EXPECT_THAT(Steps(unreachable->Tick(Now())), ElementsAre(Step(kSuspect, kUnreachable)));
 
   status.set_state(kMaintenance);
   const MonoTime restart = Now();
@@ -528,7 +679,7 @@ TEST_F(HostTrackerTest, TheOperatorsDrainOrMaintenanceOutlivesAnOutageAndARestar
   status.set_admin(kDraining);
   absl::StatusOr<HostTracker> unreachable = HostTracker::Restore("h2", config_, Now(), status, {});
   ASSERT_TRUE(unreachable.ok());
-  EXPECT_EQ(unreachable->state(), kUnreachable);
+  EXPECT_EQ(unreachable->state(), kDraining);  // Its grace to reconnect.
   EXPECT_TRUE(unreachable->draining());
   status.set_state(kFenced);
   absl::StatusOr<HostTracker> fenced = HostTracker::Restore("h3", config_, Now(), status, {});

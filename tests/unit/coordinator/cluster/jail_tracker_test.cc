@@ -62,7 +62,7 @@ class JailTrackerTest : public ::testing::Test {
   void AdvanceTo(absl::Duration d) { clock_.Advance(absl::FromChrono(At(d) - Now())); }
 
   void SetHost(const std::string& name, v1::HostState state, MonoTime since) {
-    hosts_[name] = HostView{state, since, state == v1::HOST_STATE_READY};
+    hosts_[name] = HostView{state, since, state == v1::HOST_STATE_READY, std::nullopt};
   }
   JailUpdate Evaluate(JailTracker& jail) {
     absl::StatusOr<JailUpdate> update =
@@ -250,7 +250,7 @@ TEST_F(JailTrackerTest, LeaseExpiryLeadsToAFailoverDecisionAtTheTtl) {
   JailTracker jail = Running();
   auto lookup = [&](absl::string_view name) -> std::optional<HostView> {
     if (name == "h1") return ViewOf(h1);
-    return HostView{v1::HOST_STATE_READY, start_, true};
+    return HostView{v1::HOST_STATE_READY, start_, true, std::nullopt};
   };
   for (absl::Duration t = absl::Milliseconds(100); t <= absl::Seconds(6);
        t += absl::Milliseconds(100)) {
@@ -277,7 +277,7 @@ TEST_F(JailTrackerTest, JitterUnderTheTtlNeverTriggersAMove) {
   JailTracker jail = Running();
   auto lookup = [&](absl::string_view name) -> std::optional<HostView> {
     if (name == "h1") return ViewOf(h1);
-    return HostView{v1::HOST_STATE_READY, start_, true};
+    return HostView{v1::HOST_STATE_READY, start_, true, std::nullopt};
   };
   uint32_t seed = 99;
   absl::Duration t = absl::ZeroDuration();
@@ -405,6 +405,47 @@ TEST_F(JailTrackerTest, CrashesAreRestartedUntilTheLimitThenError) {
   EXPECT_EQ(update.transitions[0].to, kError);
   EXPECT_EQ(update.transitions[0].reason,
             "4 restarts/failovers in 10m, limit 3; wanted a restart: not running on h1 (READY)");
+}
+
+TEST_F(JailTrackerTest, ALostStorageLeaseOnALiveHostAsksForAFailoverOfThatJail) {
+  JailTracker jail = Running();
+  AdvanceTo(absl::Seconds(2));  // Past the observe grace.
+  // Running there, its storage lease fine: nothing to do.
+  EXPECT_THAT(Steps(jail.ObservedOnHost(Now(), "h1", true, false)), IsEmpty());
+  EXPECT_EQ(Evaluate(jail).decision.action, JailAction::kNone);
+  // h1 reports it cannot renew the lease with the storage host.
+  EXPECT_THAT(Steps(jail.ObservedOnHost(Now(), "h1", true, true)), IsEmpty());
+  EXPECT_TRUE(jail.storage_lapsed());
+  EXPECT_EQ(jail.phase(), kRunning);
+  JailUpdate update = Evaluate(jail);
+  EXPECT_EQ(update.decision.action, JailAction::kFailover);
+  EXPECT_EQ(update.decision.from_host, "h1");
+  EXPECT_THAT(update.decision.reason, HasSubstr("lost its storage lease"));
+  // A report from another host does not count; a good one from h1 clears it.
+  EXPECT_THAT(Steps(jail.ObservedOnHost(Now(), "h2", true, false)), IsEmpty());
+  EXPECT_TRUE(jail.storage_lapsed());
+  EXPECT_THAT(Steps(jail.ObservedOnHost(Now(), "h1", true, false)), IsEmpty());
+  EXPECT_EQ(Evaluate(jail).decision.action, JailAction::kNone);
+  // The failover's start clears it, and it counts against the budget.
+  EXPECT_THAT(Steps(jail.ObservedOnHost(Now(), "h1", true, true)), IsEmpty());
+  ASSERT_THAT(Steps(jail.OperationStarted(Now(), Op("f-1", v1::OPERATION_KIND_FAILOVER, "h2"))),
+              ElementsAre(Step(kRunning, kFailingOver)));
+  EXPECT_FALSE(jail.storage_lapsed());
+  EXPECT_EQ(jail.operation_target(), "h2");
+  EXPECT_EQ(jail.BudgetUsed(Now()), 1);
+}
+
+TEST_F(JailTrackerTest, AReportOlderThanThePhaseIsIgnoredHoweverLateItIsJudged) {
+  // The coordinator was frozen 9 s: the last report it holds from h1 was
+  // taken before the jail started there; it must not read as a crash.
+  JailTracker jail = Running();
+  const MonoTime started = Now();
+  AdvanceTo(absl::Seconds(9));
+  EXPECT_THAT(Steps(jail.ObservedOnHost(Now(), "h1", false, false, started)), IsEmpty());
+  EXPECT_EQ(jail.phase(), kRunning);
+  // A report that arrived after the grace counts.
+  EXPECT_THAT(Steps(jail.ObservedOnHost(Now(), "h1", false, false, Now())),
+              ElementsAre(Step(kRunning, kPending)));
 }
 
 TEST_F(JailTrackerTest, AFailedFirstStartLeavesTheJailUnplaced) {

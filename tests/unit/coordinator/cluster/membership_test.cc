@@ -74,6 +74,7 @@ class MembershipTest : public ::testing::Test {
     std::vector<std::string> out;
     if (!events.ok()) return out;
     for (const v1::Event& event : *events) {
+      if (event.type() == kHostReadmitEvent) continue;  // Checked where expected.
       EXPECT_EQ(event.type(), kHostStateEvent);
       out.push_back(event.from_value() + "->" + event.to_value());
     }
@@ -175,6 +176,8 @@ TEST_F(MembershipTest, AHeartbeatBeforeTheFenceReturnsTheHostToReady) {
 
 TEST_F(MembershipTest, AFencedHostStaysFencedAcrossACoordinatorRestartAndGetsNoLease) {
   RegisterThenFenceByTime();
+  // Its jails were failed over: only an operator readmits it.
+  ASSERT_TRUE(membership_->StorageFencingDone("h1", "web1-img 1 -> 2").ok());
   OpenAll();  // Coordinator restart over the same file.
   auto host = membership_->Get("h1");
   ASSERT_TRUE(host.ok()) << host.status();
@@ -197,6 +200,8 @@ TEST_F(MembershipTest, AFencedHostStaysFencedAcrossACoordinatorRestartAndGetsNoL
 
 TEST_F(MembershipTest, ReadmitIsRefusedWhileAJailRunsAndAcceptedWhenNothingRuns) {
   RegisterThenFenceByTime();
+  // A failover moved its jails (so it is not readmitted automatically).
+  ASSERT_TRUE(membership_->StorageFencingDone("h1", "web1-img 1 -> 2").ok());
   ASSERT_TRUE(membership_->Register(Registration("h1", "inc2")).ok());
   ASSERT_TRUE(membership_->Heartbeat("h1", RunningJail("web1")).ok());
   const size_t events_before = Transitions().size();
@@ -205,16 +210,8 @@ TEST_F(MembershipTest, ReadmitIsRefusedWhileAJailRunsAndAcceptedWhenNothingRuns)
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("web1"));
   EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+  EXPECT_TRUE(Stored("h1").status().failed_over());
   EXPECT_EQ(Transitions().size(), events_before);
-
-  // Nothing runs, but the agent has not fenced itself yet: it is about to
-  // (no lease while FENCED), so a Readmit now would cross that fence.
-  clock_.Advance(absl::Milliseconds(500));
-  ASSERT_TRUE(membership_->Heartbeat("h1", {}).ok());
-  auto early = membership_->Readmit("h1", "alice", "repaired");
-  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(early.status().message(), HasSubstr("self-fenced"));
-  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
 
   v1::ObservedState nothing;
   nothing.set_self_fenced(true);
@@ -222,6 +219,7 @@ TEST_F(MembershipTest, ReadmitIsRefusedWhileAJailRunsAndAcceptedWhenNothingRuns)
   auto beat = membership_->Heartbeat("h1", nothing);
   ASSERT_TRUE(beat.ok());
   EXPECT_FALSE(beat->grant);
+  EXPECT_EQ(beat->state, v1::HOST_STATE_FENCED);  // Failed over: an operator readmits it.
   auto readmitted = membership_->Readmit("h1", "alice", "repaired");
   ASSERT_TRUE(readmitted.ok()) << readmitted.status();
   EXPECT_EQ(readmitted->status().state(), v1::HOST_STATE_READY);
@@ -253,6 +251,86 @@ TEST_F(MembershipTest, ReadmitIsRefusedWhileAJailRunsAndAcceptedWhenNothingRuns)
   ASSERT_TRUE(beat.ok());
   EXPECT_FALSE(beat->readmit_reason.has_value());
   EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+}
+
+TEST_F(MembershipTest, AnAgentThatHoldsNothingCanBeReadmittedWithoutHavingFencedItself) {
+  // It holds nothing, so it never fences itself: nothing can cross the
+  // readmission.
+  RegisterThenFenceByTime();
+  ASSERT_TRUE(membership_->StorageFencingDone("h1", "web1-img 1 -> 2").ok());
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc2")).ok());
+  ASSERT_TRUE(membership_->Heartbeat("h1", {}).ok());
+  auto readmitted = membership_->Readmit("h1", "alice", "repaired");
+  ASSERT_TRUE(readmitted.ok()) << readmitted.status();
+  EXPECT_EQ(readmitted->status().state(), v1::HOST_STATE_READY);
+}
+
+TEST_F(MembershipTest, AHostThatFencedItselfWhileNothingMovedItsJailsIsReadmittedAndTold) {
+  RegisterThenFenceByTime();  // Nobody could fail it over (no failover ran).
+  OpenAll();                  // Even across a coordinator restart.
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc2")).ok());
+  v1::ObservedState fenced;
+  fenced.set_self_fenced(true);
+  auto beat = membership_->Heartbeat("h1", fenced);
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+  EXPECT_TRUE(beat->grant);
+  ASSERT_TRUE(beat->readmit_reason.has_value());
+  EXPECT_THAT(*beat->readmit_reason, HasSubstr("readmitted automatically"));
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(Transitions().back(), "FENCED->READY");
+  const v1::Event event = LastEvent();
+  EXPECT_EQ(event.type(), kHostReadmitEvent);
+  EXPECT_EQ(event.host(), "h1");
+  EXPECT_THAT(event.reason(), HasSubstr("readmitted automatically"));
+  // Sent again while the agent still says self-fenced, then no more.
+  EXPECT_TRUE(membership_->Heartbeat("h1", fenced)->readmit_reason.has_value());
+  EXPECT_FALSE(membership_->Heartbeat("h1", {})->readmit_reason.has_value());
+}
+
+TEST_F(MembershipTest, AHostBeingFailedOverStaysUnreachableUntilItsFailoverEnds) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  clock_.Advance(absl::Seconds(4));
+  ASSERT_TRUE(membership_->Tick().ok());
+  ASSERT_TRUE(membership_->BeginFencing("h1", "failover of jail web1").ok());
+  auto beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->state, v1::HOST_STATE_UNREACHABLE);
+  EXPECT_TRUE(beat->grant);  // Its lease goes on; only the state is held.
+  ASSERT_TRUE(membership_->StorageFencingDone("h1", "web1-img 1 -> 2").ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
+  EXPECT_EQ(Stored("h1").status().fenced_by(), "storage");
+  EXPECT_TRUE(Stored("h1").status().failed_over());
+  EXPECT_EQ(membership_->BeginFencing("nope", "x").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(MembershipTest, AfterTheCoordinatorWasAwayTheFirstInputExtendsEveryLeaseFirst) {
+  membership_->EnableStallDetection(absl::Milliseconds(50), absl::Milliseconds(250));
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  ASSERT_TRUE(membership_->Register(Registration("h2", "inc1")).ok());
+  // The whole process was stopped for 30 s (no pulse). Whichever input comes
+  // first — here h1's heartbeat — finds it out before applying timeouts.
+  clock_.Advance(absl::Seconds(30));
+  auto beat = membership_->Heartbeat("h1", {});
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h2").status().state(), v1::HOST_STATE_READY);
+  EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY", "UNSPECIFIED->READY"));
+  // Pulses regular again: h2, silent since, is UNREACHABLE one ttl later.
+  for (int i = 0; i < 60; ++i) {
+    clock_.Advance(absl::Milliseconds(50));
+    membership_->Pulse();
+  }
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h2").status().state(), v1::HOST_STATE_UNREACHABLE);
+}
+
+TEST_F(MembershipTest, WithoutStallDetectionTimeIsJustTime) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  clock_.Advance(absl::Seconds(30));
+  ASSERT_TRUE(membership_->Tick().ok());
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
 }
 
 TEST_F(MembershipTest, MarkFencedIsAuditedAndRefusedForALiveHost) {

@@ -119,6 +119,12 @@ std::vector<std::string> Messages(const Plan& plan, v1::Severity severity) {
   return out;
 }
 
+std::string DescribeProblemsForTest(const Plan& plan) {
+  std::string out;
+  for (const v1::PlanProblem& p : plan.problems) absl::StrAppend(&out, p.message(), "; ");
+  return out;
+}
+
 std::vector<std::string> Considered(const v1::PlacementChoice& choice) {
   return {choice.considered().begin(), choice.considered().end()};
 }
@@ -846,6 +852,55 @@ TEST(PlanStartTest, AStartAfterAFailedOneClearsWhatTheFirstLeftBeforeTheNewGrant
   EXPECT_EQ(names(plan->operations[0])[1], "grant@st1 e2");
 }
 
+TEST(PlanStartTest, ARestartInPlaceAfterAFenceClearsTheHostAndGrantsTheNextEpoch) {
+  // web is placed on h1, whose agent fenced it (released its image); the
+  // coordinator starts it there again at epoch + 1.
+  ClusterView view = MakeView();
+  view.jails["web"].mutable_status()->set_phase(v1::JAIL_PHASE_PENDING);
+  absl::StatusOr<Plan> plan = PlanStart(view, "web", "h1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_FALSE(plan->HasErrors()) << DescribeProblemsForTest(*plan);
+  const PlannedOperation& op = plan->operations[0];
+  EXPECT_EQ(op.to_host, "h1");
+  EXPECT_EQ(op.old_epoch, 7u);
+  EXPECT_EQ(op.new_epoch, 8u);
+  std::vector<std::string> steps;
+  for (const Step& step : op.steps) {
+    steps.push_back(absl::StrCat(step.name, "@", step.host, step.best_effort ? " (best effort)" : ""));
+  }
+  EXPECT_THAT(steps, ElementsAre("create-image@st1", "stop@h1 (best effort)",
+                                 "destroy@h1 (best effort)", "unmount@h1 (best effort)",
+                                 "release@h1 (best effort)", "grant@st1", "import@h1", "fsck@h1",
+                                 "mount@h1", "create@h1", "start@h1", "vip@h1",
+                                 "vip-backup@h2 (best effort)", "vip-backup@h3 (best effort)",
+                                 "probe@h1", "running@h1"));
+  // The grant waits for the previous holder (h1 itself, at epoch 7) to know.
+  EXPECT_TRUE(FindStep(op, "grant").await_previous_holder);
+}
+
+TEST(PlannerTest, FencesWaitForTheOldHolderAndMarkFailedHostsMigrationsDoNot) {
+  ClusterView view = MakeView();
+  view.hosts["h1"].mutable_status()->set_state(v1::HOST_STATE_UNREACHABLE);
+  absl::StatusOr<Plan> failed = PlanHostFailure(view, "h1");
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  for (const PlannedOperation& op : failed->operations) {
+    EXPECT_TRUE(op.fences_host) << op.jail;
+    EXPECT_TRUE(FindStep(op, "fence").await_previous_holder) << op.jail;
+    EXPECT_TRUE(ToOperation(op).fences_host());
+  }
+  // A manual failover of a live host does not fence the host as a whole.
+  view.hosts["h1"].mutable_status()->set_state(v1::HOST_STATE_READY);
+  absl::StatusOr<Plan> manual = PlanFailover(view, "web");
+  ASSERT_TRUE(manual.ok());
+  EXPECT_FALSE(manual->operations[0].fences_host);
+  EXPECT_TRUE(FindStep(manual->operations[0], "fence").await_previous_holder);
+  // A migration's old host released the image before the grant.
+  absl::StatusOr<Plan> migration = PlanMigration(view, "web", "h2");
+  ASSERT_TRUE(migration.ok());
+  EXPECT_FALSE(migration->operations[0].fences_host);
+  EXPECT_FALSE(FindStep(migration->operations[0], "grant").await_previous_holder);
+}
+
 TEST(PlanStopTest, StopsWhereItRunsAndRecordsStopped) {
   ClusterView view = MakeView();
   absl::StatusOr<Plan> plan = PlanStop(view, "web");
@@ -895,6 +950,7 @@ TEST(StepCallTest, EveryStepOfEveryPlanSurvivesThePersistedForm) {
         EXPECT_EQ(back->mount_point, want.mount_point);
         EXPECT_EQ(back->vip, want.vip);
         EXPECT_EQ(back->advskew, want.advskew);
+        EXPECT_EQ(back->await_previous_holder, want.await_previous_holder) << want.name;
         EXPECT_EQ(back->claim, want.claim);
         EXPECT_EQ(back->force, want.force);
         EXPECT_EQ(back->phase, want.phase);
