@@ -426,8 +426,8 @@ void LeaseClient::WatchdogLoop() {
     }
     // Fencing happens on this thread; the stream and the storage renewals
     // go on meanwhile, so a Readmit (or a CURRENT answer) can still arrive.
-    if (decision.fence_host) {
-      if (!core_.self_fenced()) (void)core_.SelfFence(decision.host_reason);
+    if (decision.fence_host && !core_.self_fenced()) {
+      (void)core_.SelfFence(decision.host_reason);  // Fences every image too.
     } else {
       for (const ImageFence& fence : decision.fences) {
         (void)core_.FenceImage(fence.image, fence.epoch, fence.reason);

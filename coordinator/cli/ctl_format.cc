@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/proto/time_util.h"
 
 namespace jailover::cli {
 namespace {
@@ -243,6 +244,12 @@ std::string FormatHost(const v1::Host& host) {
   kv.Add("name", host.name());
   kv.Add("state", HostStateText(s));
   kv.Add("reason", OrDash(s.reason()));
+  if (s.state() == v1::HOST_STATE_FENCED) {
+    kv.Add("fenced by", absl::StrCat(OrDash(s.fenced_by()),
+                                     s.failed_over() ? " (its jails were failed over: readmit it "
+                                                       "with `jailoverctl host readmit`)"
+                                                     : ""));
+  }
   kv.Add("roles", Roles(host.roles()));
   kv.Add("agent address", OrDash(host.agent_address()));
   kv.Add("storage address", OrDash(host.storage_address()));
@@ -267,10 +274,19 @@ std::string FormatHost(const v1::Host& host) {
   }
   text += o.jails().empty() ? "  (none)\n" : jails.Render();
   text += "observed imports:\n";
-  Table imports({"  IMAGE", "EPOCH", "DEVICE", "MOUNT", "HEALTHY"});
+  Table imports({"  IMAGE", "EPOCH", "DEVICE", "MOUNT", "HEALTHY", "STORAGE LEASE"});
   for (const auto& i : o.imports()) {
+    std::string lease = ShortEnumName(v1::StorageLeaseState_Name(i.storage_lease()),
+                                      "STORAGE_LEASE_STATE_", "state", i.storage_lease());
+    if (i.storage_lease() == v1::STORAGE_LEASE_STATE_UNSPECIFIED) lease = "-";
+    if (i.has_storage_lease_age()) {
+      absl::StrAppend(&lease, " (",
+                      absl::FormatDuration(absl::Trunc(
+                          common::FromProtoDuration(i.storage_lease_age()), absl::Milliseconds(100))),
+                      ")");
+    }
     imports.AddRow({"  " + i.image(), absl::StrCat(i.epoch()), OrDash(i.device()),
-                    OrDash(i.mount_point()), i.healthy() ? "yes" : "no"});
+                    OrDash(i.mount_point()), i.healthy() ? "yes" : "no", lease});
   }
   text += o.imports().empty() ? "  (none)\n" : imports.Render();
   text += "observed exports:\n";

@@ -244,7 +244,10 @@ absl::StatusOr<StepOutcome> GrpcAgentCaller::Call(const Step& step, const StepIn
       r.set_image(step.image);
       r.set_epoch(step.epoch);
       absl::Duration grace = absl::ZeroDuration();
-      if (in.jail.spec().has_stop_timeout()) {
+      if (step.force) {
+        grace = absl::Seconds(1);
+        common::ToProtoDuration(grace, r.mutable_grace());
+      } else if (in.jail.spec().has_stop_timeout()) {
         grace = common::FromProtoDuration(in.jail.spec().stop_timeout());
         *r.mutable_grace() = in.jail.spec().stop_timeout();
       }

@@ -174,8 +174,10 @@ class Controller final : public OperationObserver {
   // newer than the stored one.
   void TrustStorageGrantsLocked(ClusterView& view) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends a "host.evict" event.
-  void AuditEvictionLocked(const std::string& host, const std::string& subject,
-                           const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AuditEviction(const std::string& host, const std::string& jail, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(placements_mu_);
+  // Publishes the trackers' placements for Evictions.
+  void PublishPlacementsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   store::StateStore& store_;         // Not owned.
   cluster::Membership& membership_;  // Not owned.
@@ -198,8 +200,22 @@ class Controller final : public OperationObserver {
   // From the last view: each jail's image and VIP.
   std::map<std::string, std::string> jail_image_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> vip_jail_ ABSL_GUARDED_BY(mu_);
+  // What Evictions reads (published after every reconcile): where each jail
+  // is placed, and the jail of each VIP.
+  struct Placement {
+    std::string host;
+    std::string image;
+    uint64_t epoch = 0;
+    v1::JailPhase phase = v1::JAIL_PHASE_UNSPECIFIED;
+    cluster::MonoTime since;
+    bool under_operation = false;
+    std::string operation_target;
+  };
+  absl::Mutex placements_mu_;
+  std::map<std::string, Placement> placements_ ABSL_GUARDED_BY(placements_mu_);
+  std::map<std::string, std::string> vip_placements_ ABSL_GUARDED_BY(placements_mu_);
   // Evictions already audited, by host: "jail@epoch" and "vip:NAME".
-  std::map<std::string, std::set<std::string>> evicted_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::set<std::string>> evicted_ ABSL_GUARDED_BY(placements_mu_);
   // Storage grants already logged as newer than the store's: "image@epoch".
   std::set<std::string> trusted_grants_ ABSL_GUARDED_BY(mu_);
 };

@@ -666,8 +666,11 @@ class PlanBuilder {
     const uint64_t e = op.old_epoch;
     const std::string suffix = best_effort ? ", force" : "";
     Step stop = JailStep(op, StepAction::kStopJail, "stop", old_host, e);
-    stop.description =
-        absl::StrCat("StopJail ", op.jail, " at epoch ", e, best_effort ? "" : " (graceful)");
+    // A cleanup after a fence: the jail lost its disk, a graceful stop
+    // would only wait (maybe on I/O that never returns).
+    stop.force = best_effort;
+    stop.description = absl::StrCat("StopJail ", op.jail, " at epoch ", e,
+                                    best_effort ? " (force: killed after 1s)" : " (graceful)");
     Step destroy = JailStep(op, StepAction::kDestroyJail, "destroy", old_host, e);
     destroy.description = absl::StrCat("DestroyJail ", op.jail);
     Step unmount = JailStep(op, StepAction::kUnmountImage, "unmount", old_host, e);

@@ -105,8 +105,8 @@ struct ClusterView {
 enum class StepAction {
   // Coordinator: record the jail's phase (`phase`) on `host`, at `epoch`.
   kRecordPhase,
-  // StopJail(jail, image, epoch) on host (graceful; the agent's LB health
-  // turns NOT_SERVING as the stop begins).
+  // StopJail(jail, image, epoch) on host (graceful, or with `force` killed
+  // after 1 s; the agent's LB health turns NOT_SERVING as the stop begins).
   kStopJail,
   // DestroyJail(jail) on host.
   kDestroyJail,
@@ -178,7 +178,8 @@ struct Step {
   // its storage lease ran out) before answering: a failover's fence, and a
   // start's grant away from an earlier holder.
   bool await_previous_holder = false;
-  // kUnmountImage, kReleaseImage.
+  // kUnmountImage, kReleaseImage: even when busy; kStopJail: killed after
+  // 1 s instead of the jail's stop timeout (a cleanup after a fence).
   bool force = false;
   // kRecordPhase.
   v1::JailPhase phase = v1::JAIL_PHASE_UNSPECIFIED;

@@ -68,6 +68,8 @@ constexpr char kHosts[] = R"pb(
           device: "/dev/ggate0"
           mount_point: "/jails/web"
           healthy: true
+          storage_lease: STORAGE_LEASE_STATE_CURRENT
+          storage_lease_age { nanos: 420000000 }
         }
         exports {
           image: "web-root"
@@ -101,6 +103,7 @@ constexpr char kHosts[] = R"pb(
     status {
       state: HOST_STATE_FENCED
       reason: "marked fenced by operator:alice: powered off"
+      fenced_by: "operator:alice"
       last_heartbeat { seconds: 1799999000 }
       jails: "db"
     }

@@ -1,262 +1,27 @@
-// The whole system for real: `jailover-lab up` (coordinator in ctl, storage
-// agent in s1, Linux-driver jail agents in h1..h3, client c1), the sample
-// append-log jail on a disk image served by s1, applied with h1 preferred
-// and h2, h3 standbys; a client in c1 appends records through the VIP
-// throughout. Then h1 dies (`kill-host`: every process and its link): the
-// jail must run on a standby at epoch 2 with h1 FENCED (s1 grants the image
-// to the standby only), and every record the client saw acknowledged must be
-// in the log read back through the VIP. A planned migration with the client
-// running loses nothing either. The lab is torn down by `down` on success and
-// failure alike and leaves nothing behind.
-//
-// LabHaFailoverTest: the same lab with three coordinators (ctl1..ctl3, each
-// with a member of a three-member etcd cluster); the leader ctl1 dies in the
-// middle of the failover (right after its fsck step, then its whole host):
-// a standby takes over, finishes that same operation, the jail runs once,
-// on one standby, and no acknowledged record is lost.
-#include <signal.h>
-#include <sys/wait.h>
-
-#include <algorithm>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <memory>
-#include <nlohmann/json.hpp>
-#include <string>
-#include <vector>
-
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/time/time.h"
-#include "common/exec/command_runner.h"
-#include "deploy/lab/lab_tool.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
-#include "tests/testing/lab_network.h"
-#include "tests/testing/test_util.h"
+// The whole system for real, on the lab (tests/lab/lab_cluster.h): the sample
+// append-log jail on h1 with h2, h3 standbys and a client writing through the
+// VIP throughout; every acknowledged record checked at the end, and the
+// records' writers in order (no record of the old host after the first
+// record of the new one).
+//   - h1 dies (`kill-host`): the jail runs on a standby at epoch 2 with h1
+//     FENCED (s1 grants the image to the standby only);
+//   - a planned migration loses nothing;
+//   - h1 cut from the coordinator only: the coordinator fences it at s1, h1
+//     stops its jail on s1's word (MOVED), the jail moves; h1 stays FENCED
+//     when its link returns (it was failed over: no automatic readmission);
+//   - h1 cut from the coordinator and s1: it fences itself within the ttl,
+//     the jail moves, and h1 stays FENCED when it returns;
+//   - h1 cut from s1 only: its jail's ready turns 503 when the storage lease
+//     lapses, h1 reports it, the coordinator moves the jail to a standby;
+//   - a drain, a storage-agent restart, a retried start;
+// LabHaFailoverTest: the same with three coordinators on etcd, whose leader
+// dies in the middle of the failover.
+#include "tests/lab/lab_cluster.h"
 
 namespace jailover {
 namespace {
 
-using ::testing::HasSubstr;
-
-constexpr char kVip[] = "198.18.0.100";
-constexpr int kServicePort = 7000;
-
-class LabFailoverTest : public ::testing::Test {
- protected:
-  LabFailoverTest() : temp_("lab_failover_test") {}
-
-  // `jailover-lab up` and its options.
-  virtual std::vector<std::string> UpArgs() const { return {"up"}; }
-
-  void SetUp() override {
-    JAILOVER_REQUIRE_LAB();
-    state_file_ = temp_.path() + "/lab.json";
-    const common::CommandResult up = Lab(UpArgs(), absl::Seconds(120));
-    ASSERT_EQ(up.exit_code, 0) << up.stdout_text << up.stderr_text;
-    absl::StatusOr<lab::LabState> state = lab::ReadLabState(state_file_);
-    ASSERT_TRUE(state.ok()) << state.status();
-    state_ = *state;
-    std::vector<testing::LabHost> hosts;
-    for (const lab::LabToolHost& h : state_.hosts) hosts.push_back({h.name, h.address});
-    auto attached = testing::LabNetwork::Attach(state_.prefix, hosts);
-    ASSERT_TRUE(attached.ok()) << attached.status();
-    lab_ = *std::move(attached);
-    up_ = true;
-  }
-
-  void TearDown() override {
-    if (client_pid_ > 0) {
-      ::kill(client_pid_, SIGKILL);
-      client_pid_ = 0;
-    }
-    lab_.reset();
-    if (!up_) return;
-    const common::CommandResult down = Lab({"down"}, absl::Seconds(120));
-    EXPECT_EQ(down.exit_code, 0) << down.stdout_text << down.stderr_text;
-    EXPECT_THAT(testing::LabLeftovers(state_.prefix), ::testing::IsEmpty());
-  }
-
-  common::CommandResult Lab(std::vector<std::string> args, absl::Duration timeout) {
-    std::vector<std::string> argv = {JAILOVER_LAB_BIN, "--state_file", state_file_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    common::SubprocessCommandRunner runner;
-    absl::StatusOr<common::CommandResult> result = runner.Run(argv, timeout);
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? *result : common::CommandResult();
-  }
-
-  // jailoverctl in c1.
-  common::CommandResult Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {JAILOVERCTL_BIN, "--coordinator", state_.coordinator,
-                                     "--insecure"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    absl::StatusOr<common::CommandResult> result = lab_->Run("c1", argv, absl::Seconds(60));
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? *result : common::CommandResult();
-  }
-
-  nlohmann::json CtlJson(std::vector<std::string> args) {
-    args.insert(args.begin(), {"-o", "json"});
-    const common::CommandResult result = Ctl(args);
-    if (result.exit_code != 0) return nlohmann::json();
-    return nlohmann::json::parse(result.stdout_text, nullptr, /*allow_exceptions=*/false);
-  }
-
-  // The jail's phase, host and epoch ("" / 0 when unknown).
-  struct JailView {
-    std::string phase, host;
-    uint64_t epoch = 0;
-  };
-  JailView Jail(const std::string& name = "web") {
-    const nlohmann::json j = CtlJson({"jail", "get", name});
-    JailView v;
-    if (!j.is_object() || !j.contains("jail")) return v;
-    const nlohmann::json& status = j["jail"].value("status", nlohmann::json::object());
-    v.phase = status.value("phase", "");
-    v.host = status.value("host", "");
-    const std::string epoch = status.value("epoch", "0");
-    v.epoch = std::strtoull(epoch.c_str(), nullptr, 10);
-    return v;
-  }
-
-  bool WaitForJail(const std::string& host, uint64_t epoch, absl::Duration timeout,
-                   const std::string& name = "web") {
-    return testing::WaitUntil(
-        [&] {
-          const JailView v = Jail(name);
-          return v.phase == "JAIL_PHASE_RUNNING" && v.host == host && v.epoch == epoch;
-        },
-        timeout, absl::Milliseconds(200));
-  }
-
-  // Waits until web runs on a standby (h2 or h3) at epoch 2: failed over.
-  bool WaitForJailOnAStandby() {
-    return testing::WaitUntil(
-        [&] {
-          const JailView v = Jail();
-          return v.phase == "JAIL_PHASE_RUNNING" && (v.host == "h2" || v.host == "h3") &&
-                 v.epoch == 2;
-        },
-        absl::Seconds(60), absl::Milliseconds(200));
-  }
-
-  std::string HostState(const std::string& host) {
-    const nlohmann::json j = CtlJson({"host", "get", host});
-    if (!j.is_object() || !j.contains("host")) return "";
-    return j["host"].value("status", nlohmann::json::object()).value("state", "");
-  }
-
-  // The grant s1 itself reports for the image: "HOST@EPOCH".
-  std::string StorageGrant() {
-    const nlohmann::json j = CtlJson({"host", "get", "s1"});
-    if (!j.is_object() || !j.contains("host")) return "";
-    const nlohmann::json observed = j["host"]
-                                        .value("status", nlohmann::json::object())
-                                        .value("observed", nlohmann::json::object());
-    for (const nlohmann::json& e : observed.value("exports", nlohmann::json::array())) {
-      if (e.value("image", "") != "web-img") continue;
-      const nlohmann::json grant = e.value("grant", nlohmann::json::object());
-      return absl::StrCat(grant.value("host", ""), "@", grant.value("epoch", "0"));
-    }
-    return "";
-  }
-
-  // Builds the sample image of jail `name` on s1 and applies its image, VIP
-  // (`vip` address, `vhid`) and the jail, h1 preferred, h2 and h3 standbys.
-  // Defines the sample jail `name` and waits until it runs on h1 at epoch
-  // 1. `exec_start`: the jail's command as a YAML flow list instead of the
-  // append-log server's; then the caller waits for it.
-  void ApplySampleJail(const std::string& name = "web", const std::string& vip = kVip,
-                       int vhid = 10, const std::string& exec_start = "") {
-    const std::string image = absl::StrCat(state_.dir, "/s1/images/", name, ".img");
-    common::SubprocessCommandRunner runner;
-    absl::StatusOr<common::CommandResult> made = runner.Run(
-        {"/bin/bash", JAILOVER_SAMPLE_IMAGE_SCRIPT, image, "64", JAILOVER_APPLOG_SERVER_BIN},
-        absl::Seconds(60));
-    ASSERT_TRUE(made.ok() && made->exit_code == 0)
-        << (made.ok() ? made->stdout_text + made->stderr_text : made.status().ToString());
-    const std::string spec = absl::StrCat(temp_.path(), "/", name, ".yaml");
-    std::ofstream(spec) << "kind: Image\nname: " << name
-                        << "-img\nstorage_host: s1\npath: " << image
-                        << "\nsize: 64M\nfilesystem: ext4\n---\n"
-                        << "kind: Vip\nname: " << name << "-vip\naddress: " << vip
-                        << "/24\ninterface: eth0\nvhid: " << vhid
-                        << "\npassword: s3cret\nadvbase: 1\n---\n"
-                        << "kind: Jail\nname: " << name << "\nimage: " << name
-                        << "-img\nvip: " << name << "-vip\n"
-                        << "placement:\n  preferred_host: h1\n  standbys: [h2, h3]\n"
-                        << "spec:\n  exec_start: "
-                        << (exec_start.empty() ? ServerCommand(vip) : exec_start) << "\n"
-                        << "  health_port: " << kServicePort << "\n";
-    const common::CommandResult applied = Ctl({"apply", "-f", spec});
-    ASSERT_EQ(applied.exit_code, 0) << applied.stdout_text << applied.stderr_text;
-    if (!exec_start.empty()) return;
-    ASSERT_TRUE(WaitForJail("h1", 1, absl::Seconds(60), name)) << Ctl({"op", "list"}).stdout_text;
-  }
-
-  // The append-log server on its own VIP (jails share their host's network
-  // namespace), as a YAML flow list.
-  static std::string ServerCommand(const std::string& vip) {
-    return absl::StrCat("[\"/bin/jailover-applog-server\", \"--listen\", \"", vip, ":",
-                        kServicePort, "\", \"--file\", \"/data/applog.txt\"]");
-  }
-
-  // The client in c1, appending until stopped; acknowledged ids in acked_.
-  void StartClient(const std::string& vip = kVip) {
-    target_ = absl::StrCat(vip, ":", kServicePort);
-    acked_ = temp_.path() + "/acked-" + vip + ".txt";
-    absl::StatusOr<pid_t> pid =
-        lab_->StartDetached("c1",
-                            {JAILOVER_APPLOG_CLIENT_BIN, "write", "--target", target_,
-                             "--run-until-signal", "--interval-ms", "20", "--acked", acked_},
-                            temp_.path() + "/client.log");
-    ASSERT_TRUE(pid.ok()) << pid.status();
-    client_pid_ = *pid;
-  }
-
-  int Acked() {
-    std::ifstream in(acked_);
-    int lines = 0;
-    for (std::string line; std::getline(in, line);) lines += !line.empty();
-    return lines;
-  }
-
-  void WaitForMoreAcks(int more) {
-    const int target = Acked() + more;
-    ASSERT_TRUE(testing::WaitUntil([&] { return Acked() >= target; }, absl::Seconds(60),
-                                   absl::Milliseconds(50)))
-        << "acked " << Acked() << "\n"
-        << testing::ReadFileOrEmpty(temp_.path() + "/client.log");
-  }
-
-  // Stops the client and checks every acknowledged record through the VIP.
-  void StopClientAndCheck() {
-    ::kill(client_pid_, SIGTERM);
-    ASSERT_TRUE(testing::WaitUntil([&] { return ::kill(client_pid_, 0) != 0; }, absl::Seconds(15)));
-    client_pid_ = 0;
-    absl::StatusOr<common::CommandResult> checked = lab_->Run(
-        "c1", {JAILOVER_APPLOG_CLIENT_BIN, "check", "--target", target_, "--acked", acked_},
-        absl::Seconds(60));
-    ASSERT_TRUE(checked.ok()) << checked.status();
-    EXPECT_EQ(checked->exit_code, 0) << checked->stdout_text << checked->stderr_text;
-    EXPECT_THAT(checked->stdout_text, HasSubstr("acknowledged records present"));
-    std::cout << checked->stdout_text;
-  }
-
-  testing::ScopedTempDir temp_;
-  std::string state_file_;
-  lab::LabState state_;
-  std::unique_ptr<testing::LabNetwork> lab_;
-  bool up_ = false;
-  std::string acked_;
-  std::string target_;
-  pid_t client_pid_ = 0;
-};
+class LabFailoverTest : public LabClusterTest {};
 
 TEST_F(LabFailoverTest, KilledPrimaryFailsOverWithNoAcknowledgedRecordLost) {
   ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
@@ -315,13 +80,13 @@ TEST_F(LabFailoverTest, PlannedMigrationWithTheClientRunningLosesNothing) {
 }
 
 // h1 is cut from the coordinator only (it still reaches s1, the other hosts
-// and the client): its agent loses its lease and fences itself (stops the
-// jail, releases the disk, removes the VIP) within the ttl; the coordinator
-// fences it at the storage host and starts the jail on a standby. h1 stopped
-// serving before the standby started: its self-fence (in its agent's log)
-// precedes the failover's start step (in the event log), and no acknowledged
-// record is lost.
-TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorFencesItselfAndTheJailMoves) {
+// and the client): its coordinator lease lapses but its storage lease does
+// not, so it keeps serving — until the coordinator, having found it
+// UNREACHABLE, fences it at s1 (grant to a standby at epoch 2). h1 learns it
+// from s1 (MOVED) and stops its jail then; the fence returned only once s1
+// had told h1, and the standby started the jail after that. h1 never fenced
+// itself as a host. Once healed it stays FENCED: it was failed over.
+TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorStopsOnTheStorageHostsWord) {
   ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
   ASSERT_NO_FATAL_FAILURE(StartClient());
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
@@ -329,40 +94,117 @@ TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorFencesItselfAndTheJailMoves)
   ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
   ASSERT_TRUE(WaitForJailOnAStandby()) << Ctl({"events", "--jail", "web"}).stdout_text;
   const std::string standby = Jail().host;
-  // h1's agent fenced itself: it says so on its health port (reachable from c1).
-  absl::StatusOr<common::CommandResult> health =
-      lab_->Run("c1", {"/bin/busybox", "wget", "-q", "-O", "-", "http://198.18.0.11:7421/healthz"});
-  ASSERT_TRUE(health.ok());
-  EXPECT_THAT(health->stdout_text, HasSubstr("self-fenced"));
-  // When: the agent's log has the self-fence, the event log the start on the standby.
-  const std::string h1_log = testing::ReadFileOrEmpty(state_.dir + "/h1/agent.log");
-  const size_t fence_line = h1_log.find("self-fence: jail web stopped");
-  ASSERT_NE(fence_line, std::string::npos) << h1_log;
-  // The log line begins with its RFC 3339 UTC time ("...Z info [agent] ...").
-  const size_t line_start = h1_log.rfind('\n', fence_line) + 1;
-  absl::Time stopped_at;
-  std::string error;
-  ASSERT_TRUE(absl::ParseTime("%Y-%m-%dT%H:%M:%E*SZ",
-                              h1_log.substr(line_start, h1_log.find(' ', line_start) - line_start),
-                              &stopped_at, &error))
-      << error;
-  absl::Time started_at = absl::InfinitePast();
-  const std::string events =
-      Ctl({"-o", "json", "events", "--jail", "web", "--type", "operation.step"}).stdout_text;
-  for (absl::string_view line : absl::StrSplit(events, '\n')) {
-    const nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
-    if (e.is_object() && e.value("step", "") == "start" && e.value("host", "") == standby) {
-      ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, e.value("time", ""), &started_at, &error))
-          << error;
-    }
+  const std::string h1_log = AgentLog("h1");
+  EXPECT_THAT(h1_log, HasSubstr("fence: image web-img: the storage host says image web-img's "
+                                "grant moved (granted to " +
+                                    standby + " at epoch 2)"));
+  EXPECT_THAT(h1_log, HasSubstr("fence: jail web stopped"));
+  EXPECT_THAT(h1_log, ::testing::Not(HasSubstr("SELF-FENCING")));
+  // The fence waited until s1 had told h1.
+  std::string fence_detail;
+  for (const nlohmann::json& op : Operations()) {
+    if (op.value("kind", "") != "OPERATION_KIND_FAILOVER") continue;
+    fence_detail = op["steps"][0].value("detail", "");
   }
-  ASSERT_NE(started_at, absl::InfinitePast()) << events;
-  EXPECT_LT(stopped_at, started_at) << "h1 stopped its jail at " << stopped_at << ", " << standby
-                                    << " started it at " << started_at;
+  EXPECT_THAT(fence_detail, HasSubstr("previous holder h1: told its grant moved")) << fence_detail;
+  EXPECT_FALSE(ReadyOn("h1"));
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+  EXPECT_THAT(writers_, HasSubstr("h1@1 ("));
+  EXPECT_THAT(writers_, HasSubstr(standby + "@2 ("));
   const common::CommandResult healed = Lab({"heal", "h1"}, absl::Seconds(60));
   EXPECT_EQ(healed.exit_code, 0) << healed.stdout_text << healed.stderr_text;
+  absl::SleepFor(absl::Seconds(4));  // A few heartbeats of h1 past the heal.
+  EXPECT_EQ(HostState("h1"), "HOST_STATE_FENCED");
+  EXPECT_TRUE(Events("host.readmit", "h1").empty());
+}
+
+// h1 is cut from the coordinator and from s1: nothing vouches for it any
+// more, so it fences itself (VIP removed, jail stopped — its disk I/O hangs
+// on the lost link until the import is released — image released) within
+// the ttl; the coordinator fails the jail over (its fence waits out h1's
+// storage lease). Healed, h1 reports it fenced itself, but it was failed
+// over: it stays FENCED, not readmitted automatically.
+TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorAndItsStorageFencesItselfAndStaysFenced) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  const absl::Time cut_at = absl::Now();
+  for (const char* from : {"ctl", "s1"}) {
+    const common::CommandResult cut = Lab({"partition", "h1", "from", from}, absl::Seconds(60));
+    ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
+  }
+  ASSERT_TRUE(WaitForJailOnAStandby()) << Ctl({"events", "--jail", "web"}).stdout_text;
+  const std::string standby = Jail().host;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return absl::StrContains(AgentLog("h1"), "self-fenced; refusing work"); },
+      absl::Seconds(30)))
+      << AgentLog("h1");
+  const std::string h1_log = AgentLog("h1");
+  EXPECT_THAT(h1_log, HasSubstr("SELF-FENCING: no coordinator lease for"));
+  EXPECT_THAT(h1_log, HasSubstr("self-fence: VIP web-vip"));
+  EXPECT_THAT(h1_log, HasSubstr("self-fence: image web-img released"));
+  // It stopped serving within the ttl (3 s) of being cut, give or take a
+  // renew interval: its ready endpoint said so (checked from c1 once healed
+  // below); here, the log line's time.
+  const size_t at = h1_log.find("SELF-FENCING");
+  const size_t line = h1_log.rfind('\n', at) + 1;
+  absl::Time fenced_at;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime("%Y-%m-%dT%H:%M:%E*SZ",
+                              h1_log.substr(line, h1_log.find(' ', line) - line), &fenced_at,
+                              &error))
+      << error;
+  EXPECT_LT(fenced_at - cut_at, absl::Seconds(4)) << "h1 fenced itself " << (fenced_at - cut_at)
+                                                  << " after it was cut";
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+  EXPECT_THAT(writers_, HasSubstr(standby + "@2 ("));
+  const common::CommandResult healed = Lab({"heal", "h1"}, absl::Seconds(60));
+  EXPECT_EQ(healed.exit_code, 0) << healed.stdout_text << healed.stderr_text;
+  absl::SleepFor(absl::Seconds(4));
+  EXPECT_EQ(HostState("h1"), "HOST_STATE_FENCED");
+  EXPECT_TRUE(Events("host.readmit", "h1").empty());
+  EXPECT_FALSE(ReadyOn("h1"));
+}
+
+// h1 is cut from s1 only: its jail's disk I/O hangs (nbdfuse has no
+// timeout) while its coordinator lease is fine. When its storage lease
+// lapses, its ready endpoint turns 503 and its heartbeat says LAPSED; the
+// coordinator moves the jail to a standby that reaches s1 (its fence cuts
+// h1, which was cut anyway).
+TEST_F(LabFailoverTest, PrimaryCutFromItsStorageIsNotReadyAndTheJailMoves) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_TRUE(ReadyOn("h1"));
+  const common::CommandResult cut = Lab({"partition", "h1", "from", "s1"}, absl::Seconds(60));
+  ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
+  const absl::Time cut_at = absl::Now();
+  ASSERT_TRUE(testing::WaitUntil([&] { return !ReadyOn("h1"); }, absl::Seconds(10),
+                                 absl::Milliseconds(100)));
+  const absl::Duration not_ready_after = absl::Now() - cut_at;
+  std::cout << "h1 not ready " << not_ready_after << " after it was cut from s1\n";
+  EXPECT_LT(not_ready_after, absl::Seconds(5));
+  EXPECT_EQ(HostState("h1"), "HOST_STATE_READY");  // Its coordinator lease is fine.
+  ASSERT_TRUE(WaitForJailOnAStandby()) << Ctl({"events", "--jail", "web"}).stdout_text
+                                       << Ctl({"host", "get", "h1", "-o", "json"}).stdout_text;
+  const std::string standby = Jail().host;
+  bool lapsed_reason = false;
+  for (const nlohmann::json& op : Operations()) {
+    lapsed_reason |= op.value("kind", "") == "OPERATION_KIND_FAILOVER" &&
+                     absl::StrContains(op.value("reason", ""), "lost its storage lease");
+  }
+  EXPECT_TRUE(lapsed_reason) << Ctl({"op", "list", "--jail", "web"}).stdout_text;
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+  EXPECT_THAT(writers_, HasSubstr(standby + "@2 ("));
+  const common::CommandResult healed = Lab({"heal", "h1"}, absl::Seconds(60));
+  EXPECT_EQ(healed.exit_code, 0) << healed.stdout_text << healed.stderr_text;
+  // A live host losing one jail is not fenced as a whole.
+  EXPECT_TRUE(testing::WaitUntil([&] { return HostState("h1") == "HOST_STATE_READY"; },
+                                 absl::Seconds(20)))
+      << Ctl({"host", "get", "h1"}).stdout_text;
 }
 
 // Two jails on h1; draining h1 migrates both away (to the two standbys, one
