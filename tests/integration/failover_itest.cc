@@ -633,6 +633,34 @@ TEST_P(FailoverTest, ACoordinatorOutageStopsNoJailAndFailsNobodyOver) {
   EXPECT_THAT(h1.log(), ::testing::Not(HasSubstr("fence")));
 }
 
+// h1's agent dies during a coordinator outage (with the sim driver its jails
+// die with it, as in a reboot) and comes back before the coordinator: it
+// holds nothing, so it fences nothing and nothing needs readmitting; when
+// the coordinator returns, h1 is READY and its jail, whose image it no
+// longer imports, starts again in place at epoch 2 — no failover.
+TEST_P(FailoverTest, AnAgentDownDuringACoordinatorOutageGetsItsJailBackInPlace) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster());
+  const int port = port_;
+  coordinator_->Signal(SIGKILL);
+  ASSERT_TRUE(coordinator_->Wait(absl::Seconds(10)).ok());
+  agents_["h1"]->Kill();
+  agents_["h1"] = StartAgent("h1", 4);
+  ASSERT_TRUE(agents_["h1"]->ok());
+  absl::SleepFor(absl::Seconds(4));  // Past its ttl without a coordinator.
+  EXPECT_THAT(testing::HttpGet(agents_["h1"]->http_port(), "/healthz").second,
+              ::testing::Not(HasSubstr("self-fenced")));
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(port));
+  ASSERT_TRUE(WaitForJail("h1", 2, absl::Seconds(30))) << GetJail("web").DebugString() << Logs();
+  EXPECT_EQ(GetHost("h1").status().state(), v1::HOST_STATE_READY);
+  for (const v1::Operation& op : Operations("web")) {
+    EXPECT_NE(op.kind(), v1::OPERATION_KIND_FAILOVER) << op.DebugString();
+  }
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return StorageGrant().host() == "h1" && StorageGrant().epoch() == 2; },
+      absl::Seconds(5)))
+      << StorageGrant().DebugString();
+}
+
 TEST_P(FailoverTest, AnAgentCutOffFromTheCoordinatorAndItsStorageHostFencesItselfWithinTheTtl) {
   ASSERT_NO_FATAL_FAILURE(SetUpCluster());
   testing::AgentProcess& h1 = *agents_["h1"];
