@@ -289,6 +289,13 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
       spdlog::warn("lease: observing the host failed: {}", observed.status().ToString());
     }
     common::ToProtoTimestamp(clock_.WallNow(), heartbeat->mutable_sent());
+    {
+      // The storage renewals leave with the heartbeat: a host that dies
+      // then has its last storage lease end with its coordinator lease, so
+      // a failover's fence hardly waits for it.
+      absl::MutexLock lock(&mu_);
+      storage_due_ = true;
+    }
     // The lease counts from here: the moment the renewal leaves.
     record_sent(sequence);
     open = stream->Write(beat);
@@ -407,7 +414,13 @@ void LeaseClient::StorageLoop() {
       });
     }
     for (std::thread& call : calls) call.join();
-    if (!SleepUnlessShutdown(renew)) return;
+    // Next round with the next heartbeat, or after a renew interval when
+    // there is no stream.
+    absl::MutexLock lock(&mu_);
+    auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || storage_due_; };
+    mu_.AwaitWithTimeout(absl::Condition(&due), renew);
+    if (shutdown_) return;
+    storage_due_ = false;
   }
 }
 

@@ -97,6 +97,8 @@ class LeaseClient final : public LeaseOracle {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   // Set to make the watchdog evaluate at once (a MOVED answer, an Evict).
   bool wake_watchdog_ ABSL_GUARDED_BY(mu_) = false;
+  // Set as each heartbeat leaves: the storage renewals go with it.
+  bool storage_due_ ABSL_GUARDED_BY(mu_) = false;
   // The live stream's context, so Shutdown can cancel it.
   grpc::ClientContext* session_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<v1::CarpTransition> pending_transitions_ ABSL_GUARDED_BY(mu_);

@@ -135,6 +135,7 @@ absl::StatusOr<HostTracker> HostTracker::Restore(std::string name, HostTrackerCo
   }
   tracker.liveness_ = v1::HOST_STATE_READY;
   tracker.last_renewal_ = now;
+  tracker.restored_ = true;
   tracker.reason_ = absl::StrCat("coordinator (re)started; waiting for the agent to reconnect",
                                  persisted.state() == v1::HOST_STATE_UNREACHABLE
                                      ? " (it was UNREACHABLE; given a grace of one ttl)"
@@ -235,6 +236,8 @@ void HostTracker::ApplyTimeouts(MonoTime now, std::vector<HostTransition>* out) 
   }
   const absl::Duration age = Since(*last_renewal_, now);
   const std::string silent = absl::StrCat("no heartbeat for ", absl::FormatDuration(age));
+  // Restored: not suspected during its grace (a whole ttl to reconnect).
+  if (restored_ && age < config_.ttl) return;
   if (liveness_ == v1::HOST_STATE_READY && age >= config_.SuspectAfter()) {
     SetLiveness(
         v1::HOST_STATE_SUSPECT, now,
@@ -307,6 +310,12 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::Heartbeat(
     h.last_renewal_ = now;
     h.observed_ = observed;
     h.observed_at_ = now;
+    if (h.restored_) {
+      h.restored_ = false;
+      if (h.liveness_ == v1::HOST_STATE_READY) {
+        h.reason_ = "its agent reconnected after the coordinator (re)started";
+      }
+    }
     if (h.awaiting_unfence_ && !observed.self_fenced()) h.awaiting_unfence_ = false;
     if (h.liveness_ == v1::HOST_STATE_FENCED) {
       h.AutoReadmit(now, observed, &out);

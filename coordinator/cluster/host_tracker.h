@@ -121,8 +121,9 @@ class HostTracker {
   // stays FENCED (not "returned" until it heartbeats); any other host —
   // UNREACHABLE too: its lease may have lapsed only because the coordinator
   // was away — gets a grace of a fresh lease from `now` (its agent has one
-  // ttl to reconnect) and is not usable for placement before its first
-  // heartbeat. (A failover of it that was in progress resumes, and the
+  // ttl to reconnect, during which it is not even SUSPECT) and is not
+  // usable for placement before its first heartbeat. (A failover of it that
+  // was in progress resumes, and the
   // caller marks it with BeginFencing.) DRAINING and MAINTENANCE are kept; a
   // maintenance expiry is taken from `maintenance_until` if given.
   static absl::StatusOr<HostTracker> Restore(std::string name, HostTrackerConfig config,
@@ -285,6 +286,8 @@ class HostTracker {
   std::string fenced_by_;
   bool failed_over_ = false;
   bool fencing_ = false;
+  // Restored live (Restore) and not heard from since: its grace.
+  bool restored_ = false;
   std::optional<std::string> auto_readmitted_;
   std::string incarnation_;
   std::optional<v1::ObservedState> observed_;

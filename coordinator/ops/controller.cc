@@ -337,10 +337,10 @@ absl::Status Controller::Reconcile() {
         const v1::ObservedState& observed = host->second.status().observed();
         bool lapsed = false;
         Imports(observed, view.jails[name].image(), &lapsed);
-        const auto view = hosts.find(tracker.host());
+        const auto seen = hosts.find(tracker.host());
         absl::StatusOr<std::vector<cluster::JailTransition>> t = tracker.ObservedOnHost(
             now, tracker.host(), Lists(observed, name), lapsed,
-            view == hosts.end() ? std::nullopt : view->second.observed_at);
+            seen == hosts.end() ? std::nullopt : seen->second.observed_at);
         if (t.ok() && !t->empty()) keep(PersistLocked(tracker, *t));
       }
     }

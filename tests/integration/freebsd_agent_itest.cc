@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -315,6 +316,24 @@ TEST_F(FreeBsdAgentTest, ImageJailVipAndEpochFencingEndToEnd) {
   EXPECT_NE(second_server, first_server);
   EXPECT_THAT(ExportsFile(), HasSubstr(absl::StrCat("\n", kH2Address, " RW ", image_path())));
   EXPECT_THAT(ExportsFile(), Not(HasSubstr(kH1Address)));
+  // The storage lease, answered from the grant ggated enforces: h2 at epoch
+  // 2 holds it, h1's epoch-1 grant moved.
+  for (const auto& [host, epoch] : {std::pair<std::string, uint64_t>{"h2", 2}, {"h1", 1}}) {
+    v1::RenewStorageLeaseRequest renew;
+    renew.set_host(host);
+    v1::HeldImage* held = renew.add_images();
+    held->set_image("web01");
+    held->set_epoch(epoch);
+    v1::RenewStorageLeaseResponse renewed;
+    status = s1->stub().RenewStorageLease(CallContext().get(), renew, &renewed);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(renewed.answers_size(), 1);
+    EXPECT_EQ(renewed.answers(0).state(), host == "h2" ? v1::STORAGE_LEASE_STATE_CURRENT
+                                                       : v1::STORAGE_LEASE_STATE_MOVED)
+        << host;
+    EXPECT_EQ(renewed.answers(0).grant().host(), "h2");
+    EXPECT_EQ(renewed.answers(0).grant().epoch(), 2u);
+  }
 
   // A's side, still at epoch 1: the storage agent refuses and changes nothing.
   status = Export(*s1, "export-h1-stale", "h1", kH1Address, 1, &exported);
