@@ -319,7 +319,8 @@ void LeaseClient::StorageLoop() {
   // The last outcome per storage agent, logged when it changes.
   std::map<std::string, std::string> last_outcome;
   while (true) {
-    SyncHeld();
+    // What the tracker holds is the watchdog's to sync (one writer: two
+    // threads syncing could take an image away and back, renewing it).
     const auto held = core_.HeldImages();
     const auto witnesses = core_.StorageWitnesses();
     absl::Duration ttl;

@@ -216,6 +216,7 @@ absl::Status Controller::SyncTrackersLocked(const ClusterView& view) {
                                       now, options_.jail_tracker));
     trackers_.emplace(name, std::move(tracker));
   }
+  PublishPlacementsLocked();
   return absl::OkStatus();
 }
 
