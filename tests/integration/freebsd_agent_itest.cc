@@ -484,7 +484,8 @@ TEST_F(FreeBsdAgentTest, SilencedCoordinatorSelfFencesThroughTheDriver) {
   ASSERT_TRUE(testing::WaitUntil(
       [&] {
         return JailNames(*h1).empty() && fake_.CountCalls("ggatec destroy") == 1 &&
-               VipStates(*h1).empty();
+               VipStates(*h1).empty() &&
+               h1->log().find("self-fenced; refusing work") != std::string::npos;
       },
       absl::Seconds(10)))
       << h1->log() << World();
