@@ -136,6 +136,12 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   if (!options.server_name_override.empty()) {
     args.SetSslTargetNameOverride(options.server_name_override);
   }
+  // A peer that was unreachable (a partition, a restart) is tried again
+  // within a second, not after gRPC's default backoff of up to two minutes:
+  // leases are renewed every renew interval over these channels.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *credentials, args);
   if (channel == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create a channel to ", target));

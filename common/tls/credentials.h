@@ -47,8 +47,10 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
     const TlsOptions& options);
 
 // Creates a channel to `target` with MakeChannelCredentials(options) and
-// the server name override, if any. InvalidArgument for an empty target.
-// Does not connect.
+// the server name override, if any, that reconnects to an unreachable peer
+// at least every second (gRPC's default backoff grows to two minutes, far
+// longer than a lease). InvalidArgument for an empty target. Does not
+// connect.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
                                                            const TlsOptions& options);
 
