@@ -965,6 +965,23 @@ absl::Status AgentCore::StopAndRelease(const std::set<std::string>& jails,
   return first_error;
 }
 
+std::set<std::string> AgentCore::JailsToStop(const AgentState& state, const std::string& what,
+                                             absl::Status* listed) {
+  std::set<std::string> running;
+  absl::StatusOr<std::vector<JailInfo>> infos = jails_.List();
+  if (infos.ok()) {
+    for (const JailInfo& info : *infos) running.insert(info.name);
+  } else {
+    spdlog::error("{}: listing jails failed: {}", what, infos.status().ToString());
+  }
+  *listed = infos.status();
+  std::set<std::string> jails;
+  for (const auto& [name, jail] : state.jails()) {
+    if (jail.started() || running.count(name)) jails.insert(name);
+  }
+  return jails;
+}
+
 absl::Status AgentCore::SelfFence(const std::string& reason) {
   absl::Status recorded = store_.Update([](AgentState& s) {
     s.set_self_fenced(true);
@@ -974,26 +991,16 @@ absl::Status AgentCore::SelfFence(const std::string& reason) {
   spdlog::warn("host {}: SELF-FENCING: {}; removing VIPs, stopping jails, releasing images",
                options_.host_name, reason);
   const AgentState state = store_.Snapshot();
-  // Every jail of ours that runs, whether or not our record says started (a
-  // crash between start and record must not leave one running).
-  std::set<std::string> running;
-  absl::StatusOr<std::vector<JailInfo>> listed = jails_.List();
-  if (listed.ok()) {
-    for (const JailInfo& info : *listed) running.insert(info.name);
-  } else {
-    spdlog::error("self-fence: listing jails failed: {}", listed.status().ToString());
-  }
-  std::set<std::string> jails, images, vips;
-  for (const auto& [name, jail] : state.jails()) {
-    if (jail.started() || running.count(name)) jails.insert(name);
-  }
+  absl::Status listed;
+  const std::set<std::string> jails = JailsToStop(state, "self-fence", &listed);
+  std::set<std::string> images, vips;
   for (const auto& [name, image] : state.images()) {
     if (image.imported() || !image.mount_point().empty()) images.insert(name);
   }
   for (const auto& [name, vip] : state.vips()) vips.insert(name);
   absl::Status status = StopAndRelease(jails, images, vips, "self-fence");
   if (status.ok()) status = recorded;
-  if (!listed.ok() && status.ok()) status = listed.status();
+  if (status.ok()) status = listed;
   spdlog::warn("host {}: self-fenced{}; refusing work until the coordinator readmits it",
                options_.host_name, status.ok() ? "" : " (with errors, see above)");
   return status;
@@ -1009,13 +1016,11 @@ absl::Status AgentCore::FenceImage(const std::string& image, uint64_t epoch,
                  owned->second.import_epoch(), epoch);
     return absl::OkStatus();
   }
-  std::set<std::string> running;
-  if (absl::StatusOr<std::vector<JailInfo>> listed = jails_.List(); listed.ok()) {
-    for (const JailInfo& info : *listed) running.insert(info.name);
-  }
+  absl::Status listed;
   std::set<std::string> jails, vips;
-  for (const auto& [name, jail] : state.jails()) {
-    if (jail.image() != image || (!jail.started() && !running.count(name))) continue;
+  for (const std::string& name : JailsToStop(state, "fence", &listed)) {
+    const auto& jail = state.jails().at(name);
+    if (jail.image() != image) continue;
     jails.insert(name);
     if (!jail.vip().name().empty() && state.vips().count(jail.vip().name())) {
       vips.insert(jail.vip().name());
@@ -1063,9 +1068,9 @@ absl::Status AgentCore::Evict(const v1::Evict& evict) {
                      evict.reason()));
     if (first_error.ok()) first_error = fenced;
   }
+  std::set<std::string> unused_vips;
   for (const std::string& name : evict.vips()) {
-    const auto vip = state.vips().find(name);
-    if (vip == state.vips().end()) continue;
+    if (state.vips().count(name) == 0) continue;
     bool used = false;
     for (const auto& [jail_name, jail] : state.jails()) {
       used = used || (jail.started() && jail.vip().name() == name);
@@ -1074,48 +1079,31 @@ absl::Status AgentCore::Evict(const v1::Evict& evict) {
       spdlog::error("evict: VIP {} refused: a started jail of this host uses it", name);
       continue;
     }
-    absl::StatusOr<VipConfig> config = VipConfigFromSpec(vip->second.spec(), vip->second.advskew());
-    absl::Status removed = config.ok() ? vips_.Remove(*config) : config.status();
-    if (removed.ok()) {
-      spdlog::warn("evict: VIP {} ({}) removed: {}", name, vip->second.spec().address(),
-                   evict.reason());
-      removed = store_.Update([&](AgentState& s) {
-        s.mutable_vips()->erase(name);
-        return absl::OkStatus();
-      });
-    }
-    if (!removed.ok()) spdlog::error("evict: VIP {}: {}", name, removed.ToString());
+    unused_vips.insert(name);
+  }
+  if (!unused_vips.empty()) {
+    spdlog::warn("evict: removing VIPs [{}]: {}", absl::StrJoin(unused_vips, ", "), evict.reason());
+    const absl::Status removed = StopAndRelease({}, {}, unused_vips, "evict");
     if (first_error.ok()) first_error = removed;
   }
   ClearReadinessCache();
   return first_error;
 }
 
-std::map<std::string, std::pair<uint64_t, bool>> AgentCore::HeldImages() {
+std::map<std::string, HeldImage> AgentCore::HeldImages() {
   const AgentState state = store_.Snapshot();
-  std::map<std::string, std::pair<uint64_t, bool>> held;
+  std::map<std::string, HeldImage> held;
   for (const auto& [name, image] : state.images()) {
     if (!image.imported()) continue;
     const uint64_t epoch = image.import_epoch() != 0 ? image.import_epoch() : store_.NewestEpoch(name);
-    held[name] = {epoch, !image.storage_agent().empty()};
+    held[name] = HeldImage{epoch, image.storage_agent(), image.storage_host()};
   }
   for (const auto& [name, jail] : state.jails()) {
     if (jail.started() && !jail.image().empty() && held.count(jail.image()) == 0) {
-      held[jail.image()] = {jail.epoch(), false};
+      held[jail.image()] = HeldImage{jail.epoch(), "", ""};
     }
   }
   return held;
-}
-
-std::map<std::string, std::pair<std::string, std::string>> AgentCore::StorageWitnesses() {
-  const AgentState state = store_.Snapshot();
-  std::map<std::string, std::pair<std::string, std::string>> witnesses;
-  for (const auto& [name, image] : state.images()) {
-    if (image.imported() && !image.storage_agent().empty()) {
-      witnesses[name] = {image.storage_agent(), image.storage_host()};
-    }
-  }
-  return witnesses;
 }
 
 void AgentCore::SetLeaseOracle(LeaseOracle* oracle) {

@@ -28,6 +28,7 @@
 #include "agent/driver/disk_driver.h"
 #include "agent/driver/jail_driver.h"
 #include "agent/driver/vip_driver.h"
+#include "agent/lease_tracker.h"
 #include "agent/state/agent_state_store.h"
 #include "agent/state/operation_guard.h"
 #include "common/time/clock.h"
@@ -140,11 +141,9 @@ class AgentCore {
   // (logs) the rest. Returns the first error.
   absl::Status Evict(const v1::Evict& evict);
   // The images this host holds for its jails, for the lease: every import
-  // (witnessed when it names its storage agent), and the image of every
-  // started jail that has no import (unwitnessed).
-  std::map<std::string, std::pair<uint64_t, bool>> HeldImages();
-  // The storage agent (HOST:PORT, host name) of each witnessed import.
-  std::map<std::string, std::pair<std::string, std::string>> StorageWitnesses();
+  // (witnessed by the storage agent it names, if any), and the image of
+  // every started jail that has no import (unwitnessed).
+  std::map<std::string, HeldImage> HeldImages();
   // Readiness and heartbeats ask `oracle` about the leases (not owned; set
   // once before serving, or never: then leases are not consulted).
   void SetLeaseOracle(LeaseOracle* oracle);
@@ -198,10 +197,17 @@ class AgentCore {
   VipDriver& vips_;         // Not owned.
   common::Clock& clock_;    // Not owned.
   // Stops `jails`, removing `vips` first, then unmounts and releases
-  // `images`; `what` prefixes every log line ("self-fence", "fence").
+  // `images`; `what` prefixes every log line ("self-fence", "fence",
+  // "evict").
   absl::Status StopAndRelease(const std::set<std::string>& jails,
                               const std::set<std::string>& images,
                               const std::set<std::string>& vips, const std::string& what);
+  // The jails of `state` a fence stops: those recorded started and those the
+  // driver lists as running, whatever the record says (a crash between start
+  // and record must not leave one running). A failed listing is logged and
+  // returned in `*listed`.
+  std::set<std::string> JailsToStop(const internal::AgentState& state, const std::string& what,
+                                    absl::Status* listed);
   // Storage side: the last CURRENT answer to the holder of an image's grant.
   struct HolderLease {
     std::string host;

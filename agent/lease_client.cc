@@ -110,10 +110,7 @@ bool LeaseClient::SleepUnlessShutdown(absl::Duration d) {
 }
 
 void LeaseClient::SyncHeld() {
-  std::map<std::string, HeldImage> held;
-  for (const auto& [image, epoch_witnessed] : core_.HeldImages()) {
-    held[image] = HeldImage{epoch_witnessed.first, epoch_witnessed.second};
-  }
+  const std::map<std::string, HeldImage> held = core_.HeldImages();
   absl::MutexLock lock(&mu_);
   tracker_.SetHeld(held, clock_.MonotonicNow());
 }
@@ -321,8 +318,7 @@ void LeaseClient::StorageLoop() {
   while (true) {
     // What the tracker holds is the watchdog's to sync (one writer: two
     // threads syncing could take an image away and back, renewing it).
-    const auto held = core_.HeldImages();
-    const auto witnesses = core_.StorageWitnesses();
+    const std::map<std::string, HeldImage> held = core_.HeldImages();
     absl::Duration ttl;
     absl::Duration renew;
     {
@@ -336,16 +332,15 @@ void LeaseClient::StorageLoop() {
       v1::RenewStorageLeaseRequest request;
     };
     std::map<std::string, Round> rounds;
-    for (const auto& [image, witness] : witnesses) {
-      const auto h = held.find(image);
-      if (h == held.end()) continue;
-      Round& round = rounds[witness.first];
-      round.host_name = witness.second;
+    for (const auto& [image, h] : held) {
+      if (!h.witnessed()) continue;
+      Round& round = rounds[h.storage_agent];
+      round.host_name = h.storage_host;
       round.request.set_host(options_.registration.host());
       common::ToProtoDuration(ttl, round.request.mutable_ttl());
       v1::HeldImage* asked = round.request.add_images();
       asked->set_image(image);
-      asked->set_epoch(h->second.first);
+      asked->set_epoch(h.epoch);
     }
     std::vector<std::thread> calls;
     absl::Mutex outcome_mu;

@@ -59,12 +59,12 @@ void LeaseTracker::SetHeld(const std::map<std::string, HeldImage>& held, LeaseTi
   for (const auto& [image, h] : held) {
     auto it = held_.find(image);
     if (it != held_.end() && it->second.epoch == h.epoch) {
-      it->second.witnessed = h.witnessed;
+      it->second.witnessed = h.witnessed();
       continue;
     }
     Storage s;
     s.epoch = h.epoch;
-    s.witnessed = h.witnessed;
+    s.witnessed = h.witnessed();
     s.renewed = now;
     held_[image] = s;
   }

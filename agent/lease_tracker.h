@@ -67,9 +67,12 @@ struct LeaseTrackerConfig {
 // One image the host holds (imported), as AgentCore records it.
 struct HeldImage {
   uint64_t epoch = 0;
-  // The import names its storage host's agent (else only the coordinator
-  // lease covers it).
-  bool witnessed = true;
+  // The storage host's agent that witnesses the import (HOST:PORT) and that
+  // host's name; empty when only the coordinator lease covers the image.
+  std::string storage_agent;
+  std::string storage_host;
+
+  bool witnessed() const { return !storage_agent.empty(); }
 };
 
 // The storage lease of one held image, as heartbeats and readiness see it.

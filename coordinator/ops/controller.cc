@@ -719,7 +719,6 @@ void Controller::PublishPlacementsLocked() {
     p.phase = t.phase();
     p.since = t.since();
     p.operation_target = t.operation_id().empty() ? "" : t.operation_target();
-    p.under_operation = !t.operation_id().empty();
     const auto image = jail_image_.find(name);
     if (image != jail_image_.end()) p.image = image->second;
   }
@@ -733,72 +732,75 @@ std::optional<v1::Evict> Controller::Evictions(const std::string& host,
                                                uint64_t term) {
   const std::map<std::string, cluster::HostView> hosts = membership_.HostViews();
   const cluster::MonoTime now = clock_.MonotonicNow();
-  // The heartbeat's path: only the published snapshot, never the
-  // controller's lock (a reconcile may hold it through store reads).
-  absl::MutexLock lock(&placements_mu_);
   v1::Evict evict;
   std::set<std::string> seen;
   std::vector<std::string> what;
   std::vector<std::pair<std::string, std::string>> audits;  // (jail, reason)
-  // Placed elsewhere, and not being moved or started here.
-  auto elsewhere = [&](const Placement& p) {
-    return !p.host.empty() && p.host != host &&
-           (!p.under_operation || p.operation_target != host);
-  };
-  for (const v1::ObservedJail& jail : observed.jails()) {
-    const auto p = placements_.find(jail.name());
-    if (p == placements_.end() || !elsewhere(p->second) || p->second.epoch == 0) continue;
-    v1::EvictJail* target = evict.add_jails();
-    target->set_jail(jail.name());
-    target->set_image(p->second.image);
-    target->set_epoch(p->second.epoch);
-    target->set_placed_on(p->second.host);
-    const std::string key = absl::StrCat(jail.name(), "@", p->second.epoch);
-    seen.insert(key);
-    what.push_back(absl::StrCat("jail ", jail.name(), " (placed on ", p->second.host,
-                                " at epoch ", p->second.epoch, ")"));
-    if (!evicted_[host].count(key)) {
-      audits.emplace_back(jail.name(),
-                          absl::StrCat("jail ", jail.name(), " runs on ", host,
-                                       " but is placed on ", p->second.host, " at epoch ",
-                                       p->second.epoch, ": told to stop it"));
+  // The heartbeat's path: only the published snapshot, never the
+  // controller's lock (a reconcile may hold it through store reads); the
+  // audit events are written after the snapshot's lock is let go.
+  {
+    absl::MutexLock lock(&placements_mu_);
+    // Placed elsewhere, and not being moved or started here.
+    auto elsewhere = [&](const Placement& p) {
+      return !p.host.empty() && p.host != host && p.operation_target != host;
+    };
+    for (const v1::ObservedJail& jail : observed.jails()) {
+      const auto p = placements_.find(jail.name());
+      if (p == placements_.end() || !elsewhere(p->second) || p->second.epoch == 0) continue;
+      v1::EvictJail* target = evict.add_jails();
+      target->set_jail(jail.name());
+      target->set_image(p->second.image);
+      target->set_epoch(p->second.epoch);
+      target->set_placed_on(p->second.host);
+      const std::string key = absl::StrCat(jail.name(), "@", p->second.epoch);
+      seen.insert(key);
+      what.push_back(absl::StrCat("jail ", jail.name(), " (placed on ", p->second.host,
+                                  " at epoch ", p->second.epoch, ")"));
+      if (!evicted_[host].count(key)) {
+        audits.emplace_back(jail.name(),
+                            absl::StrCat("jail ", jail.name(), " runs on ", host,
+                                         " but is placed on ", p->second.host, " at epoch ",
+                                         p->second.epoch, ": told to stop it"));
+      }
     }
-  }
-  for (const v1::ObservedVip& vip : observed.vips()) {
-    if (vip.state() != v1::CARP_STATE_MASTER) continue;
-    const auto jail = vip_placements_.find(vip.name());
-    if (jail == vip_placements_.end()) continue;
-    const auto p = placements_.find(jail->second);
-    if (p == placements_.end() || !elsewhere(p->second) ||
-        p->second.phase != v1::JAIL_PHASE_RUNNING) {
-      continue;
+    for (const v1::ObservedVip& vip : observed.vips()) {
+      if (vip.state() != v1::CARP_STATE_MASTER) continue;
+      const auto jail = vip_placements_.find(vip.name());
+      if (jail == vip_placements_.end()) continue;
+      const auto p = placements_.find(jail->second);
+      if (p == placements_.end() || !elsewhere(p->second) ||
+          p->second.phase != v1::JAIL_PHASE_RUNNING) {
+        continue;
+      }
+      // Only while the jail serves on a live host, and has for a lease ttl
+      // (CARP settles after a move): with its host down, a backup that took
+      // the address over is CARP doing its job.
+      const auto placed = hosts.find(p->second.host);
+      if (placed == hosts.end() || placed->second.state != v1::HOST_STATE_READY ||
+          absl::FromChrono(now - p->second.since) < membership_.config().ttl) {
+        continue;
+      }
+      evict.add_vips(vip.name());
+      const std::string key = absl::StrCat("vip:", vip.name());
+      seen.insert(key);
+      what.push_back(absl::StrCat("VIP ", vip.name(), " (jail ", jail->second, " serves on ",
+                                  p->second.host, ")"));
+      if (!evicted_[host].count(key)) {
+        audits.emplace_back(jail->second,
+                            absl::StrCat("CARP master of VIP ", vip.name(), " on ", host,
+                                         " while jail ", jail->second, " serves on ",
+                                         p->second.host, ": told to remove it"));
+      }
     }
-    // Only while the jail serves on a live host, and has for a lease ttl
-    // (CARP settles after a move): with its host down, a backup that took
-    // the address over is CARP doing its job.
-    const auto placed = hosts.find(p->second.host);
-    if (placed == hosts.end() || placed->second.state != v1::HOST_STATE_READY ||
-        absl::FromChrono(now - p->second.since) < membership_.config().ttl) {
-      continue;
-    }
-    evict.add_vips(vip.name());
-    const std::string key = absl::StrCat("vip:", vip.name());
-    seen.insert(key);
-    what.push_back(absl::StrCat("VIP ", vip.name(), " (jail ", jail->second, " serves on ",
-                                p->second.host, ")"));
-    if (!evicted_[host].count(key)) {
-      audits.emplace_back(jail->second,
-                          absl::StrCat("CARP master of VIP ", vip.name(), " on ", host,
-                                       " while jail ", jail->second, " serves on ",
-                                       p->second.host, ": told to remove it"));
+    if (seen.empty()) {
+      evicted_.erase(host);
+    } else {
+      evicted_[host] = seen;
     }
   }
   for (const auto& [jail, reason] : audits) AuditEviction(host, jail, reason);
-  if (seen.empty()) {
-    evicted_.erase(host);
-    return std::nullopt;
-  }
-  evicted_[host] = seen;
+  if (seen.empty()) return std::nullopt;
   evict.set_coordinator_term(term);
   evict.set_reason(absl::StrCat("one serving host: ", absl::StrJoin(what, "; ")));
   return evict;

@@ -208,7 +208,8 @@ class Controller final : public OperationObserver {
     uint64_t epoch = 0;
     v1::JailPhase phase = v1::JAIL_PHASE_UNSPECIFIED;
     cluster::MonoTime since;
-    bool under_operation = false;
+    // The host an operation in progress moves or starts the jail to (empty
+    // without an operation).
     std::string operation_target;
   };
   absl::Mutex placements_mu_;

@@ -91,6 +91,15 @@ class CoordinatorTest : public ::testing::Test {
     return response.host().status().state();
   }
 
+  // MarkHostFenced of h1.
+  grpc::Status MarkFenced(const std::string& reason, v1::MarkHostFencedResponse* response) {
+    auto context = testing::CallContext();
+    v1::MarkHostFencedRequest request;
+    request.set_name("h1");
+    request.set_reason(reason);
+    return stub_->MarkHostFenced(context.get(), request, response);
+  }
+
   bool WaitForState(v1::HostState state, absl::Duration timeout) {
     return testing::WaitUntil([&] { return HostState() == state; }, timeout,
                               absl::Milliseconds(20));
@@ -174,12 +183,8 @@ TEST_F(CoordinatorTest, LeaseFencingSurvivesRestartsUntilReadmitted) {
   agent->Kill();
   ASSERT_TRUE(WaitForState(v1::HOST_STATE_UNREACHABLE, absl::Seconds(15)));
   {
-    auto context = testing::CallContext();
-    v1::MarkHostFencedRequest request;
-    request.set_name("h1");
-    request.set_reason("powered off for a disk swap");
     v1::MarkHostFencedResponse response;
-    const grpc::Status status = stub_->MarkHostFenced(context.get(), request, &response);
+    const grpc::Status status = MarkFenced("powered off for a disk swap", &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_THAT(response.host().status().fenced_by(), HasSubstr("operator:"));
   }
@@ -220,12 +225,8 @@ TEST_F(CoordinatorTest, RpcsRefuseBadRequests) {
   ASSERT_TRUE(agent->ok());
   ASSERT_TRUE(WaitForState(v1::HOST_STATE_READY, absl::Seconds(15))) << coordinator_->ReadLog();
   {
-    auto context = testing::CallContext();
-    v1::MarkHostFencedRequest request;
-    request.set_name("h1");
-    request.set_reason("powered off");
     v1::MarkHostFencedResponse response;
-    const grpc::Status status = stub_->MarkHostFenced(context.get(), request, &response);
+    const grpc::Status status = MarkFenced("powered off", &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
   }
   {

@@ -792,9 +792,10 @@ TEST_F(FenceTest, ReadinessAndHeartbeatsSayWhatTheLeaseSays) {
   // What the lease is told the host holds.
   const auto held = core_->HeldImages();
   ASSERT_EQ(held.size(), 2u);
-  EXPECT_EQ(held.at("web01"), std::make_pair(uint64_t{2}, true));
-  EXPECT_EQ(core_->StorageWitnesses().at("db01"),
-            std::make_pair(std::string("198.18.0.21:7420"), std::string("s1")));
+  EXPECT_EQ(held.at("web01").epoch, 2u);
+  EXPECT_TRUE(held.at("web01").witnessed());
+  EXPECT_EQ(held.at("db01").storage_agent, "198.18.0.21:7420");
+  EXPECT_EQ(held.at("db01").storage_host, "s1");
 }
 
 }  // namespace

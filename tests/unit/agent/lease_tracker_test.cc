@@ -32,9 +32,13 @@ class LeaseTrackerTest : public ::testing::Test {
     return config;
   }
 
-  // web-img held at epoch 1, witnessed.
+  // web-img held at epoch 1, witnessed by s1's agent.
   void HoldWeb(absl::Duration now, uint64_t epoch = 1, bool witnessed = true) {
-    tracker_.SetHeld({{"web-img", HeldImage{epoch, witnessed}}}, At(now));
+    tracker_.SetHeld({{"web-img", Held(epoch, witnessed)}}, At(now));
+  }
+
+  static HeldImage Held(uint64_t epoch, bool witnessed = true) {
+    return witnessed ? HeldImage{epoch, "198.18.0.21:7420", "s1"} : HeldImage{epoch, "", ""};
   }
 
   LeaseTracker tracker_;
@@ -181,7 +185,7 @@ TEST_F(LeaseTrackerTest, AnUnwitnessedImportLivesOnTheCoordinatorLeaseAlone) {
 }
 
 TEST_F(LeaseTrackerTest, OnlyTheUncoveredImagesAreFencedWhileAnotherIsStillWitnessed) {
-  tracker_.SetHeld({{"a", HeldImage{1, true}}, {"b", HeldImage{4, true}}}, At(absl::ZeroDuration()));
+  tracker_.SetHeld({{"a", Held(1)}, {"b", Held(4)}}, At(absl::ZeroDuration()));
   tracker_.StorageAnswered("b", 4, At(absl::Seconds(2)), true, "");
   const LeaseDecision d = tracker_.Evaluate(At(Ms(3500)));
   ASSERT_EQ(d.fences.size(), 1u);
