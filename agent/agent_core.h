@@ -60,6 +60,10 @@ struct AgentCoreOptions {
   // by a previous run of this agent (its renewals' ttl is not remembered
   // across a restart), for ExportImage's await_previous_holder.
   absl::Duration lease_ttl = absl::Seconds(3);
+  // TESTS ONLY, UNSAFE: every holder's storage lease is answered CURRENT and
+  // a grant moving away does not wait for the previous holder (no storage
+  // fence), to show that the chaos checker catches two writers.
+  bool unsafe_skip_storage_fence_for_testing = false;
 };
 
 class AgentCore {

@@ -59,6 +59,11 @@ ABSL_FLAG(std::string, advertise_address, "",
           "HOST:PORT the coordinator dials to reach this agent's gRPC port; default: the --listen "
           "address, or this machine's host name and the port when --listen is a wildcard "
           "(0.0.0.0, [::]).");
+ABSL_FLAG(bool, unsafe_skip_storage_fence_for_testing, false,
+          "TESTS ONLY, UNSAFE: the storage role never fences a previous holder: a grant to a new "
+          "host leaves the old one connected and its storage lease CURRENT, so two hosts can "
+          "write one image. It exists to show that the chaos checker catches a dual writer "
+          "(bench/chaos.sh); never use it elsewhere.");
 ABSL_FLAG(std::string, storage_address, "",
           "Storage role: the address export servers (ggated, nbd-server) bind and clients reach "
           "them at; empty = all addresses.");
@@ -169,6 +174,10 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   }
   options.freebsd_options.storage_listen_address = storage_address;
   options.linux_options.storage_listen_address = storage_address;
+  options.unsafe_skip_storage_fence_for_testing =
+      absl::GetFlag(FLAGS_unsafe_skip_storage_fence_for_testing);
+  options.linux_options.unsafe_keep_previous_holder_for_testing =
+      options.unsafe_skip_storage_fence_for_testing;
   options.linux_options.state_dir = options.state_dir;
   options.linux_options.tool_path = absl::GetFlag(FLAGS_linux_tool_path);
   for (absl::string_view dir : absl::StrSplit(options.linux_options.tool_path, ':')) {

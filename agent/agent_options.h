@@ -44,6 +44,9 @@ struct AgentOptions {
   // Linux driver settings from flags (tool_path, jail_init_path,
   // storage_listen_address); state_dir is the agent's.
   linux_driver::LinuxDriverOptions linux_options;
+  // TESTS ONLY (--unsafe_skip_storage_fence_for_testing): the storage role
+  // never fences a previous holder (AgentCoreOptions, LinuxDriverOptions).
+  bool unsafe_skip_storage_fence_for_testing = false;
 };
 
 // The driver a host of this platform uses when --driver is not given.

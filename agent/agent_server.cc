@@ -61,6 +61,13 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   core_options.jail_root = options.jail_root;
   core_options.image_root = options.image_root;
   core_options.lease_ttl = options.lease_ttl;
+  core_options.unsafe_skip_storage_fence_for_testing =
+      options.unsafe_skip_storage_fence_for_testing;
+  if (options.unsafe_skip_storage_fence_for_testing) {
+    spdlog::warn("host {}: --unsafe_skip_storage_fence_for_testing: this storage host NEVER "
+                 "fences a previous holder; two hosts can write one image (tests only)",
+                 options.host_name);
+  }
   server->core_ = std::make_unique<AgentCore>(core_options, *server->store_,
                                               *server->drivers_.jails, *server->drivers_.disks,
                                               *server->drivers_.vips, clock);

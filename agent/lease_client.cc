@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <set>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +24,6 @@ LeaseTrackerConfig TrackerConfig(const LeaseOptions& options) {
   LeaseTrackerConfig config;
   config.ttl = options.ttl;
   config.renew_interval = options.renew_interval;
-  config.coordinator_endpoints = static_cast<int>(options.coordinators.size());
   return config;
 }
 
@@ -153,9 +154,11 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
     renew = tracker_.renew_interval();
   }
   // With several coordinators, one that does not answer is left in time to
-  // reach the leader: a connection not up within a renew interval, or an
-  // open stream without a grant for two (a coordinator whose machine died
-  // sends neither a grant nor a reset; LeaseTracker::ShouldLeaveStream).
+  // reach the leader: a connection not up within a renew interval. And with
+  // one or several, an open stream without a grant for two renew intervals
+  // is left for a new connection (a coordinator whose machine died sends
+  // neither a grant nor a reset; a connection that lost packets in a blip
+  // is stuck in TCP's retransmission backoff: LeaseTracker::ShouldLeaveStream).
   const bool others = options_.coordinators.size() > 1;
   const absl::Duration patience = std::max(renew, absl::Milliseconds(300));
   if (others && !(*channel)->WaitForConnected(absl::ToChronoTime(absl::Now() + patience))) {
@@ -266,8 +269,10 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
     }
     if (!open || absl::Now() < next_beat) continue;
     if (leave) {
-      spdlog::warn("lease: no grant from coordinator {} for {}; trying the next", endpoint,
-                   absl::FormatDuration(2 * interval));
+      spdlog::warn("lease: no grant from coordinator {} for {}; leaving the stream for a new "
+                   "connection{}",
+                   endpoint, absl::FormatDuration(2 * interval),
+                   options_.coordinators.size() > 1 ? " to the next coordinator" : "");
       break;
     }
     next_beat = absl::Now() + interval;
@@ -344,6 +349,10 @@ void LeaseClient::StorageLoop() {
     }
     std::vector<std::thread> calls;
     absl::Mutex outcome_mu;
+    // Storage agents whose call failed: their channel is made anew for the
+    // next round (a connection that lost packets in a blip is stuck in TCP's
+    // retransmission backoff for seconds; a new one works at once).
+    std::set<std::string> failed;
     for (auto& [address, round] : rounds) {
       auto it = stubs.find(address);
       if (it == stubs.end()) {
@@ -363,7 +372,7 @@ void LeaseClient::StorageLoop() {
       const v1::RenewStorageLeaseRequest request = round.request;
       const std::string storage_host = round.host_name;
       calls.emplace_back([this, stub, agent_address, request, storage_host, renew, &last_outcome,
-                          &outcome_mu] {
+                          &outcome_mu, &failed] {
         grpc::ClientContext context;
         // A slow answer still counts from when the request was sent.
         context.set_deadline(std::chrono::system_clock::now() +
@@ -397,6 +406,7 @@ void LeaseClient::StorageLoop() {
           if (moved) wake_watchdog_ = true;
         }
         absl::MutexLock lock(&outcome_mu);
+        if (!status.ok()) failed.insert(agent_address);
         std::string& last = last_outcome[agent_address];
         if (last != outcome) {
           if (status.ok() && !moved) {
@@ -410,6 +420,7 @@ void LeaseClient::StorageLoop() {
       });
     }
     for (std::thread& call : calls) call.join();
+    for (const std::string& address : failed) stubs.erase(address);
     // Next round with the next heartbeat, or after a renew interval when
     // there is no stream.
     absl::MutexLock lock(&mu_);

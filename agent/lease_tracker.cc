@@ -149,8 +149,7 @@ std::string LeaseTracker::NotReadyReason(const std::string& image, LeaseTime now
 }
 
 bool LeaseTracker::ShouldLeaveStream(LeaseTime now) const {
-  return config_.coordinator_endpoints > 1 &&
-         Since(stream_silent_since_, now) > 2 * config_.renew_interval;
+  return Since(stream_silent_since_, now) > 2 * config_.renew_interval;
 }
 
 LeaseDecision LeaseTracker::Evaluate(LeaseTime now) {

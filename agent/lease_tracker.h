@@ -59,9 +59,6 @@ using LeaseTime = std::chrono::steady_clock::time_point;
 struct LeaseTrackerConfig {
   absl::Duration ttl = absl::Seconds(3);
   absl::Duration renew_interval = absl::Milliseconds(500);
-  // Coordinator endpoints the agent knows (a silent stream is left only when
-  // there is another to try).
-  int coordinator_endpoints = 1;
 };
 
 // One image the host holds (imported), as AgentCore records it.
@@ -142,8 +139,12 @@ class LeaseTracker {
   // Ready for load balancers as far as the leases go (see the file comment):
   // empty when ready, else why not.
   std::string NotReadyReason(const std::string& image, LeaseTime now) const;
-  // With several endpoints: the open stream brought no grant for two renew
-  // intervals (since it opened or since its last grant).
+  // The open stream brought no grant for two renew intervals (since it
+  // opened or since its last grant): leave it for a new connection — to the
+  // next coordinator, or to the same one. A TCP connection that lost
+  // packets in a network blip retransmits with a doubling timeout (0.2, 0.4,
+  // 0.8, 1.6 s...): kept, a 1.5 s blip silences it for 3 s, a whole lease
+  // ttl; a new connection speaks as soon as the network is back.
   bool ShouldLeaveStream(LeaseTime now) const;
   // What to fence now (each fence reported once; see the file comment).
   LeaseDecision Evaluate(LeaseTime now);

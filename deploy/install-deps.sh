@@ -20,7 +20,7 @@ DEBIAN_BUILD=(
 # Runtime tools of the Linux driver and the lab, and the etcd store's server.
 DEBIAN_RUNTIME=(
   iproute2 procps ucarp nbd-server libnbd-bin fuse3 e2fsprogs util-linux
-  busybox-static etcd-server etcd-client curl
+  busybox-static etcd-server etcd-client curl nftables
 )
 # Tests only: python3 runs the fake FreeBSD userland (tests/fake_freebsd).
 DEBIAN_TEST=(python3)

@@ -142,6 +142,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Its own connections: gRPC shares one TCP connection among channels with
+  // the same target and arguments (the global subchannel pool), so a caller
+  // that drops a channel stuck on a connection in TCP's retransmission
+  // backoff would get the same connection back in the new one.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *credentials, args);
   if (channel == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create a channel to ", target));

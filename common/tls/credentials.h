@@ -49,8 +49,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 // Creates a channel to `target` with MakeChannelCredentials(options) and
 // the server name override, if any, that reconnects to an unreachable peer
 // at least every second (gRPC's default backoff grows to two minutes, far
-// longer than a lease). InvalidArgument for an empty target. Does not
-// connect.
+// longer than a lease), on a connection of its own (not shared with other
+// channels to the same target: dropping a channel drops its connection).
+// InvalidArgument for an empty target. Does not connect.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
                                                            const TlsOptions& options);
 

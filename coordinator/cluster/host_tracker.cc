@@ -494,6 +494,17 @@ absl::StatusOr<std::vector<HostTransition>> HostTracker::Readmit(MonoTime now,
           absl::StrCat("host ", h.name_, " cannot be readmitted: its agent still ", running,
                        "; it must report nothing running first"));
     }
+    // A failover is fencing it from its images right now: readmitted, it
+    // would be FENCED again by that fence a moment later (found by the
+    // chaos run: an operator's readmit of a replaced machine during the
+    // failover of its jails was undone and the host stayed FENCED).
+    if (h.fencing_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("host ", h.name_,
+                       " cannot be readmitted yet: a failover is fencing it from its images; "
+                       "readmit it when that failover is done (jailoverctl op list --host ",
+                       h.name_, ")"));
+    }
     h.fenced_at_.reset();
     h.fenced_by_.clear();
     h.failed_over_ = false;

@@ -277,6 +277,7 @@ class PlanBuilder {
     }
     if (!target.empty() && s.image != nullptr && s.storage != nullptr) {
       const v1::Host& to = view_.hosts.at(target);
+      AddLeftoverCleanup(op, s, target);
       if (kind == v1::OPERATION_KIND_FAILOVER) {
         op.steps.push_back(GrantStep("fence", s, to, op));
         op.fences_host = !old_host_reachable;
@@ -394,18 +395,29 @@ class PlanBuilder {
     plan_.operations.push_back(std::move(op));
   }
 
-  // An unplaced jail whose image is granted to a host: an earlier start
-  // failed after its grant and may have left the image imported and
-  // mounted, the jail defined or running and the VIP configured there.
-  // Cleared best effort at the old epoch before the new grant (which the
-  // agent then accepts, refusing the old epoch). A host that is not
-  // reachable is cut by the new grant at the storage host instead.
+  // A jail whose image is granted to a host it does not run on: an earlier
+  // start, failover or migration failed after its grant and may have left
+  // the image imported and mounted, the jail defined or running and the VIP
+  // configured there. Cleared best effort at the old epoch before the new
+  // grant (which the agent then accepts, refusing the old epoch). A host
+  // that is not reachable is cut by the new grant at the storage host
+  // instead. (Found by the chaos run: a failover whose probe failed left
+  // the jail mounted on its target, and the next failover to that target
+  // failed at fsck, "mounted; unmount first", for good.)
   void AddLeftoverCleanup(PlannedOperation& op, const Subject& s, const std::string& target) {
     const std::string& previous = s.image->grant().host();
-    // Unplaced after a failed start, or a restart in place on the host that
-    // holds the grant (whatever its fence left: a definition, a mount).
     const std::string& placed = s.jail->status().host();
-    if (previous.empty() || (!placed.empty() && (placed != previous || placed != target))) return;
+    if (previous.empty()) return;
+    if (op.kind == v1::OPERATION_KIND_START) {
+      // Unplaced after a failed start, or a restart in place on the host
+      // that holds the grant (whatever its fence left: a definition, a
+      // mount).
+      if (!placed.empty() && (placed != previous || placed != target)) return;
+    } else if (placed.empty() || placed == previous) {
+      // A move: only the grant of an earlier attempt, away from where the
+      // jail is placed (that host is the move's own business).
+      return;
+    }
     const v1::Host* host = Lookup(view_.hosts, previous);
     if (host == nullptr || !Reachable(*host) || !HasRole(*host, v1::HOST_ROLE_JAIL)) return;
     const bool set_as_backup =

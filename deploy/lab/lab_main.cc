@@ -1,6 +1,7 @@
 // jailover-lab: a real jailover cluster in network namespaces (see
 // lab_tool.h). Usage: jailover-lab [OPTIONS] up|down|status|kill-host H|
-// stop H...|start H...|partition H [from X]|heal H|exec H -- CMD...
+// stop H...|start H...|partition H [from X [--one-way]]|heal H|loss H PCT|carp-split H|
+// pause H [--all]|resume H|revive H [--fresh]|exec H -- CMD...
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -105,8 +106,34 @@ int main(int argc, char** argv) {
   partition->add_option("HOST", host, "Host name")->required();
   partition->add_option("from", from_word, "the word 'from'");
   partition->add_option("X", from, "The other host");
-  CLI::App* heal = app.add_subcommand("heal", "Undo partition (a killed host stays dead)");
+  bool one_way = false, all = false, fresh = false;
+  int percent = 0;
+  partition->add_flag("--one-way", one_way,
+                      "Only what HOST sends to X is dropped (X still reaches HOST)");
+  CLI::App* heal =
+      app.add_subcommand("heal", "Undo partition, loss and carp-split (a killed host stays dead)");
   heal->add_option("HOST", host, "Host name")->required();
+  CLI::App* loss = app.add_subcommand(
+      "loss", "HOST PERCENT: HOST drops PERCENT of its packets (in and out) at random");
+  loss->add_option("HOST", host, "Host name")->required();
+  loss->add_option("PERCENT", percent, "1..100")->required()->check(CLI::Range(1, 100));
+  CLI::App* carp_split = app.add_subcommand(
+      "carp-split", "HOST: HOST neither sends nor hears CARP advertisements (IP protocol 112)");
+  carp_split->add_option("HOST", host, "Host name")->required();
+  CLI::App* pause = app.add_subcommand(
+      "pause", "HOST: SIGSTOP the host's daemon (--all: every process of the host)");
+  pause->add_option("HOST", host, "Host name")->required();
+  pause->add_flag("--all", all, "Every process of the host (agent, jails, nbdfuse, ucarp)");
+  CLI::App* resume =
+      app.add_subcommand("resume", "HOST: SIGCONT to every process of the host");
+  resume->add_option("HOST", host, "Host name")->required();
+  CLI::App* revive = app.add_subcommand(
+      "revive",
+      "HOST: a host killed by kill-host boots again (no process, mount or VIP left; link up; "
+      "its daemons started)");
+  revive->add_option("HOST", host, "Host name")->required();
+  revive->add_flag("--fresh", fresh,
+                   "A new machine under the same name: the agent's state is empty (jail hosts)");
   CLI::App* exec = app.add_subcommand("exec", "HOST -- CMD...: run CMD inside HOST");
   exec->add_option("HOST", host, "Host name")->required();
   exec->add_option("CMD", command, "Command and arguments (after --)")->required();
@@ -146,9 +173,14 @@ int main(int argc, char** argv) {
       std::cerr << "jailover-lab: usage: partition HOST [from X]\n";
       return 2;
     }
-    return lab::Partition(options, host, from);
+    return lab::Partition(options, host, from, one_way);
   }
   if (heal->parsed()) return lab::Heal(options, host);
+  if (loss->parsed()) return lab::Loss(options, host, percent);
+  if (carp_split->parsed()) return lab::CarpSplit(options, host);
+  if (pause->parsed()) return lab::Pause(options, host, all, /*resume=*/false);
+  if (resume->parsed()) return lab::Pause(options, host, /*all=*/true, /*resume=*/true);
+  if (revive->parsed()) return lab::Revive(options, host, fresh);
   if (exec->parsed()) return lab::Exec(options, host, command);
   if (keep->parsed()) return lab::Keep(options, progress_fd);
   return 2;

@@ -766,7 +766,7 @@ absl::Status CheckHasDaemons(const LabToolHost& host, const std::string& command
     return absl::FailedPreconditionError(
         absl::StrCat("cannot ", command, " ", host.name,
                      ": it was killed by kill-host (a dead machine stays "
-                     "dead until `jailover-lab down`)"));
+                     "dead until `jailover-lab revive` or `down`)"));
   }
   if (!host.daemon.recorded() && !host.etcd.recorded()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -1683,7 +1683,149 @@ int Start(const LabToolOptions& options, const std::vector<std::string>& names) 
   return 0;
 }
 
-int Partition(const LabToolOptions& options, const std::string& host, const std::string& from) {
+int Revive(const LabToolOptions& options, const std::string& name, bool fresh) {
+  {
+    StateLock lock(options.state_file);
+    absl::StatusOr<LiveLab> lab = AttachLab(options);
+    absl::Status status = lab.ok() ? CheckHost(lab->state, name) : lab.status();
+    LabToolHost* host = status.ok() ? FindHost(lab->state, name) : nullptr;
+    if (status.ok() && !host->killed) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat("cannot revive ", name, ": it was not killed by kill-host"));
+    }
+    if (status.ok() && fresh && host->role != "jail") {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "cannot revive ", name, " --fresh: only a jail host can be replaced by a new machine (",
+          name, " is the ", host->role, " host; its disk holds the cluster's data)"));
+    }
+    if (status.ok() && !host->daemon.recorded()) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat("cannot revive ", name, ": the lab runs no daemon in it"));
+    }
+    if (!status.ok()) {
+      Fail(status);
+      return 1;
+    }
+    // What a reboot leaves: no process (kill-host), no mount, no loop
+    // device, no address but the host's own (a killed ucarp never took its
+    // VIP down).
+    lab->network->KillAll(name);
+    std::vector<std::string> cleared = lab->network->ClearHostMounts(name);
+    absl::StatusOr<common::CommandResult> addresses =
+        lab->network->Run(name, {"ip", "-4", "-o", "addr", "show", "dev", "eth0"});
+    if (addresses.ok() && addresses->ok()) {
+      // "2: eth0    inet 198.18.0.100/24 scope global secondary eth0 ..."
+      for (absl::string_view line :
+           absl::StrSplit(addresses->stdout_text, '\n', absl::SkipEmpty())) {
+        std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+        auto inet = std::find(words.begin(), words.end(), "inet");
+        if (inet == words.end() || inet + 1 == words.end()) continue;
+        const std::string cidr = *(inet + 1);
+        if (cidr.substr(0, cidr.find('/')) == host->address) continue;
+        absl::StatusOr<common::CommandResult> del =
+            lab->network->Run(name, {"ip", "addr", "del", cidr, "dev", "eth0"});
+        if (del.ok() && del->ok()) cleared.push_back("address " + cidr);
+      }
+    }
+    if (fresh) {
+      // A new machine: the agent's state directory is empty.
+      const std::string state_dir = FlagValue(host->daemon.argv, "--state_dir");
+      std::error_code ec;
+      if (!state_dir.empty()) {
+        fs::remove_all(state_dir, ec);
+        fs::create_directories(state_dir, ec);
+        cleared.push_back("the agent's state " + state_dir);
+      }
+    }
+    status = lab->network->ClearFilters(name);
+    if (status.ok()) status = lab->network->UnblockTraffic(name);
+    if (status.ok()) status = lab->network->LinkUp(name);
+    if (!status.ok()) {
+      Fail(status);
+      return 1;
+    }
+    host->killed = false;
+    for (const auto& [what, daemon] : HostDaemons(*host)) {
+      daemon->pid = 0;
+      daemon->start_time = 0;
+      daemon->stopped = true;
+    }
+    status = common::WriteFileAtomically(options.state_file, LabStateToJson(lab->state));
+    if (!status.ok()) {
+      Fail(status);
+      return 1;
+    }
+    std::cout << name << (fresh ? " replaced by a fresh machine" : " rebooted")
+              << ": link up; cleared "
+              << (cleared.empty() ? std::string("nothing") : absl::StrJoin(cleared, ", "))
+              << "\n"
+              << std::flush;
+  }
+  return Start(options, {name});
+}
+
+int Pause(const LabToolOptions& options, const std::string& name, bool all, bool resume) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, name) : lab.status();
+  LabToolHost* host = status.ok() ? FindHost(lab->state, name) : nullptr;
+  if (status.ok() && host->killed) {
+    status = absl::FailedPreconditionError(absl::StrCat(name, " was killed by kill-host"));
+  }
+  if (status.ok() && !resume && !all && !Alive(host->daemon)) {
+    status = absl::FailedPreconditionError(
+        absl::StrCat("cannot pause ", name, ": the lab runs no live daemon in it"));
+  }
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  // Resume: every process of the host (SIGCONT to a running one is
+  // harmless), whatever was paused.
+  std::vector<pid_t> pids;
+  if (all || resume) {
+    pids = lab->network->Pids(name);
+  } else {
+    pids.push_back(host->daemon.pid);
+  }
+  const int signal = resume ? SIGCONT : SIGSTOP;
+  int sent = 0;
+  for (pid_t pid : pids) {
+    if (::kill(pid, signal) == 0) ++sent;
+  }
+  std::cout << name << ": " << (resume ? "resumed " : "paused ") << sent << " process(es)"
+            << (resume || all ? "" : " (its " + ProgramName(host->daemon) + ")") << "\n";
+  return 0;
+}
+
+int Loss(const LabToolOptions& options, const std::string& host, int percent) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
+  if (status.ok()) status = lab->network->SetLoss(host, percent);
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  std::cout << host << " drops " << percent
+            << "% of the packets it sends and receives, at random (nftables)\n";
+  return 0;
+}
+
+int CarpSplit(const LabToolOptions& options, const std::string& host) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
+  if (status.ok()) status = lab->network->BlockCarp(host);
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  std::cout << host
+            << " neither sends nor hears CARP advertisements (IP protocol 112 dropped; "
+               "nftables): its speakers and the others' each believe they are alone\n";
+  return 0;
+}
+
+int Partition(const LabToolOptions& options, const std::string& host, const std::string& from,
+              bool one_way) {
   absl::StatusOr<LiveLab> lab = AttachLab(options);
   absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
   if (status.ok() && !from.empty()) {
@@ -1694,9 +1836,18 @@ int Partition(const LabToolOptions& options, const std::string& host, const std:
     Fail(status);
     return 1;
   }
-  if (from.empty()) {
+  if (one_way && from.empty()) {
+    status = absl::InvalidArgumentError("partition --one-way needs `from X`");
+  } else if (from.empty()) {
     status = lab->network->LinkDown(host);
     if (status.ok()) std::cout << host << " partitioned from every host (link down)\n";
+  } else if (one_way) {
+    status = lab->network->BlockTrafficOneWay(host, from);
+    if (status.ok()) {
+      std::cout << "what " << host << " sends to " << from
+                << " is dropped (a blackhole route in " << host << "; " << from
+                << " still reaches it)\n";
+    }
   } else {
     status = lab->network->BlockTraffic(host, from);
     if (status.ok()) {
@@ -1716,14 +1867,16 @@ int Heal(const LabToolOptions& options, const std::string& host) {
   absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
   if (status.ok()) status = lab->network->LinkUp(host);
   if (status.ok()) status = lab->network->UnblockTraffic(host);
+  if (status.ok()) status = lab->network->ClearFilters(host);
   if (!status.ok()) {
     Fail(status);
     return 1;
   }
-  std::cout << host << " healed: link up, no traffic dropped\n";
+  std::cout << host << " healed: link up, no traffic dropped, no packet loss, CARP heard\n";
   if (FindHost(lab->state, host)->killed) {
     std::cout << "note: " << host
-              << " was killed by kill-host; its processes stay dead (only its link is back)\n";
+              << " was killed by kill-host; its processes stay dead (only its link is back; "
+                 "`jailover-lab revive` starts it again)\n";
   }
   return 0;
 }

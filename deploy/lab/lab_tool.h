@@ -134,9 +134,24 @@ int Stop(const LabToolOptions& options, const std::vector<std::string>& hosts);
 // they need a quorum), then the coordinators, then the agents. A host whose
 // daemons are not stopped is refused (nothing started).
 int Start(const LabToolOptions& options, const std::vector<std::string>& hosts);
-// `from` empty: the host's link down; else traffic between host and `from`.
-int Partition(const LabToolOptions& options, const std::string& host, const std::string& from);
+// `from` empty: the host's link down; else traffic between host and `from`
+// (one_way: only what host sends to `from`).
+int Partition(const LabToolOptions& options, const std::string& host, const std::string& from,
+              bool one_way = false);
+// Undoes Partition, Loss and CarpSplit.
 int Heal(const LabToolOptions& options, const std::string& host);
+// `host` drops `percent` (1..100) of the packets it sends and receives.
+int Loss(const LabToolOptions& options, const std::string& host, int percent);
+// `host` drops every CARP/VRRP advertisement it would send or receive.
+int CarpSplit(const LabToolOptions& options, const std::string& host);
+// SIGSTOP to the host's daemon (all: to every process of the host: agent,
+// jails, nbdfuse, ucarp), or, resume, SIGCONT to every process of the host.
+int Pause(const LabToolOptions& options, const std::string& host, bool all, bool resume);
+// A host killed by kill-host boots again: its processes, mounts, loop
+// devices and extra addresses gone, its link up, its daemons started with
+// their recorded argv (Start). fresh (jail hosts only): a new machine under
+// the same name, with the agent's state directory empty.
+int Revive(const LabToolOptions& options, const std::string& host, bool fresh);
 // Replaces this process with argv run inside `host` (its network and mount
 // namespaces); returns only on failure.
 int Exec(const LabToolOptions& options, const std::string& host,

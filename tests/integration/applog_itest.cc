@@ -273,15 +273,16 @@ TEST_F(AppLogTest, CheckProvesNoOlderWriterWroteAfterANewerOne) {
   server = StartServer(0, {}, {"JAILOVER_HOST=h2", "JAILOVER_EPOCH=2"});
   EXPECT_THAT(testing::ReadFileOrEmpty(server_log_),
               HasSubstr("(5 records) on " + Target() + " as writer h2@2"));
-  auto append = [&](const std::string& id) {
+  // True when the server acknowledges, naming `writer`.
+  auto append = [&](const std::string& id, const std::string& writer) {
     std::unique_ptr<applog::LineConn> conn = Connect();
     std::string error;
     if (conn == nullptr || !conn->Send("APPEND " + id + " late\n", &error)) return false;
-    return conn->ReadLine(&error) == "OK " + id;
+    return conn->ReadLine(&error) == "OK " + id + " " + writer;
   };
-  ASSERT_TRUE(append("5"));
-  ASSERT_TRUE(append("6"));
-  ASSERT_TRUE(append("7"));
+  ASSERT_TRUE(append("5", "h2@2"));
+  ASSERT_TRUE(append("6", "h2@2"));
+  ASSERT_TRUE(append("7", "h2@2"));
   std::unique_ptr<applog::LineConn> conn = Connect();
   ASSERT_NE(conn, nullptr);
   std::string error;
@@ -295,20 +296,54 @@ TEST_F(AppLogTest, CheckProvesNoOlderWriterWroteAfterANewerOne) {
   EXPECT_EQ(checked.exit_code, 0) << checked.stdout_text << checked.stderr_text;
   EXPECT_EQ(checked.stdout_text,
             "all 5 acknowledged records present (8 stored)\n"
-            "writers in order: h1@1 (5 records), h2@2 (3 records)\n");
+            "writers in order: h1@1 (5 records), h2@2 (3 records)\n"
+            "acknowledged by, in order: h1@1 (5 records)\n");
+  EXPECT_THAT(testing::ReadFileOrEmpty(acked),
+              ::testing::ContainsRegex("^1 [0-9]+ h1@1\n2 [0-9]+ h1@1\n"));
 
   // The old host writes again after the standby took over: caught. The
   // flag wins over the environment.
   server->Signal(SIGTERM);
   ASSERT_NE(server->Wait(absl::Seconds(5)), -1);
   server = StartServer(0, {"--writer", "h1@1"}, {"JAILOVER_HOST=h2", "JAILOVER_EPOCH=2"});
-  ASSERT_TRUE(append("9"));
+  ASSERT_TRUE(append("9", "h1@1"));
   checked = Client({"check", "--target", Target(), "--acked", acked});
   EXPECT_EQ(checked.exit_code, 1) << checked.stdout_text << checked.stderr_text;
   EXPECT_EQ(checked.stdout_text,
             "all 5 acknowledged records present (9 stored)\n"
             "record 9 by h1@1 stored after record 5 by h2@2: an older writer wrote after a "
-            "newer one\n");
+            "newer one\n"
+            "acknowledged by, in order: h1@1 (5 records)\n");
+}
+
+TEST_F(AppLogTest, CheckCatchesAnOlderServerAcknowledgingAfterANewerOne) {
+  // A client gets acknowledgements from h1@1, then h2@2, then h1@1 again (a
+  // stale host still serving): each stored on its own file, so the stored
+  // order alone cannot show it; the acknowledgements can.
+  const std::string acked = dir_.path() + "/acked";
+  std::unique_ptr<Child> server = StartServer(0, {"--writer", "h2@2"});
+  const common::CommandResult wrote =
+      Client({"write", "--target", Target(), "--count", "3", "--acked", acked});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.stderr_text;
+  // Forged around the real acknowledgements: h1@1 before and after them.
+  const std::string real = testing::ReadFileOrEmpty(acked);
+  ASSERT_THAT(real, ::testing::ContainsRegex("^1 [0-9]+ h2@2\n2 [0-9]+ h2@2\n3 [0-9]+ h2@2\n$"));
+  const std::string forged = dir_.path() + "/forged";
+  std::ofstream(forged) << "7 900 h1@1\n" << real << "8 990000000000000 h1@1\n";
+  common::CommandResult checked = Client({"check", "--target", Target(), "--acked", forged});
+  EXPECT_EQ(checked.exit_code, 1) << checked.stdout_text << checked.stderr_text;
+  EXPECT_THAT(checked.stdout_text,
+              HasSubstr("record 8 acknowledged by h1@1 after record 1 acknowledged by h2@2: an "
+                        "older writer served after a newer one\n"));
+  // The same file without the stale one passes (7 is missing from the log,
+  // which check reports, but the order is fine).
+  std::ofstream(forged, std::ios::trunc) << real;
+  checked = Client({"check", "--target", Target(), "--acked", forged});
+  EXPECT_EQ(checked.exit_code, 0) << checked.stdout_text << checked.stderr_text;
+  EXPECT_EQ(checked.stdout_text,
+            "all 3 acknowledged records present (3 stored)\n"
+            "writers in order: h2@2 (3 records)\n"
+            "acknowledged by, in order: h2@2 (3 records)\n");
 }
 
 TEST_F(AppLogTest, EnvironmentThatNamesNoWriterLeavesRecordsUntagged) {

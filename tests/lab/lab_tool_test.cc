@@ -615,6 +615,110 @@ TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
   }
 }
 
+// The process state letter of `pid` (/proc/PID/stat: "T" when stopped).
+char ProcessState(pid_t pid) {
+  const std::string stat = testing::ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+}
+
+TEST_F(LabToolTest, TheChaosRunsFaultsAndTheirHeals) {
+  JAILOVER_REQUIRE_LAB();
+  common::CommandResult up = Tool({"up"}, absl::Seconds(150));
+  ASSERT_EQ(up.exit_code, 0) << up.stderr_text;
+  absl::StatusOr<lab::LabState> state = lab::ReadLabState(state_file_);
+  ASSERT_TRUE(state.ok()) << state.status();
+  std::vector<testing::LabHost> hosts;
+  for (const lab::LabToolHost& host : state->hosts) hosts.push_back({host.name, host.address});
+  absl::StatusOr<std::unique_ptr<testing::LabNetwork>> attached =
+      testing::LabNetwork::Attach(state->prefix, hosts);
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  testing::LabNetwork& lab = **attached;
+
+  // Random loss on one host, undone by heal; a bad percent changes nothing.
+  common::CommandResult bad_loss = Tool({"loss", "h1", "0"});
+  EXPECT_NE(bad_loss.exit_code, 0);
+  EXPECT_THAT(bad_loss.stderr_text, HasSubstr("not in range 1 to 100"));
+  EXPECT_EQ(*lab.Loss("h1"), 0);
+  common::CommandResult loss = Tool({"loss", "h1", "20"});
+  EXPECT_EQ(loss.exit_code, 0) << loss.stderr_text;
+  EXPECT_EQ(*lab.Loss("h1"), 20);
+  EXPECT_EQ(Tool({"loss", "h1", "30"}).exit_code, 0);  // replaces it
+  EXPECT_EQ(*lab.Loss("h1"), 30);
+  EXPECT_EQ(*lab.Loss("h2"), 0);
+
+  // A CARP split of h2 (on the switch), one-way traffic from h1 to ctl.
+  EXPECT_EQ(Tool({"carp-split", "h2"}).exit_code, 0);
+  EXPECT_TRUE(*lab.CarpBlocked("h2"));
+  EXPECT_FALSE(*lab.CarpBlocked("h1"));
+  common::CommandResult no_from = Tool({"partition", "h1", "--one-way"});
+  EXPECT_EQ(no_from.exit_code, 1);
+  EXPECT_THAT(no_from.stderr_text, HasSubstr("needs `from X`"));
+  EXPECT_EQ(Tool({"partition", "h1", "from", "ctl", "--one-way"}).exit_code, 0);
+  EXPECT_THAT(*lab.BlockedAddresses("h1"), ::testing::ElementsAre("198.18.0.2"));
+  EXPECT_THAT(*lab.BlockedAddresses("ctl"), IsEmpty());
+  EXPECT_FALSE(CanConnect(lab, "h1", "198.18.0.2", 7430));
+  EXPECT_EQ(Tool({"heal", "h1"}).exit_code, 0);
+  EXPECT_EQ(Tool({"heal", "h2"}).exit_code, 0);
+  EXPECT_EQ(*lab.Loss("h1"), 0);
+  EXPECT_FALSE(*lab.CarpBlocked("h2"));
+  EXPECT_THAT(*lab.BlockedAddresses("h1"), IsEmpty());
+  EXPECT_TRUE(CanConnect(lab, "h1", "198.18.0.2", 7430));
+
+  // pause: the agent alone, or every process of the host; resume: all.
+  const pid_t h2_agent = Recorded("h2").daemon.pid;
+  EXPECT_EQ(Tool({"pause", "h2"}).exit_code, 0);
+  EXPECT_TRUE(testing::WaitUntil([&] { return ProcessState(h2_agent) == 'T'; }, absl::Seconds(5)));
+  EXPECT_EQ(Tool({"resume", "h2"}).exit_code, 0);
+  EXPECT_TRUE(testing::WaitUntil([&] { return ProcessState(h2_agent) != 'T'; }, absl::Seconds(5)));
+  EXPECT_EQ(Tool({"pause", "h3", "--all"}).exit_code, 0);
+  const std::vector<pid_t> h3_pids = lab.Pids("h3");
+  ASSERT_FALSE(h3_pids.empty());
+  for (pid_t pid : h3_pids) {
+    EXPECT_TRUE(testing::WaitUntil([&] { return ProcessState(pid) == 'T'; }, absl::Seconds(5)))
+        << pid;
+  }
+  EXPECT_EQ(Tool({"resume", "h3"}).exit_code, 0);
+  for (pid_t pid : h3_pids) {
+    EXPECT_TRUE(testing::WaitUntil([&] { return ProcessState(pid) != 'T'; }, absl::Seconds(5)))
+        << pid;
+  }
+
+  // revive: only a killed host; --fresh only a jail host.
+  common::CommandResult alive = Tool({"revive", "h3"});
+  EXPECT_EQ(alive.exit_code, 1);
+  EXPECT_THAT(alive.stderr_text, HasSubstr("was not killed"));
+  ASSERT_EQ(Tool({"kill-host", "s1"}).exit_code, 0);
+  common::CommandResult storage = Tool({"revive", "s1", "--fresh"});
+  EXPECT_EQ(storage.exit_code, 1);
+  EXPECT_THAT(storage.stderr_text, HasSubstr("only a jail host can be replaced"));
+  EXPECT_TRUE(Recorded("s1").killed);
+  common::CommandResult rebooted = Tool({"revive", "s1"}, absl::Seconds(60));
+  EXPECT_EQ(rebooted.exit_code, 0) << rebooted.stderr_text;
+  EXPECT_FALSE(Recorded("s1").killed);
+  EXPECT_TRUE(Running(Recorded("s1").daemon.pid));
+
+  // A fresh h3: a new machine under the same name, its agent's state empty
+  // (a file left there is gone), its link up, its agent READY again.
+  const std::string state_dir = lab.host_dir("h3") + "/state";
+  const std::string marker = state_dir + "/left-by-the-old-machine";
+  ASSERT_TRUE(common::WriteFileAtomically(marker, "x").ok());
+  ASSERT_EQ(Tool({"kill-host", "h3"}).exit_code, 0);
+  EXPECT_FALSE(*lab.LinkIsUp("h3"));
+  common::CommandResult fresh = Tool({"revive", "h3", "--fresh"}, absl::Seconds(60));
+  EXPECT_EQ(fresh.exit_code, 0) << fresh.stderr_text;
+  EXPECT_THAT(fresh.stdout_text, HasSubstr("h3 replaced by a fresh machine"));
+  EXPECT_FALSE(std::filesystem::exists(marker));
+  EXPECT_TRUE(*lab.LinkIsUp("h3"));
+  const lab::LabToolHost h3 = Recorded("h3");
+  EXPECT_FALSE(h3.killed);
+  EXPECT_FALSE(h3.daemon.stopped);
+  EXPECT_TRUE(Running(h3.daemon.pid));
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return ReadyOn(lab, *state, state->coordinator).count("h3") == 1; },
+      absl::Seconds(30)));
+}
+
 TEST_F(LabToolTest, CommandsWithoutALab) {
   JAILOVER_REQUIRE_LAB();
   for (const std::vector<std::string>& args :
@@ -623,6 +727,11 @@ TEST_F(LabToolTest, CommandsWithoutALab) {
                                              {"start", "h1"},
                                              {"partition", "h1"},
                                              {"heal", "h1"},
+                                             {"loss", "h1", "10"},
+                                             {"carp-split", "h1"},
+                                             {"pause", "h1"},
+                                             {"resume", "h1"},
+                                             {"revive", "h1"},
                                              {"exec", "c1", "--", "true"}}) {
     common::CommandResult result = Tool(args);
     EXPECT_EQ(result.exit_code, 1) << common::FormatArgv(args);

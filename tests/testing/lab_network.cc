@@ -266,6 +266,61 @@ bool Step(common::CommandRunner& runner, const std::vector<std::string>& argv) {
 
 // Teardown of lab `prefix` by name, every step tolerant of a half-done
 // state. Returns what it removed.
+// Loop devices over files under `dir` as seen from the mount namespace
+// `ns_file` (an nbdfuse file shows its backing file only there: from the
+// root namespace the path cannot be resolved, sysfs prints "/").
+std::vector<std::string> LoopsInMountNs(const std::string& ns_file, const std::string& dir,
+                                        common::CommandRunner& runner) {
+  std::vector<std::string> devices;
+  absl::StatusOr<common::CommandResult> list = runner.Run(
+      {"nsenter", "--mount=" + ns_file, "--", "losetup", "-n", "-l", "-O", "NAME,BACK-FILE"},
+      kToolTimeout);
+  if (!list.ok() || !list->ok()) return devices;
+  for (absl::string_view line : absl::StrSplit(list->stdout_text, '\n', absl::SkipEmpty())) {
+    const size_t space = line.find(' ');
+    if (space == absl::string_view::npos) continue;
+    const std::string backing(absl::StripAsciiWhitespace(line.substr(space + 1)));
+    if (IsUnder(backing, dir)) devices.emplace_back(line.substr(0, space));
+  }
+  return devices;
+}
+
+// Lazily unmounts, in the mount namespace `ns_file`, everything mounted
+// under `dir` (not `dir` itself, nor anything under `keep`), deepest first
+// (FUSE and loop-backed mounts included), a few rounds for mounts stacked on
+// one another. Returns what it unmounted.
+std::vector<std::string> UnmountInMountNs(const std::string& ns_file, const std::string& dir,
+                                          const std::string& keep,
+                                          common::CommandRunner& runner) {
+  std::vector<std::string> removed;
+  for (int round = 0; round < 4; ++round) {
+    absl::StatusOr<common::CommandResult> list = runner.Run(
+        {"nsenter", "--mount=" + ns_file, "--", "findmnt", "-rn", "-o", "TARGET"}, kToolTimeout);
+    if (!list.ok() || !list->ok()) {
+      spdlog::warn("lab: cannot list mounts in {}: {}", ns_file,
+                   list.ok() ? Describe(*list) : list.status().ToString());
+      break;
+    }
+    std::vector<std::string> targets;
+    for (absl::string_view line : absl::StrSplit(list->stdout_text, '\n', absl::SkipEmpty())) {
+      // findmnt -r escapes spaces and the like as \x20.
+      std::string target(line);
+      if (IsUnder(target, dir) && target != dir && (keep.empty() || !IsUnder(target, keep))) {
+        targets.push_back(target);
+      }
+    }
+    if (targets.empty()) break;
+    SortDeepestFirst(&targets);
+    std::vector<std::string> argv = {"nsenter", "--mount=" + ns_file, "--", "umount", "-l"};
+    argv.insert(argv.end(), targets.begin(), targets.end());
+    Step(runner, argv);
+    for (const std::string& target : targets) {
+      removed.push_back(absl::StrCat("mount ", target, " in ", ns_file));
+    }
+  }
+  return removed;
+}
+
 std::vector<std::string> TearDownLab(const std::string& prefix, common::CommandRunner& runner) {
   const std::string dir = LabDir(prefix);
   std::vector<std::string> removed;
@@ -293,41 +348,10 @@ std::vector<std::string> TearDownLab(const std::string& prefix, common::CommandR
   // before its mounts go.
   std::set<std::string> host_loops;
   for (const std::string& file : ns_files) {
-    absl::StatusOr<common::CommandResult> list = runner.Run(
-        {"nsenter", "--mount=" + file, "--", "losetup", "-n", "-l", "-O", "NAME,BACK-FILE"},
-        kToolTimeout);
-    if (!list.ok() || !list->ok()) continue;
-    for (absl::string_view line : absl::StrSplit(list->stdout_text, '\n', absl::SkipEmpty())) {
-      const size_t space = line.find(' ');
-      if (space == absl::string_view::npos) continue;
-      const std::string backing(absl::StripAsciiWhitespace(line.substr(space + 1)));
-      if (IsUnder(backing, dir)) host_loops.insert(std::string(line.substr(0, space)));
-    }
+    for (std::string& device : LoopsInMountNs(file, dir, runner)) host_loops.insert(device);
   }
   for (const std::string& file : ns_files) {
-    for (int round = 0; round < 4; ++round) {
-      absl::StatusOr<common::CommandResult> list = runner.Run(
-          {"nsenter", "--mount=" + file, "--", "findmnt", "-rn", "-o", "TARGET"}, kToolTimeout);
-      if (!list.ok() || !list->ok()) {
-        spdlog::warn("lab teardown: cannot list mounts in {}: {}", file,
-                     list.ok() ? Describe(*list) : list.status().ToString());
-        break;
-      }
-      std::vector<std::string> targets;
-      for (absl::string_view line : absl::StrSplit(list->stdout_text, '\n', absl::SkipEmpty())) {
-        // findmnt -r escapes spaces and the like as \x20.
-        std::string target(line);
-        if (IsUnder(target, dir) && target != dir) targets.push_back(target);
-      }
-      if (targets.empty()) break;
-      SortDeepestFirst(&targets);
-      std::vector<std::string> argv = {"nsenter", "--mount=" + file, "--", "umount", "-l"};
-      argv.insert(argv.end(), targets.begin(), targets.end());
-      Step(runner, argv);
-      for (const std::string& target : targets) {
-        removed.push_back(absl::StrCat("mount ", target, " in ", file));
-      }
-    }
+    for (std::string& line : UnmountInMountNs(file, dir, {}, runner)) removed.push_back(line);
   }
 
   // 3. Loop devices backed by files under dir.
@@ -784,6 +808,136 @@ absl::Status LabNetwork::BlockTraffic(const std::string& a, const std::string& b
                                host_b->address + "/32"}));
   return Ok(runner_, {"ip", "-n", prefix_ + "-" + b, "route", "replace", "blackhole",
                       host_a->address + "/32"});
+}
+
+absl::Status LabNetwork::BlockTrafficOneWay(const std::string& a, const std::string& b) {
+  const LabHost* host_b = FindHost(b);
+  if (FindHost(a) == nullptr || host_b == nullptr || a == b) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lab: cannot block traffic from '", a, "' to '", b, "'"));
+  }
+  return Ok(runner_, {"ip", "-n", prefix_ + "-" + a, "route", "replace", "blackhole",
+                      host_b->address + "/32"});
+}
+
+absl::Status LabNetwork::SetLoss(const std::string& host, int percent) {
+  if (FindHost(host) == nullptr) return absl::InvalidArgumentError("lab: unknown host " + host);
+  if (percent < 1 || percent > 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lab: packet loss must be 1..100 percent, not ", percent));
+  }
+  return ApplyDropTable(host, kLossTable,
+                        absl::StrCat("numgen random mod 100 < ", percent, " drop"));
+}
+
+absl::Status LabNetwork::BlockCarp(const std::string& host) {
+  if (FindHost(host) == nullptr) return absl::InvalidArgumentError("lab: unknown host " + host);
+  // On the bridge, not in the host: ucarp sends and hears through packet
+  // sockets (libpcap), which pass by the host's own IP hooks.
+  const std::string table = absl::StrCat(kCarpTable, "_", host);
+  const std::string port = "v-" + host;
+  const std::string script = absl::StrCat(
+      "table bridge ", table, "\n", "delete table bridge ", table, "\n", "table bridge ", table,
+      " {\n", "  chain forward { type filter hook forward priority 0; policy accept; ",
+      "iifname \"", port, "\" ip protocol 112 drop; oifname \"", port,
+      "\" ip protocol 112 drop; }\n", "}\n");
+  return ApplyNftScript(kSwitchHost, absl::StrCat(dir_, "/", host, "/", table, ".nft"), script);
+}
+
+absl::Status LabNetwork::ApplyNftScript(const std::string& host, const std::string& file,
+                                        const std::string& script) {
+  {
+    std::ofstream out(file, std::ios::trunc);
+    out << script;
+    if (!out.flush()) return absl::InternalError("lab: cannot write " + file);
+  }
+  return Ok(runner_, {"ip", "netns", "exec", prefix_ + "-" + host, "nft", "-f", file});
+}
+
+absl::Status LabNetwork::ApplyDropTable(const std::string& host, const std::string& table,
+                                        const std::string& rule) {
+  // One nft script, applied atomically: the table anew, the drop rule on
+  // the way in and on the way out.
+  const std::string script = absl::StrCat(
+      "table inet ", table, "\n", "delete table inet ", table, "\n", "table inet ", table,
+      " {\n", "  chain input { type filter hook input priority 0; policy accept; ", rule,
+      "; }\n", "  chain output { type filter hook output priority 0; policy accept; ", rule,
+      "; }\n", "}\n");
+  return ApplyNftScript(host, absl::StrCat(dir_, "/", host, "/", table, ".nft"), script);
+}
+
+absl::StatusOr<bool> LabNetwork::HasTable(const std::string& host, const std::string& family,
+                                          const std::string& table, std::string* listing) {
+  const std::vector<std::string> argv = {"ip",  "netns", "exec",  prefix_ + "-" + host,
+                                         "nft", "list",  "table", family,
+                                         table};
+  ASSIGN_OR_RETURN(common::CommandResult result, runner_.Run(argv, kToolTimeout));
+  if (result.ok()) {
+    if (listing != nullptr) *listing = result.stdout_text;
+    return true;
+  }
+  // No such table. nft missing altogether is an error.
+  if (absl::StrContains(result.stderr_text, "No such file or directory") &&
+      !absl::StrContains(result.stderr_text, "exec")) {
+    return false;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(common::FormatArgv(argv), " failed: ", Describe(result)));
+}
+
+absl::Status LabNetwork::ClearFilters(const std::string& host) {
+  if (FindHost(host) == nullptr) return absl::InvalidArgumentError("lab: unknown host " + host);
+  ASSIGN_OR_RETURN(const bool loss, HasTable(host, "inet", kLossTable, nullptr));
+  if (loss) {
+    RETURN_IF_ERROR(Ok(runner_, {"ip", "netns", "exec", prefix_ + "-" + host, "nft", "delete",
+                                 "table", "inet", kLossTable}));
+  }
+  const std::string carp = absl::StrCat(kCarpTable, "_", host);
+  ASSIGN_OR_RETURN(const bool split, HasTable(kSwitchHost, "bridge", carp, nullptr));
+  if (split) {
+    RETURN_IF_ERROR(Ok(runner_, {"ip", "netns", "exec", prefix_ + "-" + kSwitchHost, "nft",
+                                 "delete", "table", "bridge", carp}));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> LabNetwork::Loss(const std::string& host) {
+  if (FindHost(host) == nullptr) return absl::InvalidArgumentError("lab: unknown host " + host);
+  std::string listing;
+  ASSIGN_OR_RETURN(const bool present, HasTable(host, "inet", kLossTable, &listing));
+  if (!present) return 0;
+  // "... numgen random mod 100 < 20 drop"
+  const size_t at = listing.find("mod 100 < ");
+  int percent = 0;
+  if (at == std::string::npos ||
+      !absl::SimpleAtoi(
+          absl::string_view(listing).substr(at + 10, listing.find(' ', at + 10) - at - 10),
+          &percent)) {
+    return absl::InternalError("lab: cannot read the loss of " + host + ": " + listing);
+  }
+  return percent;
+}
+
+absl::StatusOr<bool> LabNetwork::CarpBlocked(const std::string& host) {
+  if (FindHost(host) == nullptr) return absl::InvalidArgumentError("lab: unknown host " + host);
+  return HasTable(kSwitchHost, "bridge", absl::StrCat(kCarpTable, "_", host), nullptr);
+}
+
+std::vector<std::string> LabNetwork::ClearHostMounts(const std::string& host) {
+  std::vector<std::string> removed;
+  if (FindHost(host) == nullptr) return removed;
+  const std::string ns_file = mountns_path(host);
+  const std::vector<std::string> loops = LoopsInMountNs(ns_file, dir_, runner_);
+  // Only this host's own mounts: never the namespace files of the lab.
+  for (std::string& line : UnmountInMountNs(ns_file, dir_, dir_ + "/ns", runner_)) {
+    removed.push_back(std::move(line));
+  }
+  for (const std::string& device : loops) {
+    if (Step(runner_, {"losetup", "-d", device})) {
+      removed.push_back(absl::StrCat("loop device ", device, " (over a file in ", host, ")"));
+    }
+  }
+  return removed;
 }
 
 absl::StatusOr<std::vector<std::string>> LabNetwork::BlockedAddresses(const std::string& host) {

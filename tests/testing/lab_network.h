@@ -130,9 +130,35 @@ class LabNetwork {
   // fails both ways, UDP too; L2 and every other host are unaffected).
   // Idempotent. InvalidArgument for an unknown host or a == b.
   absl::Status BlockTraffic(const std::string& a, const std::string& b);
+  // Drops what `a` sends to `b` only: a blackhole route in `a` alone, so `b`
+  // still reaches `a` (its packets arrive; `a`'s answers do not leave).
+  // Idempotent. InvalidArgument for an unknown host or a == b.
+  absl::Status BlockTrafficOneWay(const std::string& a, const std::string& b);
   // Removes every block BlockTraffic made that involves `host` (its own
   // blackhole routes and the others' routes to its address). Idempotent.
   absl::Status UnblockTraffic(const std::string& host);
+  // Drops `percent` (1..100) of the IP packets `host` sends and receives, at
+  // random: an nftables table (`kLossTable`) in the host's network
+  // namespace, `numgen random mod 100 < percent drop` on input and output.
+  // Replaces an earlier loss. InvalidArgument for an unknown host or a bad
+  // percent; FailedPrecondition without nft.
+  absl::Status SetLoss(const std::string& host, int percent);
+  // `host` neither sends nor receives CARP/VRRP advertisements (IP protocol
+  // 112): a bridge table (`kCarpTable`_HOST) on the lab's switch dropping
+  // them to and from its port. Its speakers and the others' then each
+  // believe they are alone: a CARP split.
+  absl::Status BlockCarp(const std::string& host);
+  // Removes SetLoss's and BlockCarp's tables of `host`. Idempotent.
+  absl::Status ClearFilters(const std::string& host);
+  // The loss SetLoss put on `host`, in percent (0: none).
+  absl::StatusOr<int> Loss(const std::string& host);
+  // Whether BlockCarp holds for `host`.
+  absl::StatusOr<bool> CarpBlocked(const std::string& host);
+  // After KillAll: what a reboot of `host` would leave of it, nothing —
+  // every mount made in its mount namespace under dir() (lazily unmounted)
+  // and every loop device over a file in it detached. Its network
+  // namespace, mount namespace and directory stay. Returns what it removed.
+  std::vector<std::string> ClearHostMounts(const std::string& host);
   // The addresses `host` has blackhole routes to (BlockTraffic), sorted.
   absl::StatusOr<std::vector<std::string>> BlockedAddresses(const std::string& host);
   const std::vector<LabHost>& hosts() const { return hosts_; }
@@ -149,6 +175,18 @@ class LabNetwork {
   absl::Status AddHost(const LabHost& host);
   // The host named `name`, or nullptr.
   const LabHost* FindHost(const std::string& name) const;
+  // Replaces `table` (family inet) in `host` with one dropping what `rule`
+  // matches on input and output.
+  absl::Status ApplyDropTable(const std::string& host, const std::string& table,
+                              const std::string& rule);
+  // Writes `script` to `file` and applies it atomically with `nft -f` in
+  // `host`'s (or the switch's, "sw") network namespace.
+  absl::Status ApplyNftScript(const std::string& host, const std::string& file,
+                              const std::string& script);
+  // Whether `host` (or the switch, "sw") has `table` of `family`
+  // (FailedPrecondition without nft).
+  absl::StatusOr<bool> HasTable(const std::string& host, const std::string& family,
+                                const std::string& table, std::string* listing);
 
   std::string prefix_;
   // Created (tears down on destruction) rather than attached.
@@ -160,6 +198,10 @@ class LabNetwork {
 
 // Root of all lab directories.
 inline constexpr char kLabRoot[] = "/run/jailover-lab";
+// The nftables tables LabNetwork::SetLoss (family inet, in the host) and
+// BlockCarp (family bridge, on the switch, with "_HOST" appended) make.
+inline constexpr char kLossTable[] = "jailover_lab_loss";
+inline constexpr char kCarpTable[] = "jailover_lab_carp";
 
 // What lab tests whose owner process is dead left behind, for the cleanup
 // checks: network namespaces named jl<PID>-*, the directory

@@ -16,7 +16,9 @@ std::optional<int64_t> ParseMs(std::string_view text) {
 }  // namespace
 
 std::string FormatAck(const Ack& ack) {
-  return std::to_string(ack.id) + " " + std::to_string(ack.unix_ms) + "\n";
+  std::string line = std::to_string(ack.id) + " " + std::to_string(ack.unix_ms);
+  if (!ack.writer.empty()) line += " " + ack.writer;
+  return line + "\n";
 }
 
 std::optional<std::vector<Ack>> ParseAcked(std::string_view text, int* skipped_tail,
@@ -34,16 +36,25 @@ std::optional<std::vector<Ack>> ParseAcked(std::string_view text, int* skipped_t
     const std::string_view line = text.substr(0, newline);
     text.remove_prefix(newline + 1);
     const size_t space = line.find(' ');
+    const size_t second = space == std::string_view::npos ? space : line.find(' ', space + 1);
     const std::optional<uint64_t> id =
         space == std::string_view::npos ? std::nullopt : ParseId(line.substr(0, space));
     const std::optional<int64_t> ms =
-        space == std::string_view::npos ? std::nullopt : ParseMs(line.substr(space + 1));
-    if (!id.has_value() || !ms.has_value()) {
-      *error = "line " + std::to_string(line_number) + " is not \"<id> <unix ms>\": \"" +
+        space == std::string_view::npos
+            ? std::nullopt
+            : ParseMs(line.substr(space + 1, second == std::string_view::npos
+                                                 ? std::string_view::npos
+                                                 : second - space - 1));
+    const std::string_view writer =
+        second == std::string_view::npos ? std::string_view() : line.substr(second + 1);
+    if (!id.has_value() || !ms.has_value() ||
+        (second != std::string_view::npos && !ValidWriterTag(writer))) {
+      *error = "line " + std::to_string(line_number) +
+               " is not \"<id> <unix ms>\" or \"<id> <unix ms> <writer>\": \"" +
                std::string(line.substr(0, 80)) + "\"";
       return std::nullopt;
     }
-    acks.push_back(Ack{*id, *ms});
+    acks.push_back(Ack{*id, *ms, std::string(writer)});
   }
   return acks;
 }

@@ -14,7 +14,10 @@
 //       READs the log back; exit 0 and "all N acknowledged records present",
 //       else exit 1 and the missing ids (up to 20). Then the records' writer
 //       tags: "writers in order: ..." (or "writers: none tagged"), or exit 1
-//       and the first record an older writer stored after a newer one.
+//       and the first record an older writer stored after a newer one; and
+//       the same over the writers the acknowledgements named ("acknowledged
+//       by, in order: ..."), or exit 1 and the first record an older writer
+//       acknowledged after a newer one.
 //   outage --acked FILE
 //       The gaps over 200 ms between consecutive acknowledgements.
 // Every socket operation has a timeout (--timeout-ms, default 2000).
@@ -195,9 +198,22 @@ std::optional<std::vector<Ack>> ReadAcked(const std::string& path, std::string* 
 
 std::string Payload(uint64_t id) { return "record " + std::to_string(id) + " from the lab client"; }
 
+// The writer named by an acknowledgement of `id`: "" for "OK <id>", the tag
+// for "OK <id> <writer>"; nullopt if `reply` is neither.
+std::optional<std::string> AckedBy(const std::string& reply, uint64_t id) {
+  const std::string ok = "OK " + std::to_string(id);
+  if (reply == ok) return std::string();
+  if (reply.rfind(ok + " ", 0) != 0) return std::nullopt;
+  std::string writer = reply.substr(ok.size() + 1);
+  if (!jailover::applog::ValidWriterTag(writer)) return std::nullopt;
+  return writer;
+}
+
 // One attempt at appending `id` on *conn (connecting first if needed).
-// True when acknowledged; on failure *conn is dropped and *error says why.
-bool TryAppend(const Args& a, uint64_t id, std::unique_ptr<LineConn>* conn, std::string* error) {
+// True when acknowledged, with *writer set to the writer the server named;
+// on failure *conn is dropped and *error says why.
+bool TryAppend(const Args& a, uint64_t id, std::unique_ptr<LineConn>* conn, std::string* writer,
+               std::string* error) {
   if (*conn == nullptr) {
     *conn = LineConn::Connect(a.target, a.timeout_ms, error);
     if (*conn == nullptr) return false;
@@ -206,7 +222,13 @@ bool TryAppend(const Args& a, uint64_t id, std::unique_ptr<LineConn>* conn, std:
   if ((*conn)->Send("APPEND " + std::to_string(id) + " " + Payload(id) + "\n", error)) {
     reply = (*conn)->ReadLine(error);
   }
-  if (reply.has_value() && *reply == "OK " + std::to_string(id)) return true;
+  if (reply.has_value()) {
+    std::optional<std::string> by = AckedBy(*reply, id);
+    if (by.has_value()) {
+      *writer = std::move(*by);
+      return true;
+    }
+  }
   if (reply.has_value()) *error = "answer \"" + reply->substr(0, 200) + "\"";
   conn->reset();
   return false;
@@ -229,12 +251,12 @@ int Write(const Args& a) {
   uint64_t longest_gap_after = 0;
   std::unique_ptr<LineConn> conn;
   for (uint64_t id = 1; (a.until_signal || id <= a.count) && !g_stop; ++id) {
-    std::string error, first_error;
+    std::string error, first_error, writer;
     int backoff_ms = kFirstBackoffMs;
     int64_t failing_since = 0;
     bool ok = false;
     while (!g_stop) {
-      if (TryAppend(a, id, &conn, &error)) {
+      if (TryAppend(a, id, &conn, &writer, &error)) {
         ok = true;
         break;
       }
@@ -265,7 +287,7 @@ int Write(const Args& a) {
     last_ack_mono = now_mono;
     ++acked;
     if (acked_fd >= 0) {
-      const std::string line = jailover::applog::FormatAck(Ack{id, UnixMs()});
+      const std::string line = jailover::applog::FormatAck(Ack{id, UnixMs(), writer});
       if (::write(acked_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
           ::fsync(acked_fd) != 0) {
         return Fail("cannot record the acknowledgement of " + std::to_string(id) + " in " +
@@ -344,7 +366,19 @@ int Check(const Args& a) {
   // newer one.
   const jailover::applog::WriterOrder writers = jailover::applog::CheckWriterOrder(records);
   std::printf("%s\n", writers.Describe().c_str());
-  return missing.empty() && !writers.violation.has_value() ? 0 : 1;
+  // And that no older server acknowledged a record after a newer one did
+  // (a stale host still serving): the same order, over the acknowledgements.
+  std::vector<jailover::applog::Record> acks;
+  bool named = false;
+  for (const Ack& ack : *acked) {
+    named = named || !ack.writer.empty();
+    acks.push_back(jailover::applog::Record{ack.id, "", ack.writer});
+  }
+  const jailover::applog::WriterOrder ackers = jailover::applog::CheckWriterOrder(
+      acks, jailover::applog::WriterOrderOf::kAcknowledgements);
+  if (named) std::printf("%s\n", ackers.Describe().c_str());
+  return missing.empty() && !writers.violation.has_value() && !ackers.violation.has_value() ? 0
+                                                                                            : 1;
 }
 
 int Outage(const Args& a) {

@@ -1,6 +1,7 @@
 // jailover-applog-server: the lab's sample jail service (docs/lab-sample.md).
 // Appends each record a client sends to one file, fsyncs it, and only then
-// acknowledges it; READ returns every record.
+// acknowledges it ("OK <id>", or "OK <id> <writer>" with a writer tag); READ
+// returns every record.
 //
 //   jailover-applog-server --listen ADDR:PORT --file PATH [--port-file PATH]
 //                          [--writer TAG]
@@ -102,7 +103,10 @@ std::string Handle(LogFile& log, std::string_view line, std::string* problem) {
         if (problem->empty()) *problem = "APPEND " + std::to_string(request->id) + ": " + error;
         return "ERR append failed: " + error + "\n";
       }
-      return "OK " + std::to_string(request->id) + "\n";
+      // The writer that stored it, so a client can tell which server
+      // acknowledged what (docs/lab-sample.md).
+      return "OK " + std::to_string(request->id) +
+             (log.writer().empty() ? std::string() : " " + log.writer()) + "\n";
   }
   return "ERR internal\n";
 }

@@ -53,18 +53,24 @@ std::optional<FencedWriter> ParseFencedWriter(std::string_view tag) {
 }
 
 std::string WriterViolation::Message() const {
-  return "record " + std::to_string(stale.id) + " by " + stale.writer + " stored after record " +
-         std::to_string(newer.id) + " by " + newer.writer + ": " +
-         (same_epoch ? "two hosts wrote with the same epoch"
-                     : "an older writer wrote after a newer one");
+  const bool acks = of == WriterOrderOf::kAcknowledgements;
+  const std::string by = acks ? " acknowledged by " : " by ";
+  return "record " + std::to_string(stale.id) + by + stale.writer +
+         (acks ? " after record " : " stored after record ") + std::to_string(newer.id) + by +
+         newer.writer + ": " +
+         (same_epoch ? (acks ? "two hosts served with the same epoch"
+                             : "two hosts wrote with the same epoch")
+                     : (acks ? "an older writer served after a newer one"
+                             : "an older writer wrote after a newer one"));
 }
 
 std::string WriterOrder::Describe() const {
   if (violation.has_value()) return violation->Message();
+  const bool acks = of == WriterOrderOf::kAcknowledgements;
   bool tagged = false;
   for (const WriterCount& count : writers) tagged = tagged || !count.writer.empty();
-  if (!tagged) return "writers: none tagged";
-  std::string text = "writers in order: ";
+  if (!tagged) return acks ? "acknowledged by: none named" : "writers: none tagged";
+  std::string text = acks ? "acknowledged by, in order: " : "writers in order: ";
   for (size_t i = 0; i < writers.size(); ++i) {
     if (i > 0) text += ", ";
     text += writers[i].writer.empty() ? std::string("untagged") : writers[i].writer;
@@ -73,8 +79,9 @@ std::string WriterOrder::Describe() const {
   return text;
 }
 
-WriterOrder CheckWriterOrder(const std::vector<Record>& records) {
+WriterOrder CheckWriterOrder(const std::vector<Record>& records, WriterOrderOf of) {
   WriterOrder order;
+  order.of = of;
   std::unordered_map<std::string, size_t> index;  // writer -> its entry in order.writers
   // The writer with the highest epoch so far and its first record.
   std::optional<FencedWriter> newest;
@@ -91,8 +98,8 @@ WriterOrder CheckWriterOrder(const std::vector<Record>& records) {
       newest = std::move(writer);
       newest_first = &record;
     } else if (writer->epoch < newest->epoch || writer->host != newest->host) {
-      order.violation =
-          WriterViolation{record, *newest_first, /*same_epoch=*/writer->epoch == newest->epoch};
+      order.violation = WriterViolation{record, *newest_first,
+                                        /*same_epoch=*/writer->epoch == newest->epoch, of};
     }
   }
   return order;

@@ -42,16 +42,23 @@ struct WriterCount {
   uint64_t records = 0;
 };
 
-// A record stored after a newer writer's: the first one CheckWriterOrder
-// finds.
+// What CheckWriterOrder orders: the records as stored (file order), or the
+// acknowledgements as the client received them (the writer each named).
+enum class WriterOrderOf { kStoredRecords, kAcknowledgements };
+
+// A record stored (or acknowledged) after a newer writer's: the first one
+// CheckWriterOrder finds.
 struct WriterViolation {
   Record stale;             // the record that should not be there
   Record newer;             // the first record of the writer it came after
   bool same_epoch = false;  // two hosts in one epoch (else a lower epoch)
+  WriterOrderOf of = WriterOrderOf::kStoredRecords;
 
   // "record 731 by h1@1 stored after record 702 by h2@2: an older writer
   // wrote after a newer one" (or, same_epoch: "...: two hosts wrote with the
-  // same epoch").
+  // same epoch"); for acknowledgements "record 731 acknowledged by h1@1
+  // after record 702 acknowledged by h2@2: an older writer served after a
+  // newer one" (or "...: two hosts served with the same epoch").
   std::string Message() const;
 };
 
@@ -62,15 +69,22 @@ struct WriterOrder {
   // The first violation in file order, if any.
   std::optional<WriterViolation> violation;
 
+  WriterOrderOf of = WriterOrderOf::kStoredRecords;
+
   // The violation's Message(), else "writers in order: h1@1 (250 records),
   // h2@2 (120 records)" (records without a tag are listed as "untagged"), or
-  // "writers: none tagged" when no record has a tag.
+  // "writers: none tagged" when no record has a tag; for acknowledgements
+  // "acknowledged by, in order: h1@1 (250 records), ..." or "acknowledged
+  // by: none named".
   std::string Describe() const;
 };
 
-// Checks the writers of `records`, given in file order: among the records
-// whose tag is "HOST@EPOCH", the epoch never goes down and each epoch has one
-// HOST. Untagged records and other tags are counted but not ordered.
-WriterOrder CheckWriterOrder(const std::vector<Record>& records);
+// Checks the writers of `records`, given in file order (or, kAcknowledgements,
+// in the order the client got them acknowledged, each with the writer its
+// acknowledgement named): among the records whose tag is "HOST@EPOCH", the
+// epoch never goes down and each epoch has one HOST. Untagged records and
+// other tags are counted but not ordered.
+WriterOrder CheckWriterOrder(const std::vector<Record>& records,
+                             WriterOrderOf of = WriterOrderOf::kStoredRecords);
 
 }  // namespace jailover::applog

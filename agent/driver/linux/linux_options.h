@@ -34,6 +34,10 @@ struct LinuxDriverOptions {
   std::string jail_init_path = "/usr/local/libexec/jailover/jailover-jail-init";
   // /proc, replaceable in unit tests.
   std::string proc_root = "/proc";
+  // TESTS ONLY, UNSAFE: an export granted to a new host still lets the
+  // previous holder in and keeps its connections (no storage fence), to
+  // show that the chaos checker catches two writers.
+  bool unsafe_keep_previous_holder_for_testing = false;
 };
 
 }  // namespace jailover::agent::linux_driver

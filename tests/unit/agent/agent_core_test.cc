@@ -380,6 +380,29 @@ TEST_F(AgentCoreTest, ReconcileCorrectsRecordsTheOsContradicts) {
   EXPECT_EQ(state.vips_size(), 1);
 }
 
+TEST_F(AgentCoreTest, ReconcileDropsAnImportWhoseClientDidNotSurviveAReboot) {
+  ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
+                       auto& image = (*s.mutable_images())["web01"];
+                       image.set_slot(3);
+                       image.set_imported(true);
+                       image.set_device("/dev/loop3");
+                       image.set_mount_point("/jails/web01");
+                       return absl::OkStatus();
+                     }).ok());
+  // The driver still has its record of the import (its files survive a
+  // reboot), but no client and no device behind it.
+  ImportInfo stale;
+  stale.image = "web01";
+  stale.slot = 3;
+  stale.connected = false;
+  EXPECT_CALL(jails_, List()).WillOnce(Return(std::vector<JailInfo>{}));
+  EXPECT_CALL(disks_, ListImports()).WillOnce(Return(std::vector<ImportInfo>{stale}));
+  EXPECT_CALL(disks_, ListExports()).WillOnce(Return(std::vector<ExportInfo>{}));
+  EXPECT_EQ(core_->Reconcile().value(), 1);
+  EXPECT_FALSE(store_->Snapshot().images().at("web01").imported());
+  EXPECT_TRUE(store_->Snapshot().images().at("web01").device().empty());
+}
+
 TEST_F(AgentCoreTest, ReconcileFindsNothingWhenTheOsAgrees) {
   ASSERT_TRUE(store_->Update([](jailover::internal::AgentState& s) {
                        auto& jail = (*s.mutable_jails())["web01"];

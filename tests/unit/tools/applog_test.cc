@@ -477,8 +477,26 @@ TEST(CheckWriterOrderTest, TagsNotHostAtEpochAreListedNotOrdered) {
             "newer one");
 }
 
+TEST(CheckWriterOrderTest, AcknowledgementsAreOrderedTheSameWay) {
+  WriterOrder order = CheckWriterOrder(Stored({"1:h1@1", "2:h2@2", "3:h1@1"}),
+                                       WriterOrderOf::kAcknowledgements);
+  ASSERT_TRUE(order.violation.has_value());
+  EXPECT_EQ(order.Describe(),
+            "record 3 acknowledged by h1@1 after record 2 acknowledged by h2@2: an older writer "
+            "served after a newer one");
+  order = CheckWriterOrder(Stored({"1:h2@2", "2:h3@2"}), WriterOrderOf::kAcknowledgements);
+  EXPECT_EQ(order.Describe(),
+            "record 2 acknowledged by h3@2 after record 1 acknowledged by h2@2: two hosts "
+            "served with the same epoch");
+  order = CheckWriterOrder(Stored({"1:h1@1", "2:h2@2"}), WriterOrderOf::kAcknowledgements);
+  EXPECT_EQ(order.Describe(), "acknowledged by, in order: h1@1 (1 records), h2@2 (1 records)");
+  EXPECT_EQ(CheckWriterOrder({}, WriterOrderOf::kAcknowledgements).Describe(),
+            "acknowledged by: none named");
+}
+
 TEST(AckedTest, FormatAndParse) {
-  EXPECT_EQ(FormatAck(Ack{12, 1700000000123}), "12 1700000000123\n");
+  EXPECT_EQ(FormatAck(Ack{12, 1700000000123, ""}), "12 1700000000123\n");
+  EXPECT_EQ(FormatAck(Ack{12, 1700000000123, "h2@2"}), "12 1700000000123 h2@2\n");
   int skipped = -1;
   std::string error;
   std::optional<std::vector<Ack>> acks = ParseAcked("1 1000\n2 1050\n3 1400\n", &skipped, &error);
@@ -487,9 +505,18 @@ TEST(AckedTest, FormatAndParse) {
   ASSERT_EQ(acks->size(), 3u);
   EXPECT_EQ((*acks)[2].id, 3u);
   EXPECT_EQ((*acks)[2].unix_ms, 1400);
+  EXPECT_EQ((*acks)[2].writer, "");
   acks = ParseAcked("", &skipped, &error);
   ASSERT_TRUE(acks.has_value()) << error;
   EXPECT_TRUE(acks->empty());
+  // With the writer the acknowledgement named; both forms in one file.
+  acks = ParseAcked("1 1000 h1@1\n2 1050\n3 1400 h2@2\n", &skipped, &error);
+  ASSERT_TRUE(acks.has_value()) << error;
+  ASSERT_EQ(acks->size(), 3u);
+  EXPECT_EQ((*acks)[0].writer, "h1@1");
+  EXPECT_EQ((*acks)[1].writer, "");
+  EXPECT_EQ((*acks)[2].writer, "h2@2");
+  EXPECT_EQ((*acks)[2].unix_ms, 1400);
 }
 
 TEST(AckedTest, UnfinishedLastLineIsSkipped) {
@@ -504,11 +531,13 @@ TEST(AckedTest, UnfinishedLastLineIsSkipped) {
 }
 
 TEST(AckedTest, MalformedLinesAreErrors) {
-  for (const std::string text : {"1 1000\nx 1\n", "1\n", "1 \n", "1 -5\n", "1 2 3\n", "\n"}) {
+  for (const std::string text : {"1 1000\nx 1\n", "1\n", "1 \n", "1 -5\n", "1 2 h1 @1\n",
+                                 "1 2 \n", "\n", "1 x h1@1\n"}) {
     int skipped = 0;
     std::string error;
     EXPECT_EQ(ParseAcked(text, &skipped, &error), std::nullopt) << text;
-    EXPECT_THAT(error, HasSubstr("is not \"<id> <unix ms>\"")) << text;
+    EXPECT_THAT(error, HasSubstr("is not \"<id> <unix ms>\" or \"<id> <unix ms> <writer>\""))
+        << text;
   }
   int skipped = 0;
   std::string error;
@@ -517,7 +546,7 @@ TEST(AckedTest, MalformedLinesAreErrors) {
 }
 
 TEST(AckedTest, GapsOverAThreshold) {
-  const std::vector<Ack> acks = {{1, 1000}, {2, 1100}, {3, 1301}, {4, 1500}, {5, 4500}};
+  const std::vector<Ack> acks = {{1, 1000, ""}, {2, 1100, ""}, {3, 1301, ""}, {4, 1500, ""}, {5, 4500, ""}};
   std::vector<int64_t> gaps;
   std::vector<uint64_t> after;
   for (const Gap& gap : GapsOver(acks, 200)) {
@@ -527,7 +556,7 @@ TEST(AckedTest, GapsOverAThreshold) {
   EXPECT_THAT(gaps, ElementsAre(201, 3000));
   EXPECT_THAT(after, ElementsAre(3u, 5u));
   EXPECT_TRUE(GapsOver({}, 200).empty());
-  EXPECT_TRUE(GapsOver({{1, 5}}, 200).empty());
+  EXPECT_TRUE(GapsOver({{1, 5, ""}}, 200).empty());
 }
 
 }  // namespace

@@ -500,6 +500,27 @@ TEST_F(HostTrackerTest, ReadmitIsRefusedUnlessFencedAndBack) {
   EXPECT_EQ(host.state(), kFenced);
 }
 
+TEST_F(HostTrackerTest, ReadmitWaitsForTheFailoverThatIsFencingTheHost) {
+  HostTracker host = Registered();
+  AdvanceTo(absl::Seconds(5));
+  ASSERT_THAT(Steps(host.Tick(Now())).back(), Step(kUnreachable, kFenced));
+  // A failover of its jails begins; the machine comes back (replaced,
+  // nothing running) before the failover's storage fence is done.
+  EXPECT_THAT(Steps(host.BeginFencing(Now(), "failover of jail web (operation 1)")), IsEmpty());
+  AdvanceTo(absl::Seconds(6));
+  EXPECT_THAT(Steps(host.Heartbeat(Now(), Nothing())), IsEmpty());
+  auto early = host.Readmit(Now(), "alice", "replaced");
+  ASSERT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(early.status().message(),
+              HasSubstr("a failover is fencing it from its images; readmit it when that "
+                        "failover is done"));
+  EXPECT_EQ(host.state(), kFenced);
+  // The fence is done: now it can be.
+  EXPECT_THAT(Steps(host.StorageFencingDone(Now(), "img-web 1 -> 2")), IsEmpty());
+  EXPECT_THAT(Steps(host.Readmit(Now(), "alice", "replaced")),
+              ElementsAre(Step(kFenced, kReady)));
+}
+
 TEST_F(HostTrackerTest, MarkFencedIsAuditedAndOnlyForUnreachableHosts) {
   HostTracker host = Registered();
   AdvanceTo(absl::Seconds(1));

@@ -200,6 +200,57 @@ TEST(PlannerTest, FailoverOfFencedHostFencesFirstWithEpochPlusOne) {
                                                         "h3: standby #2, READY, 0 jails"));
 }
 
+TEST(PlannerTest, AFailoverAfterAFailedOneClearsWhatTheFailedOneLeftOnItsTarget) {
+  // The first failover of web (h1 -> h2) granted epoch 8 to h2, started the
+  // jail there and failed at its probe: web is still placed on h1 (FENCED),
+  // the image granted to h2. The next failover chooses h2 again; it must
+  // first clear h2 (a jail running, an image mounted at epoch 8), else its
+  // fsck finds the image mounted and fails for good.
+  ClusterView view = MakeView();
+  view.hosts["h1"].mutable_status()->set_state(v1::HOST_STATE_FENCED);
+  view.images["web-img"] = MakeImage("web-img", "h2", "10.0.0.2", 8, "10.0.1.1:10809");
+  absl::StatusOr<Plan> plan = PlanFailover(view, "web");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->operations.size(), 1u);
+  const PlannedOperation& op = plan->operations[0];
+  EXPECT_EQ(op.to_host, "h2");
+  EXPECT_EQ(op.old_epoch, 8u);
+  EXPECT_EQ(op.new_epoch, 9u);
+  EXPECT_THAT(
+      StepList(*plan),
+      ElementsAre("failover web stop@h2 (best effort)", "failover web destroy@h2 (best effort)", "failover web unmount@h2 (best effort)",
+                  "failover web release@h2 (best effort)", "failover web fence@st1", "failover web import@h2",
+                  "failover web fsck@h2", "failover web mount@h2", "failover web create@h2",
+                  "failover web start@h2", "failover web vip@h2", "failover web probe@h2",
+                  "failover web running@h2"));
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(op.steps[i].best_effort) << op.steps[i].name;
+    EXPECT_EQ(op.steps[i].epoch, 8u) << op.steps[i].name;
+  }
+  EXPECT_FALSE(FindStep(op, "fence").best_effort);
+
+  // The failed attempt's target is not chosen this time (h2 not READY, but
+  // reachable): it is cleared too, its VIP removed (it is no backup then).
+  view.hosts["h2"].mutable_status()->set_state(v1::HOST_STATE_SUSPECT);
+  plan = PlanFailover(view, "web");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(
+      StepList(*plan),
+      ElementsAre("failover web vip-remove@h2 (best effort)", "failover web stop@h2 (best effort)", "failover web destroy@h2 (best effort)",
+                  "failover web unmount@h2 (best effort)", "failover web release@h2 (best effort)", "failover web fence@st1",
+                  "failover web import@h3", "failover web fsck@h3", "failover web mount@h3",
+                  "failover web create@h3", "failover web start@h3", "failover web vip@h3",
+                  "failover web probe@h3", "failover web running@h3"));
+
+  // Where the jail runs and the image is granted on one host, nothing is
+  // cleared before the fence.
+  view = MakeView();
+  view.hosts["h1"].mutable_status()->set_state(v1::HOST_STATE_FENCED);
+  plan = PlanFailover(view, "web");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->operations[0].steps[0].name, "fence");
+}
+
 TEST(PlannerTest, ManualFailoverOfLiveHostCleansItUpBestEffortAfterTheFence) {
   ClusterView view = MakeView();
   absl::StatusOr<Plan> plan = PlanFailover(view, "db");
@@ -458,7 +509,10 @@ TEST(PlannerProblemsTest, ImageGrantedElsewhereIsAWarning) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_THAT(Messages(*plan, v1::SEVERITY_WARNING),
               ElementsAre("image web-img is granted to h4 (epoch 7), not to web's host h1"));
-  EXPECT_EQ(plan->operations[0].steps[0].previous_grant_host, "h4");
+  EXPECT_EQ(FindStep(plan->operations[0], "fence").previous_grant_host, "h4");
+  // What an earlier attempt may have left on h4 is cleared first.
+  EXPECT_EQ(plan->operations[0].steps[0].host, "h4");
+  EXPECT_TRUE(plan->operations[0].steps[0].best_effort);
 }
 
 TEST(PlannerProblemsTest, TargetWithoutJailRole) {
