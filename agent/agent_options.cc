@@ -55,6 +55,11 @@ ABSL_FLAG(std::string, linux_tool_path,
 ABSL_FLAG(std::string, linux_jail_init, "",
           "Linux driver: path of jailover-jail-init, the jails' pid 1; default: beside this "
           "program, else /usr/local/libexec/jailover/jailover-jail-init.");
+ABSL_FLAG(bool, linux_vip_refresh, true,
+          "Linux driver: repeat the gratuitous ARP of every VIP this host is CARP master of once "
+          "per advbase, so clients that followed another host during a CARP split come back "
+          "within advbase of its end (FreeBSD's CARP does this by advertising from the VIP's "
+          "virtual MAC).");
 ABSL_FLAG(std::string, advertise_address, "",
           "HOST:PORT the coordinator dials to reach this agent's gRPC port; default: the --listen "
           "address, or this machine's host name and the port when --listen is a wildcard "
@@ -179,6 +184,7 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   options.linux_options.unsafe_keep_previous_holder_for_testing =
       options.unsafe_skip_storage_fence_for_testing;
   options.linux_options.state_dir = options.state_dir;
+  options.linux_options.refresh_announcements = absl::GetFlag(FLAGS_linux_vip_refresh);
   options.linux_options.tool_path = absl::GetFlag(FLAGS_linux_tool_path);
   for (absl::string_view dir : absl::StrSplit(options.linux_options.tool_path, ':')) {
     RETURN_IF_ERROR(common::ValidateAbsolutePath("--linux_tool_path", std::string(dir)).status());

@@ -669,6 +669,9 @@ def main():
     p.add_argument("--keep_all", action="store_true",
                    help="keep every cycle's evidence, not only a failing one's")
     p.add_argument("--faults", help="only these kinds, comma-separated: " + ",".join(FAULT_KINDS))
+    p.add_argument("--from_cycle", type=int, default=1,
+                   help="start at this cycle of the seed's sequence (the earlier cycles' faults "
+                        "are drawn, not applied): to go on after a run that stopped")
     p.add_argument("--dry_run", action="store_true",
                    help="print each cycle's faults and hold (what SEED picks), run nothing")
     p.add_argument("--expect_violation", action="store_true",
@@ -692,6 +695,8 @@ def main():
                                (["ctl1", "ctl2", "ctl3"] if a.store == "etcd" else ["ctl"])]}
         for cycle in range(1, a.cycles + 1):
             faults, hold, offset = plan_cycle(lab, rng, allowed, a.overlap, ttl)
+            if cycle < a.from_cycle:
+                continue
             print("%-5d %-70s hold %4.1fs%s" % (cycle, " + ".join(f.describe() for f in faults),
                                                 hold, " (second after %.1fs)" % offset
                                                 if len(faults) > 1 else ""))
@@ -738,8 +743,9 @@ def main():
         up = True
         lab.run(*up_args, timeout=240)
         lab.load()
-        log("chaos: seed %d, %d cycles, %s lab (%s), lease ttl %.0f s; work %s" %
-            (seed, a.cycles, a.store, ", ".join(lab.coordinator_hosts()), ttl, work))
+        log("chaos: seed %d, %d cycles%s, %s lab (%s), lease ttl %.0f s; work %s" %
+            (seed, a.cycles, " from cycle %d" % a.from_cycle if a.from_cycle > 1 else "", a.store,
+             ", ".join(lab.coordinator_hosts()), ttl, work))
         log("machine: %d CPUs, kernel %s" % (os.cpu_count(), os.uname().release))
         apply_jails(lab, work)
         sampler = VipSampler(lab)
@@ -755,6 +761,8 @@ def main():
         previous_end = now()
         for cycle in range(1, a.cycles + 1):
             faults, hold, offset = plan_cycle(lab, rng, allowed, a.overlap, ttl)
+            if cycle < a.from_cycle:
+                continue
             control_plane = all(f.control_plane for f in faults)
             before = {c.jail: len(c.acks()) for c in clients}
             since = previous_end
@@ -824,8 +832,10 @@ def main():
                 d = save_evidence(lab, work, work, cycle, clients, sampler, start)
                 for line in problems:
                     log("      %s" % line)
-                log("      evidence in %s; replay: bench/chaos.sh %d %d%s" %
-                    (d, cycle, seed, " --store etcd" if a.store == "etcd" else ""))
+                log("      evidence in %s; replay: bench/chaos.sh %d %d%s (or from this cycle on: "
+                    "bench/chaos.sh %d %d%s --from_cycle %d)" %
+                    (d, cycle, seed, " --store etcd" if a.store == "etcd" else "",
+                     a.cycles, seed, " --store etcd" if a.store == "etcd" else "", cycle))
                 if lost or dual or not ok:
                     stop_run = True
             if stop_run:
@@ -837,10 +847,11 @@ def main():
         lost_runs = sum(1 for r in results if r["lost"])
         dual_runs = sum(1 for r in results if r["dual"])
         within = sum(1 for r in results if r["recovered"])
-        log("summary: seed %d, %d of %d cycles run, %d failed; acknowledged %d records; cycles "
+        log("summary: seed %d%s, %d of %d cycles run, %d failed; acknowledged %d records; cycles "
             "with lost records %d, with a dual writer or stale acknowledgement %d; recovered "
             "within %d s: %d of %d (%.1f%%); dual-VIP time %d ms in total" %
-            (seed, n, a.cycles, len(failed), sum(len(c.acks()) for c in clients), lost_runs,
+            (seed, " from cycle %d" % a.from_cycle if a.from_cycle > 1 else "", n,
+             a.cycles - a.from_cycle + 1, len(failed), sum(len(c.acks()) for c in clients), lost_runs,
              dual_runs, RECOVERY_TARGET_S, within, n, 100.0 * within / max(n, 1),
              sum(r["dual_vip_ms"] for r in results)))
         with open(os.path.join(work, "results.json"), "w") as f:

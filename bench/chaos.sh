@@ -6,7 +6,7 @@
 # cycle. See bench/chaos.py and docs/reliability.md.
 #
 #   bench/chaos.sh CYCLES [SEED] [--store sqlite|etcd] [--out DIR] [--build BUILD_DIR]
-#                  [--overlap P] [--faults KIND,...] [--keep_all] [--dry_run]
+#                  [--overlap P] [--faults KIND,...] [--keep_all] [--dry_run] [--from_cycle N]
 #                  [--lab_arg=--FLAG ...] [--expect_violation]
 #
 # Prints a line per cycle (fault, hold, heal, convergence, the longest client

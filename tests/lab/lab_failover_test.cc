@@ -13,6 +13,7 @@
 //     the jail moves, and h1 stays FENCED when it returns;
 //   - h1 cut from s1 only: its jail's ready turns 503 when the storage lease
 //     lapses, h1 reports it, the coordinator moves the jail to a standby;
+//   - a CARP split of h1 heals: c1 follows the VIP back to h1 at once;
 //   - a drain, a storage-agent restart, a retried start;
 // LabHaFailoverTest: the same with three coordinators on etcd, whose leader
 // dies in the middle of the failover.
@@ -239,6 +240,78 @@ TEST_F(LabFailoverTest, DrainMovesBothJailsOffTheHost) {
       },
       absl::Seconds(10)))
       << Ctl({"host", "get", "h1"}).stdout_text;
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+}
+
+// A CARP split while the standbys are cut from the coordinator (chaos cycle
+// 142, docs/reliability.md): h1's advertisements are dropped on the switch
+// and h2, h3 cannot reach the coordinator, everything else flows. A standby
+// hears no master, takes the VIP and announces it, so c1 follows it there,
+// where no jail runs; the coordinator cannot tell it to let go. When it all
+// heals, h1's speaker (advskew 0), which never left MASTER and so had no
+// reason of its own to announce anything, preempts the standby, and the
+// standby's address goes. c1 must follow the VIP back to h1 within a few
+// advertisement intervals, not when its REACHABLE entry for the standby's
+// MAC times out (15-45 s, then 5 s delay and 3 probes): the Linux VIP driver
+// repeats the gratuitous ARP every advbase while MASTER, as a FreeBSD CARP
+// master's advertisements from the VIP's virtual MAC keep the switches
+// right. The jail never moves: nothing failed but CARP's view.
+TEST_F(LabFailoverTest, AfterACarpSplitHealsTheClientFollowsTheVipBack) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  absl::StatusOr<std::string> h1_mac = lab_->Mac("h1");
+  ASSERT_TRUE(h1_mac.ok()) << h1_mac.status();
+  auto c1_entry = [&] {
+    absl::StatusOr<std::string> entry = lab_->Neighbour("c1", kVip);
+    return entry.ok() ? *entry : std::string(entry.status().message());
+  };
+  EXPECT_THAT(c1_entry(), HasSubstr("lladdr " + *h1_mac));
+
+  for (const std::string host : {"h2", "h3"}) {
+    const common::CommandResult cut = Lab({"partition", host, "from", "ctl"}, absl::Seconds(60));
+    ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
+  }
+  const common::CommandResult split = Lab({"carp-split", "h1"}, absl::Seconds(60));
+  ASSERT_EQ(split.exit_code, 0) << split.stdout_text << split.stderr_text;
+  // A standby takes the VIP and announces it; c1's entry moves to it. (With
+  // the refresh, h1 announces too, every second: c1's entry goes back and
+  // forth for as long as the split lasts, as a switch's table would between
+  // two FreeBSD CARP masters.)
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const std::string entry = c1_entry();
+        return absl::StrContains(entry, "lladdr ") && !absl::StrContains(entry, *h1_mac);
+      },
+      absl::Seconds(30), absl::Milliseconds(20)))
+      << c1_entry();
+  // Long enough for c1, which keeps sending, to have confirmed that entry
+  // (5 s delay, then a unicast probe the standby answers): REACHABLE, which
+  // c1 trusts for 15-45 s.
+  absl::SleepFor(absl::Seconds(8));
+  std::cout << "during the split, c1: " << c1_entry() << "\n";
+
+  for (const std::string host : {"h1", "h2", "h3"}) {
+    const common::CommandResult healed = Lab({"heal", host}, absl::Seconds(60));
+    ASSERT_EQ(healed.exit_code, 0) << healed.stdout_text << healed.stderr_text;
+  }
+  const absl::Time heal = absl::Now();
+  // Back to h1's MAC, and acknowledged again, within a few advbase (1 s):
+  // 10 s is far below any ARP timeout of c1's (reachable 15-45 s, then
+  // delay and probes).
+  EXPECT_TRUE(testing::WaitUntil([&] { return absl::StrContains(c1_entry(), *h1_mac); },
+                                 absl::Seconds(10), absl::Milliseconds(50)))
+      << c1_entry();
+  const int acked = Acked();
+  EXPECT_TRUE(testing::WaitUntil([&] { return Acked() >= acked + 10; }, absl::Seconds(10),
+                                 absl::Milliseconds(50)))
+      << "acked " << Acked() << " (" << acked << " at the heal)";
+  std::cout << "client acknowledged again " << absl::FormatDuration(absl::Now() - heal)
+            << " after the heal\n";
+  const JailView jail = Jail();
+  EXPECT_EQ(jail.host, "h1");
+  EXPECT_EQ(jail.epoch, 1u);
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
 }

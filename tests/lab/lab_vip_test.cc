@@ -141,14 +141,10 @@ class LabVipTest : public ::testing::Test {
                              absl::StrCat(" ", kVip, "/32 "));
   }
 
-  // The MAC of `host`'s eth0 ("link/ether aa:bb:...").
+  // The MAC of `host`'s eth0 ("aa:bb:...").
   std::string Mac(const std::string& host) {
-    const std::string text = Output(host, {"ip", "-o", "link", "show", "dev", "eth0"});
-    std::vector<std::string> words = absl::StrSplit(text, ' ', absl::SkipEmpty());
-    for (size_t i = 0; i + 1 < words.size(); ++i) {
-      if (words[i] == "link/ether") return words[i + 1];
-    }
-    return "<no MAC in " + text + ">";
+    absl::StatusOr<std::string> mac = lab_->Mac(host);
+    return mac.ok() ? *mac : "<" + std::string(mac.status().message()) + ">";
   }
 
   // c1 pings the VIP once and its neighbour entry for the VIP has `mac`.
@@ -156,8 +152,7 @@ class LabVipTest : public ::testing::Test {
     absl::StatusOr<common::CommandResult> ping =
         lab_->Run("c1", {"busybox", "ping", "-c", "1", "-W", "1", kVip});
     if (!ping.ok() || !ping->ok()) return false;
-    return absl::StrContains(Output("c1", {"ip", "neigh", "show", kVip}),
-                             absl::StrCat("lladdr ", mac));
+    return absl::StrContains(ClientNeighbour(), absl::StrCat("lladdr ", mac));
   }
 
   // How often `host`'s ucarp logged becoming MASTER itself.
@@ -171,7 +166,10 @@ class LabVipTest : public ::testing::Test {
   }
 
   // c1's neighbour entry for the VIP (no packet sent: only read).
-  std::string ClientNeighbour() { return Output("c1", {"ip", "neigh", "show", kVip}); }
+  std::string ClientNeighbour() {
+    absl::StatusOr<std::string> entry = lab_->Neighbour("c1", kVip);
+    return entry.ok() ? *entry : "<" + std::string(entry.status().message()) + ">";
+  }
 
   // A planned hand-over as a migration does it: `to`'s speaker at advskew
   // 0 (BACKUP: a tie with the live master), `from`'s restarted at

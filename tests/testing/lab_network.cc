@@ -797,6 +797,27 @@ absl::StatusOr<bool> LabNetwork::LinkIsUp(const std::string& host) {
   return std::find(flags.begin(), flags.end(), "UP") != flags.end();
 }
 
+absl::StatusOr<std::string> LabNetwork::Mac(const std::string& host) {
+  ASSIGN_OR_RETURN(common::CommandResult result,
+                   Run(host, {"ip", "-o", "link", "show", "dev", "eth0"}, kToolTimeout));
+  if (!result.ok()) return absl::NotFoundError(absl::StrCat(host, ": ", Describe(result)));
+  // "2: eth0@if7: <...> mtu 1500 ... link/ether aa:bb:cc:dd:ee:ff brd ..."
+  const std::vector<std::string> words =
+      absl::StrSplit(result.stdout_text, absl::ByAnyChar(" \t\n"), absl::SkipEmpty());
+  for (size_t i = 0; i + 1 < words.size(); ++i) {
+    if (words[i] == "link/ether") return words[i + 1];
+  }
+  return absl::InternalError(absl::StrCat(host, ": no link/ether in ", result.stdout_text));
+}
+
+absl::StatusOr<std::string> LabNetwork::Neighbour(const std::string& host,
+                                                  const std::string& address) {
+  ASSIGN_OR_RETURN(common::CommandResult result,
+                   Run(host, {"ip", "neigh", "show", address}, kToolTimeout));
+  if (!result.ok()) return absl::NotFoundError(absl::StrCat(host, ": ", Describe(result)));
+  return std::string(absl::StripTrailingAsciiWhitespace(result.stdout_text));
+}
+
 absl::Status LabNetwork::BlockTraffic(const std::string& a, const std::string& b) {
   const LabHost* host_a = FindHost(a);
   const LabHost* host_b = FindHost(b);

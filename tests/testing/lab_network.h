@@ -125,6 +125,12 @@ class LabNetwork {
   absl::Status LinkUp(const std::string& host);
   // Whether the bridge port of `host` is up (administratively).
   absl::StatusOr<bool> LinkIsUp(const std::string& host);
+  // The Ethernet address of `host`'s eth0 ("aa:bb:cc:dd:ee:ff").
+  absl::StatusOr<std::string> Mac(const std::string& host);
+  // `host`'s neighbour (ARP) entry for `address` as `ip neigh show ADDRESS`
+  // prints it ("198.18.0.100 dev eth0 lladdr aa:... STALE"); "" if none.
+  // Only reads: sends nothing.
+  absl::StatusOr<std::string> Neighbour(const std::string& host, const std::string& address);
   // Drops all IP traffic between hosts `a` and `b` and nothing else: a
   // blackhole route to the other's address in each of the two (so TCP
   // fails both ways, UDP too; L2 and every other host are unaffected).

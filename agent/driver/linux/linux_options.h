@@ -28,6 +28,16 @@ struct LinuxDriverOptions {
   // ucarp's advertisement timing: -b advbase comes from the VIP; deadratio
   // (-r) here (ucarp's default 3; 1 flaps, see linux-substrate.md).
   int ucarp_deadratio = 3;
+  // While MASTER of a VIP, the watcher (VipDriver::Watch) repeats its
+  // gratuitous ARP every advbase, so neighbours whose ARP entry still
+  // points at a host that held the address during a CARP split come back
+  // within advbase of the split's end, not when their entry times out
+  // (15-45 s and more). FreeBSD needs nothing of the kind: a CARP master
+  // advertises every advbase from the VIP's virtual MAC, so the switches
+  // follow it. Off by default: the agent turns it on (--linux_vip_refresh);
+  // a test that watches a lab host's files from outside its network
+  // namespace must leave it off (it would announce on its own interfaces).
+  bool refresh_announcements = false;
   // Upper bound for any single tool run.
   absl::Duration command_timeout = absl::Seconds(60);
   // The jail's pid 1 (jailover-jail-init, installed beside the agent).

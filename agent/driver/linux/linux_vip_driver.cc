@@ -776,7 +776,8 @@ absl::StatusOr<std::vector<CarpStatus>> LinuxVipDriver::State(const std::string&
 std::map<std::string, LinuxVipDriver::WatchedRole> LinuxVipDriver::Snapshot() const {
   std::map<std::string, WatchedRole> roles;
   for (const RunRecord& record : LoadAllRecords()) {
-    roles[record.name] = WatchedRole{record.interface, record.vhid, RoleOf(record)};
+    roles[record.name] = WatchedRole{record.interface, record.vhid, RoleOf(record),
+                                     record.address, record.advbase};
   }
   return roles;
 }
@@ -794,10 +795,15 @@ absl::Status LinuxVipDriver::Watch(std::function<void(const CarpTransition&)> ca
 
 void LinuxVipDriver::WatchLoop(int stop_fd, std::map<std::string, WatchedRole> seen,
                                const std::function<void(const CarpTransition&)>& callback) {
-  spdlog::info("carp: watching ucarp state files in {} every {}", VipsDir(),
-               absl::FormatDuration(kWatchInterval));
+  spdlog::info("carp: watching ucarp state files in {} every {}{}", VipsDir(),
+               absl::FormatDuration(kWatchInterval),
+               options_.refresh_announcements
+                   ? "; announcing each VIP held here (gratuitous ARP) every advbase"
+                   : "");
+  std::map<std::string, Announced> announced;
   while (!Readable(stop_fd, kWatchInterval)) {
     std::map<std::string, WatchedRole> now = Snapshot();
+    if (options_.refresh_announcements) RefreshAnnouncements(now, announced);
     for (const auto& [name, current] : now) {
       auto before = seen.find(name);
       if (before != seen.end() && before->second.role == current.role &&
@@ -814,6 +820,32 @@ void LinuxVipDriver::WatchLoop(int stop_fd, std::map<std::string, WatchedRole> s
       callback(transition);
     }
     seen = std::move(now);
+  }
+}
+
+void LinuxVipDriver::RefreshAnnouncements(const std::map<std::string, WatchedRole>& roles,
+                                          std::map<std::string, Announced>& announced) {
+  const std::chrono::steady_clock::time_point now = clock_.MonotonicNow();
+  for (auto it = announced.begin(); it != announced.end();) {
+    auto role = roles.find(it->first);
+    it = role == roles.end() || role->second.role != CarpRole::kMaster ? announced.erase(it)
+                                                                       : std::next(it);
+  }
+  for (const auto& [name, vip] : roles) {
+    if (vip.role != CarpRole::kMaster) continue;
+    auto last = announced.find(name);
+    if (last != announced.end() && now - last->second.at < std::chrono::seconds(vip.advbase)) {
+      continue;
+    }
+    const absl::Status status = announce_(vip.interface, vip.address);
+    const bool failed_before = last != announced.end() && last->second.failed;
+    if (!status.ok() && !failed_before) {
+      spdlog::warn("vip {}: cannot repeat the announcement of {} on {} (retried every {} s): {}",
+                   name, vip.address, vip.interface, vip.advbase, status.ToString());
+    } else if (status.ok() && failed_before) {
+      spdlog::info("vip {}: announcing {} on {} again", name, vip.address, vip.interface);
+    }
+    announced[name] = Announced{now, !status.ok()};
   }
 }
 

@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <optional>
@@ -129,7 +130,10 @@ class LinuxVipDriver final : public VipDriver {
   // calls `callback` (on that thread, one call at a time, time from the
   // Clock) when it changes, or when a VIP configured after Watch started
   // shows up. Roles at the time of Watch are the baseline (not reported).
-  // A ucarp that dies is reported as INIT. InvalidArgument for an empty
+  // A ucarp that dies is reported as INIT. With
+  // options.refresh_announcements, the thread also announces every VIP
+  // that is MASTER here (gratuitous ARP, as Claim) once per its advbase on
+  // the Clock; a failed announcement is logged once until one succeeds. InvalidArgument for an empty
   // callback; FailedPrecondition if already watching; Internal if the
   // wake-up pipe cannot be made. `callback` must not call Watch or
   // StopWatching.
@@ -227,7 +231,19 @@ class LinuxVipDriver final : public VipDriver {
     std::string interface;
     int vhid = 0;
     CarpRole role = CarpRole::kInit;
+    std::string address;
+    int advbase = 0;
   };
+  // When each VIP that is MASTER was last announced (a failed announcement
+  // counts: it is retried after advbase too), and whether the last failed.
+  struct Announced {
+    std::chrono::steady_clock::time_point at;
+    bool failed = false;
+  };
+  // Announces every VIP of `roles` that is MASTER and was last announced
+  // advbase ago or more; forgets the others.
+  void RefreshAnnouncements(const std::map<std::string, WatchedRole>& roles,
+                            std::map<std::string, Announced>& announced);
   std::map<std::string, WatchedRole> Snapshot() const;
   // The watcher thread's body: compares Snapshot() with `seen` each
   // kWatchInterval until `stop_fd` is readable.

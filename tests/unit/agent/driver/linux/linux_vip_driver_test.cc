@@ -485,6 +485,86 @@ TEST_F(LinuxVipDriverTest, WatchReportsTransitionsFromStateFiles) {
   EXPECT_EQ(seen[1].role, CarpRole::kInit);
 }
 
+// With refresh_announcements (the agent's default), the watcher repeats the
+// gratuitous ARP of every VIP that is MASTER here once per advbase: a client
+// whose ARP entry followed another host during a CARP split comes back
+// within advbase of the split's end (lab: LabFailoverTest.
+// AfterACarpSplitHealsTheClientFollowsTheVipBack). Without it (the struct's
+// default), nothing is announced however long the VIP is held.
+TEST_F(LinuxVipDriverTest, WatchRepeatsTheAnnouncementOfAVipHeldHereEveryAdvbase) {
+  Prepare();
+  VipConfig slow = Vip();
+  slow.advbase = 3;
+  Start(slow, 4242);
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, std::string>> announced;
+  absl::Status result = absl::OkStatus();
+  auto announce = [&](const std::string& interface, const std::string& address) {
+    absl::MutexLock lock(&mu);
+    announced.emplace_back(interface, address);
+    return result;
+  };
+  auto count = [&] {
+    absl::MutexLock lock(&mu);
+    return announced.size();
+  };
+  auto fail_with = [&](absl::Status status) {
+    absl::MutexLock lock(&mu);
+    result = std::move(status);
+  };
+  // The fixture's driver: refresh off.
+  driver_.SetAnnounceFunctionForTest(announce);
+  LinuxDriverOptions options = options_;
+  options.refresh_announcements = true;
+  LinuxVipDriver refreshing(runner_, clock_, options);
+  refreshing.SetAnnounceFunctionForTest(announce);
+  ASSERT_TRUE(driver_.Watch([](const CarpTransition&) {}).ok());
+  ASSERT_TRUE(refreshing.Watch([](const CarpTransition&) {}).ok());
+  // Several watch rounds (100 ms each, real time) with this much unchanged.
+  auto settle = [] { absl::SleepFor(LinuxVipDriver::kWatchInterval * 4); };
+
+  settle();
+  EXPECT_EQ(count(), 0u) << "BACKUP: nothing to announce";
+  ASSERT_TRUE(common::WriteFileAtomically(StateFile(), "MASTER\n").ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return count() == 1; }, kWait));
+  settle();
+  EXPECT_EQ(count(), 1u) << "not again within advbase";
+  clock_.Advance(absl::Seconds(2));
+  settle();
+  EXPECT_EQ(count(), 1u);
+  clock_.Advance(absl::Seconds(1));  // advbase (3 s) since the first
+  ASSERT_TRUE(testing::WaitUntil([&] { return count() == 2; }, kWait));
+  // A failed announcement is retried after advbase, like any other.
+  fail_with(absl::InternalError("sendto: Network is down"));
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(testing::WaitUntil([&] { return count() == 3; }, kWait));
+  fail_with(absl::OkStatus());
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(testing::WaitUntil([&] { return count() == 4; }, kWait));
+  // BACKUP: no more, however long.
+  ASSERT_TRUE(common::WriteFileAtomically(StateFile(), "BACKUP\n").ok());
+  settle();
+  clock_.Advance(absl::Seconds(30));
+  settle();
+  EXPECT_EQ(count(), 4u);
+  // MASTER again: announced at once (the last one is forgotten).
+  ASSERT_TRUE(common::WriteFileAtomically(StateFile(), "MASTER\n").ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return count() == 5; }, kWait));
+  // Its ucarp dies (INIT): nothing announced for an address nobody keeps.
+  std::filesystem::remove_all(options_.proc_root + "/4242");
+  settle();
+  clock_.Advance(absl::Seconds(30));
+  settle();
+  refreshing.StopWatching();
+  driver_.StopWatching();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(announced.size(), 5u);
+  for (const auto& [interface, address] : announced) {
+    EXPECT_EQ(interface, "eth0");
+    EXPECT_EQ(address, "198.18.0.100");
+  }
+}
+
 TEST_F(LinuxVipDriverTest, RemoveStopsUcarpDeletesAddressAndFilesIdempotently) {
   Prepare();
   Start(Vip(), 4242);
