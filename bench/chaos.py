@@ -309,6 +309,26 @@ class Loss(Fault):
         self.lab.run("heal", self.host)
 
 
+class Delay(Fault):
+    """HOST's lease channel (both ways, through the coordinator hosts' lease
+    proxies) held DELAY ms +- JITTER ms: slow grants and late heartbeats,
+    past the ttl for the longest delays."""
+
+    def __init__(self, lab, rng, host):
+        super().__init__(lab, rng)
+        self.host = host
+        self.hosts = {host}
+        self.delay = rng.choice([100, 300, 1000, 2500])
+        self.jitter = self.delay // 2
+        self.name = "delay %s's lease channel %d+-%d ms" % (host, self.delay, self.jitter)
+
+    def apply(self):
+        self.lab.run("delay", self.host, str(self.delay), "--jitter", str(self.jitter))
+
+    def heal(self):
+        self.lab.run("heal", self.host)
+
+
 class CarpSplit(Fault):
     """HOST neither sends nor hears CARP advertisements; with `ctls`, it is
     also cut from the coordinator(s): alive, serving its clients, believing
@@ -353,15 +373,16 @@ class RestartDaemons(Fault):
     """SIGKILL the daemons of HOSTS (agent; coordinator and etcd member),
     start them again at the heal."""
 
-    def __init__(self, lab, rng, hosts, name, control_plane=False):
+    def __init__(self, lab, rng, hosts, name, control_plane=False, etcd_only=False):
         super().__init__(lab, rng)
         self.targets = hosts
         self.hosts = set(hosts)
         self.name = name
         self.control_plane = control_plane
+        self.etcd_only = etcd_only
 
     def apply(self):
-        self.lab.run("stop", *self.targets)
+        self.lab.run("stop", *self.targets, *(["--etcd_only"] if self.etcd_only else []))
 
     def heal(self):
         self.lab.run("start", *self.targets, timeout=120)
@@ -379,8 +400,8 @@ def leader(lab):
 
 
 FAULT_KINDS = ["kill", "partition-ctl", "partition-storage", "partition-clients", "one-way",
-               "link-down", "loss", "carp-split", "isolate", "pause-agent", "pause-all",
-               "restart-agent", "restart-storage", "kill-coordinator"]
+               "link-down", "loss", "delay", "carp-split", "isolate", "pause-agent", "pause-all",
+               "restart-agent", "restart-storage", "kill-coordinator", "kill-etcd"]
 
 
 def pick_fault(lab, rng, busy, allowed=None):
@@ -389,13 +410,15 @@ def pick_fault(lab, rng, busy, allowed=None):
     kinds = []
     if free:
         kinds += ["kill", "partition-ctl", "partition-storage", "partition-clients", "one-way",
-                  "link-down", "loss", "carp-split", "isolate", "pause-agent", "pause-all",
-                  "restart-agent"]
+                  "link-down", "loss", "delay", "carp-split", "isolate", "pause-agent",
+                  "pause-all", "restart-agent"]
     if "s1" not in busy:
         kinds += ["restart-storage"]
     ctls = lab.coordinator_hosts()
     if not any(c in busy for c in ctls):
         kinds += ["kill-coordinator", "kill-coordinator"]
+        if len(ctls) > 1:
+            kinds += ["kill-etcd"]
     if allowed:
         kinds = [k for k in kinds if k in allowed] or [k for k in allowed if k in kinds]
     if not kinds:
@@ -417,6 +440,8 @@ def pick_fault(lab, rng, busy, allowed=None):
         return LinkDown(lab, rng, host)
     if kind == "loss":
         return Loss(lab, rng, host)
+    if kind == "delay":
+        return Delay(lab, rng, host)
     if kind == "carp-split":
         return CarpSplit(lab, rng, host)
     if kind == "isolate":
@@ -430,6 +455,13 @@ def pick_fault(lab, rng, busy, allowed=None):
     if kind == "restart-storage":
         return RestartDaemons(lab, rng, ["s1"], "restart the storage agent (SIGKILL)")
     # The control plane.
+    if kind == "kill-etcd":
+        member = rng.choice(ctls)
+        fault = RestartDaemons(lab, rng, [member],
+                               "kill %s's etcd member alone, restart it" % member,
+                               control_plane=True, etcd_only=True)
+        fault.hosts = set(ctls)
+        return fault
     if len(ctls) == 1:
         return RestartDaemons(lab, rng, ctls, "kill the only coordinator, restart it",
                               control_plane=True)
@@ -453,6 +485,21 @@ def pick_fault(lab, rng, busy, allowed=None):
                            control_plane=True)
     fault.hosts = set(ctls)
     return fault
+
+
+def source_commit():
+    """The commit of this source tree (with "+changes" if it has any), or "?"."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    if head.returncode != 0:
+        return "?"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def plan_cycle(lab, rng, allowed, overlap, ttl):
@@ -738,7 +785,8 @@ def main():
     results = []
     exit_code = 1
     try:
-        up_args = ["up"] + (["--coordinators", "3", "--store", "etcd"] if a.store == "etcd" else [])
+        up_args = ["up", "--lease_proxy"] + (["--coordinators", "3", "--store", "etcd"]
+                                             if a.store == "etcd" else [])
         up_args += a.lab_arg
         up = True
         lab.run(*up_args, timeout=240)
@@ -746,7 +794,8 @@ def main():
         log("chaos: seed %d, %d cycles%s, %s lab (%s), lease ttl %.0f s; work %s" %
             (seed, a.cycles, " from cycle %d" % a.from_cycle if a.from_cycle > 1 else "", a.store,
              ", ".join(lab.coordinator_hosts()), ttl, work))
-        log("machine: %d CPUs, kernel %s" % (os.cpu_count(), os.uname().release))
+        log("machine: %d CPUs, kernel %s; jailover %s (a seed replays the faults of this "
+            "version of bench/chaos.py)" % (os.cpu_count(), os.uname().release, source_commit()))
         apply_jails(lab, work)
         sampler = VipSampler(lab)
         sampler.start()

@@ -1,7 +1,8 @@
 // jailover-lab: a real jailover cluster in network namespaces (see
 // lab_tool.h). Usage: jailover-lab [OPTIONS] up|down|status|kill-host H|
-// stop H...|start H...|partition H [from X [--one-way]]|heal H|loss H PCT|carp-split H|
-// pause H [--all]|resume H|revive H [--fresh]|exec H -- CMD...
+// stop H... [--etcd_only]|start H...|partition H [from X [--one-way]]|heal H|
+// loss H PCT|carp-split H|delay H MS [--jitter MS]|pause H [--all]|resume H|
+// revive H [--fresh]|exec H -- CMD...
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -82,6 +83,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--etcdctl_bin", options.etcdctl_bin, "up, --store etcd: etcdctl to use")
       ->capture_default_str();
+  app.add_flag("--lease_proxy", options.lease_proxy,
+               "up: every agent's lease channel through a delaying proxy in each coordinator "
+               "host, for `delay`");
   app.add_flag("-v,--verbose", verbose, "Log what the lab harness does");
 
   std::string host, from_word, from;
@@ -98,6 +102,9 @@ int main(int argc, char** argv) {
       "HOST...: kill the lab's daemons in each host (coordinator or agent, etcd); jails, "
       "ucarp and nbd keep running, the link stays up");
   stop->add_option("HOST", hosts, "Host names")->required();
+  bool etcd_only = false;
+  stop->add_flag("--etcd_only", etcd_only,
+                 "Only the etcd member of each (coordinator) host; its coordinator keeps running");
   CLI::App* start = app.add_subcommand(
       "start", "HOST...: start the stopped daemons of each host again (same argv, same log)");
   start->add_option("HOST", hosts, "Host names")->required();
@@ -110,13 +117,30 @@ int main(int argc, char** argv) {
   int percent = 0;
   partition->add_flag("--one-way", one_way,
                       "Only what HOST sends to X is dropped (X still reaches HOST)");
-  CLI::App* heal =
-      app.add_subcommand("heal", "Undo partition, loss and carp-split (a killed host stays dead)");
+  CLI::App* heal = app.add_subcommand(
+      "heal", "Undo partition, loss, carp-split and delay (a killed host stays dead)");
   heal->add_option("HOST", host, "Host name")->required();
   CLI::App* loss = app.add_subcommand(
       "loss", "HOST PERCENT: HOST drops PERCENT of its packets (in and out) at random");
   loss->add_option("HOST", host, "Host name")->required();
   loss->add_option("PERCENT", percent, "1..100")->required()->check(CLI::Range(1, 100));
+  int delay_ms = 0, jitter_ms = 0;
+  CLI::App* delay = app.add_subcommand(
+      "delay",
+      "HOST MS [--jitter MS]: HOST's lease channel held MS (0: none) each way, +-jitter "
+      "(a lab brought up with --lease_proxy)");
+  delay->add_option("HOST", host, "Host name (an agent's)")->required();
+  delay->add_option("MS", delay_ms, "0..60000")->required()->check(CLI::Range(0, 60000));
+  delay->add_option("--jitter", jitter_ms, "0..MS: a random -jitter..+jitter every 100 ms")
+      ->check(CLI::Range(0, 60000));
+  std::string upstream, control_dir, ready_file;
+  std::vector<std::string> routes;
+  CLI::App* lease_proxy = app.add_subcommand("lease-proxy", "");  // internal: started by up
+  lease_proxy->group("");
+  lease_proxy->add_option("--upstream", upstream)->required();
+  lease_proxy->add_option("--route", routes)->required();
+  lease_proxy->add_option("--control_dir", control_dir)->required();
+  lease_proxy->add_option("--ready_file", ready_file)->required();
   CLI::App* carp_split = app.add_subcommand(
       "carp-split", "HOST: HOST neither sends nor hears CARP advertisements (IP protocol 112)");
   carp_split->add_option("HOST", host, "Host name")->required();
@@ -166,7 +190,7 @@ int main(int argc, char** argv) {
   if (down->parsed()) return lab::Down(options);
   if (status->parsed()) return lab::Status(options);
   if (kill_host->parsed()) return lab::KillHost(options, host);
-  if (stop->parsed()) return lab::Stop(options, hosts);
+  if (stop->parsed()) return lab::Stop(options, hosts, etcd_only);
   if (start->parsed()) return lab::Start(options, hosts);
   if (partition->parsed()) {
     if (!from_word.empty() && (from_word != "from" || from.empty())) {
@@ -178,6 +202,8 @@ int main(int argc, char** argv) {
   if (heal->parsed()) return lab::Heal(options, host);
   if (loss->parsed()) return lab::Loss(options, host, percent);
   if (carp_split->parsed()) return lab::CarpSplit(options, host);
+  if (delay->parsed()) return lab::Delay(options, host, delay_ms, jitter_ms);
+  if (lease_proxy->parsed()) return lab::LeaseProxy(upstream, routes, control_dir, ready_file);
   if (pause->parsed()) return lab::Pause(options, host, all, /*resume=*/false);
   if (resume->parsed()) return lab::Pause(options, host, /*all=*/true, /*resume=*/true);
   if (revive->parsed()) return lab::Revive(options, host, fresh);

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <system_error>
 #include <tuple>
@@ -38,6 +39,7 @@
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
 #include "coordinator/cluster/host_tracker.h"
+#include "tests/testing/delay_proxy.h"
 #include "tests/testing/lab_network.h"
 
 namespace jailover::lab {
@@ -61,6 +63,9 @@ constexpr int kCoordinatorPort = 7430;
 constexpr int kCoordinatorHttpPort = 7422;
 constexpr int kAgentPort = 7420;
 constexpr int kAgentHttpPort = 7421;
+// up --lease_proxy: the lease proxy of each coordinator host listens for the
+// agent host with index K (in the state's order) on port kLeaseProxyPort + K.
+constexpr int kLeaseProxyPort = 7450;
 constexpr absl::Duration kDaemonStopTimeout = absl::Seconds(10);
 // `start`: how long an agent or the SQLite coordinator may take to answer.
 constexpr absl::Duration kDaemonStartTimeout = absl::Seconds(30);
@@ -146,6 +151,7 @@ std::vector<HostDaemon> Daemons(const LabState& state, bool main, bool etcd) {
   std::vector<HostDaemon> out;
   for (const LabToolHost& host : state.hosts) {
     if (main && host.daemon.pid > 0) out.push_back({host.name, host.daemon});
+    if (main && host.proxy.pid > 0) out.push_back({host.name, host.proxy});
     if (etcd && host.etcd.pid > 0) out.push_back({host.name, host.etcd});
   }
   return out;
@@ -561,6 +567,64 @@ absl::Status StartEtcdCoordinators(const LabToolOptions& options, LabNetwork& ne
   return absl::OkStatus();
 }
 
+// The value of `--flag=VALUE` in argv, or "".
+std::string FlagValue(const std::vector<std::string>& argv, const std::string& flag) {
+  const std::string prefix = flag + "=";
+  for (const std::string& arg : argv) {
+    if (absl::StartsWith(arg, prefix)) return arg.substr(prefix.size());
+  }
+  return "";
+}
+
+// Where `delay` writes, and the lease proxies read, each host's delay.
+std::string LeaseDelayDir(const LabState& state) { return state.dir + "/lease-delay"; }
+
+// Whether the lease proxy `daemon` listens: its ready file holds its pid.
+bool LeaseProxyReady(const LabToolDaemon& daemon) {
+  absl::StatusOr<std::string> text =
+      common::ReadFileToString(FlagValue(daemon.argv, "--ready_file"), 64);
+  return text.ok() && absl::StripAsciiWhitespace(*text) == absl::StrCat(daemon.pid);
+}
+
+// up --lease_proxy: a lease proxy in each coordinator host, listening for
+// each agent host on its own port; sets coordinators_of[agent host] to those
+// listeners.
+absl::Status StartLeaseProxies(LabNetwork& network, LabState& state,
+                               std::map<std::string, std::string>& coordinators_of,
+                               Progress& progress) {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return absl::InternalError("cannot read /proc/self/exe: " + ec.message());
+  fs::create_directories(LeaseDelayDir(state), ec);
+  if (ec) return absl::InternalError("cannot create " + LeaseDelayDir(state));
+  std::map<std::string, std::vector<std::string>> listeners;
+  std::vector<std::string> proxies;
+  for (LabToolHost& ctl : state.hosts) {
+    if (ctl.role != "coordinator") continue;
+    const std::string ready_file = network.host_dir(ctl.name) + "/lease-proxy.ready";
+    fs::remove(ready_file, ec);
+    std::vector<std::string> argv = {
+        self.string(), "lease-proxy", "--upstream=" + GrpcEndpoint(ctl),
+        "--control_dir=" + LeaseDelayDir(state), "--ready_file=" + ready_file};
+    int index = 0;
+    for (const LabToolHost& agent : state.hosts) {
+      if (agent.role != "storage" && agent.role != "jail") continue;
+      const std::string listen = absl::StrCat(ctl.address, ":", kLeaseProxyPort + index++);
+      argv.push_back("--route=" + listen + "=" + agent.name);
+      listeners[agent.name].push_back(listen);
+    }
+    ctl.proxy.log = network.host_dir(ctl.name) + "/lease-proxy.log";
+    RETURN_IF_ERROR(StartProcess(network, ctl.name, argv, &ctl.proxy));
+    RETURN_IF_ERROR(WaitFor([&] { return LeaseProxyReady(ctl.proxy); }, absl::Seconds(10),
+                            {{ctl.name, ctl.proxy}}, "the lease proxy in " + ctl.name));
+    proxies.push_back(absl::StrCat(ctl.name, " (pid ", ctl.proxy.pid, ")"));
+  }
+  for (auto& [agent, endpoints] : listeners) coordinators_of[agent] = absl::StrJoin(endpoints, ",");
+  progress.Step("lease proxies: " + absl::StrJoin(proxies, ", ") +
+                "; agents dial them (`jailover-lab delay H MS`)");
+  return absl::OkStatus();
+}
+
 // Starts the coordinator(s) and the agents and waits for the agents to be
 // READY; fills state->hosts' daemons as they start.
 absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabState& state,
@@ -588,6 +652,19 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
                                state.coordinator_http, " (pid ", ctl->daemon.pid, ")"));
   }
 
+  // The coordinator endpoints each agent dials: the coordinators
+  // themselves, or (--lease_proxy) the proxy listener for that agent in
+  // each coordinator host.
+  std::map<std::string, std::string> coordinators_of;
+  for (const LabToolHost& host : state.hosts) {
+    if (host.role == "storage" || host.role == "jail") {
+      coordinators_of[host.name] = state.coordinator;
+    }
+  }
+  if (options.lease_proxy) {
+    RETURN_IF_ERROR(StartLeaseProxies(network, state, coordinators_of, progress));
+  }
+
   std::set<std::string> agents;
   std::vector<std::string> started;
   for (LabToolHost& host : state.hosts) {
@@ -601,7 +678,7 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
         absl::StrCat("--listen=", host.address, ":", kAgentPort),
         absl::StrCat("--http_listen=", host.address, ":", kAgentHttpPort),
         "--insecure",
-        "--coordinators=" + state.coordinator,
+        "--coordinators=" + coordinators_of[host.name],
         "--state_dir=" + host_dir + "/state",
         "--image_root=" + host_dir + "/images",
         "--jail_root=" + dir + "/jails",
@@ -707,15 +784,6 @@ std::string ProgramName(const LabToolDaemon& daemon) {
   return fs::path(daemon.argv0).filename().string();
 }
 
-// The value of `--flag=VALUE` in argv, or "".
-std::string FlagValue(const std::vector<std::string>& argv, const std::string& flag) {
-  const std::string prefix = flag + "=";
-  for (const std::string& arg : argv) {
-    if (absl::StartsWith(arg, prefix)) return arg.substr(prefix.size());
-  }
-  return "";
-}
-
 // Appends one line to `path` (a daemon's log, to mark a restart in it).
 void AppendLine(const std::string& path, const std::string& line) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
@@ -751,6 +819,7 @@ std::vector<std::pair<std::string, LabToolDaemon*>> HostDaemons(LabToolHost& hos
   std::vector<std::pair<std::string, LabToolDaemon*>> out;
   if (host.daemon.recorded()) out.emplace_back(ProgramName(host.daemon), &host.daemon);
   if (host.etcd.recorded()) out.emplace_back("etcd", &host.etcd);
+  if (host.proxy.recorded()) out.emplace_back("lease-proxy", &host.proxy);
   return out;
 }
 
@@ -840,6 +909,7 @@ std::string LabStateToJson(const LabState& state) {
     PutDaemon(host.daemon, item);
     item["killed"] = host.killed;
     if (host.etcd.recorded()) PutDaemon(host.etcd, item["etcd"]);
+    if (host.proxy.recorded()) PutDaemon(host.proxy, item["proxy"]);
     json["hosts"].push_back(std::move(item));
   }
   return json.dump(2) + "\n";
@@ -870,6 +940,7 @@ absl::StatusOr<LabState> LabStateFromJson(const std::string& text) {
       host.daemon = GetDaemon(item);
       host.killed = item.at("killed").get<bool>();
       if (item.contains("etcd")) host.etcd = GetDaemon(item.at("etcd"));
+      if (item.contains("proxy")) host.proxy = GetDaemon(item.at("proxy"));
       state.hosts.push_back(std::move(host));
     }
     return state;
@@ -1075,6 +1146,7 @@ int Up(const LabToolOptions& options) {
   for (const std::string& arg : options.first_coordinator_args) {
     args.push_back("--first_coordinator_arg=" + arg);
   }
+  if (options.lease_proxy) args.push_back("--lease_proxy");
   args.push_back("keep");
   args.push_back("--progress_fd=3");
   std::vector<char*> argv;
@@ -1278,6 +1350,16 @@ int Status(const LabToolOptions& options) {
     std::vector<std::string> notes;
     if (host.killed) notes.push_back("killed");
     if (host.etcd.recorded()) notes.push_back(DaemonState("etcd", host.etcd));
+    if (host.proxy.recorded()) notes.push_back(DaemonState("lease-proxy", host.proxy));
+    absl::StatusOr<std::string> delay =
+        common::ReadFileToString(LeaseDelayDir(state) + "/" + host.name, 64);
+    if (delay.ok()) {
+      std::vector<std::string> values =
+          absl::StrSplit(absl::StripAsciiWhitespace(*delay), ' ', absl::SkipWhitespace());
+      if (values.size() == 2) {
+        notes.push_back(absl::StrCat("lease channel delayed ", values[0], "+-", values[1], " ms"));
+      }
+    }
     absl::StatusOr<std::vector<std::string>> blocked = lab->network->BlockedAddresses(host.name);
     if (blocked.ok() && !blocked->empty()) {
       std::vector<std::string> peers;
@@ -1374,7 +1456,7 @@ int KillHost(const LabToolOptions& options, const std::string& host) {
   return 0;
 }
 
-int Stop(const LabToolOptions& options, const std::vector<std::string>& names) {
+int Stop(const LabToolOptions& options, const std::vector<std::string>& names, bool etcd_only) {
   StateLock lock(options.state_file);
   absl::StatusOr<LiveLab> lab = AttachLab(options);
   if (!lab.ok()) {
@@ -1387,6 +1469,19 @@ int Stop(const LabToolOptions& options, const std::vector<std::string>& names) {
     LabToolHost& host = *(*hosts)[i];
     status = CheckHasDaemons(host, "stop");
     if (!status.ok()) break;
+    if (etcd_only && !host.etcd.recorded()) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat(host.name,
+                       " has no etcd member (only the coordinator hosts of a "
+                       "`up --store etcd` lab do)"));
+      break;
+    }
+    if (etcd_only && host.etcd.stopped) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat(host.name, "'s etcd member is already stopped (`jailover-lab start ",
+                       host.name, "` starts it again)"));
+      break;
+    }
     bool running = false;
     for (const auto& [what, daemon] : HostDaemons(host)) running = running || !daemon->stopped;
     if (!running) {
@@ -1413,6 +1508,7 @@ int Stop(const LabToolOptions& options, const std::vector<std::string>& names) {
   std::vector<Stopping> stopping;
   for (LabToolHost* host : *hosts) {
     for (const auto& [what, daemon] : HostDaemons(*host)) {
+      if (etcd_only && daemon != &host->etcd) continue;
       if (!daemon->stopped) {
         stopping.push_back({host, what, daemon, daemon->pid, KillVerified(*daemon)});
       }
@@ -1488,6 +1584,11 @@ struct Starting {
 bool Answers(LabNetwork& network, const LabState& state, const LabToolOptions& options,
              const Starting& item, std::string* detail) {
   const LabToolHost& host = *item.host;
+  if (item.daemon == &host.proxy) {
+    const bool ready = LeaseProxyReady(host.proxy);
+    *detail = ready ? "listening" : "not listening yet";
+    return ready;
+  }
   if (item.daemon == &host.etcd) {
     const std::string etcdctl = state.etcdctl_bin.empty() ? options.etcdctl_bin : state.etcdctl_bin;
     absl::StatusOr<common::CommandResult> health = network.Run(
@@ -1565,6 +1666,7 @@ int Start(const LabToolOptions& options, const std::vector<std::string>& names) 
         break;
       }
       any = true;
+      // (A lease proxy with the coordinators: it needs nothing before it.)
       const size_t phase = daemon == &host.etcd ? 0 : host.role == "coordinator" ? 1 : 2;
       phases[phase].push_back({&host, what, daemon});
     }
@@ -1595,7 +1697,7 @@ int Start(const LabToolOptions& options, const std::vector<std::string>& names) 
     if (phases[phase].empty()) continue;
     // Start them all, then wait: etcd members need each other's quorum.
     for (Starting& item : phases[phase]) {
-      if (phase == 1) {
+      if (phase == 1 && item.daemon == &item.host->daemon) {
         // A fresh port file says this coordinator listens.
         const std::string port_file = FlagValue(item.daemon->argv, "--port_file");
         std::error_code ec;
@@ -1868,16 +1970,141 @@ int Heal(const LabToolOptions& options, const std::string& host) {
   if (status.ok()) status = lab->network->LinkUp(host);
   if (status.ok()) status = lab->network->UnblockTraffic(host);
   if (status.ok()) status = lab->network->ClearFilters(host);
+  if (status.ok()) {
+    std::error_code ec;
+    fs::remove(LeaseDelayDir(lab->state) + "/" + host, ec);
+    if (ec) status = absl::InternalError("cannot remove the lease delay of " + host);
+  }
   if (!status.ok()) {
     Fail(status);
     return 1;
   }
-  std::cout << host << " healed: link up, no traffic dropped, no packet loss, CARP heard\n";
+  std::cout << host
+            << " healed: link up, no traffic dropped, no packet loss, CARP heard, no lease "
+               "delay\n";
   if (FindHost(lab->state, host)->killed) {
     std::cout << "note: " << host
               << " was killed by kill-host; its processes stay dead (only its link is back; "
                  "`jailover-lab revive` starts it again)\n";
   }
+  return 0;
+}
+
+int Delay(const LabToolOptions& options, const std::string& host, int delay_ms, int jitter_ms) {
+  absl::StatusOr<LiveLab> lab = AttachLab(options);
+  absl::Status status = lab.ok() ? CheckHost(lab->state, host) : lab.status();
+  if (status.ok()) {
+    const LabToolHost& target = *FindHost(lab->state, host);
+    if (target.role != "jail" && target.role != "storage") {
+      status = absl::InvalidArgumentError(
+          absl::StrCat(host, " runs no agent: only agents' lease channels can be delayed"));
+    } else if (delay_ms < 0 || delay_ms > 60000 || jitter_ms < 0 || jitter_ms > delay_ms) {
+      status =
+          absl::InvalidArgumentError(absl::StrCat("delay ", delay_ms, " ms, jitter ", jitter_ms,
+                                                  " ms: need 0 <= jitter <= delay <= 60000"));
+    } else if (std::none_of(lab->state.hosts.begin(), lab->state.hosts.end(),
+                            [](const LabToolHost& h) { return h.proxy.recorded(); })) {
+      status = absl::FailedPreconditionError(
+          "this lab has no lease proxies: bring it up with `jailover-lab --lease_proxy up`");
+    }
+  }
+  const std::string file = lab.ok() ? LeaseDelayDir(lab->state) + "/" + host : "";
+  if (status.ok()) {
+    if (delay_ms == 0) {
+      std::error_code ec;
+      fs::remove(file, ec);
+      if (ec) {
+        status = absl::InternalError(absl::StrCat("cannot remove ", file, ": ", ec.message()));
+      }
+    } else {
+      status = common::WriteFileAtomically(file, absl::StrCat(delay_ms, " ", jitter_ms, "\n"));
+    }
+  }
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  if (delay_ms == 0) {
+    std::cout << host << "'s lease channel: no delay\n";
+  } else {
+    std::cout << host << "'s lease channel: every chunk held " << delay_ms << " ms";
+    if (jitter_ms > 0) std::cout << " +-" << jitter_ms << " ms (drawn every 100 ms)";
+    std::cout << " each way, by the lease proxies (within 100 ms)\n";
+  }
+  return 0;
+}
+
+int LeaseProxy(const std::string& upstream, const std::vector<std::string>& routes,
+               const std::string& control_dir, const std::string& ready_file) {
+  const absl::Status blocked = common::BlockShutdownSignals();
+  if (!blocked.ok()) {
+    Fail(blocked);
+    return 1;
+  }
+  struct Route {
+    std::string host;
+    std::unique_ptr<testing::DelayProxy> proxy;
+    std::string setting;  // the control file's content last applied
+  };
+  std::vector<Route> proxies;
+  for (const std::string& route : routes) {
+    const size_t equals = route.find('=');
+    if (equals == std::string::npos || equals + 1 == route.size()) {
+      Fail(absl::InvalidArgumentError("lease-proxy: --route " + route + " is not LISTEN=HOST"));
+      return 2;
+    }
+    absl::StatusOr<std::unique_ptr<testing::DelayProxy>> proxy = testing::DelayProxy::Start(
+        upstream, testing::DelayProxy::kDefaultMaxBufferedBytes, route.substr(0, equals));
+    if (!proxy.ok()) {
+      Fail(proxy.status());
+      return 1;
+    }
+    std::cout << "lease-proxy: " << (*proxy)->address() << " -> " << upstream << " for "
+              << route.substr(equals + 1) << "\n";
+    proxies.push_back({route.substr(equals + 1), *std::move(proxy), ""});
+  }
+  const absl::Status ready = common::WriteFileAtomically(ready_file, absl::StrCat(getpid(), "\n"));
+  if (!ready.ok()) {
+    Fail(ready);
+    return 1;
+  }
+  std::cout << std::flush;
+  std::mt19937_64 random(static_cast<uint64_t>(getpid()) ^
+                         static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  const sigset_t stop = common::ShutdownSignalSet();
+  const timespec tick = {0, 100 * 1000 * 1000};
+  while (sigtimedwait(&stop, nullptr, &tick) < 0) {
+    for (Route& route : proxies) {
+      absl::StatusOr<std::string> text =
+          common::ReadFileToString(control_dir + "/" + route.host, 64);
+      const std::string setting = text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : "";
+      int delay_ms = 0, jitter_ms = 0;
+      std::vector<std::string> values = absl::StrSplit(setting, ' ', absl::SkipWhitespace());
+      if (values.size() != 2 || !absl::SimpleAtoi(values[0], &delay_ms) ||
+          !absl::SimpleAtoi(values[1], &jitter_ms)) {
+        delay_ms = jitter_ms = 0;
+      }
+      if (setting != route.setting) {
+        std::cout << WallTimeText() << " lease-proxy: " << route.host << ": "
+                  << (delay_ms == 0 ? std::string("no delay")
+                                    : absl::StrCat(delay_ms, " +-", jitter_ms, " ms each way"))
+                  << "\n"
+                  << std::flush;
+      }
+      // Unchanged and without jitter: nothing to set again.
+      if (setting == route.setting && jitter_ms == 0) continue;
+      route.setting = setting;
+      int64_t ms = delay_ms;
+      if (jitter_ms > 0) {
+        ms += std::uniform_int_distribution<int64_t>(-jitter_ms, jitter_ms)(random);
+      }
+      const absl::Duration delay = absl::Milliseconds(std::max<int64_t>(ms, 0));
+      route.proxy->SetDelay(testing::DelayProxy::kToUpstream, delay);
+      route.proxy->SetDelay(testing::DelayProxy::kToClient, delay);
+    }
+  }
+  std::cout << WallTimeText() << " lease-proxy: stopping\n" << std::flush;
+  for (Route& route : proxies) route.proxy->Shutdown();
   return 0;
 }
 

@@ -61,6 +61,11 @@ struct LabToolOptions {
   std::string etcdctl_bin = "/usr/bin/etcdctl";
   // etcd's leadership lease of the coordinators (--store etcd).
   absl::Duration election_ttl = absl::Seconds(1);
+  // Every agent's lease channel goes through a delaying TCP proxy in each
+  // coordinator host (`lease-proxy`, testing::DelayProxy), one listener per
+  // agent host, so that `delay H MS` adds latency and jitter to H's lease
+  // channel alone (this kernel has no netem).
+  bool lease_proxy = false;
 };
 
 // A process the lab started, recorded as pid, start time and argv[0], so a
@@ -90,6 +95,8 @@ struct LabToolHost {
   bool killed = false;  // by kill-host
   // The etcd member of a coordinator host (--store etcd); pid 0 otherwise.
   LabToolDaemon etcd;
+  // The lease proxy of a coordinator host (up --lease_proxy); none otherwise.
+  LabToolDaemon proxy;
 };
 
 struct LabState {
@@ -127,7 +134,10 @@ int KillHost(const LabToolOptions& options, const std::string& host);
 // the link stays up, as when the daemons crash. Every host is checked
 // first: an unknown, killed (kill-host) or daemon-less host, or one whose
 // daemons are already stopped, fails the command and changes nothing.
-int Stop(const LabToolOptions& options, const std::vector<std::string>& hosts);
+// `etcd_only`: only the etcd member of each host (a coordinator host of an
+// etcd lab; refused for any other), its coordinator keeps running.
+int Stop(const LabToolOptions& options, const std::vector<std::string>& hosts,
+         bool etcd_only = false);
 // Starts the stopped daemons of each host again with the argv they were
 // first started with, appending to the same log files, and waits until each
 // answers: first the etcd members of all the hosts (started together, as
@@ -138,7 +148,22 @@ int Start(const LabToolOptions& options, const std::vector<std::string>& hosts);
 // (one_way: only what host sends to `from`).
 int Partition(const LabToolOptions& options, const std::string& host, const std::string& from,
               bool one_way = false);
-// Undoes Partition, Loss and CarpSplit.
+// Every chunk of `host`'s lease channel (an agent host's; both ways) is
+// held `delay_ms` (0: none) plus a random -jitter_ms..+jitter_ms drawn anew
+// every 100 ms (never below 0; order kept) by the coordinator hosts' lease
+// proxies. FailedPrecondition (exit 1) if the lab was not brought up with
+// --lease_proxy; InvalidArgument for a host without an agent or values
+// outside 0..60000 (jitter at most the delay).
+int Delay(const LabToolOptions& options, const std::string& host, int delay_ms, int jitter_ms);
+// The lease proxy process (`jailover-lab lease-proxy`, started by `up
+// --lease_proxy` in each coordinator host): for each "LISTEN_IP:PORT=HOST"
+// of `routes`, a DelayProxy listening there and forwarding to `upstream`,
+// its delay read every 100 ms from CONTROL_DIR/HOST ("DELAY_MS JITTER_MS";
+// none: no delay). Writes its pid to `ready_file` once listening; runs until
+// SIGTERM or SIGINT.
+int LeaseProxy(const std::string& upstream, const std::vector<std::string>& routes,
+               const std::string& control_dir, const std::string& ready_file);
+// Undoes Partition, Loss, CarpSplit and Delay.
 int Heal(const LabToolOptions& options, const std::string& host);
 // `host` drops `percent` (1..100) of the packets it sends and receives.
 int Loss(const LabToolOptions& options, const std::string& host, int percent);

@@ -309,6 +309,30 @@ TEST_F(DelayProxyTest, ForwardsBytesUnchangedBothWaysAndHalfCloses) {
   EXPECT_TRUE(WaitUntil([&] { return echo_.ended() == 1; }, absl::Seconds(5)));
 }
 
+// A given listen address and port (the lab's lease proxies listen on their
+// host's address, one port per agent host); bad ones are refused.
+TEST_F(DelayProxyTest, ListensWhereToldAndRefusesABadListenAddress) {
+  const int port = proxy_->port();
+  EXPECT_EQ(proxy_->address(), absl::StrCat("127.0.0.1:", port));
+  // Taken: the OS refuses a second listener there.
+  auto taken = DelayProxy::Start(echo_.address(), DelayProxy::kDefaultMaxBufferedBytes,
+                                 absl::StrCat("127.0.0.1:", port));
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kInternal);
+  proxy_->Shutdown();
+  auto there = DelayProxy::Start(echo_.address(), DelayProxy::kDefaultMaxBufferedBytes,
+                                 absl::StrCat("127.0.0.1:", port));
+  ASSERT_TRUE(there.ok()) << there.status();
+  EXPECT_EQ((*there)->port(), port);
+  UniqueFd client = ConnectTo(port);
+  ASSERT_TRUE(client.valid());
+  ASSERT_TRUE(SendAll(client.get(), "ping"));
+  EXPECT_TRUE(WaitUntil([&] { return echo_.received() == "ping"; }, absl::Seconds(5)));
+  for (const char* bad : {"localhost:1", "127.0.0.1", "127.0.0.1:70000", "::1:5", ":5"}) {
+    auto refused = DelayProxy::Start(echo_.address(), DelayProxy::kDefaultMaxBufferedBytes, bad);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 TEST_F(DelayProxyTest, DelayHoldsEveryChunkAndKeepsOrder) {
   proxy_->SetDelay(DelayProxy::kToClient, absl::Milliseconds(300));
   UniqueFd client = ConnectTo(proxy_->port());

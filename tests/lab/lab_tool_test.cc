@@ -3,10 +3,13 @@
 // (the rest runs on; the coordinator sees the four READY again) -> kill-host
 // h3 (agent gone, link down) -> partition h2 from ctl and heal -> down with a
 // stopped daemon -> nothing left; and a failed up (the coordinator refuses
-// its flags) leaves nothing either; three coordinators on etcd: every
-// coordinator and etcd member stopped and started again in one command (one
-// leads, the agents are READY on it), then kill-host of the leader, another
-// takes over and the agents stay READY on it. Each test uses its own state
+// its flags) leaves nothing either; three coordinators on etcd: one etcd
+// member alone stopped and started, every coordinator and etcd member
+// stopped and started again in one command (one leads, the agents are READY
+// on it), then kill-host of the leader, another takes over and the agents
+// stay READY on it; the chaos run's faults (loss, CARP split, one-way
+// partition, lease-channel delay through the lease proxies, pause, revive)
+// and their heals. Each test uses its own state
 // file, so a lab someone has up on this machine is not touched.
 #include "deploy/lab/lab_tool.h"
 
@@ -345,6 +348,10 @@ TEST_F(LabToolTest, UpStatusKillPartitionHealDown) {
   EXPECT_TRUE(*(*lab)->LinkIsUp("h1"));
   common::CommandResult heal_h3 = Tool({"heal", "h3"});
   EXPECT_THAT(heal_h3.stdout_text, HasSubstr("stay dead"));
+  // No lease proxies in this lab: nothing to delay with.
+  common::CommandResult no_proxy = Tool({"delay", "h1", "100"});
+  EXPECT_EQ(no_proxy.exit_code, 1);
+  EXPECT_THAT(no_proxy.stderr_text, HasSubstr("--lease_proxy"));
   EXPECT_TRUE(*(*lab)->LinkIsUp("h3"));
   EXPECT_THAT((*lab)->Pids("h3"), IsEmpty());
 
@@ -454,6 +461,37 @@ TEST_F(LabToolTest, ThreeCoordinatorsOnEtcdSurviveTheLeadersDeath) {
   EXPECT_THAT(status.stdout_text, HasSubstr("the leader ctl1"));
   EXPECT_THAT(status.stdout_text, HasSubstr("READY"));
   EXPECT_EQ(ReadyOn(**lab, *state, "198.18.0.2:7430"), agents);
+
+  // ctl3's etcd member alone (its coordinator runs on), and back.
+  common::CommandResult not_ctl = Tool({"stop", "h1", "--etcd_only"});
+  EXPECT_EQ(not_ctl.exit_code, 1);
+  EXPECT_THAT(not_ctl.stderr_text, HasSubstr("h1 has no etcd member"));
+  common::CommandResult member = Tool({"stop", "ctl3", "--etcd_only"});
+  EXPECT_EQ(member.exit_code, 0) << member.stderr_text;
+  EXPECT_THAT(member.stdout_text, HasSubstr("etcd pid"));
+  EXPECT_TRUE(Gone(state->hosts[2].etcd.pid));
+  EXPECT_EQ(::kill(state->hosts[2].daemon.pid, 0), 0) << "ctl3's coordinator was stopped too";
+  EXPECT_TRUE(Recorded("ctl3").etcd.stopped);
+  EXPECT_FALSE(Recorded("ctl3").daemon.stopped);
+  common::CommandResult again = Tool({"stop", "ctl3", "--etcd_only"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.stderr_text, HasSubstr("already stopped"));
+  common::CommandResult member_back = Tool({"start", "ctl3"}, absl::Seconds(60));
+  EXPECT_EQ(member_back.exit_code, 0) << member_back.stderr_text;
+  EXPECT_FALSE(Recorded("ctl3").etcd.stopped);
+  EXPECT_EQ(Recorded("ctl3").daemon.pid, state->hosts[2].daemon.pid);
+  // The agents stay READY on whichever coordinator leads.
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        for (const char* leader : {"198.18.0.2:7430", "198.18.0.3:7430", "198.18.0.4:7430"}) {
+          if (ReadyOn(**lab, *state, leader) == agents) return true;
+        }
+        return false;
+      },
+      absl::Seconds(30), absl::Milliseconds(500)))
+      << Tool({"status"}).stdout_text;
+  state = lab::ReadLabState(state_file_);
+  ASSERT_TRUE(state.ok()) << state.status();
 
   // The whole control plane stopped: every coordinator and etcd member
   // (SIGKILL), the agents run on.
@@ -624,7 +662,7 @@ char ProcessState(pid_t pid) {
 
 TEST_F(LabToolTest, TheChaosRunsFaultsAndTheirHeals) {
   JAILOVER_REQUIRE_LAB();
-  common::CommandResult up = Tool({"up"}, absl::Seconds(150));
+  common::CommandResult up = Tool({"--lease_proxy", "up"}, absl::Seconds(150));
   ASSERT_EQ(up.exit_code, 0) << up.stderr_text;
   absl::StatusOr<lab::LabState> state = lab::ReadLabState(state_file_);
   ASSERT_TRUE(state.ok()) << state.status();
@@ -664,6 +702,48 @@ TEST_F(LabToolTest, TheChaosRunsFaultsAndTheirHeals) {
   EXPECT_FALSE(*lab.CarpBlocked("h2"));
   EXPECT_THAT(*lab.BlockedAddresses("h1"), IsEmpty());
   EXPECT_TRUE(CanConnect(lab, "h1", "198.18.0.2", 7430));
+
+  // The lease channel of h1 through ctl's lease proxy: delayed past the ttl
+  // (3 s) h1 is no longer READY; healed, it is readmitted.
+  const lab::LabToolHost ctl = Recorded("ctl");
+  ASSERT_TRUE(Running(ctl.proxy.pid));
+  EXPECT_THAT(Cmdline(Recorded("h1").daemon.pid), Contains("--coordinators=198.18.0.2:7451"));
+  common::CommandResult no_agent = Tool({"delay", "c1", "100"});
+  EXPECT_EQ(no_agent.exit_code, 1);
+  EXPECT_THAT(no_agent.stderr_text, HasSubstr("runs no agent"));
+  common::CommandResult too_much_jitter = Tool({"delay", "h1", "100", "--jitter", "200"});
+  EXPECT_EQ(too_much_jitter.exit_code, 1);
+  EXPECT_THAT(too_much_jitter.stderr_text, HasSubstr("jitter <= delay"));
+  common::CommandResult delayed = Tool({"delay", "h1", "4000", "--jitter", "500"});
+  EXPECT_EQ(delayed.exit_code, 0) << delayed.stderr_text;
+  EXPECT_THAT(Tool({"status"}).stdout_text, HasSubstr("lease channel delayed 4000+-500 ms"));
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        return absl::StrContains(testing::ReadFileOrEmpty(ctl.proxy.log),
+                                 "h1: 4000 +-500 ms each way");
+      },
+      absl::Seconds(5)));
+  const auto h1_state = [&] {
+    absl::StatusOr<common::CommandResult> got =
+        lab.Run("c1", {state->ctl_bin, "--coordinator", state->coordinator, "--insecure", "-o",
+                       "json", "host", "get", "h1"});
+    if (!got.ok()) return std::string();
+    const nlohmann::json json = nlohmann::json::parse(got->stdout_text, nullptr, false);
+    if (json.is_discarded() || !json.contains("host")) return std::string();
+    return json["host"]["status"].value("state", std::string());
+  };
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        const std::string now = h1_state();
+        return absl::StartsWith(now, "HOST_STATE_") && now != "HOST_STATE_READY";
+      },
+      absl::Seconds(20), absl::Milliseconds(200)))
+      << h1_state();
+  EXPECT_EQ(Tool({"heal", "h1"}).exit_code, 0);
+  EXPECT_THAT(Tool({"status"}).stdout_text, ::testing::Not(HasSubstr("lease channel delayed")));
+  EXPECT_TRUE(testing::WaitUntil([&] { return h1_state() == "HOST_STATE_READY"; },
+                                 absl::Seconds(30), absl::Milliseconds(200)))
+      << h1_state();
 
   // pause: the agent alone, or every process of the host; resume: all.
   const pid_t h2_agent = Recorded("h2").daemon.pid;

@@ -342,7 +342,22 @@ class DelayProxy::Connection {
 };
 
 absl::StatusOr<std::unique_ptr<DelayProxy>> DelayProxy::Start(std::string upstream,
-                                                              size_t max_buffered_bytes) {
+                                                              size_t max_buffered_bytes,
+                                                              const std::string& listen_address) {
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  {
+    const size_t colon = listen_address.rfind(':');
+    int listen_port = -1;
+    if (colon == std::string::npos ||
+        inet_pton(AF_INET, listen_address.substr(0, colon).c_str(), &address.sin_addr) != 1 ||
+        !absl::SimpleAtoi(listen_address.substr(colon + 1), &listen_port) || listen_port < 0 ||
+        listen_port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("delay proxy: listen address '", listen_address, "' is not IPV4:PORT"));
+    }
+    address.sin_port = htons(static_cast<uint16_t>(listen_port));
+  }
   const size_t colon = upstream.rfind(':');
   int upstream_port = 0;
   if (colon == std::string::npos || colon == 0 ||
@@ -377,12 +392,8 @@ absl::StatusOr<std::unique_ptr<DelayProxy>> DelayProxy::Start(std::string upstre
   if (!proxy->listen_fd_.valid()) return absl::InternalError(ErrnoText("delay proxy: socket"));
   const int one = 1;
   setsockopt(proxy->listen_fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
   if (bind(proxy->listen_fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    return absl::InternalError(ErrnoText("delay proxy: bind 127.0.0.1:0"));
+    return absl::InternalError(ErrnoText("delay proxy: bind " + listen_address));
   }
   if (listen(proxy->listen_fd_.get(), 128) != 0) {
     return absl::InternalError(ErrnoText("delay proxy: listen"));
@@ -392,12 +403,13 @@ absl::StatusOr<std::unique_ptr<DelayProxy>> DelayProxy::Start(std::string upstre
     return absl::InternalError(ErrnoText("delay proxy: getsockname"));
   }
   proxy->port_ = ntohs(address.sin_port);
+  proxy->listen_ip_ = listen_address.substr(0, listen_address.rfind(':'));
   if (!MakePipe(&proxy->wake_read_, &proxy->wake_write_)) {
     return absl::InternalError(ErrnoText("delay proxy: pipe"));
   }
   DelayProxy* raw = proxy.get();
   proxy->accept_thread_ = std::thread([raw] { raw->AcceptLoop(); });
-  spdlog::debug("delay proxy: 127.0.0.1:{} -> {}", proxy->port_, proxy->upstream_);
+  spdlog::debug("delay proxy: {} -> {}", proxy->address(), proxy->upstream_);
   return proxy;
 }
 
@@ -406,7 +418,7 @@ DelayProxy::DelayProxy(std::string upstream, size_t max_buffered_bytes)
 
 DelayProxy::~DelayProxy() { Shutdown(); }
 
-std::string DelayProxy::address() const { return absl::StrCat("127.0.0.1:", port_); }
+std::string DelayProxy::address() const { return absl::StrCat(listen_ip_, ":", port_); }
 
 void DelayProxy::SetDelay(Direction direction, absl::Duration delay) {
   absl::MutexLock lock(&mu_);

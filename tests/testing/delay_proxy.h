@@ -1,5 +1,6 @@
-// DelayProxy: a fault-injecting TCP proxy for integration tests. It listens
-// on 127.0.0.1 (port chosen by the OS) and forwards every connection it
+// DelayProxy: a fault-injecting TCP proxy for integration tests and the lab
+// (`jailover-lab up --lease_proxy`). It listens on 127.0.0.1 (port chosen by
+// the OS) or a given IPv4 address and port, and forwards every connection it
 // accepts to one upstream address, byte for byte: it never changes, drops or
 // reorders bytes, only their timing. Each direction can independently be
 // delayed (every chunk is written out no earlier than its read time plus the
@@ -47,22 +48,24 @@ class DelayProxy {
   // writer catches up, so TCP flow control pushes back on the sender.
   static constexpr size_t kDefaultMaxBufferedBytes = size_t{64} << 20;
 
-  // Listens on 127.0.0.1:0 and forwards each accepted connection to
-  // `upstream` ("HOST:PORT", e.g. "127.0.0.1:5000"; "[::1]:5000" for IPv6).
-  // The upstream connection is opened when a client connects; if it fails,
-  // the client's connection is closed. InvalidArgument for an unparseable
-  // address, Internal if the listener cannot be set up.
+  // Listens on `listen_address` (IPv4 "A.B.C.D:PORT"; port 0: chosen by the OS) and
+  // forwards each accepted connection to `upstream` ("HOST:PORT", e.g.
+  // "127.0.0.1:5000"; "[::1]:5000" for IPv6). The upstream connection is
+  // opened when a client connects; if it fails, the client's connection is
+  // closed. InvalidArgument for an unparseable address, Internal if the
+  // listener cannot be set up.
   static absl::StatusOr<std::unique_ptr<DelayProxy>> Start(
-      std::string upstream, size_t max_buffered_bytes = kDefaultMaxBufferedBytes);
+      std::string upstream, size_t max_buffered_bytes = kDefaultMaxBufferedBytes,
+      const std::string& listen_address = "127.0.0.1:0");
 
   // Calls Shutdown.
   ~DelayProxy();
   DelayProxy(const DelayProxy&) = delete;
   DelayProxy& operator=(const DelayProxy&) = delete;
 
-  // The port the proxy listens on (127.0.0.1).
+  // The port the proxy listens on.
   int port() const { return port_; }
-  // "127.0.0.1:PORT" of the proxy: the address clients should dial.
+  // "IP:PORT" of the proxy: the address clients should dial.
   std::string address() const;
   const std::string& upstream() const { return upstream_; }
 
@@ -129,6 +132,7 @@ class DelayProxy {
   const size_t max_buffered_bytes_;
   sockaddr_storage upstream_addr_ = {};  // upstream_ resolved; set in Start.
   socklen_t upstream_addr_len_ = 0;
+  std::string listen_ip_;  // Dotted quad.
   int port_ = 0;
   common::UniqueFd listen_fd_;  // Owned.
   // Self-pipe that wakes the accept loop; both ends non-blocking. Owned.
