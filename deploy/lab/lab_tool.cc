@@ -579,6 +579,26 @@ std::string FlagValue(const std::vector<std::string>& argv, const std::string& f
 // Where `delay` writes, and the lease proxies read, each host's delay.
 std::string LeaseDelayDir(const LabState& state) { return state.dir + "/lease-delay"; }
 
+// The delay `delay` put on a host's lease channel: CONTROL_DIR/HOST holds
+// "DELAY_MS JITTER_MS"; no (or an unreadable) file is no delay.
+struct LeaseDelay {
+  int delay_ms = 0;
+  int jitter_ms = 0;
+  bool operator==(const LeaseDelay&) const = default;
+};
+LeaseDelay ReadLeaseDelay(const std::string& control_dir, const std::string& host) {
+  absl::StatusOr<std::string> text = common::ReadFileToString(control_dir + "/" + host, 64);
+  if (!text.ok()) return {};
+  std::vector<std::string> values =
+      absl::StrSplit(absl::StripAsciiWhitespace(*text), ' ', absl::SkipWhitespace());
+  LeaseDelay delay;
+  if (values.size() != 2 || !absl::SimpleAtoi(values[0], &delay.delay_ms) ||
+      !absl::SimpleAtoi(values[1], &delay.jitter_ms)) {
+    return {};
+  }
+  return delay;
+}
+
 // Whether the lease proxy `daemon` listens: its ready file holds its pid.
 bool LeaseProxyReady(const LabToolDaemon& daemon) {
   absl::StatusOr<std::string> text =
@@ -1351,14 +1371,10 @@ int Status(const LabToolOptions& options) {
     if (host.killed) notes.push_back("killed");
     if (host.etcd.recorded()) notes.push_back(DaemonState("etcd", host.etcd));
     if (host.proxy.recorded()) notes.push_back(DaemonState("lease-proxy", host.proxy));
-    absl::StatusOr<std::string> delay =
-        common::ReadFileToString(LeaseDelayDir(state) + "/" + host.name, 64);
-    if (delay.ok()) {
-      std::vector<std::string> values =
-          absl::StrSplit(absl::StripAsciiWhitespace(*delay), ' ', absl::SkipWhitespace());
-      if (values.size() == 2) {
-        notes.push_back(absl::StrCat("lease channel delayed ", values[0], "+-", values[1], " ms"));
-      }
+    const LeaseDelay delay = ReadLeaseDelay(LeaseDelayDir(state), host.name);
+    if (delay.delay_ms > 0) {
+      notes.push_back(
+          absl::StrCat("lease channel delayed ", delay.delay_ms, "+-", delay.jitter_ms, " ms"));
     }
     absl::StatusOr<std::vector<std::string>> blocked = lab->network->BlockedAddresses(host.name);
     if (blocked.ok() && !blocked->empty()) {
@@ -2044,7 +2060,7 @@ int LeaseProxy(const std::string& upstream, const std::vector<std::string>& rout
   struct Route {
     std::string host;
     std::unique_ptr<testing::DelayProxy> proxy;
-    std::string setting;  // the control file's content last applied
+    LeaseDelay setting;  // the last one applied
   };
   std::vector<Route> proxies;
   for (const std::string& route : routes) {
@@ -2061,7 +2077,7 @@ int LeaseProxy(const std::string& upstream, const std::vector<std::string>& rout
     }
     std::cout << "lease-proxy: " << (*proxy)->address() << " -> " << upstream << " for "
               << route.substr(equals + 1) << "\n";
-    proxies.push_back({route.substr(equals + 1), *std::move(proxy), ""});
+    proxies.push_back({route.substr(equals + 1), *std::move(proxy), {}});
   }
   const absl::Status ready = common::WriteFileAtomically(ready_file, absl::StrCat(getpid(), "\n"));
   if (!ready.ok()) {
@@ -2075,28 +2091,21 @@ int LeaseProxy(const std::string& upstream, const std::vector<std::string>& rout
   const timespec tick = {0, 100 * 1000 * 1000};
   while (sigtimedwait(&stop, nullptr, &tick) < 0) {
     for (Route& route : proxies) {
-      absl::StatusOr<std::string> text =
-          common::ReadFileToString(control_dir + "/" + route.host, 64);
-      const std::string setting = text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : "";
-      int delay_ms = 0, jitter_ms = 0;
-      std::vector<std::string> values = absl::StrSplit(setting, ' ', absl::SkipWhitespace());
-      if (values.size() != 2 || !absl::SimpleAtoi(values[0], &delay_ms) ||
-          !absl::SimpleAtoi(values[1], &jitter_ms)) {
-        delay_ms = jitter_ms = 0;
-      }
+      const LeaseDelay setting = ReadLeaseDelay(control_dir, route.host);
       if (setting != route.setting) {
         std::cout << WallTimeText() << " lease-proxy: " << route.host << ": "
-                  << (delay_ms == 0 ? std::string("no delay")
-                                    : absl::StrCat(delay_ms, " +-", jitter_ms, " ms each way"))
+                  << (setting.delay_ms == 0 ? std::string("no delay")
+                                            : absl::StrCat(setting.delay_ms, " +-",
+                                                           setting.jitter_ms, " ms each way"))
                   << "\n"
                   << std::flush;
       }
       // Unchanged and without jitter: nothing to set again.
-      if (setting == route.setting && jitter_ms == 0) continue;
+      if (setting == route.setting && setting.jitter_ms == 0) continue;
       route.setting = setting;
-      int64_t ms = delay_ms;
-      if (jitter_ms > 0) {
-        ms += std::uniform_int_distribution<int64_t>(-jitter_ms, jitter_ms)(random);
+      int64_t ms = setting.delay_ms;
+      if (setting.jitter_ms > 0) {
+        ms += std::uniform_int_distribution<int64_t>(-setting.jitter_ms, setting.jitter_ms)(random);
       }
       const absl::Duration delay = absl::Milliseconds(std::max<int64_t>(ms, 0));
       route.proxy->SetDelay(testing::DelayProxy::kToUpstream, delay);

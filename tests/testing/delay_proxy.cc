@@ -341,35 +341,48 @@ class DelayProxy::Connection {
   int running_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-absl::StatusOr<std::unique_ptr<DelayProxy>> DelayProxy::Start(std::string upstream,
-                                                              size_t max_buffered_bytes,
-                                                              const std::string& listen_address) {
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  {
-    const size_t colon = listen_address.rfind(':');
-    int listen_port = -1;
-    if (colon == std::string::npos ||
-        inet_pton(AF_INET, listen_address.substr(0, colon).c_str(), &address.sin_addr) != 1 ||
-        !absl::SimpleAtoi(listen_address.substr(colon + 1), &listen_port) || listen_port < 0 ||
-        listen_port > 65535) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("delay proxy: listen address '", listen_address, "' is not IPV4:PORT"));
-    }
-    address.sin_port = htons(static_cast<uint16_t>(listen_port));
-  }
-  const size_t colon = upstream.rfind(':');
-  int upstream_port = 0;
+namespace {
+
+// "HOST:PORT" (HOST possibly a bracketed IPv6 literal, brackets removed) split
+// into host and port; the port 1..65535, or 0..65535 with `allow_port_zero`.
+absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& text,
+                                                          bool allow_port_zero) {
+  const size_t colon = text.rfind(':');
+  int port = -1;
   if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(upstream.substr(colon + 1), &upstream_port) || upstream_port <= 0 ||
-      upstream_port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("delay proxy: upstream '", upstream, "' is not HOST:PORT"));
+      !absl::SimpleAtoi(text.substr(colon + 1), &port) || port < (allow_port_zero ? 0 : 1) ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is not HOST:PORT"));
   }
-  std::string host = upstream.substr(0, colon);
+  std::string host = text.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
+  return std::make_pair(std::move(host), port);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DelayProxy>> DelayProxy::Start(std::string upstream,
+                                                              size_t max_buffered_bytes,
+                                                              const std::string& listen_address) {
+  absl::StatusOr<std::pair<std::string, int>> local =
+      SplitHostPort(listen_address, /*allow_port_zero=*/true);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  if (!local.ok() || inet_pton(AF_INET, local->first.c_str(), &address.sin_addr) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("delay proxy: listen address '", listen_address, "' is not IPV4:PORT"));
+  }
+  address.sin_port = htons(static_cast<uint16_t>(local->second));
+  absl::StatusOr<std::pair<std::string, int>> target =
+      SplitHostPort(upstream, /*allow_port_zero=*/false);
+  if (!target.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("delay proxy: upstream '", upstream, "' is not HOST:PORT"));
+  }
+  const std::string host = target->first;
+  const int upstream_port = target->second;
   auto proxy = std::unique_ptr<DelayProxy>(
       new DelayProxy(std::move(upstream), std::max<size_t>(max_buffered_bytes, 1)));
 

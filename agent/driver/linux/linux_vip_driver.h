@@ -133,9 +133,9 @@ class LinuxVipDriver final : public VipDriver {
   // A ucarp that dies is reported as INIT. With
   // options.refresh_announcements, the thread also announces every VIP
   // that is MASTER here (gratuitous ARP, as Claim) once per its advbase on
-  // the Clock; a failed announcement is logged once until one succeeds. InvalidArgument for an empty
-  // callback; FailedPrecondition if already watching; Internal if the
-  // wake-up pipe cannot be made. `callback` must not call Watch or
+  // the Clock; a failed announcement is logged once until one succeeds.
+  // InvalidArgument for an empty callback; FailedPrecondition if already
+  // watching; Internal if the wake-up pipe cannot be made. `callback` must not call Watch or
   // StopWatching.
   absl::Status Watch(std::function<void(const CarpTransition&)> callback) override;
   // Wakes the thread, joins it. Idempotent.
