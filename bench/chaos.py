@@ -388,15 +388,53 @@ class RestartDaemons(Fault):
         self.lab.run("start", *self.targets, timeout=120)
 
 
-def leader(lab):
-    status = lab.ctl_json("status")
+def process_start_time(pid):
+    """Field 22 of /proc/PID/stat (clock ticks since boot), None if gone."""
     try:
-        for c in status["coordinators"]:
-            if c.get("role") in ("leader", "COORDINATOR_ROLE_LEADER"):
-                return c["name"]
-    except (TypeError, KeyError):
-        pass
-    return None
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def dead_daemons(lab):
+    """The lab's daemons recorded running (not stopped, host not killed)
+    that are not: the keeper restarts them; until then the cluster has not
+    converged (finding 6: a coordinator that exited was never replaced)."""
+    state = lab.load()
+    dead = []
+    for h in state["hosts"]:
+        if h.get("killed"):
+            continue
+        for what, d in (("daemon", h), ("etcd", h.get("etcd")), ("proxy", h.get("proxy"))):
+            if not d or not d.get("argv0") or d.get("stopped") or d.get("pid", 0) <= 0:
+                continue
+            if process_start_time(d["pid"]) != d["start_time"]:
+                dead.append("%s %s (pid %d)" % (h["name"], what, d["pid"]))
+    return dead
+
+
+def coordinators_not_serving(lab):
+    """etcd: the coordinators that are neither leader nor standby (each
+    must be back after the heal; status lists what the leader knows)."""
+    if lab.store != "etcd":
+        return []
+    status = lab.ctl_json("status")
+    if not isinstance(status, dict):
+        return ["(no status)"]
+    campaigning = {c.get("name") for c in [status.get("leader", {})] + status.get("followers", [])}
+    return [c for c in lab.coordinator_hosts() if c not in campaigning]
+
+
+def leader(lab):
+    """The leader coordinator's name (status: "leader", then "followers"),
+    None when there is none or the coordinators do not answer."""
+    status = lab.ctl_json("status")
+    if not isinstance(status, dict):
+        return None
+    return status.get("leader", {}).get("name") or None
 
 
 FAULT_KINDS = ["kill", "partition-ctl", "partition-storage", "partition-clients", "one-way",
@@ -570,13 +608,16 @@ def converge(lab, clients, healed_at, deadline, log):
         bad_jails = [n for n, (phase, host, _) in jails.items()
                      if not phase.endswith("RUNNING") or not hosts.get(host, "").endswith("READY")]
         quiet = [c.jail for c in clients if not any(a[1] / 1000.0 > healed_at for a in c.acks()[-5:])]
-        if not not_ready and not bad_jails and not quiet:
+        dead = dead_daemons(lab)
+        idle = coordinators_not_serving(lab)
+        if not not_ready and not bad_jails and not quiet and not dead and not idle:
             return True, now() - healed_at, "", readmitted
         why = "hosts not READY: %s; jails not running on a READY host: %s; clients without an " \
-              "acknowledgement since the heal: %s%s" % (
+              "acknowledgement since the heal: %s; daemons dead: %s; coordinators neither " \
+              "leader nor standby: %s%s" % (
                   " ".join("%s=%s" % (h, hosts.get(h, "?")) for h in not_ready) or "-",
                   " ".join("%s=%s" % (n, jails[n]) for n in bad_jails) or "-",
-                  " ".join(quiet) or "-",
+                  " ".join(quiet) or "-", ", ".join(dead) or "-", " ".join(idle) or "-",
                   "".join("; readmit %s refused: %s" % (h, e) for h, e in refused.items()
                           if h in not_ready))
         time.sleep(0.3)

@@ -174,16 +174,20 @@ std::string LogTail(const std::string& path, size_t lines) {
 
 // Holds an exclusive flock on STATE_FILE.lock (serialises up/down and the
 // commands that change the state file).
+// With `wait` false it does not wait for a lock held elsewhere: held()
+// says whether it got it (the keeper's supervision skips a round rather
+// than wait on `down`, which holds the lock while it waits for the keeper).
 class StateLock {
  public:
-  explicit StateLock(const std::string& state_file) {
+  explicit StateLock(const std::string& state_file, bool wait = true) {
     std::error_code ec;
     fs::create_directories(fs::path(state_file).parent_path(), ec);
     fd_ = open((state_file + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ >= 0) {
-      while (flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-      }
+    if (fd_ < 0) return;
+    int rc;
+    while ((rc = flock(fd_, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
     }
+    held_ = rc == 0;
   }
   ~StateLock() {
     if (fd_ >= 0) close(fd_);
@@ -191,8 +195,11 @@ class StateLock {
   StateLock(const StateLock&) = delete;
   StateLock& operator=(const StateLock&) = delete;
 
+  bool held() const { return held_; }
+
  private:
   int fd_ = -1;
+  bool held_ = false;
 };
 
 // The live lab: its state and an attached (non-owning) LabNetwork.
@@ -843,10 +850,27 @@ std::vector<std::pair<std::string, LabToolDaemon*>> HostDaemons(LabToolHost& hos
   return out;
 }
 
+// Runs `daemon` of `host` again with its recorded argv, after appending
+// `line` to its log (`start`, and the keeper's restarts). A coordinator's
+// port file is removed first: a fresh one says the new process listens.
+absl::Status RunAgain(LabNetwork& network, const LabToolHost& host, LabToolDaemon* daemon,
+                      const std::string& line) {
+  if (host.role == "coordinator" && daemon == &host.daemon) {
+    const std::string port_file = FlagValue(daemon->argv, "--port_file");
+    std::error_code ec;
+    if (!port_file.empty()) fs::remove(port_file, ec);
+  }
+  AppendLine(daemon->log, line);
+  const std::vector<std::string> argv = daemon->argv;
+  return StartProcess(network, host.name, argv, daemon);
+}
+
 // "agent 123 alive", "etcd stopped": a daemon's state (`status`).
 std::string DaemonState(const std::string& what, const LabToolDaemon& daemon) {
   if (daemon.stopped) return what + " stopped";
-  return absl::StrCat(what, " ", daemon.pid, Alive(daemon) ? " alive" : " DEAD");
+  return absl::StrCat(
+      what, " ", daemon.pid, Alive(daemon) ? " alive" : " DEAD",
+      daemon.restarts > 0 ? absl::StrCat(" (restarted ", daemon.restarts, "x)") : "");
 }
 
 // Why `host` cannot be stopped or started (killed, or no daemon at all).
@@ -896,6 +920,7 @@ void PutDaemon(const LabToolDaemon& daemon, nlohmann::json& json) {
   json["log"] = daemon.log;
   if (!daemon.argv.empty()) json["argv"] = daemon.argv;
   if (daemon.recorded()) json["stopped"] = daemon.stopped;
+  if (daemon.restarts > 0) json["restarts"] = daemon.restarts;
 }
 
 // Throws nlohmann::json::exception for a missing or mistyped field.
@@ -908,6 +933,7 @@ LabToolDaemon GetDaemon(const nlohmann::json& json) {
   // Older state files have neither.
   if (json.contains("argv")) daemon.argv = json.at("argv").get<std::vector<std::string>>();
   if (json.contains("stopped")) daemon.stopped = json.at("stopped").get<bool>();
+  if (json.contains("restarts")) daemon.restarts = json.at("restarts").get<int>();
   return daemon;
 }
 
@@ -975,6 +1001,102 @@ absl::StatusOr<LabState> ReadLabState(const std::string& path) {
   if (!state.ok()) return common::Annotate(state.status(), path);
   return state;
 }
+
+// --- the keeper's supervision -----------------------------------------------------
+
+namespace {
+
+// As systemd's Restart=always (rc.d: daemon(8) -r): a daemon that exits on
+// its own is run again, as every production deployment of jailover does
+// (a leader coordinator that loses its etcd session exits on purpose and
+// counts on it). The first restart waits kRestartDelay; each exit within
+// kSteadyRun of the keeper seeing it alive doubles that, up to
+// kMaxRestartDelay (a daemon that cannot start, say a coordinator whose
+// etcd has no quorum, is tried again every 16 s, not in a tight loop).
+constexpr absl::Duration kSupervisePoll = absl::Milliseconds(250);
+constexpr absl::Duration kRestartDelay = absl::Seconds(1);
+constexpr absl::Duration kMaxRestartDelay = absl::Seconds(16);
+constexpr absl::Duration kSteadyRun = absl::Seconds(30);
+
+// What the keeper remembers of one daemon between rounds.
+struct Supervised {
+  pid_t pid = 0;                                   // the process last looked at
+  absl::Time alive_since;                          // when the keeper first saw `pid` alive
+  absl::Time restart_at = absl::InfiniteFuture();  // `pid` exited: when to run it again
+  int quick_exits = 0;                             // exits within kSteadyRun of a start, in a row
+};
+
+absl::Duration RestartDelay(int quick_exits) {
+  return std::min(kMaxRestartDelay, kRestartDelay * (1 << std::min(quick_exits, 8)));
+}
+
+// One round: every daemon recorded running (not stopped, its host not
+// killed) that is gone is noticed, then run again when its delay is over.
+// Skipped while a command holds the state lock (it changes the lab: `stop`
+// and `kill-host` record what they kill under it, so a daemon they killed is
+// never taken for one that exited).
+void Supervise(const LabToolOptions& options, LabNetwork& network, const std::string& prefix,
+               std::map<std::string, Supervised>& seen) {
+  StateLock lock(options.state_file, /*wait=*/false);
+  if (!lock.held()) return;
+  absl::StatusOr<LabState> state = ReadLabState(options.state_file);
+  if (!state.ok() || state->prefix != prefix) return;
+  const absl::Time now = absl::Now();
+  bool changed = false;
+  for (LabToolHost& host : state->hosts) {
+    if (host.killed) continue;  // a dead machine's daemons stay dead
+    for (const auto& [what, daemon] : HostDaemons(host)) {
+      if (daemon->stopped || daemon->pid <= 0) continue;
+      Supervised& s = seen[host.name + " " + what];
+      if (Alive(*daemon)) {
+        if (s.pid != daemon->pid) {
+          s.pid = daemon->pid;
+          s.alive_since = now;
+          s.restart_at = absl::InfiniteFuture();
+        }
+        if (now - s.alive_since >= kSteadyRun) s.quick_exits = 0;
+        continue;
+      }
+      if (s.pid != daemon->pid || s.restart_at == absl::InfiniteFuture()) {
+        if (s.pid == daemon->pid && now - s.alive_since >= kSteadyRun) s.quick_exits = 0;
+        s.pid = daemon->pid;
+        s.restart_at = now + RestartDelay(s.quick_exits);
+        const std::string line =
+            absl::StrCat(what, " in ", host.name, " (pid ", daemon->pid, ") exited on its own at ",
+                         WallTimeText(), "; the keeper runs it again in ",
+                         absl::FormatDuration(s.restart_at - now));
+        spdlog::warn("lab {}: {}", prefix, line);
+        AppendLine(daemon->log, "--- jailover-lab keeper: " + line + " ---");
+      }
+      if (now < s.restart_at) continue;
+      ++s.quick_exits;
+      ++daemon->restarts;
+      changed = true;
+      const absl::Status started =
+          RunAgain(network, host, daemon,
+                   absl::StrCat("--- jailover-lab keeper: ", what, " restarted at ", WallTimeText(),
+                                " (restart ", daemon->restarts, ") ---"));
+      s.pid = daemon->pid;
+      s.alive_since = now;
+      if (started.ok()) {
+        s.restart_at = absl::InfiniteFuture();
+        spdlog::warn("lab {}: {} in {} restarted, pid {} (restart {})", prefix, what, host.name,
+                     daemon->pid, daemon->restarts);
+      } else {
+        s.restart_at = now + RestartDelay(s.quick_exits);
+        spdlog::error("lab {}: restarting {} in {}: {}; trying again in {}", prefix, what,
+                      host.name, started.ToString(), absl::FormatDuration(s.restart_at - now));
+      }
+    }
+  }
+  if (!changed) return;
+  if (absl::Status saved = common::WriteFileAtomically(options.state_file, LabStateToJson(*state));
+      !saved.ok()) {
+    spdlog::error("lab {}: recording the restarts: {}", prefix, saved.ToString());
+  }
+}
+
+}  // namespace
 
 // --- commands --------------------------------------------------------------------
 
@@ -1048,10 +1170,13 @@ int Keep(const LabToolOptions& options, int progress_fd) {
   }
   progress.Ok();
   progress.Close();
-  spdlog::info("lab {} up; waiting for SIGTERM", state.prefix);
+  spdlog::info("lab {} up; supervising its daemons until SIGTERM", state.prefix);
 
+  std::map<std::string, Supervised> supervised;
+  const timespec poll = absl::ToTimespec(kSupervisePoll);
   int signo = 0;
-  while (sigwait(&stop, &signo) != 0) {
+  while ((signo = sigtimedwait(&stop, nullptr, &poll)) <= 0) {
+    Supervise(options, **network, state.prefix, supervised);
   }
   spdlog::info("lab {}: signal {}: stopping the daemons", state.prefix, signo);
   // The state file names this lab only while it lives; it has the daemons'
@@ -1713,17 +1838,10 @@ int Start(const LabToolOptions& options, const std::vector<std::string>& names) 
     if (phases[phase].empty()) continue;
     // Start them all, then wait: etcd members need each other's quorum.
     for (Starting& item : phases[phase]) {
-      if (phase == 1 && item.daemon == &item.host->daemon) {
-        // A fresh port file says this coordinator listens.
-        const std::string port_file = FlagValue(item.daemon->argv, "--port_file");
-        std::error_code ec;
-        if (!port_file.empty()) fs::remove(port_file, ec);
-        coordinators.push_back(&item);
-      }
-      AppendLine(item.daemon->log, absl::StrCat("--- jailover-lab start: ", item.what,
-                                                " started again at ", WallTimeText(), " ---"));
-      const std::vector<std::string> argv = item.daemon->argv;
-      status = StartProcess(*lab->network, item.host->name, argv, item.daemon);
+      if (phase == 1 && item.daemon == &item.host->daemon) coordinators.push_back(&item);
+      status = RunAgain(*lab->network, *item.host, item.daemon,
+                        absl::StrCat("--- jailover-lab start: ", item.what, " started again at ",
+                                     WallTimeText(), " ---"));
       if (!status.ok()) {
         // Not running: still stopped, `start` can be tried again.
         item.daemon->pid = 0;

@@ -8,7 +8,10 @@
 // driver) and c1 (client), starts the daemons in them, waits until the
 // coordinator sees the four agents READY, records the lab in a state file
 // (/run/jailover-lab/current.json) and stays until `down` sends it SIGTERM:
-// then it stops the daemons (as the state file records them then: `stop`
+// meanwhile it supervises the daemons as systemd's Restart=always would (a
+// daemon that exits on its own, not by `stop` or `kill-host`, is run again
+// with its argv after 1 s, doubling to 16 s while it keeps exiting soon);
+// at SIGTERM it stops the daemons (as the state file records them then: `stop`
 // and `start` change them) and ~LabNetwork removes everything (processes,
 // mounts, loop devices, namespaces, the lab directory). A crashed keeper's
 // lab is what LabLeftovers()/SweepLabLeftovers() already find and remove.
@@ -80,6 +83,8 @@ struct LabToolDaemon {
   // Killed by `stop` (pid and start_time 0; argv0, argv and log kept) until
   // `start` runs it again.
   bool stopped = false;
+  // How many times the keeper ran it again after it exited on its own.
+  int restarts = 0;
 
   // The lab started this daemon (it may be stopped, or have died since).
   bool recorded() const { return !argv0.empty(); }

@@ -1,6 +1,7 @@
 // The lab cluster tool (deploy/lab, jailover-lab) end to end, as a user
 // runs it: up -> 4 READY hosts -> stop/start the coordinator and an agent
-// (the rest runs on; the coordinator sees the four READY again) -> kill-host
+// (the rest runs on; the coordinator sees the four READY again), the
+// coordinator killed behind the tool's back and restarted by the keeper -> kill-host
 // h3 (agent gone, link down) -> partition h2 from ctl and heal -> down with a
 // stopped daemon -> nothing left; and a failed up (the coordinator refuses
 // its flags) leaves nothing either; three coordinators on etcd: one etcd
@@ -265,6 +266,43 @@ TEST_F(LabToolTest, UpStatusKillPartitionHealDown) {
       },
       absl::Seconds(60)))
       << "READY with a heartbeat since start: " << ready_now.size();
+
+  // The coordinator dies behind the tool's back (SIGKILL, as a crash or a
+  // leader's exit on a lost etcd session): the keeper runs it again with the
+  // same argv (systemd's Restart=always), says so in its log and the
+  // coordinator's, records the restart; the agents are READY on it again.
+  // A daemon the tool stopped is never restarted (ctl stayed stopped above).
+  const pid_t crashed = now.daemon.pid;
+  ASSERT_EQ(::kill(crashed, SIGKILL), 0);
+  EXPECT_TRUE(Gone(crashed));
+  const absl::Time crashed_at = absl::Now();
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        now = Recorded("ctl");
+        return now.daemon.pid != crashed && Running(now.daemon.pid);
+      },
+      absl::Seconds(20)))
+      << StateText();
+  EXPECT_EQ(now.daemon.restarts, 1);
+  EXPECT_FALSE(now.daemon.stopped);
+  EXPECT_EQ(Cmdline(now.daemon.pid), ctl.daemon.argv);
+  const std::string ctl_log = testing::ReadFileOrEmpty(ctl.daemon.log);
+  EXPECT_THAT(ctl_log, HasSubstr("(pid " + std::to_string(crashed) + ") exited on its own"));
+  EXPECT_THAT(ctl_log, HasSubstr("jailover-lab keeper: jailover-coordinator restarted"));
+  EXPECT_THAT(
+      testing::ReadFileOrEmpty(state->dir + "/keeper.log"),
+      HasSubstr("jailover-coordinator in ctl restarted, pid " + std::to_string(now.daemon.pid)));
+  status = Tool({"status"});
+  EXPECT_THAT(status.stdout_text,
+              ContainsRegex("ctl +198.18.0.2 +coordinator +coordinator [0-9]+ alive "
+                            "\\(restarted 1x\\)"));
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        ready_now = ReadyOn(**lab, *state, state->coordinator, crashed_at);
+        return ready_now == agents;
+      },
+      absl::Seconds(60)))
+      << "READY with a heartbeat since the restart: " << ready_now.size();
 
   // stop h1 / start h1: the agent alone; a daemon of its own (in its own
   // session, as ucarp or nbdfuse) keeps running; h1 is READY again.
