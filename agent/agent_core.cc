@@ -1010,35 +1010,59 @@ absl::Status AgentCore::SelfFence(const std::string& reason) {
 
 absl::Status AgentCore::FenceImage(const std::string& image, uint64_t epoch,
                                    const std::string& reason) {
+  ImageFence fence;
+  fence.image = image;
+  fence.epoch = epoch;
+  fence.reason = reason;
+  return FenceImages({fence});
+}
+
+absl::Status AgentCore::FenceImages(const std::vector<ImageFence>& fences) {
   const AgentState state = store_.Snapshot();
-  const auto owned = state.images().find(image);
-  if (owned != state.images().end() && epoch != 0 && owned->second.imported() &&
-      owned->second.import_epoch() != 0 && owned->second.import_epoch() != epoch) {
-    spdlog::info("fence: image {} is imported at epoch {} now, not {}; nothing to fence", image,
-                 owned->second.import_epoch(), epoch);
-    return absl::OkStatus();
-  }
-  absl::Status listed;
-  std::set<std::string> jails, vips;
-  for (const std::string& name : JailsToStop(state, "fence", &listed)) {
-    const auto& jail = state.jails().at(name);
-    if (jail.image() != image) continue;
-    jails.insert(name);
-    if (!jail.vip().name().empty() && state.vips().count(jail.vip().name())) {
-      vips.insert(jail.vip().name());
+  std::vector<const ImageFence*> current;
+  for (const ImageFence& fence : fences) {
+    const auto owned = state.images().find(fence.image);
+    if (owned != state.images().end() && fence.epoch != 0 && owned->second.imported() &&
+        owned->second.import_epoch() != 0 && owned->second.import_epoch() != fence.epoch) {
+      spdlog::info("fence: image {} is imported at epoch {} now, not {}; nothing to fence",
+                   fence.image, owned->second.import_epoch(), fence.epoch);
+      continue;
     }
+    current.push_back(&fence);
   }
-  std::set<std::string> images;
-  if (owned != state.images().end() &&
-      (owned->second.imported() || !owned->second.mount_point().empty())) {
-    images.insert(image);
+  if (current.empty()) return absl::OkStatus();
+  absl::Status listed;
+  const std::set<std::string> started = JailsToStop(state, "fence", &listed);
+  std::set<std::string> jails, images, vips;
+  std::vector<std::string> fenced;
+  for (const ImageFence* fence : current) {
+    const std::string& image = fence->image;
+    const auto owned = state.images().find(image);
+    std::set<std::string> its_jails, its_vips;
+    for (const std::string& name : started) {
+      const auto& jail = state.jails().at(name);
+      if (jail.image() != image) continue;
+      its_jails.insert(name);
+      if (!jail.vip().name().empty() && state.vips().count(jail.vip().name())) {
+        its_vips.insert(jail.vip().name());
+      }
+    }
+    const bool held = owned != state.images().end() &&
+                      (owned->second.imported() || !owned->second.mount_point().empty());
+    if (its_jails.empty() && !held) continue;
+    if (held) images.insert(image);
+    jails.insert(its_jails.begin(), its_jails.end());
+    vips.insert(its_vips.begin(), its_vips.end());
+    fenced.push_back(image);
+    spdlog::warn(
+        "fence: image {}: {}; jails [{}] not ready from now, VIPs [{}] removed, the jails "
+        "stopped and the image released",
+        image, fence->reason, absl::StrJoin(its_jails, ", "), absl::StrJoin(its_vips, ", "));
   }
-  if (jails.empty() && images.empty()) return absl::OkStatus();
-  spdlog::warn("fence: image {}: {}; jails [{}] not ready from now, VIPs [{}] removed, the jails "
-               "stopped and the image released",
-               image, reason, absl::StrJoin(jails, ", "), absl::StrJoin(vips, ", "));
+  if (fenced.empty()) return absl::OkStatus();
   const absl::Status status = StopAndRelease(jails, images, vips, "fence");
-  spdlog::warn("fence: image {}: done{}", image, status.ok() ? "" : " (with errors, see above)");
+  spdlog::warn("fence: image{} {}: done{}", fenced.size() > 1 ? "s" : "",
+               absl::StrJoin(fenced, ", "), status.ok() ? "" : " (with errors, see above)");
   return status;
 }
 

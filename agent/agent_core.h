@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -139,6 +140,11 @@ class AgentCore {
   // stopped again. Logged as "fence: ..." with `reason`. Not a host fence:
   // the agent keeps accepting work.
   absl::Status FenceImage(const std::string& image, uint64_t epoch, const std::string& reason);
+  // FenceImage of several images as one fence: every jail of them is not
+  // ready and every VIP of them removed before any jail is stopped or any
+  // image released, so no VIP waits for another image's release (a forced
+  // release of an import whose storage host cut it takes seconds).
+  absl::Status FenceImages(const std::vector<ImageFence>& fences);
   // The coordinator's Evict (agent.proto): fences each listed jail whose
   // image this host holds under an older epoch than the given one, and
   // removes each listed VIP that no started jail of its own uses; refuses

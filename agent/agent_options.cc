@@ -69,6 +69,14 @@ ABSL_FLAG(bool, unsafe_skip_storage_fence_for_testing, false,
           "host leaves the old one connected and its storage lease CURRENT, so two hosts can "
           "write one image. It exists to show that the chaos checker catches a dual writer "
           "(bench/chaos.sh); never use it elsewhere.");
+ABSL_FLAG(bool, vip_guard, false,
+          "Run as this agent's VIP guard instead of the agent (the agent starts it, with its own "
+          "flags, when it has a coordinator, the jail role and the Linux driver): removes every "
+          "VIP of the host once the agent's leases ran out while it could not act "
+          "(docs/failure-model.md).");
+ABSL_FLAG(bool, linux_vip_guard, true,
+          "Linux driver, jail role: start the VIP guard (--vip_guard) beside the agent, so that a "
+          "stopped, hung or dead agent's ucarps stop advertising once its leases ran out.");
 ABSL_FLAG(std::string, storage_address, "",
           "Storage role: the address export servers (ggated, nbd-server) bind and clients reach "
           "them at; empty = all addresses.");
@@ -181,6 +189,8 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   options.linux_options.storage_listen_address = storage_address;
   options.unsafe_skip_storage_fence_for_testing =
       absl::GetFlag(FLAGS_unsafe_skip_storage_fence_for_testing);
+  options.vip_guard = absl::GetFlag(FLAGS_vip_guard);
+  options.linux_vip_guard = absl::GetFlag(FLAGS_linux_vip_guard);
   options.linux_options.unsafe_keep_previous_holder_for_testing =
       options.unsafe_skip_storage_fence_for_testing;
   options.linux_options.state_dir = options.state_dir;

@@ -47,6 +47,11 @@ struct AgentOptions {
   // TESTS ONLY (--unsafe_skip_storage_fence_for_testing): the storage role
   // never fences a previous holder (AgentCoreOptions, LinuxDriverOptions).
   bool unsafe_skip_storage_fence_for_testing = false;
+  // --vip_guard: run as the VIP guard (vip_guard.h), not as the agent.
+  bool vip_guard = false;
+  // --linux_vip_guard: the agent starts the VIP guard (Linux driver, jail
+  // role, with coordinators).
+  bool linux_vip_guard = true;
 };
 
 // The driver a host of this platform uses when --driver is not given.

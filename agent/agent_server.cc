@@ -1,18 +1,27 @@
 #include "agent/agent_server.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "agent/agent_core.h"
 #include "agent/agent_service.h"
 #include "agent/health_http.h"
-#include "agent/lease_client.h"
 #include "agent/host_facts.h"
+#include "agent/lease_client.h"
 #include "agent/state/agent_state_store.h"
+#include "agent/vip_guard.h"
+#include "common/exec/command_runner.h"
+#include "common/file/file_util.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
 
@@ -30,6 +39,13 @@ std::string AdvertisedAddress(const std::string& advertise, const std::string& l
 }
 namespace {
 
+// Starts the VIP guard (vip_guard.h) of this agent unless one runs: this
+// program with the agent's own argv and --vip_guard, detached (it outlives
+// the agent, as the ucarps do), logging to its directory. Returns that
+// directory, for the lease client.
+absl::StatusOr<std::string> StartVipGuard(const AgentOptions& options,
+                                          common::CommandRunner& runner);
+
 // Creates `dir` (and parents) if missing and makes it private to root.
 absl::Status EnsurePrivateDir(const std::string& dir) {
   std::error_code error;
@@ -42,6 +58,38 @@ absl::Status EnsurePrivateDir(const std::string& dir) {
     return absl::FailedPreconditionError(absl::StrCat("--state_dir ", dir, ": cannot chmod 0700"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> StartVipGuard(const AgentOptions& options,
+                                          common::CommandRunner& runner) {
+  const std::string dir = VipGuardDir(options.state_dir);
+  RETURN_IF_ERROR(EnsurePrivateDir(dir));
+  {
+    const std::string lock_path = dir + "/" + kGuardLockFile;
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return absl::InternalError(absl::StrCat(lock_path, ": ", std::strerror(errno)));
+    const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+    ::close(fd);
+    if (!free) {
+      spdlog::info("host {}: the VIP guard runs already ({})", options.host_name, lock_path);
+      return dir;
+    }
+  }
+  std::error_code ec;
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  ASSIGN_OR_RETURN(std::string cmdline, common::ReadFileToString("/proc/self/cmdline", 1 << 20));
+  std::vector<std::string> argv = absl::StrSplit(cmdline, '\0', absl::SkipEmpty());
+  if (ec || argv.empty()) {
+    return absl::InternalError("cannot read this program's path and argv to start the VIP guard");
+  }
+  argv[0] = exe;
+  argv.push_back("--vip_guard");
+  common::DetachedOptions detached;
+  detached.log_path = dir + "/" + kGuardLogFile;
+  ASSIGN_OR_RETURN(const pid_t pid, runner.StartDetached(argv, detached));
+  spdlog::info("host {}: VIP guard started (pid {}, log {})", options.host_name, pid,
+               detached.log_path);
+  return dir;
 }
 
 }  // namespace
@@ -89,6 +137,11 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
     lease.tls = options.grpc.tls;
     lease.ttl = options.lease_ttl;
     lease.renew_interval = options.lease_renew_interval;
+    if (options.driver == v1::DRIVER_KIND_LINUX && options.linux_vip_guard &&
+        std::find(options.roles.begin(), options.roles.end(), v1::HOST_ROLE_JAIL) !=
+            options.roles.end()) {
+      ASSIGN_OR_RETURN(lease.vip_guard_dir, StartVipGuard(options, server->runner_));
+    }
     v1::Register& hello = lease.registration;
     hello.set_host(options.host_name);
     hello.set_agent_address(

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "agent/vip_guard.h"
 #include "common/log/log.h"
 #include "common/proto/time_util.h"
 #include "common/status/check.h"
@@ -114,6 +115,23 @@ void LeaseClient::SyncHeld() {
   const std::map<std::string, HeldImage> held = core_.HeldImages();
   absl::MutexLock lock(&mu_);
   tracker_.SetHeld(held, clock_.MonotonicNow());
+  PublishHoldLocked();
+}
+
+void LeaseClient::PublishHoldLocked() {
+  if (options_.vip_guard_dir.empty()) return;
+  const std::optional<LeaseTime> hold = tracker_.HoldUntil();
+  if (published_hold_.has_value() && *published_hold_ == hold) return;
+  const absl::Status written = WriteHoldUntil(options_.vip_guard_dir + "/" + kHoldUntilFile, hold);
+  if (!written.ok()) {
+    // The guard then acts on the older deadline: the host's VIPs go early,
+    // never late. Said once until a write succeeds.
+    if (!hold_write_failed_) spdlog::error("lease: VIP guard deadline: {}", written.ToString());
+    hold_write_failed_ = true;
+    return;
+  }
+  hold_write_failed_ = false;
+  published_hold_ = hold;
 }
 
 void LeaseClient::StreamLoop() {
@@ -228,6 +246,7 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
         }
         granted = true;
         tracker_.CoordinatorGranted(*sent_at, clock_.MonotonicNow());
+        PublishHoldLocked();
       } else if (message.has_readmit()) {
         if (!core_.AcceptCoordinatorTerm(message.readmit().coordinator_term()).ok()) continue;
         if (absl::Status readmitted = core_.Readmit(message.readmit().reason()); !readmitted.ok()) {
@@ -397,6 +416,7 @@ void LeaseClient::StorageLoop() {
                     : absl::StrCat("granted to ", answer.grant().host(), " at epoch ",
                                    answer.grant().epoch());
             tracker_.StorageAnswered(answer.image(), epoch, sent, current, detail);
+            PublishHoldLocked();
             if (!current) {
               moved = true;
               outcome = absl::StrCat("image ", answer.image(), " at epoch ", epoch, ": MOVED (",
@@ -432,6 +452,7 @@ void LeaseClient::StorageLoop() {
 }
 
 void LeaseClient::WatchdogLoop() {
+  std::optional<std::string> guard_release;
   while (true) {
     SyncHeld();
     LeaseDecision decision;
@@ -449,14 +470,28 @@ void LeaseClient::WatchdogLoop() {
     if (decision.fence_host && !core_.self_fenced()) {
       (void)core_.SelfFence(decision.host_reason);  // Fences every image too.
     } else {
-      for (const ImageFence& fence : decision.fences) {
-        (void)core_.FenceImage(fence.image, fence.epoch, fence.reason);
-      }
+      // One fence for all the images: every VIP goes before any release.
+      if (!decision.fences.empty()) (void)core_.FenceImages(decision.fences);
     }
     for (const v1::Evict& evict : evicts) {
       if (absl::Status evicted = core_.Evict(evict); !evicted.ok()) {
         spdlog::error("lease: evict from the coordinator: {}", evicted.ToString());
       }
+    }
+    // The VIP guard released the host's VIPs: this agent was stopped or hung
+    // past its leases; it fences itself as it would have then. Found, it is
+    // acted on after one more evaluation at once, so that an agent that is
+    // deciding the same at the same moment fences for its own reason.
+    if (guard_release.has_value()) {
+      if (core_.self_fenced()) {
+        spdlog::warn("lease: {} (this host has fenced itself already)", *guard_release);
+      } else {
+        (void)core_.SelfFence(*guard_release);
+      }
+      guard_release.reset();
+    } else if (!options_.vip_guard_dir.empty()) {
+      guard_release = TakeGuardRelease(options_.vip_guard_dir);
+      if (guard_release.has_value()) continue;
     }
     absl::MutexLock lock(&mu_);
     auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

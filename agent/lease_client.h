@@ -20,6 +20,7 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +49,10 @@ struct LeaseOptions {
   // Until the first grant says otherwise.
   absl::Duration ttl = absl::Seconds(3);
   absl::Duration renew_interval = absl::Milliseconds(500);
+  // The VIP guard's directory (vip_guard.h): at every renewal the client
+  // writes there until when its leases let the host hold its VIPs, and it
+  // fences the host when the guard says it released them. Empty: no guard.
+  std::string vip_guard_dir;
 };
 
 class LeaseClient final : public LeaseOracle {
@@ -85,6 +90,8 @@ class LeaseClient final : public LeaseOracle {
   void WatchdogLoop();
   // Tells the tracker what the core holds now.
   void SyncHeld();
+  // Writes tracker_.HoldUntil() for the VIP guard if it changed.
+  void PublishHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sleeps up to `d` of the clock's time, or until shutdown; false on shutdown.
   bool SleepUnlessShutdown(absl::Duration d);
 
@@ -105,6 +112,9 @@ class LeaseClient final : public LeaseOracle {
   // Evict messages to carry out (on the watchdog thread: a fence takes
   // seconds, and the stream must keep reading grants meanwhile).
   std::deque<v1::Evict> pending_evicts_ ABSL_GUARDED_BY(mu_);
+  // The deadline last written for the VIP guard (unset: none written yet).
+  std::optional<std::optional<LeaseTime>> published_hold_ ABSL_GUARDED_BY(mu_);
+  bool hold_write_failed_ ABSL_GUARDED_BY(mu_) = false;
   // Heartbeat sequence numbers, one series per incarnation.
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
 

@@ -193,4 +193,17 @@ LeaseDecision LeaseTracker::Evaluate(LeaseTime now) {
   return decision;
 }
 
+std::optional<LeaseTime> LeaseTracker::HoldUntil() const {
+  const auto ttl = absl::ToChronoNanoseconds(config_.ttl);
+  LeaseTime until = coordinator_renewed_ + ttl;
+  bool lapsable = false;  // as in Evaluate: only a lapse, never a move, fences the host
+  for (const auto& [image, s] : held_) {
+    if (s.moved) continue;
+    lapsable = true;
+    if (s.witnessed) until = std::max(until, s.renewed + ttl);
+  }
+  if (!lapsable) return std::nullopt;
+  return until;
+}
+
 }  // namespace jailover::agent

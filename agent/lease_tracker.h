@@ -148,6 +148,14 @@ class LeaseTracker {
   bool ShouldLeaveStream(LeaseTime now) const;
   // What to fence now (each fence reported once; see the file comment).
   LeaseDecision Evaluate(LeaseTime now);
+  // Until when this host may hold its VIPs as far as its leases go: the
+  // latest end of its coordinator lease and of the storage leases of the
+  // witnessed images not moved — past it, Evaluate fences the host. nullopt
+  // while it holds no image that is not moved: nothing to fence, or only
+  // images whose MOVED answer this agent received, and fences itself. The
+  // VIP guard's deadline (vip_guard.h), for when this agent cannot act on
+  // its own decision.
+  std::optional<LeaseTime> HoldUntil() const;
 
  private:
   struct Storage {

@@ -4,18 +4,20 @@
 // released, VIPs removed, new work refused); a Readmit ends the fence.
 // Uses the sim drivers, so what "stopped" means is checked on real driver
 // objects, not on mocks.
-#include "agent/lease_client.h"
-
+#include <filesystem>
 #include <memory>
 
 #include "agent/agent_core.h"
 #include "agent/driver/sim/sim_drivers.h"
+#include "agent/lease_client.h"
 #include "agent/state/agent_state_store.h"
+#include "agent/vip_guard.h"
+#include "common/file/file_util.h"
 #include "common/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/fake_coordinator.h"
 #include "tests/testing/agent_requests.h"
+#include "tests/testing/fake_coordinator.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::agent {
@@ -174,6 +176,52 @@ TEST_F(LeaseTest, HeartbeatsReportWhatRunsAndSilenceMeansSelfFence) {
   coordinator.Readmit("checked: nothing runs on h1");
   ASSERT_TRUE(testing::WaitUntil([&] { return !core_->self_fenced(); }, absl::Seconds(5)));
   lease->Shutdown();
+}
+
+// With a VIP guard: the deadline the client writes follows the renewals
+// (a ttl after the last renewal was sent, on the same monotonic clock), and
+// the guard's record of a release makes the host fence itself, once.
+TEST_F(LeaseTest, TheVipGuardGetsTheLeasesEndAndItsReleaseFencesTheHost) {
+  RunJailHere();
+  testing::FakeCoordinator coordinator(kTtl, kRenew);
+  LeaseOptions options;
+  options.coordinators = {coordinator.Start()};
+  options.tls.insecure = true;
+  options.registration.set_host("h1");
+  options.ttl = kTtl;
+  options.renew_interval = kRenew;
+  options.vip_guard_dir = dir_.path() + "/vip-guard";
+  std::filesystem::create_directories(options.vip_guard_dir);
+  const std::string hold_file = options.vip_guard_dir + "/" + kHoldUntilFile;
+  LeaseClient lease(options, *core_, clock_);
+  lease.Start();
+  ASSERT_TRUE(testing::WaitUntil([&] { return coordinator.heartbeats() >= 3; }, absl::Seconds(10)));
+  absl::StatusOr<std::optional<LeaseTime>> hold = ReadHoldUntil(hold_file);
+  ASSERT_TRUE(hold.ok()) << hold.status();
+  ASSERT_TRUE(hold->has_value());
+  const LeaseTime first = **hold;
+  const LeaseTime now = clock_.MonotonicNow();
+  EXPECT_GT(first, now);
+  EXPECT_LE(first, now + absl::ToChronoNanoseconds(kTtl));
+  // Renewals move it on.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        absl::StatusOr<std::optional<LeaseTime>> later = ReadHoldUntil(hold_file);
+        return later.ok() && later->has_value() && **later > first;
+      },
+      absl::Seconds(5)));
+  EXPECT_FALSE(core_->self_fenced());
+  // The guard released the VIPs (this agent was stopped past its leases):
+  // the agent fences itself and takes the record.
+  ASSERT_TRUE(common::WriteFileAtomically(
+                  options.vip_guard_dir + "/" + kReleasedFile,
+                  R"({"at": "2026-12-07T15:00:00Z", "why": "the agent's leases ran out 100ms ago",)"
+                  R"( "vips": ["web01-vip"]})")
+                  .ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return core_->self_fenced() && jails_.List()->empty(); },
+                                 absl::Seconds(5)));
+  EXPECT_FALSE(std::filesystem::exists(options.vip_guard_dir + "/" + kReleasedFile));
+  lease.Shutdown();
 }
 
 TEST_F(LeaseTest, AnAgentThatNeverReachesACoordinatorFencesAfterOneTtl) {

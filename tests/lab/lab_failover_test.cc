@@ -14,9 +14,15 @@
 //   - h1 cut from s1 only: its jail's ready turns 503 when the storage lease
 //     lapses, h1 reports it, the coordinator moves the jail to a standby;
 //   - a CARP split of h1 heals: c1 follows the VIP back to h1 at once;
+//   - the primary's agent hung (SIGSTOP): its VIP guard releases the VIP, the
+//     standby serves while the agent is still stopped;
 //   - a drain, a storage-agent restart, a retried start;
 // LabHaFailoverTest: the same with three coordinators on etcd, whose leader
 // dies in the middle of the failover.
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/match.h"
 #include "tests/lab/lab_cluster.h"
 
 namespace jailover {
@@ -313,6 +319,68 @@ TEST_F(LabFailoverTest, AfterACarpSplitHealsTheClientFollowsTheVipBack) {
   EXPECT_EQ(jail.host, "h1");
   EXPECT_EQ(jail.epoch, 1u);
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+}
+
+// The jail host's agent hangs (SIGSTOP; its jail, disk and ucarp run on):
+// the coordinator fails the jail over (storage fence first), and the host's
+// VIP guard — a process of its own, not stopped — removes the VIP once the
+// agent's leases have run out, so the standby's speaker does not tie with a
+// speaker whose agent cannot act (chaos etcd cycles 3, 60, 84, 107: clients
+// kept reaching the hung host until its agent came back). The client is
+// acknowledged by the standby while h1's agent is still stopped; resumed,
+// the agent finds what the guard did and fences itself; nothing is lost.
+TEST_F(LabFailoverTest, AHungAgentsVipIsReleasedByItsGuardAndTheStandbyServes) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  std::string state_dir;
+  for (const lab::LabToolHost& host : state_.hosts) {
+    if (host.name != "h1") continue;
+    for (size_t i = 0; i + 1 < host.daemon.argv.size(); ++i) {
+      if (host.daemon.argv[i] == "--state_dir") state_dir = host.daemon.argv[i + 1];
+      if (absl::StartsWith(host.daemon.argv[i], "--state_dir=")) {
+        state_dir = host.daemon.argv[i].substr(strlen("--state_dir="));
+      }
+    }
+  }
+  ASSERT_FALSE(state_dir.empty());
+  const std::string guard = state_dir + "/vip-guard";
+  EXPECT_THAT(testing::ReadFileOrEmpty(guard + "/guard.log"), HasSubstr("vip guard: watching"));
+  const auto h1_has_vip = [&] {
+    absl::StatusOr<common::CommandResult> shown =
+        lab_->Run("h1", {"ip", "-4", "-o", "addr", "show", "dev", "eth0"});
+    return shown.ok() && absl::StrContains(shown->stdout_text, absl::StrCat(" ", kVip, "/32 "));
+  };
+  ASSERT_TRUE(testing::WaitUntil(h1_has_vip, absl::Seconds(10)));
+
+  const common::CommandResult paused = Lab({"pause", "h1"}, absl::Seconds(30));
+  ASSERT_EQ(paused.exit_code, 0) << paused.stdout_text << paused.stderr_text;
+  const absl::Time paused_at = absl::Now();
+  // While h1's agent is stopped: the VIP leaves h1, the guard records it.
+  EXPECT_TRUE(testing::WaitUntil([&] { return !h1_has_vip(); }, absl::Seconds(30)));
+  std::cout << "h1's VIP gone " << (absl::Now() - paused_at) << " after its agent stopped\n";
+  EXPECT_TRUE(testing::WaitUntil([&] { return std::filesystem::exists(guard + "/released.json"); },
+                                 absl::Seconds(5)));
+  EXPECT_THAT(testing::ReadFileOrEmpty(guard + "/guard.log"), HasSubstr("removed VIPs ["));
+  ASSERT_TRUE(WaitForJailOnAStandby())
+      << Ctl({"op", "list"}).stdout_text << Ctl({"events", "--jail", "web"}).stdout_text;
+  // Served by the standby while h1's agent is still stopped.
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  std::cout << "acknowledged by " << Jail().host << " " << (absl::Now() - paused_at)
+            << " after h1's agent stopped\n";
+
+  const common::CommandResult resumed = Lab({"resume", "h1"}, absl::Seconds(30));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.stdout_text << resumed.stderr_text;
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return absl::StrContains(AgentLog("h1"), "the VIP guard released this host's VIPs"); },
+      absl::Seconds(20)))
+      << AgentLog("h1");
+  EXPECT_TRUE(testing::WaitUntil([&] { return !std::filesystem::exists(guard + "/released.json"); },
+                                 absl::Seconds(10)));
+  EXPECT_EQ(HostState("h1"), "HOST_STATE_FENCED");
+  EXPECT_FALSE(h1_has_vip());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(10));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
 }
 

@@ -313,7 +313,8 @@ TEST_F(LabToolTest, UpStatusKillPartitionHealDown) {
   ASSERT_TRUE(other.ok()) << other.status();
   stopped = Tool({"stop", "h1"});
   EXPECT_EQ(stopped.exit_code, 0) << stopped.stderr_text;
-  EXPECT_THAT(stopped.stdout_text, HasSubstr("still running in h1: sleep"));
+  // (Its VIP guard too: a jailover-agent --vip_guard of its own.)
+  EXPECT_THAT(stopped.stdout_text, HasSubstr("still running in h1: jailover-agent, sleep"));
   EXPECT_TRUE(Gone(h1.daemon.pid));
   EXPECT_TRUE(Running(*other));
   EXPECT_TRUE(Running(now.daemon.pid));  // the coordinator

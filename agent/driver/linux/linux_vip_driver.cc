@@ -686,6 +686,29 @@ absl::Status LinuxVipDriver::Claim(const VipConfig& vip) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<std::string>> LinuxVipDriver::RemoveAll() {
+  std::vector<std::string> removed;
+  absl::Status first_error;
+  for (const RunRecord& record : LoadAllRecords()) {
+    VipConfig vip;
+    vip.name = record.name;
+    vip.interface = record.interface;
+    vip.address = record.address;
+    vip.vhid = record.vhid;
+    vip.advbase = record.advbase;
+    vip.advskew = record.advskew;
+    vip.password = record.password;
+    const absl::Status status = Remove(vip);
+    if (status.ok()) {
+      removed.push_back(record.name);
+    } else if (first_error.ok()) {
+      first_error = status;
+    }
+  }
+  if (!first_error.ok()) return first_error;
+  return removed;
+}
+
 absl::Status LinuxVipDriver::Remove(const VipConfig& vip) {
   RETURN_IF_ERROR(common::ValidateName("vip name", vip.name));
   RETURN_IF_ERROR(common::ValidateInterfaceName("vip interface", vip.interface));

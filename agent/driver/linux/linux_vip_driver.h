@@ -108,6 +108,11 @@ class LinuxVipDriver final : public VipDriver {
   // only a stray ADDRESS/32 is deleted. Idempotent; OK if the interface is
   // gone.
   absl::Status Remove(const VipConfig& vip) override;
+  // Remove of every VIP on record here (each from its NAME.run.json): what
+  // the VIP guard does when the agent's leases ran out while it could not
+  // act (vip_guard.h). Tries every one; returns the names removed, or the
+  // first error.
+  absl::StatusOr<std::vector<std::string>> RemoveAll();
   // ucarp cannot be told to become MASTER, and a BACKUP waits advbase x
   // deadratio of silence first; so the driver takes over that part: adds
   // ADDRESS/32 (if missing), writes the state file MASTER and broadcasts

@@ -231,5 +231,33 @@ TEST_F(LeaseTrackerTest, GrantsChangeTheTiming) {
   EXPECT_EQ(tracker_.ttl(), absl::Seconds(6));
 }
 
+// The VIP guard's deadline: the latest end of the coordinator lease and of
+// the storage leases of witnessed images not moved; none while nothing is
+// held; past it, Evaluate fences the host.
+TEST_F(LeaseTrackerTest, HoldUntilIsWhenTheLastLeaseEndsAndNoneWithoutImages) {
+  EXPECT_EQ(tracker_.HoldUntil(), std::nullopt);  // nothing held: nothing to fence
+  HoldWeb(absl::ZeroDuration());
+  EXPECT_EQ(tracker_.HoldUntil(), At(kTtl));  // both count from the start
+  tracker_.CoordinatorGranted(At(Ms(500)), At(Ms(520)));
+  EXPECT_EQ(tracker_.HoldUntil(), At(Ms(500) + kTtl));
+  // The storage lease alone carries it on (a coordinator outage).
+  tracker_.StorageAnswered("web-img", 1, At(Ms(2000)), true, "");
+  EXPECT_EQ(tracker_.HoldUntil(), At(Ms(2000) + kTtl));
+  EXPECT_FALSE(tracker_.Evaluate(At(Ms(2000) + kTtl - Ms(1))).fence_host);
+  EXPECT_TRUE(tracker_.Evaluate(At(Ms(2000) + kTtl)).fence_host);
+  // Only moved images: the agent heard MOVED and fences them itself; a move
+  // never fences the host, so there is no deadline (chaos-found: the guard
+  // must not fence a live agent cut from the coordinator whose jail moved).
+  tracker_.StorageAnswered("web-img", 1, At(Ms(2500)), false, "granted to h2 at epoch 2");
+  EXPECT_EQ(tracker_.HoldUntil(), std::nullopt);
+  EXPECT_FALSE(tracker_.Evaluate(At(absl::Seconds(10))).fence_host);
+  // An unwitnessed image counts, on the coordinator lease alone.
+  tracker_.SetHeld({{"web-img", Held(1)}, {"db-img", Held(1, /*witnessed=*/false)}}, At(Ms(3000)));
+  tracker_.StorageAnswered("web-img", 1, At(Ms(3000)), false, "granted to h2 at epoch 2");
+  EXPECT_EQ(tracker_.HoldUntil(), At(Ms(500) + kTtl));
+  tracker_.SetHeld({}, At(Ms(3100)));
+  EXPECT_EQ(tracker_.HoldUntil(), std::nullopt);
+}
+
 }  // namespace
 }  // namespace jailover::agent

@@ -31,6 +31,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::UnorderedElementsAre;
 
 constexpr absl::Duration kWait = absl::Seconds(10);
 constexpr char kToolPath[] = "/usr/sbin:/usr/bin:/sbin:/bin";
@@ -590,6 +591,33 @@ TEST_F(LinuxVipDriverTest, RemoveStopsUcarpDeletesAddressAndFilesIdempotently) {
   auto state = driver_.State("eth0");
   ASSERT_TRUE(state.ok());
   EXPECT_THAT(*state, IsEmpty());
+}
+
+// The VIP guard's release: every VIP on record removed (each ucarp stopped,
+// its files deleted), whatever the agent's state says; nothing left after.
+TEST_F(LinuxVipDriverTest, RemoveAllRemovesEveryVipOnRecord) {
+  Prepare();
+  Start(Vip(), 4242);
+  VipConfig db = Vip();
+  db.name = "db";
+  db.address = "198.18.0.101";
+  db.vhid = 11;
+  Start(db, 4343, "db");
+  // Their down scripts deleted the addresses: the driver only checks.
+  runner_.ExpectExit(kShowEth0, 0, kEth0Addresses);
+  runner_.ExpectExit(kShowEth0, 0, kEth0Addresses);
+  absl::StatusOr<std::vector<std::string>> removed = driver_.RemoveAll();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_THAT(*removed, UnorderedElementsAre("web", "db"));
+  EXPECT_THAT(signals(),
+              UnorderedElementsAre(std::make_pair(4242, SIGTERM), std::make_pair(4343, SIGTERM)));
+  EXPECT_FALSE(std::filesystem::exists(Vips() + "/web.run.json"));
+  EXPECT_FALSE(std::filesystem::exists(Vips() + "/db.run.json"));
+  runner_.VerifyAllConsumed();
+  // Nothing on record: nothing to do.
+  removed = driver_.RemoveAll();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_THAT(*removed, IsEmpty());
 }
 
 TEST_F(LinuxVipDriverTest, RemoveKillsAUcarpThatIgnoresTerm) {
