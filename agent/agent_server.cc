@@ -1,27 +1,22 @@
 #include "agent/agent_server.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "agent/agent_core.h"
 #include "agent/agent_service.h"
+#include "agent/driver/linux/proc_fs.h"
 #include "agent/health_http.h"
 #include "agent/host_facts.h"
 #include "agent/lease_client.h"
 #include "agent/state/agent_state_store.h"
 #include "agent/vip_guard.h"
 #include "common/exec/command_runner.h"
-#include "common/file/file_util.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
 
@@ -64,24 +59,22 @@ absl::StatusOr<std::string> StartVipGuard(const AgentOptions& options,
                                           common::CommandRunner& runner) {
   const std::string dir = VipGuardDir(options.state_dir);
   RETURN_IF_ERROR(EnsurePrivateDir(dir));
-  {
-    const std::string lock_path = dir + "/" + kGuardLockFile;
-    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return absl::InternalError(absl::StrCat(lock_path, ": ", std::strerror(errno)));
-    const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
-    ::close(fd);
-    if (!free) {
-      spdlog::info("host {}: the VIP guard runs already ({})", options.host_name, lock_path);
-      return dir;
-    }
+  // Free for a moment: no guard runs (the one started below takes it).
+  absl::StatusOr<int> lock = TakeGuardLock(dir);
+  if (absl::IsFailedPrecondition(lock.status())) {
+    spdlog::info("host {}: the VIP guard runs already ({})", options.host_name,
+                 std::string(lock.status().message()));
+    return dir;
   }
+  RETURN_IF_ERROR(lock.status());
+  ::close(*lock);
   std::error_code ec;
   const std::string exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  ASSIGN_OR_RETURN(std::string cmdline, common::ReadFileToString("/proc/self/cmdline", 1 << 20));
-  std::vector<std::string> argv = absl::StrSplit(cmdline, '\0', absl::SkipEmpty());
-  if (ec || argv.empty()) {
+  absl::StatusOr<linux_driver::ProcessInfo> self = linux_driver::ReadProcess("/proc", ::getpid());
+  if (ec || !self.ok() || self->cmdline.empty()) {
     return absl::InternalError("cannot read this program's path and argv to start the VIP guard");
   }
+  std::vector<std::string> argv = self->cmdline;
   argv[0] = exe;
   argv.push_back("--vip_guard");
   common::DetachedOptions detached;

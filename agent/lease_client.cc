@@ -416,13 +416,13 @@ void LeaseClient::StorageLoop() {
                     : absl::StrCat("granted to ", answer.grant().host(), " at epoch ",
                                    answer.grant().epoch());
             tracker_.StorageAnswered(answer.image(), epoch, sent, current, detail);
-            PublishHoldLocked();
             if (!current) {
               moved = true;
               outcome = absl::StrCat("image ", answer.image(), " at epoch ", epoch, ": MOVED (",
                                      detail, ")");
             }
           }
+          PublishHoldLocked();  // once for the whole answer
           if (moved) wake_watchdog_ = true;
         }
         absl::MutexLock lock(&outcome_mu);

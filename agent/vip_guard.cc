@@ -90,6 +90,20 @@ std::optional<std::string> TakeGuardRelease(const std::string& dir) {
                       json.value("at", "?"), ": ", json.value("why", "?"));
 }
 
+absl::StatusOr<int> TakeGuardLock(const std::string& dir) {
+  const std::string lock_path = dir + "/" + kGuardLockFile;
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat(lock_path, ": open: ", std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("another VIP guard holds ", lock_path, ": nothing to do"));
+  }
+  return fd;
+}
+
 bool GuardRule::ShouldRelease(std::optional<LeaseTime> hold, LeaseTime now) {
   if (!hold.has_value() || now <= *hold) {
     armed_ = true;
@@ -106,16 +120,7 @@ absl::StatusOr<std::unique_ptr<VipGuard>> VipGuard::Start(const std::string& dir
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat(dir, ": ", ec.message()));
-  const std::string lock_path = dir + "/" + kGuardLockFile;
-  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat(lock_path, ": open: ", std::strerror(errno)));
-  }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    return absl::FailedPreconditionError(
-        absl::StrCat("another VIP guard holds ", lock_path, ": nothing to do"));
-  }
+  ASSIGN_OR_RETURN(const int fd, TakeGuardLock(dir));
   std::unique_ptr<VipGuard> guard(new VipGuard(dir, std::move(release), clock, fd));
   spdlog::info(
       "vip guard: watching {}/{} every {}: every VIP of this host is removed once the "

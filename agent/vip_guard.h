@@ -70,6 +70,11 @@ absl::StatusOr<std::optional<LeaseTime>> ReadHoldUntil(const std::string& path);
 // removed; nullopt if it did not.
 std::optional<std::string> TakeGuardRelease(const std::string& dir);
 
+// Takes DIR/guard.lock (flock, not waiting) and returns its descriptor, to
+// hold for as long as this process is the guard; FailedPrecondition if
+// another process holds it.
+absl::StatusOr<int> TakeGuardLock(const std::string& dir);
+
 // The guard's rule, without I/O: release once `now` is past a deadline, once
 // per lapse (armed again by a deadline in the future or by "none").
 class GuardRule {
