@@ -282,11 +282,13 @@ class PlanBuilder {
         op.steps.push_back(GrantStep("fence", s, to, op));
         op.fences_host = !old_host_reachable;
         AddAttach(op, s, target);
+        // A reachable old host gives the VIP up before the target claims it
+        // (it has let go already if the storage host told it MOVED: then
+        // the demote finds nothing to do).
+        const bool clean_up_old = old_host_reachable && s.current != nullptr;
+        if (clean_up_old) AddDemote(op, s, /*best_effort=*/true);
         AddPromote(op, s, target);
-        if (old_host_reachable && s.current != nullptr) {
-          AddDemote(op, s, /*best_effort=*/true);
-          AddStopAndRelease(op, s, /*best_effort=*/true);
-        }
+        if (clean_up_old) AddStopAndRelease(op, s, /*best_effort=*/true);
       } else {
         op.steps.push_back(
             RecordStep(op, "not-ready", op.from_host, v1::JAIL_PHASE_MIGRATING, op.old_epoch,
@@ -593,14 +595,24 @@ class PlanBuilder {
     op.steps.push_back(std::move(start));
   }
 
+  // The target's speaker at the master's advskew. In a failover it also
+  // claims the address at once (driven promotion) instead of waiting for
+  // CARP's master-down interval (3 x advbase of silence): the fence step
+  // before it returned only once the old holder let go of the image (told
+  // its grant moved, or its storage lease over, and with it, by then, its
+  // coordinator lease), and a holder that lets go drops its VIPs first, by
+  // its own agent or by its VIP guard (docs/reliability.md, "Driven
+  // promotion"). A start or a migration claims in its own way (AddClaim).
   void AddPromote(PlannedOperation& op, const Subject& s, const std::string& target) {
     if (s.vip == nullptr) return;
     Step vip = JailStep(op, StepAction::kConfigureVip, "vip", target, op.new_epoch);
     vip.vip = s.vip->name();
     vip.advskew = kMasterAdvskew;
-    vip.description =
-        absl::StrCat("ConfigureVip ", vip.vip, " (vhid ", s.vip->vhid(), " on ", s.vip->interface(),
-                     ") advskew ", kMasterAdvskew, ": ", target, " becomes CARP master");
+    vip.claim = op.kind == v1::OPERATION_KIND_FAILOVER;
+    vip.description = absl::StrCat("ConfigureVip ", vip.vip, " (vhid ", s.vip->vhid(), " on ",
+                                   s.vip->interface(), ") advskew ", kMasterAdvskew,
+                                   vip.claim ? ", claim" : "", ": ", target, " becomes CARP master",
+                                   vip.claim ? " now, not after CARP's master-down interval" : "");
     op.steps.push_back(std::move(vip));
   }
 

@@ -28,7 +28,29 @@
 namespace jailover {
 namespace {
 
-class LabFailoverTest : public LabClusterTest {};
+class LabFailoverTest : public LabClusterTest {
+ protected:
+  // The detail of step `name` of the last failover operation ("" if none).
+  std::string FailoverStepDetail(const std::string& name) {
+    std::string detail;
+    for (const nlohmann::json& op : Operations()) {
+      if (op.value("kind", "") != "OPERATION_KIND_FAILOVER") continue;
+      for (const nlohmann::json& step : op["steps"]) {
+        if (step.value("name", "") == name) detail = step.value("detail", "");
+      }
+    }
+    return detail;
+  }
+  // The time stamp (RFC 3339, UTC: ordered as text) of the last line of
+  // `log` that contains `text`; "" if none.
+  static std::string LastLogTime(const std::string& log, const std::string& text) {
+    const size_t at = log.rfind(text);
+    if (at == std::string::npos) return "";
+    const size_t begin = log.rfind('\n', at);
+    const size_t start = begin == std::string::npos ? 0 : begin + 1;
+    return log.substr(start, log.find(' ', start) - start);
+  }
+};
 
 TEST_F(LabFailoverTest, KilledPrimaryFailsOverWithNoAcknowledgedRecordLost) {
   ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
@@ -115,6 +137,18 @@ TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorStopsOnTheStorageHostsWord) 
   }
   EXPECT_THAT(fence_detail, HasSubstr("previous holder h1: told its grant moved")) << fence_detail;
   EXPECT_FALSE(ReadyOn("h1"));
+  // Driven promotion: the failover's vip step claimed the VIP on the
+  // standby instead of waiting for CARP's master-down timer, and h1 --
+  // alive, its speaker advertising until then -- had dropped it before: on
+  // s1's word, which the fence waited for. (One machine, one clock: the
+  // agents' log times compare.)
+  EXPECT_THAT(FailoverStepDetail("vip"), HasSubstr("claimed"));
+  const std::string removed_at = LastLogTime(h1_log, "vip web-vip: removed");
+  const std::string master_at =
+      LastLogTime(AgentLog(standby), "carp: vip web-vip (vhid 10 on eth0) is now MASTER");
+  ASSERT_FALSE(removed_at.empty()) << h1_log;
+  ASSERT_FALSE(master_at.empty()) << AgentLog(standby);
+  EXPECT_LT(removed_at, master_at);
   ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
   ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
   EXPECT_THAT(writers_, HasSubstr("h1@1 ("));

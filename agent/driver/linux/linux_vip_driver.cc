@@ -405,13 +405,17 @@ std::vector<std::string> LinuxVipDriver::UcarpArgv(const RunRecord& r) const {
           "-z", "-n", "-P"};
 }
 
-absl::Status LinuxVipDriver::StartUcarp(RunRecord record,
-                                        const std::vector<std::string>& present) {
-  // A ucarp killed with SIGKILL leaves its address (no down script); a new
-  // one starts as BACKUP and would never delete it: split brain.
-  RETURN_IF_ERROR(DeleteAddress(record.name, record.interface, record.address, present,
-                                /*only_host_route=*/true));
-  RETURN_IF_ERROR(common::WriteFileAtomically(StatePath(record.name), "BACKUP\n"));
+absl::Status LinuxVipDriver::StartUcarp(RunRecord record, const std::vector<std::string>& present,
+                                        bool holding) {
+  holding = holding && Contains(present, record.address + "/32");
+  if (!holding) {
+    // A ucarp killed with SIGKILL leaves its address (no down script); a
+    // new one starts as BACKUP and would never delete it: split brain.
+    RETURN_IF_ERROR(DeleteAddress(record.name, record.interface, record.address, present,
+                                  /*only_host_route=*/true));
+  }
+  RETURN_IF_ERROR(
+      common::WriteFileAtomically(StatePath(record.name), holding ? "MASTER\n" : "BACKUP\n"));
   // ucarp reads the password from this file (no newline: it would be part
   // of the key if ucarp kept it); the directory is 0700.
   RETURN_IF_ERROR(common::WriteFileAtomically(PassPath(record.name), record.password));
@@ -435,10 +439,14 @@ absl::Status LinuxVipDriver::StartUcarp(RunRecord record,
   record.start_time = info->start_time;
   record.argv0 = kUcarp;
   RETURN_IF_ERROR(SaveRecord(record));
-  spdlog::info("vip {}: ucarp started (pid {}): {}/32 vhid {} on {} (source {}), advbase {}, "
-               "advskew {}, deadratio {}; BACKUP until it wins",
-               record.name, record.pid, record.address, record.vhid, record.interface,
-               record.source, record.advbase, record.advskew, record.deadratio);
+  spdlog::info(
+      "vip {}: ucarp started (pid {}): {}/32 vhid {} on {} (source {}), advbase {}, "
+      "advskew {}, deadratio {}; {}",
+      record.name, record.pid, record.address, record.vhid, record.interface, record.source,
+      record.advbase, record.advskew, record.deadratio,
+      holding ? "MASTER, holding the address it had (it advertises after its "
+                "master-down timer)"
+              : "BACKUP until it wins");
   return absl::OkStatus();
 }
 
@@ -498,9 +506,14 @@ absl::Status LinuxVipDriver::StopUcarp(const RunRecord& record) {
   spdlog::warn("{} still runs {} after SIGTERM; sending SIGKILL (the address is removed by the "
                "driver)",
                what, absl::FormatDuration(kStopTimeout));
+  return KillUcarp(record);
+}
+
+absl::Status LinuxVipDriver::KillUcarp(const RunRecord& record) {
   ASSIGN_OR_RETURN(const bool killed, Signal(record, SIGKILL));
   if (killed && !WaitGone(record, kStopTimeout)) {
-    return absl::InternalError(absl::StrCat(what, " survived SIGKILL for ",
+    return absl::InternalError(absl::StrCat("vip ", record.name, ": ucarp (pid ", record.pid,
+                                            ") survived SIGKILL for ",
                                             absl::FormatDuration(kStopTimeout)));
   }
   return absl::OkStatus();
@@ -508,12 +521,16 @@ absl::Status LinuxVipDriver::StopUcarp(const RunRecord& record) {
 
 absl::Status LinuxVipDriver::Restart(const RunRecord& record, RunRecord updated,
                                      const char* why) {
-  spdlog::info("vip {}: restarting ucarp (pid {}): {}", record.name, record.pid, why);
-  RETURN_IF_ERROR(StopUcarp(record));
-  return StartFresh(std::move(updated));
+  const bool holding = updated.advskew < record.advskew && RoleOf(record) == CarpRole::kMaster;
+  spdlog::info("vip {}: restarting ucarp (pid {}): {}{}", record.name, record.pid, why,
+               holding ? "; MASTER here, keeping the address through the restart" : "");
+  // SIGKILL runs no down script: the address stays where the clients
+  // reach it.
+  RETURN_IF_ERROR(holding ? KillUcarp(record) : StopUcarp(record));
+  return StartFresh(std::move(updated), holding);
 }
 
-absl::Status LinuxVipDriver::StartFresh(RunRecord wanted) {
+absl::Status LinuxVipDriver::StartFresh(RunRecord wanted, bool holding) {
   const std::string& name = wanted.name;
   const std::string& address = wanted.address;
   // ucarp's source (-s) is this host's own address: never a VIP.
@@ -543,7 +560,7 @@ absl::Status LinuxVipDriver::StartFresh(RunRecord wanted) {
         absl::StrCat("vip ", name, ": ", wanted.interface,
                      " has no IPv4 address of this host (ucarp needs one as its source)"));
   }
-  return StartUcarp(std::move(wanted), *present);
+  return StartUcarp(std::move(wanted), *present, holding);
 }
 
 absl::Status LinuxVipDriver::Configure(const VipConfig& vip) {

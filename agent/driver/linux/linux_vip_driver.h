@@ -212,14 +212,21 @@ class LinuxVipDriver final : public VipDriver {
 
   std::vector<std::string> UcarpArgv(const RunRecord& record) const;
   // Removes a leftover address, writes the state file BACKUP, starts ucarp
-  // and saves the record (pid and start time filled in).
-  absl::Status StartUcarp(RunRecord record, const std::vector<std::string>& present);
+  // and saves the record (pid and start time filled in). With `holding`
+  // (Restart of a MASTER made more preferred) and the address in `present`,
+  // the address stays and the state file says MASTER: ucarp (-n) starts
+  // without running the down script and becomes MASTER itself after its
+  // master-down timer, its up script finding the address there.
+  absl::Status StartUcarp(RunRecord record, const std::vector<std::string>& present,
+                          bool holding = false);
   // Finds ucarp's source address on the interface (its first address that
   // is no VIP), then StartUcarp. FailedPrecondition if the interface is
   // missing, has no such address, or carries the VIP as a host address.
-  absl::Status StartFresh(RunRecord wanted);
+  absl::Status StartFresh(RunRecord wanted, bool holding = false);
   // SIGTERM, wait; SIGKILL, wait. OK if it is not running.
   absl::Status StopUcarp(const RunRecord& record);
+  // SIGKILL, wait (no down script runs). OK if it is not running.
+  absl::Status KillUcarp(const RunRecord& record);
   // Sends `sig` if the record's process still is the same one; false if
   // it is gone.
   absl::StatusOr<bool> Signal(const RunRecord& record, int sig);
@@ -228,7 +235,13 @@ class LinuxVipDriver final : public VipDriver {
   // The record of `vip`, which must be configured here with vip's
   // interface, vhid and address; FailedPrecondition otherwise.
   absl::StatusOr<RunRecord> ConfiguredRecord(const VipConfig& vip) const;
-  // Restarts the ucarp of `record` as `updated`.
+  // Restarts the ucarp of `record` as `updated`. A MASTER whose advskew
+  // goes down (a failover's promotion of the standby that CARP already made
+  // master) keeps the address: its ucarp is killed without the down script
+  // and the new one starts holding it (StartUcarp), so the clients see no
+  // second outage after the failover's first. Any other restart releases
+  // the address first (SIGTERM runs the down script), so a demoted master
+  // lets its peers take over.
   absl::Status Restart(const RunRecord& record, RunRecord updated, const char* why);
 
   // Role of every configured VIP, by name.

@@ -169,7 +169,8 @@ TEST(PlannerTest, FailoverOfFencedHostFencesFirstWithEpochPlusOne) {
                   "MountImage web-img at epoch 8 on /var/jailover/jails/web",
                   "CreateJail web (image web-img, epoch 8, VIP web-vip)",
                   "StartJail web at epoch 8",
-                  "ConfigureVip web-vip (vhid 10 on em0) advskew 0: h2 becomes CARP master",
+                  "ConfigureVip web-vip (vhid 10 on em0) advskew 0, claim: h2 becomes CARP "
+                  "master now, not after CARP's master-down interval",
                   "jail web running on h2 and answering on 192.0.2.10:80",
                   "record web RUNNING on h2 at epoch 8"));
   // The arguments the engine passes.
@@ -192,6 +193,8 @@ TEST(PlannerTest, FailoverOfFencedHostFencesFirstWithEpochPlusOne) {
   }
   EXPECT_EQ(FindStep(op, "mount").mount_point, "/var/jailover/jails/web");
   EXPECT_EQ(FindStep(op, "vip").advskew, kMasterAdvskew);
+  // Driven promotion: after the fence and the start, not CARP's timer.
+  EXPECT_TRUE(FindStep(op, "vip").claim);
   EXPECT_EQ(FindStep(op, "running").phase, v1::JAIL_PHASE_RUNNING);
   ASSERT_EQ(plan->choices.size(), 1u);
   EXPECT_EQ(plan->choices[0].chosen_host(), "h2");
@@ -260,11 +263,13 @@ TEST(PlannerTest, ManualFailoverOfLiveHostCleansItUpBestEffortAfterTheFence) {
       StepList(*plan),
       ElementsAre("failover db fence@st1", "failover db import@h2", "failover db fsck@h2",
                   "failover db mount@h2", "failover db create@h2", "failover db start@h2",
-                  "failover db vip@h2", "failover db vip-demote@h1 (best effort)",
+                  "failover db vip-demote@h1 (best effort)", "failover db vip@h2",
                   "failover db stop@h1 (best effort)", "failover db destroy@h1 (best effort)",
                   "failover db unmount@h1 (best effort)", "failover db release@h1 (best effort)",
                   "failover db probe@h2", "failover db running@h2"));
   const PlannedOperation& op = plan->operations[0];
+  // h1 gives the VIP up before h2 claims it: no moment with two holders.
+  EXPECT_TRUE(FindStep(op, "vip").claim);
   // h1 is the preferred host: it keeps the VIP as the first backup.
   const Step& demote = FindStep(op, "vip-demote");
   EXPECT_EQ(demote.action, StepAction::kSetVipAdvskew);
@@ -742,7 +747,7 @@ Steps:
     4. mount @ h3             MountImage db-img at epoch 4 on /srv/jails/db
     5. create @ h3            CreateJail db (image db-img, epoch 4, VIP db-vip)
     6. start @ h3             StartJail db at epoch 4
-    7. vip @ h3               ConfigureVip db-vip (vhid 11 on em0) advskew 0: h3 becomes CARP master
+    7. vip @ h3               ConfigureVip db-vip (vhid 11 on em0) advskew 0, claim: h3 becomes CARP master now, not after CARP's master-down interval
     8. probe @ h3             jail db running on h3 (no health port)
     9. running @ h3           record db RUNNING on h3 at epoch 4
   failover web: h1 -> h4, image web-img epoch 7 -> 8
@@ -752,7 +757,7 @@ Steps:
    13. mount @ h4             MountImage web-img at epoch 8 on /var/jailover/jails/web
    14. create @ h4            CreateJail web (image web-img, epoch 8, VIP web-vip)
    15. start @ h4             StartJail web at epoch 8
-   16. vip @ h4               ConfigureVip web-vip (vhid 10 on em0) advskew 0: h4 becomes CARP master
+   16. vip @ h4               ConfigureVip web-vip (vhid 10 on em0) advskew 0, claim: h4 becomes CARP master now, not after CARP's master-down interval
    17. probe @ h4             jail web running on h4 and answering on 192.0.2.10:80
    18. running @ h4           record web RUNNING on h4 at epoch 8
 

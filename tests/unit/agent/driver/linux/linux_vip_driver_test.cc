@@ -389,6 +389,59 @@ TEST_F(LinuxVipDriverTest, SetAdvskewRestartsUcarpWithNewSkew) {
                                      std::make_pair(4343, SIGTERM)));
 }
 
+// A failover's promotion of the standby that CARP already made master
+// (advskew 101 -> 0): ucarp reads -k only at start, but the address must not
+// go for the restart (a second outage for the clients, issue 17). The old
+// ucarp is killed without its down script and the new one starts holding it;
+// a demotion or a promotion of a BACKUP releases first, as before.
+TEST_F(LinuxVipDriverTest, PromotingAMasterKeepsItsAddressThroughTheRestart) {
+  Prepare();
+  VipConfig standby = Vip();
+  standby.advskew = 101;
+  Start(standby, 4242);
+  ASSERT_TRUE(common::WriteFileAtomically(StateFile(), "MASTER\n").ok());
+  const std::string held =
+      absl::StrCat(kEth0Addresses, "2: eth0    inet 198.18.0.100/32 scope global eth0\n");
+
+  VipConfig master = Vip();
+  master.advskew = 0;
+  runner_.ExpectExit(kShowEth0, 0, held);  // no `ip addr del`
+  runner_.ExpectDetached(UcarpArgv(master, "198.18.0.11"), 4343);
+  AddProcess(4343, 77, UcarpArgv(master, "198.18.0.11"));
+  absl::Status status = driver_.Configure(master);
+  ASSERT_TRUE(status.ok()) << status;
+  runner_.VerifyAllConsumed();
+  EXPECT_THAT(signals(), ElementsAre(std::make_pair(4242, SIGKILL)));
+  EXPECT_EQ(ReadFile(StateFile()), "MASTER\n");
+  auto state = driver_.State("eth0");
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->size(), 1u);
+  EXPECT_EQ((*state)[0].role, CarpRole::kMaster);
+  EXPECT_EQ((*state)[0].advskew, 0);
+
+  // A demotion of the MASTER releases: SIGTERM (the down script), and what
+  // is left of the address goes before the new ucarp starts as BACKUP.
+  runner_.ExpectExit(kShowEth0, 0, held);
+  runner_.ExpectExit({"ip", "addr", "del", "198.18.0.100/32", "dev", "eth0"}, 0);
+  runner_.ExpectDetached(UcarpArgv(Vip(), "198.18.0.11"), 4444);
+  AddProcess(4444, 78, UcarpArgv(Vip(), "198.18.0.11"));
+  status = driver_.SetAdvskew(master, 100);
+  ASSERT_TRUE(status.ok()) << status;
+  runner_.VerifyAllConsumed();
+  EXPECT_EQ(ReadFile(StateFile()), "BACKUP\n");
+
+  // A promotion of a BACKUP has nothing to keep: SIGTERM as any restart.
+  runner_.ExpectExit(kShowEth0, 0, kEth0Addresses);
+  runner_.ExpectDetached(UcarpArgv(master, "198.18.0.11"), 4545);
+  AddProcess(4545, 79, UcarpArgv(master, "198.18.0.11"));
+  status = driver_.SetAdvskew(master, 0);
+  ASSERT_TRUE(status.ok()) << status;
+  runner_.VerifyAllConsumed();
+  EXPECT_EQ(ReadFile(StateFile()), "BACKUP\n");
+  EXPECT_THAT(signals(), ElementsAre(std::make_pair(4242, SIGKILL), std::make_pair(4343, SIGTERM),
+                                     std::make_pair(4444, SIGTERM)));
+}
+
 TEST_F(LinuxVipDriverTest, SetAdvskewOfUnknownVipFails) {
   Prepare();
   EXPECT_EQ(driver_.SetAdvskew(Vip(), 5).code(), absl::StatusCode::kFailedPrecondition);
