@@ -14,7 +14,7 @@ DEBIAN_BUILD=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev openssl
+  libgtest-dev libgmock-dev libbenchmark-dev openssl libssl-dev
   libsqlite3-dev libcli11-dev libyaml-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
 )
 # Runtime tools of the Linux driver and the lab, and the etcd store's server.

@@ -39,13 +39,18 @@ bool WriteAll(int fd, absl::string_view data) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
+namespace {
+
+// Reads `path` from `offset` on: all of it (OutOfRange past max_bytes) or,
+// with `truncate`, its first max_bytes bytes.
+absl::StatusOr<std::string> ReadFrom(const std::string& path, uint64_t offset, size_t max_bytes,
+                                     bool truncate) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat(path, ": cannot open"));
   std::string text;
   char buf[16384];
   while (true) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
+    const ssize_t n = pread(fd, buf, sizeof(buf), static_cast<off_t>(offset + text.size()));
     if (n < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
@@ -56,11 +61,26 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max
     text.append(buf, static_cast<size_t>(n));
     if (text.size() > max_bytes) {
       close(fd);
+      if (truncate) {
+        text.resize(max_bytes);
+        return text;
+      }
       return absl::OutOfRangeError(absl::StrCat(path, ": larger than ", max_bytes, " bytes"));
     }
   }
   close(fd);
   return text;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
+  return ReadFrom(path, 0, max_bytes, /*truncate=*/false);
+}
+
+absl::StatusOr<std::string> ReadFileFrom(const std::string& path, uint64_t offset,
+                                         size_t max_bytes) {
+  return ReadFrom(path, offset, max_bytes, /*truncate=*/true);
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -17,6 +18,12 @@ namespace jailover::common {
 // PermissionDenied, OutOfRange (larger than max_bytes), Internal (other I/O
 // errors).
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes);
+
+// Up to `max_bytes` of `path` from byte `offset` on ("" at or past its
+// end): what was appended to a log since `offset`. Errors as
+// ReadFileToString, except that a longer rest is cut, not refused.
+absl::StatusOr<std::string> ReadFileFrom(const std::string& path, uint64_t offset,
+                                         size_t max_bytes);
 
 // Replaces `path` with `contents` atomically: writes PATH.tmp, fsyncs it,
 // renames it over `path` and fsyncs the directory, so a crash leaves either

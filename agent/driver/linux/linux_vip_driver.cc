@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "absl/random/distributions.h"
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -147,6 +149,9 @@ LinuxVipDriver::LinuxVipDriver(common::CommandRunner& runner, common::Clock& clo
       options_(options),
       announce_([](const std::string& interface, const std::string& address) {
         return SendGratuitousArp(interface, address);
+      }),
+      advertise_([](const std::string& interface, const CarpAdvertisement& ad) {
+        return SendCarpAdvertisement(interface, ad);
       }) {}
 
 LinuxVipDriver::~LinuxVipDriver() { StopWatching(); }
@@ -674,7 +679,8 @@ absl::Status LinuxVipDriver::Claim(const VipConfig& vip) {
                      ") is not running; nothing would keep the address"));
   }
   if (RoleOf(record) == CarpRole::kMaster) {
-    spdlog::debug("vip {}: already MASTER, nothing to claim", vip.name);
+    spdlog::debug("vip {}: MASTER here already; making sure its ucarp advertises", vip.name);
+    MakeUcarpMaster(record);
     return absl::OkStatus();
   }
   absl::StatusOr<std::vector<std::string>> present = InterfaceAddresses(record.interface);
@@ -695,12 +701,65 @@ absl::Status LinuxVipDriver::Claim(const VipConfig& vip) {
         "ARP timeouts): {}",
         vip.name, announced.ToString());
   }
-  spdlog::info(
-      "vip {}: claimed {}/32 on {} (planned hand-over): MASTER now, announced by "
-      "gratuitous ARP; ucarp (pid {}) takes over advertising after its master-down "
-      "timer",
-      vip.name, record.address, record.interface, record.pid);
+  spdlog::info("vip {}: claimed {}/32 on {}: MASTER now, announced by gratuitous ARP", vip.name,
+               record.address, record.interface);
+  MakeUcarpMaster(record);
   return absl::OkStatus();
+}
+
+void LinuxVipDriver::MakeUcarpMaster(const RunRecord& record) {
+  if (record.advskew >= 255) {
+    spdlog::warn(
+        "vip {}: advskew 255: no advertisement is slower; ucarp (pid {}) becomes "
+        "MASTER on its own timer",
+        record.name, record.pid);
+    return;
+  }
+  // ucarp logs every switch; only lines after this point count.
+  std::error_code ec;
+  const uintmax_t log_size = std::filesystem::file_size(LogPath(record.name), ec);
+  const uintmax_t from = ec ? 0 : log_size;
+  const auto switched = [&] {
+    absl::StatusOr<std::string> added =
+        common::ReadFileFrom(LogPath(record.name), from, kMaxRecordBytes);
+    return added.ok() && absl::StrContains(*added, "Switching to state: MASTER");
+  };
+  CarpAdvertisement ad;
+  ad.source = record.address;
+  ad.address = record.address;
+  ad.vhid = record.vhid;
+  ad.advbase = record.advbase;
+  ad.advskew = record.advskew + 1;
+  ad.password = record.password;
+  const auto began = clock_.MonotonicNow();
+  const auto elapsed = [&] { return absl::FromChrono(clock_.MonotonicNow() - began); };
+  absl::Status last;
+  int sent = 0;
+  absl::Duration next_at = absl::ZeroDuration();
+  while (true) {
+    if (elapsed() >= next_at) {
+      ad.counter = absl::Uniform<uint64_t>(bitgen_);
+      ad.ip_id = absl::Uniform<uint16_t>(bitgen_);
+      last = advertise_(record.interface, ad);
+      ++sent;
+      next_at += kClaimAdvertiseInterval;
+    }
+    if (switched()) {
+      spdlog::info(
+          "vip {}: ucarp (pid {}) MASTER and advertising at advskew {} after {} ({} "
+          "CARP advertisement{} at advskew {} from {})",
+          record.name, record.pid, record.advskew, absl::FormatDuration(elapsed()), sent,
+          sent > 1 ? "s" : "", ad.advskew, ad.source);
+      return;
+    }
+    if (elapsed() >= kClaimWait) break;
+    clock_.SleepFor(kClaimPollInterval);
+  }
+  spdlog::warn(
+      "vip {}: ucarp (pid {}) did not switch to MASTER within {} ({} CARP "
+      "advertisements{}); it does after its master-down timer",
+      record.name, record.pid, absl::FormatDuration(kClaimWait), sent,
+      last.ok() ? "" : absl::StrCat(", the last failed: ", last.ToString()));
 }
 
 absl::StatusOr<std::vector<std::string>> LinuxVipDriver::RemoveAll() {

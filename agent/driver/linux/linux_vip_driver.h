@@ -33,13 +33,15 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "agent/driver/watch_thread.h"
+#include "agent/driver/linux/garp.h"
 #include "agent/driver/linux/linux_options.h"
 #include "agent/driver/vip_driver.h"
+#include "agent/driver/watch_thread.h"
 #include "common/exec/command_runner.h"
 #include "common/time/clock.h"
 
@@ -54,6 +56,14 @@ class LinuxVipDriver final : public VipDriver {
   static constexpr absl::Duration kWatchInterval = absl::Milliseconds(100);
   // Time limit of one ip or sysctl run (options.command_timeout if shorter).
   static constexpr absl::Duration kToolTimeout = absl::Seconds(30);
+  // Claim's advertisements: one every kClaimAdvertiseInterval until ucarp's
+  // log says it switched to MASTER (checked every kClaimPollInterval), for
+  // at most kClaimWait. ucarp's capture hands it packets in batches, up to
+  // ~1 s late; each advertisement meanwhile also holds off the other
+  // backups' master-down timers.
+  static constexpr absl::Duration kClaimWait = absl::Seconds(2);
+  static constexpr absl::Duration kClaimAdvertiseInterval = absl::Milliseconds(250);
+  static constexpr absl::Duration kClaimPollInterval = absl::Milliseconds(25);
   // Longest password accepted: FreeBSD's carp(4) limit, so a VipConfig that
   // works in the lab also works on a FreeBSD host.
   static constexpr size_t kMaxPasswordBytes = 19;
@@ -115,15 +125,17 @@ class LinuxVipDriver final : public VipDriver {
   absl::StatusOr<std::vector<std::string>> RemoveAll();
   // ucarp cannot be told to become MASTER, and a BACKUP waits advbase x
   // deadratio of silence first; so the driver takes over that part: adds
-  // ADDRESS/32 (if missing), writes the state file MASTER and broadcasts
+  // ADDRESS/32 (if missing), writes the state file MASTER, broadcasts
   // gratuitous ARP (so that neighbours stop sending to the previous
-  // master's MAC). The VIP's ucarp must run: it becomes MASTER itself once
-  // its master-down timer fires (its up script finds the address there) and
-  // advertises from then on. OK without doing anything if the state is
-  // MASTER already. FailedPrecondition if the VIP is not configured as
-  // `vip` or its ucarp does not run. A failed announcement is logged, not
-  // returned (the address is in place; neighbours learn it within their
-  // ARP timeouts).
+  // master's MAC) -- all three skipped if the state is MASTER already --
+  // and then makes the VIP's ucarp MASTER at once (MakeUcarpMaster), so that
+  // it advertises from now on and no other backup's master-down timer
+  // fires meanwhile (found by the chaos run: a standby took the address
+  // from a claimed host whose fresh ucarp was still silent). The VIP's
+  // ucarp must run. FailedPrecondition if the VIP is not configured as
+  // `vip` or its ucarp does not run. A failed announcement or advertisement
+  // is logged, not returned (the address is in place; neighbours learn it
+  // within their ARP timeouts, ucarp becomes MASTER on its own timer).
   absl::Status Claim(const VipConfig& vip) override;
   // One CarpStatus per configured VIP on `interface`, ordered by vhid: role
   // from the state file while its ucarp runs, INIT when it does not;
@@ -163,6 +175,12 @@ class LinuxVipDriver final : public VipDriver {
   void SetAnnounceFunctionForTest(
       std::function<absl::Status(const std::string& interface, const std::string& address)> fn) {
     announce_ = std::move(fn);
+  }
+  // Replaces the CARP advertisement of Claim (default:
+  // SendCarpAdvertisement). Call before anything else.
+  void SetAdvertiseFunctionForTest(
+      std::function<absl::Status(const std::string& interface, const CarpAdvertisement& ad)> fn) {
+    advertise_ = std::move(fn);
   }
 
  private:
@@ -235,6 +253,16 @@ class LinuxVipDriver final : public VipDriver {
   // The record of `vip`, which must be configured here with vip's
   // interface, vhid and address; FailedPrecondition otherwise.
   absl::StatusOr<RunRecord> ConfiguredRecord(const VipConfig& vip) const;
+  // Makes the VIP's ucarp MASTER now (Claim): sends, from the VIP's
+  // address, a CARP advertisement one advskew step slower than this
+  // host's; ucarp (-P) preempts a slower master at once, so it becomes
+  // MASTER, runs its up script and advertises. Every other speaker of the
+  // vhid hears the same advertisement: a backup at a higher advskew starts
+  // its master-down interval again (the advertiser is not slower than it),
+  // a master at a higher advskew steps down. Repeated until ucarp's log
+  // says it switched (kClaimWait). Failures are logged, not returned: the
+  // address is in place and ucarp catches up on its own timer.
+  void MakeUcarpMaster(const RunRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_);
   // Restarts the ucarp of `record` as `updated`. A MASTER whose advskew
   // goes down (a failover's promotion of the standby that CARP already made
   // master) keeps the address: its ucarp is killed without the down script
@@ -273,9 +301,11 @@ class LinuxVipDriver final : public VipDriver {
   const LinuxDriverOptions options_;
   std::function<int(pid_t, int)> signal_for_test_;
   std::function<absl::Status(const std::string&, const std::string&)> announce_;
+  std::function<absl::Status(const std::string&, const CarpAdvertisement&)> advertise_;
 
   // Serializes Configure, SetAdvskew, Remove, Claim and Demote.
   absl::Mutex config_mu_;
+  absl::BitGen bitgen_ ABSL_GUARDED_BY(config_mu_);
 
   // Last member: destroyed (stopped) first.
   WatchThread watcher_;

@@ -48,6 +48,17 @@ TEST_F(FileUtilTest, FileOverTheLimitIsOutOfRange) {
   EXPECT_THAT(read.status().message(), HasSubstr("larger than 99 bytes"));
 }
 
+TEST_F(FileUtilTest, ReadFileFromReadsWhatFollowsAnOffsetCutToTheLimit) {
+  const std::string path = dir_.path() + "/log";
+  ASSERT_TRUE(WriteFileAtomically(path, "BACKUP\nMASTER\n").ok());
+  EXPECT_EQ(ReadFileFrom(path, 7, 1024).value(), "MASTER\n");
+  EXPECT_EQ(ReadFileFrom(path, 0, 6).value(), "BACKUP");
+  EXPECT_EQ(ReadFileFrom(path, 14, 1024).value(), "");
+  EXPECT_EQ(ReadFileFrom(path, 99, 1024).value(), "");
+  EXPECT_EQ(ReadFileFrom(dir_.path() + "/absent", 0, 10).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(FileUtilTest, ReadingADirectoryIsAnError) {
   EXPECT_FALSE(ReadFileToString(dir_.path(), 1024).ok());
 }

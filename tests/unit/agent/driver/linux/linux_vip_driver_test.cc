@@ -125,6 +125,12 @@ class LinuxVipDriverTest : public ::testing::Test {
       }
       return 0;
     });
+    // Never a real packet from a unit test; a test that claims sets its own.
+    driver_.SetAdvertiseFunctionForTest([this](const std::string&, const CarpAdvertisement&) {
+      ADD_FAILURE() << "unexpected CARP advertisement";
+      std::ofstream(Vips() + "/web.log", std::ios::app) << "Switching to state: MASTER\n";
+      return absl::OkStatus();
+    });
   }
   ~LinuxVipDriverTest() override { driver_.StopWatching(); }
 
@@ -723,6 +729,16 @@ TEST_F(LinuxVipDriverTest, ClaimAddsTheAddressWritesMasterAndAnnouncesIt) {
     announced.emplace_back(interface, address);
     return announce_result;
   });
+  // The fake ucarp switches to MASTER on the claim's advertisement and
+  // logs it, as ucarp does.
+  std::vector<CarpAdvertisement> advertised;
+  driver_.SetAdvertiseFunctionForTest([&](const std::string& interface,
+                                          const CarpAdvertisement& ad) {
+    EXPECT_EQ(interface, "eth0");
+    advertised.push_back(ad);
+    std::ofstream(Vips() + "/web.log", std::ios::app) << "[WARNING] Switching to state: MASTER\n";
+    return absl::OkStatus();
+  });
   Prepare();
   // Not configured here: nothing runs.
   EXPECT_EQ(driver_.Claim(Vip()).code(), absl::StatusCode::kFailedPrecondition);
@@ -743,15 +759,27 @@ TEST_F(LinuxVipDriverTest, ClaimAddsTheAddressWritesMasterAndAnnouncesIt) {
   EXPECT_EQ(ReadFile(StateFile()), "MASTER\n");
   EXPECT_THAT(announced,
               ElementsAre(std::make_pair(std::string("eth0"), std::string("198.18.0.100"))));
+  // ucarp made MASTER by one advertisement a step slower than its own
+  // advskew (100), from the VIP (ucarp ignores its own source address),
+  // keyed with the VIP's password.
+  ASSERT_EQ(advertised.size(), 1u);
+  EXPECT_EQ(advertised[0].source, "198.18.0.100");
+  EXPECT_EQ(advertised[0].address, "198.18.0.100");
+  EXPECT_EQ(advertised[0].vhid, 10);
+  EXPECT_EQ(advertised[0].advbase, 1);
+  EXPECT_EQ(advertised[0].advskew, 101);
+  EXPECT_EQ(advertised[0].password, "s3cret");
   auto state = driver_.State("eth0");
   ASSERT_TRUE(state.ok());
   ASSERT_EQ(state->size(), 1u);
   EXPECT_EQ((*state)[0].role, CarpRole::kMaster);
-  // MASTER already: nothing to do, nothing announced again.
+  // MASTER already (as after a restart that kept the address): no address,
+  // no announcement; the advertisement still goes, so that ucarp speaks now.
   ASSERT_TRUE(driver_.Claim(Vip()).ok());
   runner_.VerifyAllConsumed();
   EXPECT_EQ(announced.size(), 1u);
-  // No signal ever reached ucarp: it keeps running and catches up itself.
+  EXPECT_EQ(advertised.size(), 2u);
+  // No signal ever reached ucarp.
   EXPECT_THAT(signals(), IsEmpty());
 
   // BACKUP again, with the address left in place (ucarp's up script may
