@@ -37,10 +37,6 @@ bool WriteAll(int fd, absl::string_view data) {
   return true;
 }
 
-}  // namespace
-
-namespace {
-
 // Reads `path` from `offset` on: all of it (OutOfRange past max_bytes) or,
 // with `truncate`, its first max_bytes bytes.
 absl::StatusOr<std::string> ReadFrom(const std::string& path, uint64_t offset, size_t max_bytes,

@@ -130,11 +130,7 @@ TEST_F(LabFailoverTest, PrimaryCutFromTheCoordinatorStopsOnTheStorageHostsWord) 
   EXPECT_THAT(h1_log, HasSubstr("fence: jail web stopped"));
   EXPECT_THAT(h1_log, ::testing::Not(HasSubstr("SELF-FENCING")));
   // The fence waited until s1 had told h1.
-  std::string fence_detail;
-  for (const nlohmann::json& op : Operations()) {
-    if (op.value("kind", "") != "OPERATION_KIND_FAILOVER") continue;
-    fence_detail = op["steps"][0].value("detail", "");
-  }
+  const std::string fence_detail = FailoverStepDetail("fence");
   EXPECT_THAT(fence_detail, HasSubstr("previous holder h1: told its grant moved")) << fence_detail;
   EXPECT_FALSE(ReadyOn("h1"));
   // Driven promotion: the failover's vip step claimed the VIP on the

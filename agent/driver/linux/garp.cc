@@ -44,33 +44,6 @@ absl::StatusOr<in_addr> ParseIpv4(absl::string_view what, const std::string& add
   return ip;
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<uint8_t>> GratuitousArpPayload(const MacAddress& mac,
-                                                          const std::string& address) {
-  ASSIGN_OR_RETURN(const in_addr ip, ParseIpv4("gratuitous ARP address", address));
-  std::vector<uint8_t> out;
-  out.reserve(kArpPayloadBytes);
-  auto put16 = [&out](uint16_t v) {
-    out.push_back(static_cast<uint8_t>(v >> 8));
-    out.push_back(static_cast<uint8_t>(v & 0xff));
-  };
-  // Network byte order already.
-  const auto* ip_bytes = reinterpret_cast<const uint8_t*>(&ip.s_addr);
-  put16(ARPHRD_ETHER);  // hardware type
-  put16(ETHERTYPE_IP);  // protocol type
-  out.push_back(6);     // hardware address length
-  out.push_back(4);     // protocol address length
-  put16(ARPOP_REQUEST);
-  out.insert(out.end(), mac.begin(), mac.end());  // sender hardware address
-  out.insert(out.end(), ip_bytes, ip_bytes + 4);  // sender protocol address
-  out.insert(out.end(), 6, 0);                    // target hardware address
-  out.insert(out.end(), ip_bytes, ip_bytes + 4);  // target protocol address
-  return out;
-}
-
-namespace {
-
 // An AF_PACKET datagram socket for `ethertype` (the kernel adds the
 // Ethernet header) with `interface`'s index and MAC.
 struct Link {
@@ -133,6 +106,29 @@ uint16_t InternetChecksum(const uint8_t* data, size_t length) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<uint8_t>> GratuitousArpPayload(const MacAddress& mac,
+                                                          const std::string& address) {
+  ASSIGN_OR_RETURN(const in_addr ip, ParseIpv4("gratuitous ARP address", address));
+  std::vector<uint8_t> out;
+  out.reserve(kArpPayloadBytes);
+  auto put16 = [&out](uint16_t v) {
+    out.push_back(static_cast<uint8_t>(v >> 8));
+    out.push_back(static_cast<uint8_t>(v & 0xff));
+  };
+  // Network byte order already.
+  const auto* ip_bytes = reinterpret_cast<const uint8_t*>(&ip.s_addr);
+  put16(ARPHRD_ETHER);  // hardware type
+  put16(ETHERTYPE_IP);  // protocol type
+  out.push_back(6);     // hardware address length
+  out.push_back(4);     // protocol address length
+  put16(ARPOP_REQUEST);
+  out.insert(out.end(), mac.begin(), mac.end());  // sender hardware address
+  out.insert(out.end(), ip_bytes, ip_bytes + 4);  // sender protocol address
+  out.insert(out.end(), 6, 0);                    // target hardware address
+  out.insert(out.end(), ip_bytes, ip_bytes + 4);  // target protocol address
+  return out;
+}
 
 absl::Status SendGratuitousArp(const std::string& interface, const std::string& address,
                                int count) {

@@ -106,9 +106,10 @@ class LinuxVipDriver final : public VipDriver {
   // as ADDRESS/32.
   absl::Status Configure(const VipConfig& vip) override;
   // Restarts the VIP's ucarp with `-k advskew`: ucarp reads -k only at
-  // start and has no way to change it at run time. The restart runs the
-  // down script (-z), so a MASTER gives the VIP up and the peer with the
-  // lowest advskew takes it (preemption). OK without doing anything if the
+  // start and has no way to change it at run time (Restart: a MASTER made
+  // more preferred keeps the address; any other restart runs the down
+  // script, so a demoted MASTER gives the VIP up and the peer with the
+  // lowest advskew takes it by preemption). OK without doing anything if the
   // ucarp runs with that advskew already. FailedPrecondition if the VIP is
   // not configured, or configured with another interface, address or vhid.
   absl::Status SetAdvskew(const VipConfig& vip, int advskew) override;
