@@ -1,11 +1,16 @@
 #include "agent/agent_core.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/state/state_limits.h"
 #include "common/log/log.h"
 #include "common/proto/time_util.h"
 #include "common/status/status_macros.h"
@@ -43,6 +48,106 @@ v1::ObservedJail ToObservedJail(const JailInfo& info) {
   return jail;
 }
 
+// A name or key from a request as an error message shows it: quoted,
+// escaped, cut.
+std::string QuoteKey(absl::string_view key) {
+  constexpr size_t kShown = 64;
+  return absl::StrCat("\"", absl::CHexEscape(Utf8Prefix(key, kShown)),
+                      key.size() > kShown ? "\"..." : "\"");
+}
+
+// The bounds of state_limits.h on a jail's spec, which CreateJail stores as
+// given. Each part first, for a message that says what to shorten; then the
+// whole, which is what bounds the state file.
+absl::Status ValidateJailSpecBounds(const std::string& name, const v1::JailSpec& spec) {
+  const std::string prefix = absl::StrCat("jail ", name, ": spec.");
+  auto too_long = [&](const std::string& field, size_t size, size_t limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, field, " is ", size, " bytes, at most ", limit));
+  };
+  auto too_many = [&](absl::string_view field, int count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, field, " has ", count, " entries, at most ", kMaxJailSpecEntries));
+  };
+  if (spec.hostname().size() > kMaxJailHostnameBytes) {
+    return too_long("hostname", spec.hostname().size(), kMaxJailHostnameBytes);
+  }
+  auto check_list = [&](absl::string_view field,
+                        const google::protobuf::RepeatedPtrField<std::string>& list,
+                        size_t limit) -> absl::Status {
+    if (list.size() > kMaxJailSpecEntries) return too_many(field, list.size());
+    for (int i = 0; i < list.size(); ++i) {
+      if (list[i].size() > limit) {
+        return too_long(absl::StrCat(field, "[", i, "]"), list[i].size(), limit);
+      }
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(check_list("exec_start", spec.exec_start(), kMaxJailSpecValueBytes));
+  RETURN_IF_ERROR(check_list("exec_stop", spec.exec_stop(), kMaxJailSpecValueBytes));
+  RETURN_IF_ERROR(check_list("allow", spec.allow(), kMaxJailSpecNameBytes));
+  auto check_map = [&](absl::string_view field,
+                       const google::protobuf::Map<std::string, std::string>& map) {
+    if (static_cast<int>(map.size()) > kMaxJailSpecEntries) return too_many(field, map.size());
+    // Sorted, so that the first one reported does not depend on map order.
+    std::map<std::string, std::string> sorted(map.begin(), map.end());
+    for (const auto& [key, value] : sorted) {
+      if (key.size() > kMaxJailSpecNameBytes) {
+        return too_long(absl::StrCat(field, " name ", QuoteKey(key)), key.size(),
+                        kMaxJailSpecNameBytes);
+      }
+      if (value.size() > kMaxJailSpecValueBytes) {
+        return too_long(absl::StrCat(field, "[", QuoteKey(key), "]"), value.size(),
+                        kMaxJailSpecValueBytes);
+      }
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(check_map("params", spec.params()));
+  RETURN_IF_ERROR(check_map("env", spec.env()));
+  if (spec.limits_size() > kMaxJailSpecEntries) return too_many("limits", spec.limits_size());
+  for (int i = 0; i < spec.limits_size(); ++i) {
+    const v1::RctlLimit& limit = spec.limits(i);
+    for (const auto& [part, value] :
+         {std::pair<const char*, const std::string*>{"resource", &limit.resource()},
+          {"action", &limit.action()},
+          {"amount", &limit.amount()}}) {
+      if (value->size() > kMaxJailSpecNameBytes) {
+        return too_long(absl::StrCat("limits[", i, "].", part), value->size(),
+                        kMaxJailSpecNameBytes);
+      }
+    }
+  }
+  const size_t total = spec.ByteSizeLong();
+  if (total > kMaxJailSpecBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "jail ", name, ": spec is ", total, " bytes serialized, at most ", kMaxJailSpecBytes));
+  }
+  return absl::OkStatus();
+}
+
+// Why `host`, the host of an ImportImage endpoint, cannot be a storage
+// host's address; empty if it may be. Only literals can be judged (the sim
+// driver's endpoints are names): a wildcard means "this host" to connect()
+// (it is what a storage agent without --storage_address reports), and a
+// multicast or broadcast address is nobody's.
+std::string UnusableEndpointHost(const std::string& host) {
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    const uint32_t address = ntohl(v4.s_addr);
+    if ((address >> 24) == 0) return "a wildcard (this host), not a storage host's address";
+    if ((address >> 28) == 0xE) return "a multicast address";
+    if (address == 0xFFFFFFFFu) return "the broadcast address";
+    return "";
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_UNSPECIFIED(&v6)) return "a wildcard (this host), not a storage host's address";
+    if (IN6_IS_ADDR_MULTICAST(&v6)) return "a multicast address";
+  }
+  return "";
+}
+
 // "198.18.0.21:3101" -> host, port.
 absl::Status SplitEndpoint(const std::string& endpoint, std::string* host, int* port) {
   RETURN_IF_ERROR(common::ValidateHostPort("endpoint", endpoint));
@@ -61,6 +166,7 @@ absl::StatusOr<JailConfig> JailConfigFromSpec(const std::string& name, const v1:
                                               const v1::VipSpec& vip,
                                               const std::string& jail_root) {
   RETURN_IF_ERROR(common::ValidateName("jail name", name));
+  RETURN_IF_ERROR(ValidateJailSpecBounds(name, spec));
   JailConfig config;
   config.name = name;
   config.hostname = spec.hostname().empty() ? name : spec.hostname();
@@ -70,6 +176,12 @@ absl::StatusOr<JailConfig> JailConfigFromSpec(const std::string& name, const v1:
   if (!vip.address().empty()) {
     ASSIGN_OR_RETURN(VipConfig vip_config, VipConfigFromSpec(vip, 0));
     config.ip4_address = vip_config.address;
+  } else {
+    // Not checked as a VIP, but stored with the jail all the same.
+    if (!vip.name().empty()) RETURN_IF_ERROR(common::ValidateName("vip name", vip.name()));
+    if (!vip.interface().empty()) {
+      RETURN_IF_ERROR(common::ValidateInterfaceName("vip interface", vip.interface()));
+    }
   }
   if (spec.exec_start().empty()) {
     return absl::InvalidArgumentError(absl::StrCat("jail ", name, ": exec_start is empty"));
@@ -131,7 +243,8 @@ AgentCore::AgentCore(AgentCoreOptions options, AgentStateStore& store, JailDrive
 
 absl::Status AgentCore::Mutate(const v1::OperationContext& context, const char* method,
                                const std::string& lock_key, google::protobuf::Message* response,
-                               const std::function<absl::Status()>& action) {
+                               const std::function<absl::Status()>& action,
+                               const RecordedForm& recorded_form) {
   RETURN_IF_ERROR(common::ValidateOperationId(context.operation_id()));
   RETURN_IF_ERROR(store_.AcceptCoordinatorTerm(context.coordinator_term()));
   ASSIGN_OR_RETURN(ObjectLocks::Guard guard, locks_.TryAcquire(lock_key));
@@ -146,7 +259,7 @@ absl::Status AgentCore::Mutate(const v1::OperationContext& context, const char* 
         "host ", options_.host_name, " is self-fenced (lost its leases); waiting to be readmitted"));
   }
   const absl::Status status =
-      RunIdempotent(store_, context.operation_id(), method, response, action);
+      RunIdempotent(store_, context.operation_id(), method, response, action, recorded_form);
   ClearReadinessCache();
   return status;
 }
@@ -243,6 +356,12 @@ absl::Status AgentCore::CreateJail(const v1::CreateJailRequest& request,
   config.env["JAILOVER_HOST"] = options_.host_name;
   config.env["JAILOVER_EPOCH"] = absl::StrCat(request.epoch());
   return Mutate(request.context(), "CreateJail", "jail/" + request.name(), response, [&] {
+    if (const AgentState state = store_.Snapshot();
+        state.jails().count(request.name()) == 0 && state.jails_size() >= kMaxStoredJails) {
+      return absl::ResourceExhaustedError(absl::StrCat("jail ", request.name(), ": this host has ",
+                                                       state.jails_size(), " jails, at most ",
+                                                       kMaxStoredJails, "; destroy one first"));
+    }
     RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
     RETURN_IF_ERROR(jails_.Define(config));
     return store_.Update([&](AgentState& state) {
@@ -368,16 +487,31 @@ absl::Status AgentCore::ExecInJail(const v1::ExecInJailRequest& request,
   if (timeout <= absl::ZeroDuration() || timeout > absl::Hours(1)) {
     return absl::InvalidArgumentError("exec: timeout must be in (0, 1h]");
   }
-  return Mutate(request.context(), "ExecInJail", "jail/" + request.name(), response, [&] {
-    const std::vector<std::string> argv(request.argv().begin(), request.argv().end());
-    ASSIGN_OR_RETURN(common::CommandResult result, jails_.Exec(request.name(), argv, timeout));
-    response->set_exit_code(result.exit_code);
-    response->set_stdout_text(result.stdout_text);
-    response->set_stderr_text(result.stderr_text);
-    response->set_stdout_truncated(result.stdout_truncated);
-    response->set_stderr_truncated(result.stderr_truncated);
-    return absl::OkStatus();
-  });
+  // What a repeat gets: the exit code, not the output. Output can be
+  // megabytes per call (2000 calls remembered), and what a command printed
+  // has no place in the state file; the command must not run twice, so a
+  // repeat cannot fetch it again either. Output that was there is flagged
+  // truncated, so the caller can tell "no output" from "not kept".
+  const RecordedForm exit_code_only = [](google::protobuf::Message& message) {
+    auto& recorded = static_cast<v1::ExecInJailResponse&>(message);
+    recorded.set_stdout_truncated(recorded.stdout_truncated() || !recorded.stdout_text().empty());
+    recorded.set_stderr_truncated(recorded.stderr_truncated() || !recorded.stderr_text().empty());
+    recorded.clear_stdout_text();
+    recorded.clear_stderr_text();
+  };
+  return Mutate(
+      request.context(), "ExecInJail", "jail/" + request.name(), response,
+      [&] {
+        const std::vector<std::string> argv(request.argv().begin(), request.argv().end());
+        ASSIGN_OR_RETURN(common::CommandResult result, jails_.Exec(request.name(), argv, timeout));
+        response->set_exit_code(result.exit_code);
+        response->set_stdout_text(result.stdout_text);
+        response->set_stderr_text(result.stderr_text);
+        response->set_stdout_truncated(result.stdout_truncated);
+        response->set_stderr_truncated(result.stderr_truncated);
+        return absl::OkStatus();
+      },
+      exit_code_only);
 }
 
 // ---------------------------------------------------------------------------
@@ -387,6 +521,9 @@ absl::Status AgentCore::CreateImage(const v1::CreateImageRequest& request,
                                     v1::CreateImageResponse* response) {
   const v1::ImageSpec& spec = request.image();
   RETURN_IF_ERROR(common::ValidateName("image name", spec.name()));
+  if (!spec.storage_host().empty()) {
+    RETURN_IF_ERROR(common::ValidateName("image storage_host", spec.storage_host()));
+  }
   ASSIGN_OR_RETURN(std::string path,
                    common::ValidatePathUnder("image path", options_.image_root, spec.path()));
   if (spec.size_bytes() < (1u << 20) || spec.size_bytes() % 512 != 0) {
@@ -433,8 +570,9 @@ absl::Status AgentCore::ExportImage(const v1::ExportImageRequest& request,
                                     v1::ExportImageResponse* response) {
   RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
   const v1::Grant& grant = request.grant();
-  if (!grant.host().empty()) {
-    RETURN_IF_ERROR(common::ValidateName("grant host", grant.host()));
+  if (!grant.host().empty()) RETURN_IF_ERROR(common::ValidateName("grant host", grant.host()));
+  // Checked whenever given: it is stored, also without a host.
+  if (!grant.host().empty() || !grant.host_address().empty()) {
     RETURN_IF_ERROR(common::ValidateIpAddress("grant host_address", grant.host_address()));
   }
   if (grant.epoch() == 0) return absl::InvalidArgumentError("grant epoch must be at least 1");
@@ -612,6 +750,15 @@ absl::Status AgentCore::ImportImage(const v1::ImportImageRequest& request,
   ImportSource source;
   source.image = request.image();
   RETURN_IF_ERROR(SplitEndpoint(request.endpoint(), &source.host, &source.port));
+  // All the agent can check on its own: it has no trustworthy list of the
+  // storage hosts' export addresses (the endpoint is what the storage
+  // agent's ExportImage returned, relayed by the coordinator, the only
+  // caller its certificate check lets in). The storage host enforces the
+  // grant whatever this host connects to.
+  if (const std::string why = UnusableEndpointHost(source.host); !why.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoint ", request.endpoint(), ": ", source.host, " is ", why));
+  }
   ASSIGN_OR_RETURN(source.remote_path,
                    common::ValidateAbsolutePath("remote_path", request.remote_path()));
   source.io_timeout = request.has_io_timeout() ? common::FromProtoDuration(request.io_timeout())
@@ -663,36 +810,49 @@ absl::Status AgentCore::ReleaseImage(const v1::ReleaseImageRequest& request,
 absl::Status AgentCore::FsckImage(const v1::FsckImageRequest& request,
                                   v1::FsckImageResponse* response) {
   RETURN_IF_ERROR(common::ValidateName("image name", request.image()));
-  return Mutate(request.context(), "FsckImage", "image/" + request.image(), response, [&] {
-    RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
-    ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(request.image()));
-    if (!owned.imported() || owned.device().empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("image ", request.image(), ": not imported on this host"));
-    }
-    if (!owned.mount_point().empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "image ", request.image(), ": mounted at ", owned.mount_point(), "; unmount first"));
-    }
-    ASSIGN_OR_RETURN(FsckOutcome outcome,
-                     disks_.Fsck(owned.device(), ToFilesystemKind(owned.filesystem())));
-    switch (outcome.result) {
-      case FsckOutcome::Result::kClean:
-        response->set_result(v1::FSCK_RESULT_CLEAN);
-        break;
-      case FsckOutcome::Result::kRepaired:
-        response->set_result(v1::FSCK_RESULT_REPAIRED);
-        spdlog::warn("image {}: fsck had to repair the filesystem", request.image());
-        break;
-      case FsckOutcome::Result::kFailed:
-        response->set_result(v1::FSCK_RESULT_FAILED);
-        spdlog::error("image {}: fsck failed; the image must not be mounted", request.image());
-        break;
-    }
-    response->set_output(outcome.output);
-    common::ToProtoDuration(outcome.elapsed, response->mutable_elapsed());
-    return absl::OkStatus();
-  });
+  // A repeat gets the verdict and the end of the output (where the checker
+  // says what it found), not all of it: the state file keeps no tool output.
+  const RecordedForm output_tail = [](google::protobuf::Message& message) {
+    auto& recorded = static_cast<v1::FsckImageResponse&>(message);
+    const std::string& output = recorded.output();
+    if (output.size() <= kMaxRecordedFsckOutputBytes) return;
+    const absl::string_view tail = Utf8Suffix(output, kMaxRecordedFsckOutputBytes);
+    recorded.set_output(
+        absl::StrCat("[first ", output.size() - tail.size(), " bytes not kept]\n", tail));
+  };
+  return Mutate(
+      request.context(), "FsckImage", "image/" + request.image(), response,
+      [&] {
+        RETURN_IF_ERROR(store_.AcceptEpoch(request.image(), request.epoch()));
+        ASSIGN_OR_RETURN(OwnedImage owned, OwnedImageOrNotFound(request.image()));
+        if (!owned.imported() || owned.device().empty()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("image ", request.image(), ": not imported on this host"));
+        }
+        if (!owned.mount_point().empty()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "image ", request.image(), ": mounted at ", owned.mount_point(), "; unmount first"));
+        }
+        ASSIGN_OR_RETURN(FsckOutcome outcome,
+                         disks_.Fsck(owned.device(), ToFilesystemKind(owned.filesystem())));
+        switch (outcome.result) {
+          case FsckOutcome::Result::kClean:
+            response->set_result(v1::FSCK_RESULT_CLEAN);
+            break;
+          case FsckOutcome::Result::kRepaired:
+            response->set_result(v1::FSCK_RESULT_REPAIRED);
+            spdlog::warn("image {}: fsck had to repair the filesystem", request.image());
+            break;
+          case FsckOutcome::Result::kFailed:
+            response->set_result(v1::FSCK_RESULT_FAILED);
+            spdlog::error("image {}: fsck failed; the image must not be mounted", request.image());
+            break;
+        }
+        response->set_output(outcome.output);
+        common::ToProtoDuration(outcome.elapsed, response->mutable_elapsed());
+        return absl::OkStatus();
+      },
+      output_tail);
 }
 
 absl::Status AgentCore::MountImage(const v1::MountImageRequest& request,
@@ -740,7 +900,18 @@ absl::Status AgentCore::ConfigureVip(const v1::ConfigureVipRequest& request,
   if (config.password.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("vip ", config.name, ": password is empty"));
   }
+  if (config.password.size() > kMaxVipPasswordBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("vip ", config.name, ": password is ",
+                                                   config.password.size(), " bytes, at most ",
+                                                   kMaxVipPasswordBytes));
+  }
   return Mutate(request.context(), "ConfigureVip", "vip/" + config.name, response, [&] {
+    if (const AgentState state = store_.Snapshot();
+        state.vips().count(config.name) == 0 && state.vips_size() >= kMaxStoredVips) {
+      return absl::ResourceExhaustedError(absl::StrCat("vip ", config.name, ": this host has ",
+                                                       state.vips_size(), " VIPs, at most ",
+                                                       kMaxStoredVips, "; remove one first"));
+    }
     RETURN_IF_ERROR(vips_.Configure(config));
     if (request.claim()) RETURN_IF_ERROR(vips_.Claim(config));
     v1::ObservedVip* vip = response->mutable_vip();
@@ -1233,11 +1404,89 @@ std::vector<std::string> AgentCore::JailNames() {
   return names;
 }
 
+namespace {
+
+// True if the state records no jail, image, VIP or epoch: what a new state
+// file holds, whether the host is new or its file was lost.
+bool KnowsNothing(const AgentState& state) {
+  return state.jails().empty() && state.images().empty() && state.vips().empty() &&
+         state.epochs().empty();
+}
+
+// "a, b, c and 4 more": one line, however many there are.
+std::string ListSome(const std::vector<std::string>& items) {
+  constexpr size_t kShown = 8;
+  if (items.size() <= kShown) return absl::StrJoin(items, ", ");
+  return absl::StrCat(absl::StrJoin(items.begin(), items.begin() + kShown, ", "), " and ",
+                      items.size() - kShown, " more");
+}
+
+// FailedPrecondition naming what the drivers show of jailover's own — jails
+// whose root lies under `jail_root`, imports, exports — if any; OK if none.
+// For a state that knows nothing, any of them means the state file was lost
+// (every driver call is preceded by a record, at least of the image's
+// epoch, so no agent leaves them behind with an empty state).
+//
+// Why refuse rather than start fresh or adopt them: the state file is the
+// agent's fencing memory. Fresh, it would accept any image epoch and any
+// coordinator term, so a deposed coordinator or a stale retried step could
+// make it act for an image that has moved on; and its fences (SelfFence,
+// FenceImage, Evict) act only on what is recorded, so the jails, imports
+// and exports found would run on beyond their reach, kept by no lease.
+// Adopting them is no better: their epochs are unknown. Refused, they stay
+// as they are, and the rest of the cluster still fences them: the
+// coordinator moves a jail only through the storage fence
+// (docs/failure-model.md), and the Linux VIP guard removes this host's VIPs
+// once its leases run out. VIPs are not looked for: the VIP driver lists CARP state
+// per interface, and without the file the agent knows no interface, nor
+// could it tell its CARP addresses from others' on FreeBSD.
+absl::Status RefuseIfOrphans(const std::string& state_path, const std::string& jail_root,
+                             const std::vector<JailInfo>& jails,
+                             const std::vector<ImportInfo>& imports,
+                             const std::vector<ExportInfo>& exports) {
+  std::vector<std::string> found_jails, found_imports, found_exports;
+  for (const JailInfo& jail : jails) {
+    // Only jailover's: the agent roots every jail under the jail root.
+    if (!common::ValidatePathUnder("jail path", jail_root, jail.path).ok()) continue;
+    found_jails.push_back(absl::StrCat(jail.name, " (jid ", jail.jid, ", ", jail.path, ")"));
+  }
+  for (const ImportInfo& import : imports) {
+    const std::string device =
+        import.device.empty() ? absl::StrCat("slot ", import.slot) : import.device;
+    found_imports.push_back(absl::StrCat(device, " (", import.image, " from ", import.source, ")"));
+  }
+  for (const ExportInfo& exported : exports) {
+    found_exports.push_back(absl::StrCat(exported.image, " (slot ", exported.slot, ", ",
+                                         exported.served_path, " on ", exported.endpoint, " to ",
+                                         exported.granted_address, ")"));
+  }
+  if (found_jails.empty() && found_imports.empty() && found_exports.empty()) {
+    return absl::OkStatus();
+  }
+  std::vector<std::string> found;
+  if (!found_jails.empty()) found.push_back("jails " + ListSome(found_jails));
+  if (!found_imports.empty()) found.push_back("imported devices " + ListSome(found_imports));
+  if (!found_exports.empty()) found.push_back("exports " + ListSome(found_exports));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "agent state file ", state_path, " is new or empty, but this host has jailover's ",
+      absl::StrJoin(found, "; "),
+      ". The state file was lost: it holds each image's newest epoch, without which this agent "
+      "would accept fenced callers and could not fence these. Restore it from a backup, or stop "
+      "those jails, release those devices and stop those export servers (docs/agent.md, \"A lost "
+      "state file\"), then start the agent again"));
+}
+
+}  // namespace
+
 absl::StatusOr<int> AgentCore::Reconcile() {
   const AgentState state = store_.Snapshot();
   ASSIGN_OR_RETURN(std::vector<JailInfo> running_list, jails_.List());
   ASSIGN_OR_RETURN(std::vector<ImportInfo> imports, disks_.ListImports());
   ASSIGN_OR_RETURN(std::vector<ExportInfo> exports, disks_.ListExports());
+  if (KnowsNothing(state)) {
+    RETURN_IF_ERROR(
+        RefuseIfOrphans(store_.path(), options_.jail_root, running_list, imports, exports));
+  }
   std::set<std::string> running;
   for (const JailInfo& info : running_list) running.insert(info.name);
   int differences = 0;

@@ -80,6 +80,9 @@ class AgentCore {
   absl::Status DestroyJail(const v1::DestroyJailRequest& request,
                            v1::DestroyJailResponse* response);
   absl::Status ListJails(v1::ListAgentJailsResponse* response);
+  // Runs argv in the jail. Its output is never stored: a call repeated with
+  // the same operation id does not run the command again and gets the first
+  // call's exit code with empty output, *_truncated set where there was some.
   absl::Status ExecInJail(const v1::ExecInJailRequest& request, v1::ExecInJailResponse* response);
 
   // Images, storage side.
@@ -170,6 +173,11 @@ class AgentCore {
   // word (a jail recorded as started that no longer runs; an import whose
   // device is gone) and logs every difference, so a restarted agent neither
   // forgets nor duplicates. Returns the number of differences found.
+  // FailedPrecondition, nothing changed, if the state knows nothing (no
+  // jail, image, VIP or epoch: the file was new or emptied) while the
+  // drivers show jailover's jails (under the jail root), imports or
+  // exports: the state file was lost, and the agent must not start without
+  // its epochs (the message lists what was found and how to recover).
   absl::StatusOr<int> Reconcile();
 
   // A CARP state change from the VIP driver as the API reports it (with the
@@ -189,7 +197,8 @@ class AgentCore {
   // self-fenced, then RunIdempotent.
   absl::Status Mutate(const v1::OperationContext& context, const char* method,
                       const std::string& lock_key, google::protobuf::Message* response,
-                      const std::function<absl::Status()>& action);
+                      const std::function<absl::Status()>& action,
+                      const RecordedForm& recorded_form = nullptr);
   // The stored image `name`, NotFound if this agent does not know it.
   absl::StatusOr<jailover::internal::OwnedImage> OwnedImageOrNotFound(const std::string& name);
   absl::StatusOr<ImageFile> StoredImageFile(const std::string& name);
@@ -254,6 +263,8 @@ inline constexpr absl::Duration kReadinessCacheTtl = absl::Milliseconds(250);
 
 // Conversions between the API's messages and the drivers' structs, and the
 // validation of what crosses the API edge. Pure; exposed for tests.
+// JailConfigFromSpec also enforces the bounds of state_limits.h on the spec
+// (it is stored as given): InvalidArgument naming the field and the limit.
 absl::StatusOr<JailConfig> JailConfigFromSpec(const std::string& name, const v1::JailSpec& spec,
                                               const v1::VipSpec& vip,
                                               const std::string& jail_root);

@@ -1,5 +1,9 @@
 #include "agent/agent_options.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -61,9 +65,9 @@ ABSL_FLAG(bool, linux_vip_refresh, true,
           "within advbase of its end (FreeBSD's CARP does this by advertising from the VIP's "
           "virtual MAC).");
 ABSL_FLAG(std::string, advertise_address, "",
-          "HOST:PORT the coordinator dials to reach this agent's gRPC port; default: the --listen "
-          "address, or this machine's host name and the port when --listen is a wildcard "
-          "(0.0.0.0, [::]).");
+          "IP:PORT the coordinator dials to reach this agent's gRPC port; storage hosts let this "
+          "host in by its IP (IPv4 for a jail host). Default: the --listen address; required "
+          "with --coordinators when --listen is a wildcard (0.0.0.0, [::]).");
 ABSL_FLAG(bool, unsafe_skip_storage_fence_for_testing, false,
           "TESTS ONLY, UNSAFE: the storage role never fences a previous holder: a grant to a new "
           "host leaves the old one connected and its storage lease CURRENT, so two hosts can "
@@ -78,14 +82,44 @@ ABSL_FLAG(bool, linux_vip_guard, true,
           "Linux driver, jail role: start the VIP guard (--vip_guard) beside the agent, so that a "
           "stopped, hung or dead agent's ucarps stop advertising once its leases ran out.");
 ABSL_FLAG(std::string, storage_address, "",
-          "Storage role: the address export servers (ggated, nbd-server) bind and clients reach "
-          "them at; empty = all addresses.");
+          "Storage role: the IPv4 address export servers (ggated, nbd-server) bind and jail hosts "
+          "reach them at. Default with --coordinators: the advertised address's IP; without: all "
+          "addresses.");
 
 namespace jailover::agent {
 
 using jailover::v1::DriverKind;
 
 constexpr char kDefaultListen[] = "0.0.0.0:7420";
+
+namespace {
+
+enum class AddressKind { kName, kWildcard, kIpv4, kIpv6 };
+
+// The host part of a validated HOST:PORT ("[fd00::1]:7420" -> "fd00::1").
+std::string HostPart(const std::string& host_port) {
+  std::string host = host_port.substr(0, host_port.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+AddressKind KindOf(const std::string& host) {
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    return v4.s_addr == htonl(INADDR_ANY) ? AddressKind::kWildcard : AddressKind::kIpv4;
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_UNSPECIFIED(&v6) ? AddressKind::kWildcard : AddressKind::kIpv6;
+  }
+  return AddressKind::kName;
+}
+
+bool HasRole(const AgentOptions& options, v1::HostRole role) {
+  return std::find(options.roles.begin(), options.roles.end(), role) != options.roles.end();
+}
+
+}  // namespace
 
 DriverKind DefaultDriverKind() {
 #if defined(__FreeBSD__)
@@ -218,7 +252,64 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   } else {
     ASSIGN_OR_RETURN(options.driver, ParseDriverKind(driver));
   }
+  RETURN_IF_ERROR(ResolveAdvertisedAddresses(options));
   return options;
+}
+
+absl::Status ResolveAdvertisedAddresses(AgentOptions& options) {
+  if (options.coordinators.empty()) return absl::OkStatus();
+  const bool advertised = !options.advertise_address.empty();
+  const std::string& address = advertised ? options.advertise_address : options.grpc.listen;
+  const std::string host = HostPart(address);
+  const AddressKind kind = KindOf(host);
+  // What to write in the message: the flag the address came from.
+  const std::string source =
+      absl::StrCat(advertised ? "--advertise_address " : "--listen ", address);
+  const bool jail_role = HasRole(options, v1::HOST_ROLE_JAIL);
+  const char* const kFix = "; set --advertise_address=IP:PORT, this host's address and port";
+  switch (kind) {
+    case AddressKind::kWildcard:
+      return absl::InvalidArgumentError(absl::StrCat(
+          source,
+          " is a wildcard, no address the coordinator can dial or a storage host can let "
+          "this host in by",
+          kFix));
+    case AddressKind::kName:
+      // A name was what went wrong before (issue 15): the coordinator turns
+      // the host part into this host's grants, which must be addresses.
+      return absl::InvalidArgumentError(
+          absl::StrCat(source,
+                       " names no literal IP address (storage hosts let this host in by address, "
+                       "not by name)",
+                       kFix));
+    case AddressKind::kIpv6:
+      if (jail_role) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source,
+            " is IPv6, but a jail host is granted its images by IPv4 address (GEOM Gate "
+            "and nbd grants are IPv4 only)",
+            kFix, " (IPv4)"));
+      }
+      break;
+    case AddressKind::kIpv4:
+      break;
+  }
+  if (HasRole(options, v1::HOST_ROLE_STORAGE) &&
+      options.linux_options.storage_listen_address.empty()) {
+    if (kind != AddressKind::kIpv4) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--storage_address is needed: without it exports listen on 0.0.0.0, which no jail "
+          "host can dial, and ",
+          source,
+          " is no IPv4 address to use instead; set "
+          "--storage_address=IPV4, the address jail hosts reach this host at"));
+    }
+    // Where the coordinator reaches this host is where jail hosts reach its
+    // exports, unless --storage_address says otherwise (a storage network).
+    options.linux_options.storage_listen_address = host;
+    options.freebsd_options.storage_listen_address = host;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace jailover::agent

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/driver/freebsd/freebsd_options.h"
@@ -32,7 +33,7 @@ struct AgentOptions {
   // such an agent never fences itself).
   std::vector<std::string> coordinators;
   // HOST:PORT registered for the coordinator to dial (--advertise_address);
-  // empty = derived from the listen address (see AdvertisedAddress).
+  // empty = the listen address with its bound port (AdvertisedAddress).
   std::string advertise_address;
   // Roles registered with the coordinator (--roles).
   std::vector<v1::HostRole> roles;
@@ -64,5 +65,17 @@ std::string DriverKindName(jailover::v1::DriverKind kind);
 
 // Reads and validates the flags. InvalidArgument names the flag at fault.
 absl::StatusOr<AgentOptions> AgentOptionsFromFlags();
+
+// For an agent that registers with coordinators (AgentOptionsFromFlags
+// calls it): checks the address it will advertise — --advertise_address,
+// else the --listen host — and gives the storage role a reachable export
+// address. The advertised host must be a literal address, not a wildcard
+// or a host name, and IPv4 with the jail role: the coordinator dials it,
+// and grants this host's images to its host part (GEOM Gate and nbd grants
+// are IPv4 only). A storage role without --storage_address exports at the
+// advertised host if it is IPv4 (else at 0.0.0.0, which no jail host can
+// dial). InvalidArgument, a one-line message naming the flag to set.
+// Without coordinators nothing is registered and nothing is checked.
+absl::Status ResolveAdvertisedAddresses(AgentOptions& options);
 
 }  // namespace jailover::agent

@@ -19,18 +19,19 @@
 #include "common/exec/command_runner.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
+#include "common/tls/credentials.h"
 
 namespace jailover::agent {
 
 std::string AdvertisedAddress(const std::string& advertise, const std::string& listen, int port) {
   if (!advertise.empty()) return advertise;
-  std::string host = listen.substr(0, listen.rfind(':'));
-  if (host == "0.0.0.0" || host == "[::]" || host == "::" || host.empty()) {
-    // A wildcard is no address to dial: this machine's name instead.
-    char name[256] = {};
-    host = gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0' ? name : "localhost";
-  }
-  return absl::StrCat(host, ":", port);
+  // Never this machine's host name for a wildcard (issue 15: "vm" was
+  // registered, and every ExportImage to this host then failed, a grant
+  // needing a literal IPv4 address). Options from AgentOptionsFromFlags
+  // never get here with a wildcard (ResolveAdvertisedAddresses refuses to
+  // start); any other caller's wildcard is returned as it is, plainly
+  // unusable rather than plausibly wrong.
+  return absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
 }
 namespace {
 
@@ -90,6 +91,10 @@ absl::StatusOr<std::string> StartVipGuard(const AgentOptions& options,
 absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOptions& options,
                                                                  common::Clock& clock) {
   auto server = std::unique_ptr<AgentServer>(new AgentServer());
+  // Serving under another identity would be refused by every peer anyway;
+  // refuse at start, saying which certificate is needed.
+  RETURN_IF_ERROR(common::CheckOwnIdentity(
+      options.grpc.tls, common::Identity{common::Role::kAgent, options.host_name}));
   RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir));
   ASSIGN_OR_RETURN(server->store_, AgentStateStore::Open(options.state_dir + "/agent-state.json",
                                                          options.host_name, clock));

@@ -51,9 +51,11 @@ class AgentServer final : public common::Daemon {
   absl::Notification stop_health_;
 };
 
-// The address the agent registers for the coordinator to dial: `advertise`
-// if set, else the listen host with the bound `port` — or, for a wildcard
-// listen host (0.0.0.0, [::]), this machine's host name. Exposed for tests.
+// The address the agent registers for the coordinator to dial (and whose
+// host storage hosts let this host in by): `advertise` if set, else the
+// listen host with the bound `port`. ResolveAdvertisedAddresses
+// (agent_options.h) has checked that this is a literal address, not a
+// wildcard or a host name. Exposed for tests.
 std::string AdvertisedAddress(const std::string& advertise, const std::string& listen, int port);
 
 }  // namespace jailover::agent

@@ -4,6 +4,7 @@
 
 #include "agent/host_facts.h"
 #include "common/status/grpc_status.h"
+#include "common/tls/peer_auth.h"
 
 namespace jailover::agent {
 
@@ -24,6 +25,17 @@ grpc::Status AgentService::ListJails(grpc::ServerContext* /*context*/,
                                      const v1::ListAgentJailsRequest* /*request*/,
                                      v1::ListAgentJailsResponse* response) {
   return common::ToGrpcStatus(core_.ListJails(response));
+}
+
+grpc::Status AgentService::RenewStorageLease(grpc::ServerContext* context,
+                                             const v1::RenewStorageLeaseRequest* request,
+                                             v1::RenewStorageLeaseResponse* response) {
+  // A host's certificate renews that host's grants, no other's: a lease
+  // renewed for another host would keep its fenced writer alive.
+  absl::Status own =
+      common::CheckOwnHost(*context, "/jailover.v1.Agent/RenewStorageLease", request->host());
+  if (!own.ok()) return common::ToGrpcStatus(own);
+  return common::ToGrpcStatus(core_.RenewStorageLease(*request, response));
 }
 
 grpc::Status AgentService::GetHostFacts(grpc::ServerContext* /*context*/,

@@ -1,6 +1,8 @@
 // AgentService: the jailover.v1.Agent gRPC service. A thin adapter: every
 // RPC calls AgentCore and converts its absl::Status at the edge; no policy
-// lives here. Thread-safe.
+// lives here. Who may call what was decided before (the authorization
+// table, common/auth/authorization.h, at the gRPC edge); the one check left
+// here is that a jail host renews only its own storage leases. Thread-safe.
 #pragma once
 
 #include <string>
@@ -18,26 +20,25 @@ class AgentService final : public v1::Agent::Service {
                std::string incarnation);
 
 // The unary RPCs that map one to one onto AgentCore methods.
-#define JAILOVER_AGENT_CORE_RPCS(X)                              \
-  X(CreateJail, CreateJailRequest, CreateJailResponse)           \
-  X(StartJail, StartJailRequest, StartJailResponse)              \
-  X(StopJail, StopJailRequest, StopJailResponse)                 \
-  X(DestroyJail, DestroyJailRequest, DestroyJailResponse)        \
-  X(ExecInJail, ExecInJailRequest, ExecInJailResponse)           \
-  X(CreateImage, CreateImageRequest, CreateImageResponse)        \
-  X(AttachImage, AttachImageRequest, AttachImageResponse)        \
-  X(DetachImage, DetachImageRequest, DetachImageResponse)        \
-  X(ExportImage, ExportImageRequest, ExportImageResponse)        \
-  X(UnexportImage, UnexportImageRequest, UnexportImageResponse)  \
-  X(RenewStorageLease, RenewStorageLeaseRequest, RenewStorageLeaseResponse) \
-  X(ImportImage, ImportImageRequest, ImportImageResponse)        \
-  X(ReleaseImage, ReleaseImageRequest, ReleaseImageResponse)     \
-  X(FsckImage, FsckImageRequest, FsckImageResponse)              \
-  X(MountImage, MountImageRequest, MountImageResponse)           \
-  X(UnmountImage, UnmountImageRequest, UnmountImageResponse)     \
-  X(ConfigureVip, ConfigureVipRequest, ConfigureVipResponse)     \
-  X(RemoveVip, RemoveVipRequest, RemoveVipResponse)              \
-  X(SetVipAdvskew, SetVipAdvskewRequest, SetVipAdvskewResponse)  \
+#define JAILOVER_AGENT_CORE_RPCS(X)                             \
+  X(CreateJail, CreateJailRequest, CreateJailResponse)          \
+  X(StartJail, StartJailRequest, StartJailResponse)             \
+  X(StopJail, StopJailRequest, StopJailResponse)                \
+  X(DestroyJail, DestroyJailRequest, DestroyJailResponse)       \
+  X(ExecInJail, ExecInJailRequest, ExecInJailResponse)          \
+  X(CreateImage, CreateImageRequest, CreateImageResponse)       \
+  X(AttachImage, AttachImageRequest, AttachImageResponse)       \
+  X(DetachImage, DetachImageRequest, DetachImageResponse)       \
+  X(ExportImage, ExportImageRequest, ExportImageResponse)       \
+  X(UnexportImage, UnexportImageRequest, UnexportImageResponse) \
+  X(ImportImage, ImportImageRequest, ImportImageResponse)       \
+  X(ReleaseImage, ReleaseImageRequest, ReleaseImageResponse)    \
+  X(FsckImage, FsckImageRequest, FsckImageResponse)             \
+  X(MountImage, MountImageRequest, MountImageResponse)          \
+  X(UnmountImage, UnmountImageRequest, UnmountImageResponse)    \
+  X(ConfigureVip, ConfigureVipRequest, ConfigureVipResponse)    \
+  X(RemoveVip, RemoveVipRequest, RemoveVipResponse)             \
+  X(SetVipAdvskew, SetVipAdvskewRequest, SetVipAdvskewResponse) \
   X(GetVipState, GetVipStateRequest, GetVipStateResponse)
 
 #define JAILOVER_DECLARE_AGENT_RPC(Method, Request, Response)                       \
@@ -46,6 +47,7 @@ class AgentService final : public v1::Agent::Service {
   JAILOVER_AGENT_CORE_RPCS(JAILOVER_DECLARE_AGENT_RPC)
   JAILOVER_DECLARE_AGENT_RPC(ListJails, ListAgentJailsRequest, ListAgentJailsResponse)
   JAILOVER_DECLARE_AGENT_RPC(GetHostFacts, GetHostFactsRequest, GetHostFactsResponse)
+  JAILOVER_DECLARE_AGENT_RPC(RenewStorageLease, RenewStorageLeaseRequest, RenewStorageLeaseResponse)
 #undef JAILOVER_DECLARE_AGENT_RPC
 
  private:

@@ -4,20 +4,17 @@
 //   GET /v1/jails/NAME/ready   200 "ready" only when NAME runs here, is not
 //                              stopping, and this host is CARP MASTER of its VIP;
 //                              else 503 (404 for an unknown jail) with a one-line reason
-// Runs its own listener thread. Thread-safe.
+//   HEAD as GET; anything else 404.
+// Served by common::HttpListener, whose limits keep slow clients from
+// delaying a probe (see there). Thread-safe.
 #pragma once
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "agent/agent_core.h"
 #include "common/http/http_listener.h"
-
-namespace httplib {
-class Server;
-}  // namespace httplib
 
 namespace jailover::agent {
 

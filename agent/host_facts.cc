@@ -14,7 +14,7 @@
 namespace jailover::agent {
 
 jailover::v1::HostFacts CollectHostFacts(jailover::v1::DriverKind driver, absl::Time started,
-                                         const std::string& incarnation) {
+                                         const std::string& incarnation, const HostRoots& roots) {
   jailover::v1::HostFacts facts;
   struct utsname uts = {};
   if (uname(&uts) == 0) {
@@ -50,6 +50,8 @@ jailover::v1::HostFacts CollectHostFacts(jailover::v1::DriverKind driver, absl::
   }
   facts.mutable_started()->set_seconds(absl::ToUnixSeconds(started));
   facts.set_incarnation(incarnation);
+  facts.set_image_root(roots.image_root);
+  facts.set_jail_root(roots.jail_root);
   return facts;
 }
 

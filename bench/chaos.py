@@ -81,9 +81,12 @@ class Lab:
         return self.state
 
     def ctl(self, *args, timeout=20, check=False):
+        # The lab's mTLS, as operator/lab (jailover-lab up makes DIR/pki).
+        pki = self.state["dir"] + "/pki"
         argv = [self.lab_bin, "--state_file", self.state_file, "exec", "c1", "--",
-                self.ctl_bin, "--coordinator", self.state["coordinator"], "--insecure",
-                "--timeout", "5"] + list(args)
+                self.ctl_bin, "--coordinator", self.state["coordinator"],
+                "--tls_cert", pki + "/operator-lab.pem", "--tls_key", pki + "/operator-lab.key",
+                "--tls_ca", pki + "/ca.pem", "--timeout", "5"] + list(args)
         r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise RuntimeError("jailoverctl %s failed: %s%s" % (" ".join(args), r.stdout, r.stderr))

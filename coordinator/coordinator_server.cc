@@ -12,6 +12,7 @@
 #include "common/log/log.h"
 #include "common/proto/time_util.h"
 #include "common/status/status_macros.h"
+#include "common/tls/credentials.h"
 #include "common/version.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/names.h"
@@ -54,6 +55,10 @@ absl::Status EnsurePrivateDir(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const CoordinatorOptions& options, common::Clock& clock) {
   auto server = std::unique_ptr<CoordinatorServer>(new CoordinatorServer());
+  // Agents take orders only from coordinator certificates; refuse at start,
+  // saying which certificate is needed.
+  RETURN_IF_ERROR(common::CheckOwnIdentity(
+      options.grpc.tls, common::Identity{common::Role::kCoordinator, options.name}));
   server->options_ = options;
   server->clock_ = &clock;
   StoreDescription store_description;

@@ -10,24 +10,13 @@
 #include "common/proto/time_util.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/tls/peer_auth.h"
 #include "common/validation/validation.h"
 #include "common/version.h"
 #include "coordinator/names.h"
 
 namespace jailover::coordinator {
 namespace {
-
-// Who asks, for the audit trail: the client certificate's identity, else
-// the peer address (insecure mode).
-std::string OperatorName(const grpc::ServerContext& context) {
-  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth != nullptr) {
-    for (const grpc::string_ref& identity : auth->GetPeerIdentity()) {
-      if (identity.size() > 0) return std::string(identity.data(), identity.size());
-    }
-  }
-  return absl::StrCat("unauthenticated client ", context.peer());
-}
 
 // Writes the answer to a Register (sequence 0) or Heartbeat; false once the
 // stream is broken.
@@ -93,6 +82,12 @@ grpc::Status CoordinatorService::Lease(
                         "the first message of a lease stream must be Register");
   }
   const std::string host = message.register_().host();
+  // An agent's certificate holds the lease of its own host, no other's: a
+  // lease taken for another host could re-address it or fence it.
+  if (absl::Status own = common::CheckOwnHost(*context, "/jailover.v1.Coordinator/Lease", host);
+      !own.ok()) {
+    return common::ToGrpcStatus(own);
+  }
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<cluster::LeaseAnswer> answer = membership_.Register(message.register_());
   if (!answer.ok()) {
@@ -186,7 +181,7 @@ grpc::Status CoordinatorService::MarkHostFenced(grpc::ServerContext* context,
                                                 v1::MarkHostFencedResponse* response) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<v1::Host> host =
-      membership_.MarkFenced(request->name(), OperatorName(*context), request->reason());
+      membership_.MarkFenced(request->name(), common::CallerName(*context), request->reason());
   if (!host.ok()) return common::ToGrpcStatus(host.status());
   *response->mutable_host() = *std::move(host);
   return grpc::Status::OK;
@@ -197,7 +192,7 @@ grpc::Status CoordinatorService::ReadmitHost(grpc::ServerContext* context,
                                              v1::ReadmitHostResponse* response) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<v1::Host> host =
-      membership_.Readmit(request->name(), OperatorName(*context), request->reason());
+      membership_.Readmit(request->name(), common::CallerName(*context), request->reason());
   if (!host.ok()) return common::ToGrpcStatus(host.status());
   *response->mutable_host() = *std::move(host);
   return grpc::Status::OK;
@@ -208,7 +203,7 @@ grpc::Status CoordinatorService::DrainHost(grpc::ServerContext* context,
                                            v1::DrainHostResponse* /*response*/) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<v1::Host> host =
-      membership_.Drain(request->name(), OperatorName(*context), request->reason());
+      membership_.Drain(request->name(), common::CallerName(*context), request->reason());
   return common::ToGrpcStatus(host.status());
 }
 
@@ -216,7 +211,8 @@ grpc::Status CoordinatorService::UndrainHost(grpc::ServerContext* context,
                                              const v1::UndrainHostRequest* request,
                                              v1::UndrainHostResponse* response) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
-  absl::StatusOr<v1::Host> host = membership_.Undrain(request->name(), OperatorName(*context), "");
+  absl::StatusOr<v1::Host> host =
+      membership_.Undrain(request->name(), common::CallerName(*context), "");
   if (!host.ok()) return common::ToGrpcStatus(host.status());
   *response->mutable_host() = *std::move(host);
   return grpc::Status::OK;
@@ -226,8 +222,8 @@ grpc::Status CoordinatorService::ApplyImage(grpc::ServerContext* context,
                                             const v1::ApplyImageRequest* request,
                                             v1::ApplyImageResponse* response) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
-  absl::StatusOr<catalog::ApplyImageResult> applied =
-      catalog_.ApplyImage(request->image(), absl::StrCat("operator:", OperatorName(*context)));
+  absl::StatusOr<catalog::ApplyImageResult> applied = catalog_.ApplyImage(
+      request->image(), absl::StrCat("operator:", common::CallerName(*context)));
   if (!applied.ok()) return common::ToGrpcStatus(applied.status());
   *response->mutable_image() = applied->image;
   response->set_created(applied->created);
@@ -260,8 +256,8 @@ grpc::Status CoordinatorService::DeleteImage(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "delete_file is not supported yet: remove the file on the storage host");
   }
-  return common::ToGrpcStatus(
-      catalog_.DeleteImage(request->name(), absl::StrCat("operator:", OperatorName(*context))));
+  return common::ToGrpcStatus(catalog_.DeleteImage(
+      request->name(), absl::StrCat("operator:", common::CallerName(*context))));
 }
 
 grpc::Status CoordinatorService::ApplyVip(grpc::ServerContext* context,
@@ -269,7 +265,7 @@ grpc::Status CoordinatorService::ApplyVip(grpc::ServerContext* context,
                                           v1::ApplyVipResponse* response) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   absl::StatusOr<catalog::ApplyVipResult> applied =
-      catalog_.ApplyVip(request->vip(), absl::StrCat("operator:", OperatorName(*context)));
+      catalog_.ApplyVip(request->vip(), absl::StrCat("operator:", common::CallerName(*context)));
   if (!applied.ok()) return common::ToGrpcStatus(applied.status());
   *response->mutable_vip() = applied->vip;
   return grpc::Status::OK;
@@ -289,14 +285,14 @@ grpc::Status CoordinatorService::DeleteVip(grpc::ServerContext* context,
                                            v1::DeleteVipResponse* /*response*/) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
   return common::ToGrpcStatus(
-      catalog_.DeleteVip(request->name(), absl::StrCat("operator:", OperatorName(*context))));
+      catalog_.DeleteVip(request->name(), absl::StrCat("operator:", common::CallerName(*context))));
 }
 
 grpc::Status CoordinatorService::ApplyJail(grpc::ServerContext* context,
                                            const v1::ApplyJailRequest* request,
                                            v1::ApplyJailResponse* response) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
-  const std::string actor = absl::StrCat("operator:", OperatorName(*context));
+  const std::string actor = absl::StrCat("operator:", common::CallerName(*context));
   absl::StatusOr<catalog::ApplyJailResult> applied =
       catalog_.ApplyJail(request->jail(), actor, request->dry_run());
   if (!applied.ok()) return common::ToGrpcStatus(applied.status());
@@ -337,7 +333,7 @@ grpc::Status CoordinatorService::DeleteJail(grpc::ServerContext* context,
     return common::ToGrpcStatus(valid);
   }
   absl::StatusOr<std::optional<v1::Operation>> op =
-      controller_.Delete(request->name(), absl::StrCat("operator:", OperatorName(*context)));
+      controller_.Delete(request->name(), absl::StrCat("operator:", common::CallerName(*context)));
   if (!op.ok()) return common::ToGrpcStatus(op.status());
   if (op->has_value()) *response->mutable_operation() = **op;
   return grpc::Status::OK;
@@ -355,8 +351,8 @@ grpc::Status CoordinatorService::RemoveHost(grpc::ServerContext* context,
                                             const v1::RemoveHostRequest* request,
                                             v1::RemoveHostResponse* /*response*/) {
   if (grpc::Status leader = CheckLeader(); !leader.ok()) return leader;
-  return common::ToGrpcStatus(
-      membership_.Remove(request->name(), absl::StrCat("operator:", OperatorName(*context)), ""));
+  return common::ToGrpcStatus(membership_.Remove(
+      request->name(), absl::StrCat("operator:", common::CallerName(*context)), ""));
 }
 
 grpc::Status CoordinatorService::SetMaintenance(grpc::ServerContext* context,
@@ -371,8 +367,9 @@ grpc::Status CoordinatorService::SetMaintenance(grpc::ServerContext* context,
                           "maintenance duration must lie in (0, 365 days]");
     }
   }
-  absl::StatusOr<v1::Host> host = membership_.SetMaintenance(
-      request->name(), OperatorName(*context), request->enabled(), duration, request->reason());
+  absl::StatusOr<v1::Host> host =
+      membership_.SetMaintenance(request->name(), common::CallerName(*context), request->enabled(),
+                                 duration, request->reason());
   if (!host.ok()) return common::ToGrpcStatus(host.status());
   *response->mutable_host() = *std::move(host);
   return grpc::Status::OK;
@@ -442,7 +439,7 @@ grpc::Status CoordinatorService::RestartJail(grpc::ServerContext* context,
     return common::ToGrpcStatus(valid);
   }
   return Answer(controller_.Restart(request->name(), request->reason(),
-                                    absl::StrCat("operator:", OperatorName(*context))),
+                                    absl::StrCat("operator:", common::CallerName(*context))),
                 response->mutable_operation());
 }
 
@@ -454,7 +451,7 @@ grpc::Status CoordinatorService::Migrate(grpc::ServerContext* context,
     return common::ToGrpcStatus(valid);
   }
   return Answer(controller_.Migrate(request->jail(), request->to_host(), request->reason(),
-                                    absl::StrCat("operator:", OperatorName(*context))),
+                                    absl::StrCat("operator:", common::CallerName(*context))),
                 response->mutable_operation());
 }
 
@@ -470,7 +467,7 @@ grpc::Status CoordinatorService::Failover(grpc::ServerContext* context,
                         "a manual failover needs a reason (recorded in the event log)");
   }
   return Answer(controller_.Failover(request->jail(), request->to_host(), request->reason(),
-                                     absl::StrCat("operator:", OperatorName(*context))),
+                                     absl::StrCat("operator:", common::CallerName(*context))),
                 response->mutable_operation());
 }
 

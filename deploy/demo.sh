@@ -45,6 +45,8 @@ acked_at_least() { (($(acked) >= $1)); }
 
 step "1/6 building the lab: coordinator, storage s1, jail hosts h1-h3, client c1 (198.18.0.0/24, an isolated bridge)"
 lab up | sed 's/^/    /'
+echo "    every gRPC call on mutual TLS: the lab's CA in $(lab_pki); agents take orders only from"
+echo "    the coordinator's certificate, jailoverctl here is operator/lab (docs/security.md)"
 
 step "2/6 the sample jail: an append-log service on an ext4 disk image served by s1"
 "$here/lab/sample-jail.sh" "$state" "$build" | sed 's/^/    /'

@@ -1,11 +1,12 @@
 #include "agent/state/agent_state_store.h"
 
+#include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <set>
 #include <system_error>
 #include <utility>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/file/file_util.h"
@@ -19,17 +20,61 @@ using jailover::internal::AgentState;
 using jailover::internal::OperationRecord;
 
 constexpr uint32_t kStateVersion = 1;
-// A state file is small; anything this big is not ours.
-constexpr size_t kMaxStateFileBytes = 64 << 20;
+
+// ResourceExhausted if `after` has more jails, images, VIPs or epochs than
+// state_limits.h allows and more than `before` had: a state that is already
+// over a limit (written by an older agent) may still change and shrink, it
+// may not grow.
+absl::Status CheckCounts(const AgentState& before, const AgentState& after) {
+  struct Count {
+    const char* what;
+    int before, after, limit;
+  };
+  for (const Count& count : {
+           Count{"jails", before.jails_size(), after.jails_size(), kMaxStoredJails},
+           Count{"images", before.images_size(), after.images_size(), kMaxStoredImages},
+           Count{"VIPs", before.vips_size(), after.vips_size(), kMaxStoredVips},
+           Count{"image epochs", before.epochs_size(), after.epochs_size(), kMaxStoredEpochs},
+       }) {
+    if (count.after > count.limit && count.after > count.before) {
+      return absl::ResourceExhaustedError(absl::StrCat("agent state: this host would have ",
+                                                       count.after, " ", count.what, ", at most ",
+                                                       count.limit, " are kept"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool IsUtf8Continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(
-    const std::string& path, const std::string& host, common::Clock& clock,
-    int max_operation_records) {
+absl::string_view Utf8Prefix(absl::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  size_t end = max_bytes;
+  // Back off over continuation bytes to the start of the character that
+  // would be split (UTF-8 characters are at most 4 bytes).
+  while (end > 0 && IsUtf8Continuation(text[end])) --end;
+  return text.substr(0, end);
+}
+
+absl::string_view Utf8Suffix(absl::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  size_t begin = text.size() - max_bytes;
+  while (begin < text.size() && IsUtf8Continuation(text[begin])) ++begin;
+  return text.substr(begin);
+}
+
+absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(const std::string& path,
+                                                                       const std::string& host,
+                                                                       common::Clock& clock,
+                                                                       int max_operation_records,
+                                                                       size_t max_file_bytes) {
   auto store = std::unique_ptr<AgentStateStore>(
-      new AgentStateStore(path, clock, max_operation_records));
-  absl::StatusOr<std::string> text = common::ReadFileToString(path, kMaxStateFileBytes);
+      new AgentStateStore(path, clock, max_operation_records, max_file_bytes));
+  // The same limit as every write (PersistLocked): a file this agent wrote
+  // always loads; a larger one is not ours.
+  absl::StatusOr<std::string> text = common::ReadFileToString(path, max_file_bytes);
   absl::MutexLock lock(&store->mu_);
   if (!text.ok() && text.status().code() == absl::StatusCode::kNotFound) {
     store->state_.set_version(kStateVersion);
@@ -70,6 +115,15 @@ absl::StatusOr<std::unique_ptr<AgentStateStore>> AgentStateStore::Open(
   spdlog::info("state {}: loaded: {} jails, {} images, {} VIPs, {} operation results", path,
                store->state_.jails_size(), store->state_.images_size(), store->state_.vips_size(),
                store->operations_.size());
+  // The file holds the VIPs' CARP passwords. One written by an older agent
+  // (mode 0644) is rewritten now, not at the next change, which may be days
+  // away.
+  struct stat info;
+  if (stat(path.c_str(), &info) == 0 && (info.st_mode & 077) != 0) {
+    RETURN_IF_ERROR(store->PersistLocked());
+    spdlog::warn("state {}: was readable by others (mode {:o}); rewritten with mode 0600", path,
+                 info.st_mode & 0777);
+  }
   return store;
 }
 
@@ -82,13 +136,21 @@ absl::Status AgentStateStore::PersistLocked() {
   std::string text;
   const auto printed = google::protobuf::util::MessageToJsonString(file, &text, options);
   if (!printed.ok()) return absl::InternalError(absl::StrCat("agent state: ", printed.ToString()));
-  return common::Annotate(common::WriteFileAtomically(path_, text), "agent state file");
+  // Never write what Open would refuse to read. The limits of state_limits.h
+  // keep the file far below this; it is the last line, not the rule.
+  if (text.size() > max_file_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat("agent state file ", path_, " would be ",
+                                                     text.size(), " bytes, more than the ",
+                                                     max_file_bytes_, " bytes it may have"));
+  }
+  return common::Annotate(common::WriteFileAtomically(path_, text, 0600), "agent state file");
 }
 
 absl::Status AgentStateStore::Update(const std::function<absl::Status(AgentState&)>& mutate) {
   absl::MutexLock lock(&mu_);
   AgentState before = state_;
   absl::Status status = mutate(state_);
+  if (status.ok()) status = CheckCounts(before, state_);
   if (status.ok()) status = PersistLocked();
   if (!status.ok()) state_ = std::move(before);
   return status;
@@ -198,6 +260,15 @@ std::optional<OperationRecord> AgentStateStore::FindOperation(
 }
 
 absl::Status AgentStateStore::RecordOperation(OperationRecord record) {
+  if (record.response().size() > kMaxRecordedResponseBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "operation ", record.operation_id(), ": response of ", record.response().size(),
+        " bytes not remembered, at most ", kMaxRecordedResponseBytes));
+  }
+  if (record.status_message().size() > kMaxRecordedMessageBytes) {
+    record.set_status_message(
+        std::string(Utf8Prefix(record.status_message(), kMaxRecordedMessageBytes)));
+  }
   if (record.completed_unix() == 0) {
     record.set_completed_unix(absl::ToUnixSeconds(clock_.WallNow()));
   }

@@ -2,8 +2,9 @@
 // epoch it has seen per image (its fencing memory), the slots that give
 // images stable device units and ports, and the results of recent mutating
 // calls (idempotency). Kept in memory and written to one JSON file after
-// every change (WriteFileAtomically), so a restarted agent picks up where
-// it was. Thread-safe.
+// every change (WriteFileAtomically, mode 0600: it holds the VIPs' CARP
+// passwords), so a restarted agent picks up where it was. What it holds is
+// bounded (state_limits.h), so a file it wrote always loads. Thread-safe.
 #pragma once
 
 #include <deque>
@@ -15,7 +16,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/state/state_limits.h"
 #include "common/time/clock.h"
 #include "jailover/internal/agent_state.pb.h"
 
@@ -27,18 +30,25 @@ class AgentStateStore {
   static constexpr int kMaxOperationRecords = 2000;
   // Highest slot handed out (units and ports are base + slot).
   static constexpr int kMaxSlot = 999;
+  static_assert(kMaxSlot + 1 == kMaxStoredImages);
 
   // Loads `path` if it exists, else starts empty for `host`. A file that
-  // cannot be parsed, or belongs to another host, is an error (DataLoss /
-  // FailedPrecondition): starting with forgotten epochs would be unsafe.
-  // `clock` is not owned.
+  // cannot be parsed, is larger than `max_file_bytes`, or belongs to another
+  // host, is an error (DataLoss / OutOfRange / FailedPrecondition): starting
+  // with forgotten epochs would be unsafe. A file readable by others (an
+  // older agent wrote 0644) is rewritten with mode 0600 at once. An empty
+  // state is not proof that the host holds nothing: AgentCore::Reconcile
+  // checks that against the drivers. `clock` is not owned.
   static absl::StatusOr<std::unique_ptr<AgentStateStore>> Open(
       const std::string& path, const std::string& host, common::Clock& clock,
-      int max_operation_records = kMaxOperationRecords);
+      int max_operation_records = kMaxOperationRecords, size_t max_file_bytes = kMaxStateFileBytes);
 
   // Runs `mutate` on the state (without the operation records) under the
   // lock, then persists. If `mutate` fails, or the write fails, the
   // in-memory state is left as it was before and the error returned.
+  // ResourceExhausted, nothing changed, if the change would add a jail,
+  // image, VIP or epoch beyond state_limits.h, or make the file larger than
+  // the limit it was opened with.
   absl::Status Update(const std::function<absl::Status(jailover::internal::AgentState&)>& mutate);
   // A copy of the current state, without the operation records (those are
   // reached through FindOperation only), so it stays cheap.
@@ -64,18 +74,26 @@ class AgentStateStore {
   std::optional<jailover::internal::OperationRecord> FindOperation(
       const std::string& operation_id) const;
   // Remembers a result (persisted), dropping the oldest beyond the limit.
+  // The status message is cut to kMaxRecordedMessageBytes; a response over
+  // kMaxRecordedResponseBytes is InvalidArgument and nothing is remembered
+  // (the caller shrinks what it records, see RunIdempotent).
   absl::Status RecordOperation(jailover::internal::OperationRecord record);
 
   const std::string& path() const { return path_; }
 
  private:
-  AgentStateStore(std::string path, common::Clock& clock, int max_operation_records)
-      : path_(std::move(path)), clock_(clock), max_operation_records_(max_operation_records) {}
+  AgentStateStore(std::string path, common::Clock& clock, int max_operation_records,
+                  size_t max_file_bytes)
+      : path_(std::move(path)),
+        clock_(clock),
+        max_operation_records_(max_operation_records),
+        max_file_bytes_(max_file_bytes) {}
   absl::Status PersistLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   common::Clock& clock_;  // Not owned.
   const int max_operation_records_;
+  const size_t max_file_bytes_;
   mutable absl::Mutex mu_;
   // Everything but the operation records, which live in `operations_`
   // (oldest first) and `operation_index_`, and are merged in on write.
@@ -84,5 +102,11 @@ class AgentStateStore {
   absl::flat_hash_map<std::string, const jailover::internal::OperationRecord*> operation_index_
       ABSL_GUARDED_BY(mu_);
 };
+
+// The longest prefix (Utf8Prefix) or suffix (Utf8Suffix) of `text` of at
+// most `max_bytes` that does not split a UTF-8 character, so a cut of valid
+// UTF-8 stays valid (proto3 strings must be).
+absl::string_view Utf8Prefix(absl::string_view text, size_t max_bytes);
+absl::string_view Utf8Suffix(absl::string_view text, size_t max_bytes);
 
 }  // namespace jailover::agent

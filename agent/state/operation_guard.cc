@@ -60,7 +60,8 @@ std::optional<absl::Status> ReplayIfRecorded(AgentStateStore& store,
 
 absl::Status RunIdempotent(AgentStateStore& store, const std::string& operation_id,
                            const std::string& method, google::protobuf::Message* response,
-                           const std::function<absl::Status()>& action) {
+                           const std::function<absl::Status()>& action,
+                           const RecordedForm& recorded_form) {
   RETURN_IF_ERROR(common::ValidateOperationId(operation_id));
   if (std::optional<absl::Status> replayed =
           ReplayIfRecorded(store, operation_id, method, response)) {
@@ -73,7 +74,14 @@ absl::Status RunIdempotent(AgentStateStore& store, const std::string& operation_
     record.set_method(method);
     record.set_status_code(static_cast<int>(status.code()));
     record.set_status_message(std::string(status.message()));
-    if (status.ok()) record.set_response(response->SerializeAsString());
+    if (status.ok() && recorded_form) {
+      std::unique_ptr<google::protobuf::Message> recorded(response->New());
+      recorded->CopyFrom(*response);
+      recorded_form(*recorded);
+      record.set_response(recorded->SerializeAsString());
+    } else if (status.ok()) {
+      record.set_response(response->SerializeAsString());
+    }
     if (absl::Status recorded = store.RecordOperation(std::move(record)); !recorded.ok()) {
       spdlog::warn("operation {}: result not recorded, a repeat would run again: {}",
                    operation_id, recorded.ToString());

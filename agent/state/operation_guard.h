@@ -5,12 +5,13 @@
 // Thread-safe.
 #pragma once
 
+#include <google/protobuf/message.h>
+
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
-
-#include <google/protobuf/message.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -61,16 +62,24 @@ std::optional<absl::Status> ReplayIfRecorded(AgentStateStore& store,
                                              const std::string& method,
                                              google::protobuf::Message* response);
 
+// What of a response is remembered for its operation id: shrinks a copy of
+// it (drops what must not be stored, e.g. a command's output). Null: the
+// response as is.
+using RecordedForm = std::function<void(google::protobuf::Message& response)>;
+
 // Runs `action` at most once per `operation_id`:
 // - an id already recorded for `method` returns the recorded status and
 //   fills `response` with the recorded response, without running `action`;
 // - an id recorded for another method is InvalidArgument;
 // - otherwise runs `action`, which fills `response`, and records its result
-//   if IsFinalResult. A failure to record is logged and the action's result
-//   still returned (the action has happened).
+//   if IsFinalResult: the response in its `recorded_form`, which a repeat
+//   then gets. A failure to record (also a recorded form over
+//   kMaxRecordedResponseBytes) is logged and the action's result still
+//   returned (the action has happened; a repeat would run it again).
 // InvalidArgument for a missing or malformed operation id.
 absl::Status RunIdempotent(AgentStateStore& store, const std::string& operation_id,
                            const std::string& method, google::protobuf::Message* response,
-                           const std::function<absl::Status()>& action);
+                           const std::function<absl::Status()>& action,
+                           const RecordedForm& recorded_form = nullptr);
 
 }  // namespace jailover::agent

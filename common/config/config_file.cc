@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/config/yaml_loader.h"
 #include "common/file/file_util.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -29,8 +30,9 @@ namespace {
 // The name of the flag that names the config file; not allowed inside one.
 constexpr absl::string_view kConfigFlagName = "config";
 // A config file is a handful of lines; anything this large is a mistake
-// (or /dev/zero).
-constexpr size_t kMaxConfigFileBytes = 1 << 20;
+// (or /dev/zero). The limit also bounds what parsing may cost the daemon:
+// yaml-cpp needs up to ~500 bytes of memory per byte of text (yaml_loader.h).
+constexpr size_t kMaxConfigFileBytes = 64 << 10;
 
 // One key/value of the file, checked against the flag registry.
 struct Setting {
@@ -44,14 +46,27 @@ struct Setting {
 // itself). Never throws.
 absl::StatusOr<std::vector<Setting>> ParseSettings(absl::string_view yaml_text,
                                                    absl::string_view origin) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml_text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": invalid YAML: ", e.what()));
-  }
+  // Not YAML::Load: on a stray ',' it returns a null node, which would make
+  // a broken file look empty (yaml_loader.h).
+  absl::StatusOr<std::vector<YAML::Node>> docs =
+      LoadYamlDocuments(yaml_text, origin, kMaxConfigFileBytes);
+  if (!docs.ok()) return docs.status();
   std::vector<Setting> settings;
-  if (!root.IsDefined() || root.IsNull()) return settings;  // empty file: nothing to do
+  // Empty documents ("---" alone, "~") set nothing, as an empty file does.
+  // YAML::Load ignored all after the first document; a second one is an
+  // error instead, so no setting is dropped silently.
+  const YAML::Node* found = nullptr;
+  for (const YAML::Node& doc : *docs) {
+    if (doc.IsNull()) continue;
+    if (found != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ":", doc.Mark().line + 1,
+                       ": a second YAML document; a config file holds one mapping"));
+    }
+    found = &doc;
+  }
+  if (found == nullptr) return settings;  // empty file: nothing to do
+  const YAML::Node& root = *found;
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(
         origin, ": must be a mapping from flag name to value (e.g. `listen: 0.0.0.0:7443`)"));

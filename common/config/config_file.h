@@ -22,14 +22,16 @@
 namespace jailover::common {
 
 // Applies the mapping in `yaml_text` to the registered absl flags. `origin`
-// names the file in error messages. An empty or null document sets nothing.
-// InvalidArgument for malformed YAML, a top-level value that is not a
-// mapping, an unknown, repeated or "config" key, a null or non-scalar value,
-// or a value the flag rejects. Nothing is changed on error.
+// names the file in error messages. An empty text, only comments or only
+// empty documents set nothing. InvalidArgument for malformed YAML (including
+// a stray ',', "FILE:1:1: unexpected ','"), a text over 64 KiB, a top-level
+// value that is not a mapping, a second non-empty document, an unknown,
+// repeated or "config" key, a null or non-scalar value, or a value the flag
+// rejects. Nothing is changed on error.
 absl::Status ApplyConfigYaml(absl::string_view yaml_text, absl::string_view origin);
 
 // Reads `path` and applies it with ApplyConfigYaml. NotFound if the file
-// does not exist, InvalidArgument if it cannot be read (or is over 1 MiB).
+// does not exist, InvalidArgument if it cannot be read (or is over 64 KiB).
 absl::Status ApplyConfigFile(const std::string& path);
 
 // Finds the value of --config in argv ("--config=F", "--config F",

@@ -20,6 +20,9 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain this process presents.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle that peers' certificates must chain to.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
+          "How often --tls_cert, --tls_key and --tls_ca are read again: a renewed certificate "
+          "is used for new connections without a restart (whole seconds, at least 1s).");
 ABSL_FLAG(bool, insecure, false,
           "Serve and dial without TLS. For development and the lab only; "
           "cannot be combined with --tls_*.");
@@ -38,6 +41,7 @@ TlsOptions TlsOptionsFromFlags() {
   options.cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.key_file = absl::GetFlag(FLAGS_tls_key);
   options.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  options.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   options.insecure = absl::GetFlag(FLAGS_insecure);
   return options;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
@@ -79,11 +80,13 @@ absl::StatusOr<std::string> ReadFileFrom(const std::string& path, uint64_t offse
   return ReadFrom(path, offset, max_bytes, /*truncate=*/true);
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, mode_t mode) {
   const std::string tmp = path + ".tmp";
-  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat(tmp, ": cannot create"));
-  if (!WriteAll(fd, contents) || fsync(fd) != 0) {
+  // The mode exactly (not as the umask leaves it, nor as a leftover
+  // PATH.tmp had it) before a byte is written.
+  if (fchmod(fd, mode) != 0 || !WriteAll(fd, contents) || fsync(fd) != 0) {
     const int err = errno;
     close(fd);
     unlink(tmp.c_str());

@@ -2,6 +2,8 @@
 // atomic replacement of small state files. Thread-safe (no shared state).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -27,7 +29,9 @@ absl::StatusOr<std::string> ReadFileFrom(const std::string& path, uint64_t offse
 
 // Replaces `path` with `contents` atomically: writes PATH.tmp, fsyncs it,
 // renames it over `path` and fsyncs the directory, so a crash leaves either
-// the old or the new file, never a torn one. Internal on I/O errors.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+// the old or the new file, never a torn one. The file gets `mode` exactly
+// (0600 for keys and secrets). Internal on I/O errors.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents,
+                                 mode_t mode = 0644);
 
 }  // namespace jailover::common

@@ -1,18 +1,27 @@
 #include "common/tls/credentials.h"
 
-#include <cstddef>
-#include <string>
-#include <vector>
-
 #include <grpc/grpc_security_constants.h>
 #include <grpcpp/channel.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/support/channel_arguments.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/file/file_util.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "common/file/file_util.h"
+#include "common/tls/peer_auth.h"
+#include "common/tls/x509.h"
 
 namespace jailover::common {
 namespace {
@@ -66,6 +75,11 @@ absl::StatusOr<PemFiles> LoadTlsFiles(const TlsOptions& options) {
                                                    ": mutual TLS needs ", cert, ", ", key, " and ",
                                                    ca, "; ", options.missing_hint));
   }
+  if (options.reload_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(options.flag_prefix,
+                                                   "reload_interval must be at least 1s, not ",
+                                                   absl::FormatDuration(options.reload_interval)));
+  }
   PemFiles files;
   absl::StatusOr<std::string> text = ReadPemFile(cert, options.cert_file);
   if (!text.ok()) return text.status();
@@ -87,7 +101,54 @@ absl::Status Rejected(const TlsOptions& options, absl::string_view side) {
                    ", ", options.flag_prefix, "ca ", options.ca_file));
 }
 
+// One file watcher per set of files and interval, shared by every server
+// and channel of the process that uses them: each watcher runs a thread, and
+// a coordinator has a channel per host.
+std::shared_ptr<grpc::experimental::CertificateProviderInterface> FileProvider(
+    const TlsOptions& options) {
+  using Key = std::tuple<std::string, std::string, std::string, int64_t>;
+  static absl::Mutex* mu = new absl::Mutex();
+  static auto* providers =
+      new std::map<Key, std::shared_ptr<grpc::experimental::CertificateProviderInterface>>();
+  const int64_t seconds = std::max<int64_t>(1, absl::ToInt64Seconds(options.reload_interval));
+  const Key key{options.key_file, options.cert_file, options.ca_file, seconds};
+  absl::MutexLock lock(mu);
+  auto& provider = (*providers)[key];
+  if (provider == nullptr) {
+    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        options.key_file, options.cert_file, options.ca_file, static_cast<unsigned int>(seconds));
+  }
+  return provider;
+}
+
 }  // namespace
+
+absl::StatusOr<Identity> OwnIdentity(const TlsOptions& options) {
+  if (options.insecure) {
+    return absl::FailedPreconditionError("--insecure: no certificate, no identity");
+  }
+  absl::StatusOr<PemFiles> files = LoadTlsFiles(options);
+  if (!files.ok()) return files.status();
+  absl::StatusOr<Identity> identity =
+      CheckOwnCertificate(files->cert, files->key, files->ca, absl::Now());
+  if (!identity.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(options.flag_prefix, "cert ", options.cert_file,
+                                                   ": ", identity.status().message()));
+  }
+  return identity;
+}
+
+absl::Status CheckOwnIdentity(const TlsOptions& options, const Identity& expected) {
+  if (options.insecure) return absl::OkStatus();
+  absl::StatusOr<Identity> own = OwnIdentity(options);
+  if (!own.ok()) return own.status();
+  if (*own == expected) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(options.flag_prefix, "cert ", options.cert_file, " is the certificate of ",
+                   IdentityString(*own), ", not of ", IdentityString(expected),
+                   ": make one with `jailoverctl pki issue --role ", RoleName(expected.role),
+                   " --name ", expected.name, "`"));
+}
 
 absl::Status ValidateTlsOptions(const TlsOptions& options) {
   return LoadTlsFiles(options).status();
@@ -99,13 +160,16 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (!files.ok()) return files.status();
   if (options.insecure) return grpc::InsecureServerCredentials();
 
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  ssl.pem_root_certs = std::move(files->ca);
-  ssl.pem_key_cert_pairs.push_back({std::move(files->key), std::move(files->cert)});
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
+  grpc::experimental::TlsServerCredentialsOptions tls(FileProvider(options));
+  tls.watch_root_certs();
+  tls.watch_identity_key_cert_pairs();
+  tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::experimental::TlsServerCredentials(tls);
   if (credentials == nullptr) {
     return Rejected(options, "server");
   }
+  if (options.authorize) credentials->SetAuthMetadataProcessor(MakeAuthorizationProcessor());
   return credentials;
 }
 
@@ -115,11 +179,15 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   if (!files.ok()) return files.status();
   if (options.insecure) return grpc::InsecureChannelCredentials();
 
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = std::move(files->ca);
-  ssl.pem_private_key = std::move(files->key);
-  ssl.pem_cert_chain = std::move(files->cert);
-  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::SslCredentials(ssl);
+  grpc::experimental::TlsChannelCredentialsOptions tls;
+  tls.set_certificate_provider(FileProvider(options));
+  tls.watch_root_certs();
+  tls.watch_identity_key_cert_pairs();
+  tls.set_verify_server_certs(true);
+  // The server's certificate must name the host dialled (or the server name
+  // override): a DNS or IP subject alternative name.
+  tls.set_certificate_verifier(std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::experimental::TlsCredentials(tls);
   if (credentials == nullptr) {
     return Rejected(options, "client");
   }

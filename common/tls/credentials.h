@@ -1,17 +1,24 @@
 // Turns the TLS options shared by every jailover binary into gRPC server and
 // channel credentials. With certificate, key and CA set, servers require and
-// verify client certificates (mTLS) and clients verify the server against the
-// CA. Plain-text connections happen only when `insecure` is set explicitly
-// (the --insecure flag, for development and the lab). Thread-safe.
+// verify client certificates (mTLS) and authorize every call by the
+// identity in the client's certificate (peer_auth.h), and clients verify the
+// server against the CA. The files are read again every `reload_interval`,
+// so a renewed certificate (or CA bundle) is used for new connections
+// without a restart: replace each file atomically (write a new file, rename
+// it over the old), the key before the certificate. Plain-text connections
+// happen only when `insecure` is set explicitly (the --insecure flag, for
+// development and unit-level tests). Thread-safe.
 #pragma once
-
-#include <memory>
-#include <string>
 
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <memory>
+#include <string>
+
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/auth/identity.h"
 
 namespace jailover::common {
 
@@ -26,13 +33,32 @@ struct TlsOptions {
   // How error messages name the files' flags (PREFIX + cert/key/ca), and
   // what they suggest when some are missing.
   std::string flag_prefix = "--tls_";
-  std::string missing_hint = "set them, or pass --insecure (development and lab only)";
+  std::string missing_hint = "set them, or pass --insecure (development only)";
+  // How often the files are read for a renewed certificate (whole seconds,
+  // at least one).
+  absl::Duration reload_interval = absl::Seconds(10);
+  // Servers: authorize every call by the caller's identity (peer_auth.h).
+  // Off only for servers that are not jailover's (test stand-ins).
+  bool authorize = true;
 };
 
 // Checks the combination: either insecure and no files, or all three files
 // (readable PEM files). InvalidArgument or NotFound with a message naming the
 // flag to fix.
 absl::Status ValidateTlsOptions(const TlsOptions& options);
+
+// The identity in options.cert_file, after checking that the key is its key
+// and it chains to options.ca_file and is valid now (x509.h
+// CheckOwnCertificate). A daemon calls it at start to refuse a certificate
+// made for someone else. InvalidArgument naming the file otherwise;
+// FailedPrecondition if `insecure`.
+absl::StatusOr<Identity> OwnIdentity(const TlsOptions& options);
+
+// A daemon's start-up check: unless `insecure`, OwnIdentity must be
+// `expected` (jailover-agent of h1: agent/h1). InvalidArgument naming the
+// file, what it holds and the `jailoverctl pki issue` that makes the right
+// one, otherwise.
+absl::Status CheckOwnIdentity(const TlsOptions& options, const Identity& expected);
 
 // Server credentials that require and verify a client certificate signed
 // by the CA, or plain text with `insecure`. Returns the ValidateTlsOptions

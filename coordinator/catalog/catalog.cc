@@ -121,9 +121,24 @@ std::string DescribeImage(const v1::ImageSpec& spec) {
                                           "filesystem", spec.filesystem())));
 }
 
+// Why an image's path was accepted without the image root check.
+std::string UncheckedImagePath(const v1::ImageSpec& spec) {
+  return absl::StrCat("path not checked: the agent of storage host ", spec.storage_host(),
+                      " reported no image root; it checks the path itself when it creates the "
+                      "image");
+}
+
 std::string DescribeVip(const v1::VipSpec& vip) {
   return absl::StrCat(vip.address(), " on ", vip.interface(), " vhid ", vip.vhid(), " advbase ",
                       vip.advbase());
+}
+
+// Why a jail's mount point was accepted without the jail root check on
+// `hosts`.
+std::string UncheckedMountPoint(const std::vector<std::string>& hosts) {
+  return absl::StrCat("spec.mount_point not checked on ", absl::StrJoin(hosts, ", "),
+                      ": no jail root reported by the agent; it checks the mount point itself "
+                      "when it mounts the image");
 }
 
 std::string DescribeJail(const v1::Jail& jail) {
@@ -161,9 +176,11 @@ absl::Status CommitLoop(store::StateStore& store, absl::string_view what, const 
                    " attempts conflicting with concurrent writers; last: ", last.message()));
 }
 
-// FailedPrecondition unless `host` is registered with `role`.
-absl::Status CheckHostRole(const store::StateStore& store, absl::string_view prefix,
-                           absl::string_view host, v1::HostRole role, absl::string_view role_word) {
+// The stored host `host`; FailedPrecondition unless it is registered with
+// `role`.
+absl::StatusOr<v1::Host> GetHostWithRole(const store::StateStore& store, absl::string_view prefix,
+                                         absl::string_view host, v1::HostRole role,
+                                         absl::string_view role_word) {
   ASSIGN_OR_RETURN(std::optional<store::Versioned<v1::Host>> stored,
                    store::GetObject<v1::Host>(store, host));
   if (!stored.has_value()) {
@@ -175,7 +192,47 @@ absl::Status CheckHostRole(const store::StateStore& store, absl::string_view pre
     return absl::FailedPreconditionError(
         absl::StrCat(prefix, "host ", host, " does not have the ", role_word, " role"));
   }
-  return absl::OkStatus();
+  return std::move(stored->object);
+}
+
+// The roots an agent reports in HostFacts.
+enum class HostRoot { kImage, kJail };
+
+// Checks that `path` (normalized) lies strictly below the root that `host`'s
+// agent reported at registration: its --image_root or --jail_root, outside
+// which the agent refuses to create an image or mount one. Checking here
+// turns "image path /etc/shadow" or "mount_point /etc" into an error at apply
+// time instead of a failed start. Returns true when checked, false when the
+// agent reported no root (an agent older than HostFacts.image_root): the
+// definition is accepted and the agent's own check still refuses a bad path
+// when the jail starts. InvalidArgument if `path` is outside the root,
+// FailedPrecondition if the agent reported a malformed root.
+absl::StatusOr<bool> CheckUnderHostRoot(absl::string_view prefix, absl::string_view field,
+                                        absl::string_view path, const v1::Host& host,
+                                        HostRoot which) {
+  const v1::HostFacts& facts = host.status().facts();
+  const std::string& root = which == HostRoot::kImage ? facts.image_root() : facts.jail_root();
+  const absl::string_view root_word = which == HostRoot::kImage ? "image root" : "jail root";
+  const absl::string_view flag = which == HostRoot::kImage ? "--image_root" : "--jail_root";
+  if (root.empty()) return false;
+  if (!common::ValidateAbsolutePath(root_word, root).ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(prefix, "host ", host.name(), " reported an invalid ", root_word, " ",
+                     Quote(root), " (its agent's ", flag, "), so ", field, " cannot be checked"));
+  }
+  if (!common::ValidatePathUnder(field, root, path).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, field, " ", Quote(path), " is not below ", Quote(root), ", the ",
+                     root_word, " of host ", host.name(), " (its agent's ", flag, ")"));
+  }
+  return true;
+}
+
+// `path` as NormalizeImage stores it, so that "/a/x.img/" and "/a/x.img"
+// compare equal even in a definition stored before paths were normalized.
+std::string ComparablePath(const std::string& path) {
+  absl::StatusOr<std::string> normalized = common::ValidateAbsolutePath("path", path);
+  return normalized.ok() ? *normalized : path;
 }
 
 // --- Static validation (InvalidArgument). ---
@@ -484,8 +541,31 @@ absl::StatusOr<ApplyImageResult> Catalog::ApplyImage(const v1::ImageSpec& spec,
             return immutable("path", stored.path(), wanted.path());
           }
         }
-        RETURN_IF_ERROR(
-            CheckHostRole(store_, prefix, wanted.storage_host(), v1::HOST_ROLE_STORAGE, "storage"));
+        // One backing file, one image. The grant and its epoch are kept per
+        // image, so two images naming one file could be granted to two hosts
+        // at once and both would write it. Checked on re-apply too, so that
+        // such a pair stored before this check is reported.
+        ASSIGN_OR_RETURN(store::VersionedList<v1::Image> images,
+                         store::ListObjects<v1::Image>(store_));
+        for (const store::Versioned<v1::Image>& other : images.objects) {
+          const v1::ImageSpec& theirs = other.object.spec();
+          if (theirs.name() == name || theirs.storage_host() != wanted.storage_host() ||
+              ComparablePath(theirs.path()) != wanted.path()) {
+            continue;
+          }
+          return absl::AlreadyExistsError(absl::StrCat(
+              prefix, "backing file ", wanted.path(), " on storage host ", wanted.storage_host(),
+              " is already used by image ", theirs.name(),
+              " (two images on one file could be granted to two hosts at once); use image ",
+              theirs.name(), " or give this one another path"));
+        }
+        ASSIGN_OR_RETURN(const v1::Host storage_host,
+                         GetHostWithRole(store_, prefix, wanted.storage_host(),
+                                         v1::HOST_ROLE_STORAGE, "storage"));
+        ASSIGN_OR_RETURN(
+            const bool path_checked,
+            CheckUnderHostRoot(prefix, "path", wanted.path(), storage_host, HostRoot::kImage));
+        result.path_unchecked = !path_checked;
         if (current.has_value()) {
           // Every field is immutable and equal: nothing to write.
           result.image = current->object;
@@ -500,6 +580,11 @@ absl::StatusOr<ApplyImageResult> Catalog::ApplyImage(const v1::ImageSpec& spec,
         event.set_host(wanted.storage_host());
         event.set_to_value(DescribeImage(wanted));
         event.set_reason(absl::StrCat("image ", name, " created by ", ActorOf(actor)));
+        if (result.path_unchecked) {
+          // Recorded where operators look (events), not only in our log.
+          event.set_severity(v1::SEVERITY_WARNING);
+          absl::StrAppend(event.mutable_reason(), "; ", UncheckedImagePath(wanted));
+        }
         txn.AppendEvent(std::move(event));
         result.image = std::move(image);
         result.created = true;
@@ -508,6 +593,7 @@ absl::StatusOr<ApplyImageResult> Catalog::ApplyImage(const v1::ImageSpec& spec,
       }));
   if (result.changed) {
     spdlog::info("image {}: created ({}) by {}", name, DescribeImage(wanted), ActorOf(actor));
+    if (result.path_unchecked) spdlog::warn("image {}: {}", name, UncheckedImagePath(wanted));
   }
   return result;
 }
@@ -778,11 +864,20 @@ absl::StatusOr<ApplyJailResult> Catalog::ApplyJail(const v1::Jail& desired, absl
                 prefix, "vip ", wanted.vip(), " does not exist (apply the VIP first)"));
           }
         }
-        // The hosts: registered jail hosts.
-        RETURN_IF_ERROR(CheckHostRole(store_, prefix, wanted.placement().preferred_host(),
-                                      v1::HOST_ROLE_JAIL, "jail"));
-        for (const std::string& standby : wanted.placement().standbys()) {
-          RETURN_IF_ERROR(CheckHostRole(store_, prefix, standby, v1::HOST_ROLE_JAIL, "jail"));
+        // The hosts: registered jail hosts, each of which may mount the image
+        // at spec.mount_point, so it must lie below each one's jail root. (An
+        // empty mount point is the coordinator's --jail_root/NAME.)
+        std::vector<std::string> placement_hosts = {wanted.placement().preferred_host()};
+        placement_hosts.insert(placement_hosts.end(), wanted.placement().standbys().begin(),
+                               wanted.placement().standbys().end());
+        for (const std::string& host_name : placement_hosts) {
+          ASSIGN_OR_RETURN(const v1::Host host,
+                           GetHostWithRole(store_, prefix, host_name, v1::HOST_ROLE_JAIL, "jail"));
+          if (wanted.spec().mount_point().empty()) continue;
+          ASSIGN_OR_RETURN(const bool checked,
+                           CheckUnderHostRoot(prefix, "spec.mount_point",
+                                              wanted.spec().mount_point(), host, HostRoot::kJail));
+          if (!checked) result.mount_point_unchecked_on.push_back(host_name);
         }
 
         v1::Jail stored = wanted;
@@ -858,6 +953,11 @@ absl::StatusOr<ApplyJailResult> Catalog::ApplyJail(const v1::Jail& desired, absl
         } else {
           event.set_reason(absl::StrCat("jail ", name, " created by ", ActorOf(actor)));
         }
+        if (!result.mount_point_unchecked_on.empty()) {
+          event.set_severity(v1::SEVERITY_WARNING);
+          absl::StrAppend(event.mutable_reason(), "; ",
+                          UncheckedMountPoint(result.mount_point_unchecked_on));
+        }
         txn.AppendEvent(std::move(event));
         result.jail = std::move(stored);
         if (dry_run) return std::optional<store::Txn>();
@@ -868,6 +968,9 @@ absl::StatusOr<ApplyJailResult> Catalog::ApplyJail(const v1::Jail& desired, absl
                  result.created ? std::string("created")
                                 : absl::StrCat("updated: ", absl::StrJoin(changes, ", ")),
                  DescribeJail(result.jail), ActorOf(actor));
+    if (!result.mount_point_unchecked_on.empty()) {
+      spdlog::warn("jail {}: {}", name, UncheckedMountPoint(result.mount_point_unchecked_on));
+    }
   }
   return result;
 }

@@ -15,22 +15,32 @@
 // Image.jail is written by the catalog, in the same commit as the jail that
 // takes or releases the image.
 //
-// Errors: InvalidArgument for a malformed definition, FailedPrecondition for
-// one that conflicts with the stored state (unknown or wrong-role host, image
-// or VIP in use, immutable field changed), NotFound for a missing object.
-// Every message names the object and says what is wrong; on any error nothing
-// is written. Re-applying an identical definition writes nothing (no revision
-// change, no event) and reports changed = false.
+// Paths are checked against the hosts that use them: an image's path must
+// lie below its storage host's image root and a jail's spec.mount_point below
+// the jail root of each placement host, as the agents reported them in
+// HostFacts at registration (the agents refuse anything else). A host whose
+// agent reports no root is not refused: its path is accepted unchecked, the
+// event says so as a warning, and the agent's own check still applies when the
+// jail starts.
+//
+// Errors: InvalidArgument for a malformed definition or a path outside its
+// host's root, AlreadyExists for an image whose backing file (storage host and
+// path) is another image's, FailedPrecondition for one that conflicts with the
+// stored state (unknown or wrong-role host, image or VIP in use, immutable
+// field changed), NotFound for a missing object. Every message names the
+// object and says what is wrong; on any error nothing is written.
+// Re-applying an identical definition writes nothing (no revision change, no
+// event) and reports changed = false.
 //
 // Concurrency: thread-safe. Writes are serialized by a mutex, and every
 // commit compares the mod revisions of the keys it read and depends on, so a
 // concurrent write by the operations engine (a jail's status, an image's
 // grant) makes the commit retry on fresh data instead of being lost or
 // overwriting it. The cross-object uniqueness checks that scan a whole kind
-// (VIP address/vhid, "no other jail names this VIP") rely on the catalog
-// being the only writer of definitions (one Catalog, in the leading
-// coordinator); the image-to-jail binding is in addition enforced by the
-// store itself (compare on the image key).
+// (VIP address/vhid, "no other jail names this VIP", one image per backing
+// file) rely on the catalog being the only writer of definitions (one
+// Catalog, in the leading coordinator); the image-to-jail binding is in
+// addition enforced by the store itself (compare on the image key).
 #pragma once
 
 #include <string>
@@ -68,6 +78,9 @@ struct ApplyImageResult {
   bool created = false;
   // Something was written (false for an identical re-apply).
   bool changed = false;
+  // The storage host reported no image root (an older agent), so the path
+  // was accepted unchecked; the created event is then a warning saying so.
+  bool path_unchecked = false;
 };
 
 struct ApplyVipResult {
@@ -91,6 +104,9 @@ struct ApplyJailResult {
   bool placement_changed = false;
   // The policy changed on an existing jail.
   bool policy_changed = false;
+  // Placement hosts that reported no jail root (older agents), on which
+  // spec.mount_point was accepted unchecked; the event is then a warning.
+  std::vector<std::string> mount_point_unchecked_on;
 };
 
 class Catalog {
@@ -103,7 +119,12 @@ class Catalog {
   // --- Images. ---
 
   // Creates the image or re-applies it. size_bytes, filesystem, storage_host
-  // and path cannot change once created (the backing file exists).
+  // and path cannot change once created (the backing file exists). The path
+  // must be below the storage host's image root (InvalidArgument) and no
+  // other image may name the same file on the same storage host
+  // (AlreadyExists); paths compare as normalized by
+  // common::ValidateAbsolutePath, which refuses "//", "." and ".." and drops
+  // a trailing '/', so one file has one spelling.
   absl::StatusOr<ApplyImageResult> ApplyImage(const v1::ImageSpec& spec, absl::string_view actor);
   // Sorted by name.
   absl::StatusOr<std::vector<v1::Image>> ListImages() const;
@@ -129,8 +150,9 @@ class Catalog {
   // --- Jails. ---
 
   // Creates the jail definition or updates it; `desired.status` is ignored.
-  // With `dry_run` everything is validated and the result computed, but
-  // nothing is written.
+  // A spec.mount_point must be below the jail root of the preferred host and
+  // of every standby (InvalidArgument). With `dry_run` everything is
+  // validated and the result computed, but nothing is written.
   absl::StatusOr<ApplyJailResult> ApplyJail(const v1::Jail& desired, absl::string_view actor,
                                             bool dry_run = false);
   // Sorted by name; only jails whose status.host is `host` (if not empty)

@@ -91,7 +91,7 @@ class CommandTree {
 
     // VIPs.
     CLI::App* vip = Group("vip", "VIPs: CARP-shared service addresses");
-    File(Leaf(vip, "apply", "Create or update VIPs from a spec file", RunVipApply));
+    PasswordFiles(File(Leaf(vip, "apply", "Create or update VIPs from a spec file", RunVipApply)));
     Leaf(vip, "list", "List VIPs", RunVipList);
     Name(Leaf(vip, "delete", "Delete a VIP definition no jail uses", RunVipDelete), "VIP");
 
@@ -111,8 +111,9 @@ class CommandTree {
         Name(Leaf(jail, "restart", "Stop and start a jail in place", RunJailRestart), "JAIL")));
 
     // Everything in one file.
-    Wait(File(Leaf(&app, "apply", "Apply a multi-document spec file: Images, then Vips, then Jails",
-                   RunApply)));
+    PasswordFiles(Wait(
+        File(Leaf(&app, "apply", "Apply a multi-document spec file: Images, then Vips, then Jails",
+                  RunApply))));
 
     // Moves.
     CLI::App* migrate = Wait(Reason(
@@ -151,6 +152,39 @@ class CommandTree {
     events->add_option("--host", a.host, "Only events of this host");
     events->add_option("--type", a.types, "Only events of these types (host.state, ...)")
         ->delimiter(',');
+
+    // Certificates.
+    CLI::App* pki =
+        Group("pki", "Certificates: the cluster CA and every identity (no coordinator)");
+    CLI::App* pki_init =
+        Leaf(pki, "init", "Make the cluster CA: DIR/ca.pem and DIR/ca.key", RunPkiInit);
+    pki_init->add_option("--dir", a.dir, "Directory of the CA")->required();
+    pki_init->add_option("--name", a.name, "Name in the CA's subject")->capture_default_str();
+    pki_init->add_option("--days", a.days, "Validity in days")
+        ->check(CLI::Range(1, 36500))
+        ->default_val(3650);
+    pki_init->add_flag("--force", a.force, "Replace an existing CA");
+    CLI::App* pki_issue =
+        Leaf(pki, "issue", "Issue a certificate: DIR/ROLE-NAME.pem and .key, signed by DIR/ca.*",
+             RunPkiIssue);
+    pki_issue->add_option("--dir", a.dir, "Directory of the CA")->required();
+    pki_issue->add_option("--role", a.role, "coordinator, agent, operator or viewer")
+        ->required()
+        ->check(CLI::IsMember({"coordinator", "agent", "operator", "viewer"}));
+    pki_issue
+        ->add_option("--name", a.name,
+                     "Coordinator name, agent host name, or operator/viewer user name")
+        ->required();
+    pki_issue->add_option("--dns", a.dns, "Extra DNS names a client dials this server by")
+        ->delimiter(',');
+    pki_issue->add_option("--ip", a.ips, "IP addresses a client dials this server at")
+        ->delimiter(',');
+    pki_issue->add_option("--days", a.days, "Validity in days")
+        ->check(CLI::Range(1, 3650))
+        ->default_val(365);
+    pki_issue->add_flag("--force", a.force, "Replace existing files (renewal)");
+    Name(Leaf(pki, "show", "What a certificate says: identity, names, validity", RunPkiShow),
+         "FILE");
   }
 
   Command action() const { return action_; }
@@ -186,6 +220,15 @@ class CommandTree {
 
   CLI::App* File(CLI::App* leaf) {
     leaf->add_option("-f,--file", args_.file, "YAML spec file (docs/specs.md)")->required();
+    return leaf;
+  }
+
+  // Off by default: a spec file from elsewhere must not make us read and send
+  // any file the operator can read (docs/specs.md, password_file).
+  CLI::App* PasswordFiles(CLI::App* leaf) {
+    leaf->add_flag("--allow-absolute-password-files", args_.allow_absolute_password_files,
+                   "Also read a Vip's password_file given as an absolute path (by default only "
+                   "files inside the spec file's directory are read)");
     return leaf;
   }
 
@@ -229,7 +272,8 @@ int RunCtl(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   }
 
   // Address and TLS need checking only when a command dials the coordinator.
-  const bool dials = !(action == &RunVersion && args.client_only);
+  const bool dials = !(action == &RunVersion && args.client_only) && action != &RunPkiInit &&
+                     action != &RunPkiIssue && action != &RunPkiShow;
   if (dials) {
     absl::Status valid = common::ValidateTlsOptions(options.tls);
     const std::vector<std::string> endpoints = CoordinatorEndpoints(options.coordinator);

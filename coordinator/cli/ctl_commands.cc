@@ -275,7 +275,9 @@ int Show(const CommandContext& ctx,
 absl::StatusOr<std::vector<SpecDocument>> LoadSpecs(const CommandArgs& args,
                                                     std::optional<SpecDocument::Kind> only,
                                                     absl::string_view command) {
-  absl::StatusOr<std::vector<SpecDocument>> docs = ParseSpecFile(args.file);
+  SpecFileOptions options;
+  options.allow_absolute_password_files = args.allow_absolute_password_files;
+  absl::StatusOr<std::vector<SpecDocument>> docs = ParseSpecFile(args.file, options);
   if (!docs.ok()) return docs.status();
   if (only.has_value()) {
     for (const SpecDocument& doc : *docs) {

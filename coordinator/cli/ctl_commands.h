@@ -61,6 +61,15 @@ struct CommandArgs {
   uint32_t limit = 0;
   bool fail_on_error = false;
   bool client_only = false;
+  // apply: read password_file given as absolute paths (spec_file.h).
+  bool allow_absolute_password_files = false;
+  // pki
+  std::string dir;
+  std::string role;
+  uint32_t days = 0;
+  std::vector<std::string> dns;
+  std::vector<std::string> ips;
+  bool force = false;
 };
 
 // Where a command writes.
@@ -111,6 +120,11 @@ int RunOpList(const CommandContext& ctx, const CommandArgs& args);
 int RunOpGet(const CommandContext& ctx, const CommandArgs& args);
 
 int RunEvents(const CommandContext& ctx, const CommandArgs& args);
+
+// `pki init|issue|show` (ctl_pki.cc): no coordinator is dialled.
+int RunPkiInit(const CommandContext& ctx, const CommandArgs& args);
+int RunPkiIssue(const CommandContext& ctx, const CommandArgs& args);
+int RunPkiShow(const CommandContext& ctx, const CommandArgs& args);
 
 // A fresh request id for one mutating call: "ctl-" and 32 random hex digits.
 std::string NewRequestId();

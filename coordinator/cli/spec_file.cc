@@ -1,20 +1,28 @@
 #include "coordinator/cli/spec_file.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <exception>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/config/yaml_loader.h"
 #include "common/file/file_util.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
@@ -22,6 +30,8 @@
 namespace jailover::cli {
 namespace {
 
+// Also bounds parsing: at worst yaml-cpp needs ~0.5 GB and ~2 s for 1 MiB
+// (yaml_loader.h); a real file of hundreds of jails is tens of KiB.
 constexpr size_t kMaxSpecFileBytes = 1 << 20;
 constexpr size_t kMaxPasswordFileBytes = 4096;
 
@@ -36,11 +46,13 @@ struct Field {
 // caller catches yaml-cpp's exceptions around the whole run.
 class Parser {
  public:
-  Parser(std::string file, std::string base_dir)
-      : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
+  Parser(std::string file, std::string base_dir, SpecFileOptions options)
+      : file_(std::move(file)), base_dir_(std::move(base_dir)), options_(options) {}
 
   absl::StatusOr<std::vector<SpecDocument>> ParseAll(absl::string_view text) {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+    // Not YAML::LoadAll, which loops forever on a stray ',' (yaml_loader.h).
+    ASSIGN_OR_RETURN(std::vector<YAML::Node> docs,
+                     common::LoadYamlDocuments(text, file_, kMaxSpecFileBytes));
     std::vector<SpecDocument> result;
     for (const YAML::Node& doc : docs) {
       if (doc.IsNull()) continue;
@@ -270,8 +282,11 @@ class Parser {
       const Field& f = fields.at("password_file");
       ASSIGN_OR_RETURN(std::string path, String(f, "password_file"));
       if (path.empty()) return Error(f.value, "password_file: must not be empty");
-      if (path[0] != '/' && !base_dir_.empty()) path = absl::StrCat(base_dir_, "/", path);
-      absl::StatusOr<std::string> secret = common::ReadFileToString(path, kMaxPasswordFileBytes);
+      absl::StatusOr<std::string> resolved = ResolvePasswordFile(path);
+      if (!resolved.ok()) {
+        return Error(f.value, absl::StrCat("password_file: ", resolved.status().message()));
+      }
+      absl::StatusOr<std::string> secret = ReadPasswordFile(*resolved);
       if (!secret.ok()) {
         return Error(f.value, absl::StrCat("password_file: ", secret.status().message()));
       }
@@ -280,7 +295,7 @@ class Parser {
         password.pop_back();
       }
       if (password.empty())
-        return Error(f.value, absl::StrCat("password_file: ", path, " is empty"));
+        return Error(f.value, absl::StrCat("password_file: ", *resolved, " is empty"));
       vip->set_password(password);
     }
     return absl::OkStatus();
@@ -429,8 +444,92 @@ class Parser {
     return absl::OkStatus();
   }
 
+  // The file a password_file names, without symlinks, "." or "..", checked
+  // against the rule of SpecFileOptions: a spec file must not make us read
+  // (and send) a file from elsewhere, such as "../../../../etc/shadow" or a
+  // symlink beside it pointing there.
+  absl::StatusOr<std::string> ResolvePasswordFile(const std::string& path) const {
+    std::string resolved;
+    if (path[0] == '/') {
+      if (!options_.allow_absolute_password_files) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "\"", path,
+            "\" is an absolute path; jailoverctl reads a password file outside the spec file's "
+            "directory only with --allow-absolute-password-files (put the file beside the spec "
+            "and give its relative name, or pass the flag if you trust this spec)"));
+      }
+      ASSIGN_OR_RETURN(resolved, Canonical(path));
+    } else {
+      const std::string dir = base_dir_.empty() ? "." : base_dir_;
+      const std::string joined = base_dir_.empty() ? path : absl::StrCat(base_dir_, "/", path);
+      absl::StatusOr<std::string> root = Canonical(dir);
+      if (!root.ok()) {
+        return absl::Status(root.status().code(),
+                            absl::StrCat("the spec file's directory: ", root.status().message()));
+      }
+      ASSIGN_OR_RETURN(resolved, Canonical(joined));
+      const std::string inside = *root == "/" ? *root : absl::StrCat(*root, "/");
+      // The directory itself is left to the regular-file check below.
+      if (resolved != *root && !absl::StartsWith(resolved, inside)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "\"", path, "\" resolves to ", resolved, ", outside the spec file's directory ", *root,
+            "; a relative password file must stay inside it (give an absolute path and "
+            "--allow-absolute-password-files to read a file elsewhere)"));
+      }
+    }
+    return resolved;
+  }
+
+  // Reads the file ResolvePasswordFile returned. O_NOFOLLOW: a symlink
+  // swapped in for it after the check is not followed (a directory on the way
+  // swapped in between still could be, but whoever can do that in the spec's
+  // directory can as well rewrite the spec). Only a regular file, as fstat
+  // tells of the file opened: a FIFO or a device could block the read or
+  // never end (O_NONBLOCK keeps the open itself from blocking on a FIFO).
+  static absl::StatusOr<std::string> ReadPasswordFile(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open: ", strerror(errno)));
+    }
+    struct stat info {};
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+      close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
+    }
+    std::string text;
+    char buf[1024];
+    while (text.size() <= kMaxPasswordFileBytes) {
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int err = errno;
+        close(fd);
+        return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read: ", strerror(err)));
+      }
+      if (n == 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    if (text.size() > kMaxPasswordFileBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": larger than ", kMaxPasswordFileBytes, " bytes"));
+    }
+    return text;
+  }
+
+  // `path` made absolute, without symlinks, "." or ".."; it must exist.
+  static absl::StatusOr<std::string> Canonical(const std::string& path) {
+    std::error_code error;
+    std::filesystem::path canonical = std::filesystem::canonical(path, error);
+    if (error) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", error.message()));
+    }
+    return canonical.string();
+  }
+
   std::string file_;
   std::string base_dir_;
+  SpecFileOptions options_;
   // Mark of the document being parsed: where errors of mark-less nodes point.
   YAML::Mark parent_mark_ = YAML::Mark::null_mark();
 };
@@ -504,9 +603,10 @@ absl::StatusOr<google::protobuf::Duration> ParseProtoDuration(absl::string_view 
 
 absl::StatusOr<std::vector<SpecDocument>> ParseSpecText(absl::string_view text,
                                                         const std::string& file,
-                                                        const std::string& base_dir) {
+                                                        const std::string& base_dir,
+                                                        const SpecFileOptions& options) {
   try {
-    Parser parser(file, base_dir);
+    Parser parser(file, base_dir, options);
     return parser.ParseAll(text);
   } catch (const YAML::Exception& e) {
     if (e.mark.line >= 0) {
@@ -521,7 +621,8 @@ absl::StatusOr<std::vector<SpecDocument>> ParseSpecText(absl::string_view text,
   }
 }
 
-absl::StatusOr<std::vector<SpecDocument>> ParseSpecFile(const std::string& path) {
+absl::StatusOr<std::vector<SpecDocument>> ParseSpecFile(const std::string& path,
+                                                        const SpecFileOptions& options) {
   if (path.empty() || path == "-") {
     return absl::InvalidArgumentError("-f: give the path of a spec file (stdin is not supported)");
   }
@@ -530,7 +631,7 @@ absl::StatusOr<std::vector<SpecDocument>> ParseSpecFile(const std::string& path)
   const size_t slash = path.rfind('/');
   const std::string base_dir =
       slash == std::string::npos ? "" : path.substr(0, slash == 0 ? 1 : slash);
-  return ParseSpecText(*text, path, base_dir);
+  return ParseSpecText(*text, path, base_dir, options);
 }
 
 }  // namespace jailover::cli

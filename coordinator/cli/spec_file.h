@@ -35,16 +35,32 @@ struct SpecDocument {
 // "Image", "Vip", "Jail".
 std::string SpecKindName(SpecDocument::Kind kind);
 
-// Parses `text`. `file` names it in messages; a relative password_file is
-// read relative to `base_dir` ("" = the working directory). Empty documents
-// are skipped; a text with no document at all is an error.
+// What the operator allows a spec file to make jailoverctl read. A spec file
+// may come from someone else, and whatever password_file names is read with
+// the operator's rights and sent to the coordinator, so by default it may
+// name only a file inside its own directory.
+struct SpecFileOptions {
+  // Also read a password_file given as an absolute path (jailoverctl
+  // --allow-absolute-password-files): the operator vouches for the spec.
+  bool allow_absolute_password_files = false;
+};
+
+// Parses `text`. `file` names it in messages. A relative password_file is
+// read relative to `base_dir` ("" = the working directory) and must, after
+// resolving "..", "." and symlinks, be a regular file strictly inside that
+// directory; an absolute one is refused unless `options` allows it (then it
+// must be a regular file too). Empty documents are skipped; a text with no
+// document at all is an error.
 absl::StatusOr<std::vector<SpecDocument>> ParseSpecText(absl::string_view text,
                                                         const std::string& file,
-                                                        const std::string& base_dir);
+                                                        const std::string& base_dir,
+                                                        const SpecFileOptions& options = {});
 
 // Reads and parses the file at `path` (at most 1 MiB); "-" reads nothing and
-// is refused (no stdin support).
-absl::StatusOr<std::vector<SpecDocument>> ParseSpecFile(const std::string& path);
+// is refused (no stdin support). Its password files are read relative to the
+// file's directory, as ParseSpecText says.
+absl::StatusOr<std::vector<SpecDocument>> ParseSpecFile(const std::string& path,
+                                                        const SpecFileOptions& options = {});
 
 // "1G", "512M", "64K", "2T" (powers of 1024; k/m/g/t accepted too) or plain
 // bytes; must be > 0. InvalidArgument otherwise.

@@ -5,9 +5,11 @@
 //                  503 with the reason on a follower or while starting
 //   GET /metrics   200, text exposition format 0.0.4 (see Metrics)
 //   anything else  404
-// Knows nothing about the coordinator itself: it calls the handlers it is
-// given on every request (from httplib's worker threads, possibly several at
-// once, so the handlers must be thread-safe). Runs its own listener thread.
+// HEAD is answered as GET. Knows nothing about the coordinator itself: it
+// calls the handlers it is given on every request (from common::HttpListener's
+// handler threads, possibly several at once, so the handlers must be
+// thread-safe and should answer promptly). The listener's limits keep slow
+// clients from delaying a probe (see common/http/http_listener.h).
 // Thread-safe.
 #pragma once
 

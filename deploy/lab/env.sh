@@ -17,10 +17,17 @@ done
 [[ $(id -u) -eq 0 ]] || { echo "$who: run as root (network namespaces)" >&2; exit 1; }
 
 lab() { "$lab_bin" --state_file "$state" "$@"; }
-# jailoverctl in c1, against $coordinators (default: the single-coordinator
-# lab's).
+# The lab's certificates (jailover-lab up makes them in the lab's dir/pki).
+lab_pki() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"] + "/pki")' "$state"
+}
+# jailoverctl in c1, on mTLS as operator/lab, against $coordinators (default:
+# the single-coordinator lab's).
 ctl() {
-  lab exec c1 -- "$ctl_bin" --coordinator "${coordinators:-198.18.0.2:7430}" --insecure "$@"
+  local pki
+  pki=$(lab_pki)
+  lab exec c1 -- "$ctl_bin" --coordinator "${coordinators:-198.18.0.2:7430}" \
+    --tls_cert "$pki/operator-lab.pem" --tls_key "$pki/operator-lab.key" --tls_ca "$pki/ca.pem" "$@"
 }
 # The sample jail's "PHASE HOST EPOCH" ("- - 0" when unknown).
 jail_state() {

@@ -38,6 +38,7 @@
 #include "common/file/file_util.h"
 #include "common/log/log.h"
 #include "common/status/status_macros.h"
+#include "common/tls/x509.h"
 #include "coordinator/cluster/host_tracker.h"
 #include "tests/testing/delay_proxy.h"
 #include "tests/testing/lab_network.h"
@@ -360,16 +361,67 @@ absl::Status WaitFor(const std::function<bool()>& done, absl::Duration timeout,
   }
 }
 
+// The lab's certificates (docs/security.md): a CA of its own, made at `up`
+// in DIR/pki, a certificate per coordinator and per agent carrying its
+// identity and its address (agents dial coordinators, jailoverctl dials
+// them, by address; coordinators dial agents by host name), and one for the
+// operator "lab" that jailoverctl in c1 uses.
+std::string PkiDir(const LabState& state) { return state.dir + "/pki"; }
+
+// --tls_cert/--tls_key/--tls_ca of PkiDir/BASE.{pem,key}.
+std::vector<std::string> TlsFlags(const LabState& state, const std::string& base) {
+  const std::string pki = PkiDir(state);
+  return {"--tls_cert=" + pki + "/" + base + ".pem", "--tls_key=" + pki + "/" + base + ".key",
+          "--tls_ca=" + pki + "/ca.pem"};
+}
+
+std::string CertBase(common::Role role, const std::string& name) {
+  return absl::StrCat(common::RoleName(role), "-", name);
+}
+
+absl::Status WriteCertificate(const std::string& base, const common::KeyAndCertificate& pair) {
+  RETURN_IF_ERROR(common::WriteFileAtomically(base + ".key", pair.key_pem, 0600));
+  return common::WriteFileAtomically(base + ".pem", pair.cert_pem, 0644);
+}
+
+absl::Status MakeLabPki(const LabState& state) {
+  const std::string pki = PkiDir(state);
+  std::error_code ec;
+  fs::create_directories(pki, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", pki));
+  fs::permissions(pki, fs::perms::owner_all, ec);
+  const absl::Time now = absl::Now();
+  ASSIGN_OR_RETURN(common::KeyAndCertificate ca,
+                   common::MakeCa(state.prefix, now, absl::Hours(24 * 30)));
+  RETURN_IF_ERROR(WriteCertificate(pki + "/ca", ca));
+  auto issue = [&](common::Role role, const std::string& name,
+                   std::vector<std::string> ips) -> absl::Status {
+    common::IssueOptions options;
+    options.identity = common::Identity{role, name};
+    options.ips = std::move(ips);
+    options.validity = absl::Hours(24 * 30);
+    ASSIGN_OR_RETURN(common::KeyAndCertificate pair, common::IssueCertificate(ca, options, now));
+    return WriteCertificate(pki + "/" + CertBase(role, name), pair);
+  };
+  for (const LabToolHost& host : state.hosts) {
+    if (host.role == "coordinator") {
+      RETURN_IF_ERROR(issue(common::Role::kCoordinator, host.name, {host.address}));
+    } else if (host.role == "storage" || host.role == "jail") {
+      RETURN_IF_ERROR(issue(common::Role::kAgent, host.name, {host.address}));
+    }
+  }
+  return issue(common::Role::kOperator, kLabOperator, {});
+}
+
 // Hosts (by name) the coordinator at `endpoint` reports READY, from
 // `jailoverctl -o json host list` run in `from`.
 absl::StatusOr<std::set<std::string>> ReadyHosts(LabNetwork& network, const LabState& state,
                                                  const std::string& from,
                                                  const std::string& endpoint) {
-  ASSIGN_OR_RETURN(common::CommandResult result,
-                   network.Run(from,
-                               {state.ctl_bin, "--coordinator", endpoint, "--insecure", "--timeout",
-                                "2", "-o", "json", "host", "list"},
-                               absl::Seconds(10)));
+  ASSIGN_OR_RETURN(
+      common::CommandResult result,
+      network.Run(from, CtlArgv(state, endpoint, {"--timeout", "2", "-o", "json", "host", "list"}),
+                  absl::Seconds(10)));
   if (!result.ok()) {
     return absl::UnavailableError(
         absl::StrCat("jailoverctl host list: ", absl::StripAsciiWhitespace(result.stderr_text)));
@@ -445,13 +497,15 @@ std::vector<std::string> CoordinatorArgv(const LabToolOptions& options, LabNetwo
       "--name=" + ctl.name,
       "--listen=" + GrpcEndpoint(ctl),
       "--http_listen=" + HttpEndpoint(ctl),
-      "--insecure",
       "--data_dir=" + host_dir + "/data",
       "--jail_root=" + state.dir + "/jails",
       absl::StrCat("--lease_ttl=", DurationFlag(options.lease_ttl)),
       absl::StrCat("--lease_renew_interval=", DurationFlag(options.lease_renew_interval)),
       "--lease_safety_margin=" + DurationFlag(options.lease_safety_margin),
       "--port_file=" + port_file};
+  for (const std::string& flag : TlsFlags(state, CertBase(common::Role::kCoordinator, ctl.name))) {
+    argv.push_back(flag);
+  }
   if (state.store == "etcd") {
     // Every member, its own host's first (as co-located etcd is deployed):
     // the client starts on the first endpoint, and a dead machine's member
@@ -660,6 +714,8 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
   std::error_code ec;
   fs::create_directories(dir + "/jails", ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, "/jails"));
+  RETURN_IF_ERROR(MakeLabPki(state));
+  progress.Step(absl::StrCat("mTLS: CA and certificates in ", PkiDir(state)));
   const std::string lease = absl::StrCat("--lease_ttl=", DurationFlag(options.lease_ttl));
   const std::string renew =
       absl::StrCat("--lease_renew_interval=", DurationFlag(options.lease_renew_interval));
@@ -704,7 +760,6 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
         "--roles=" + host.role,
         absl::StrCat("--listen=", host.address, ":", kAgentPort),
         absl::StrCat("--http_listen=", host.address, ":", kAgentHttpPort),
-        "--insecure",
         "--coordinators=" + coordinators_of[host.name],
         "--state_dir=" + host_dir + "/state",
         "--image_root=" + host_dir + "/images",
@@ -712,6 +767,9 @@ absl::Status BringUp(const LabToolOptions& options, LabNetwork& network, LabStat
         "--storage_address=" + host.address,
         lease,
         renew};
+    for (const std::string& flag : TlsFlags(state, CertBase(common::Role::kAgent, host.name))) {
+      agent.push_back(flag);
+    }
     agent.insert(agent.end(), options.agent_args.begin(), options.agent_args.end());
     fs::create_directories(host_dir + "/images", ec);
     host.daemon.log = host_dir + "/agent.log";
@@ -935,6 +993,16 @@ LabToolDaemon GetDaemon(const nlohmann::json& json) {
   if (json.contains("stopped")) daemon.stopped = json.at("stopped").get<bool>();
   if (json.contains("restarts")) daemon.restarts = json.at("restarts").get<int>();
   return daemon;
+}
+
+std::vector<std::string> CtlArgv(const LabState& state, const std::string& endpoint,
+                                 const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {state.ctl_bin, "--coordinator", endpoint};
+  for (const std::string& flag : TlsFlags(state, CertBase(common::Role::kOperator, kLabOperator))) {
+    argv.push_back(flag);
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
 }
 
 std::string LabStateToJson(const LabState& state) {
@@ -1422,8 +1490,8 @@ int Up(const LabToolOptions& options) {
     }
     std::cout << absl::StrFormat("  %-4s %-12s %-34s %s\n", host.name, host.address, what, pids);
   }
-  std::cout << "  jailoverctl: jailover-lab exec c1 -- " << state->ctl_bin << " --coordinator "
-            << state->coordinator << " --insecure status\n";
+  std::cout << "  jailoverctl: jailover-lab exec c1 -- "
+            << absl::StrJoin(CtlArgv(*state, state->coordinator, {"status"}), " ") << "\n";
   return 0;
 }
 
@@ -1546,8 +1614,7 @@ int Status(const LabToolOptions& options) {
   std::cout << "  keeper: " << state.dir << "/keeper.log\n";
   for (const std::vector<std::string>& command :
        std::vector<std::vector<std::string>>{{"status"}, {"host", "list"}}) {
-    std::vector<std::string> argv = {state.ctl_bin, "--coordinator", endpoint,
-                                     "--insecure",  "--timeout",     "3"};
+    std::vector<std::string> argv = CtlArgv(state, endpoint, {"--timeout", "3"});
     argv.insert(argv.end(), command.begin(), command.end());
     std::cout << "\n$ jailoverctl " << absl::StrJoin(command, " ") << "   (" << asked << ")\n";
     absl::StatusOr<common::CommandResult> result = lab->network->Run("c1", argv, absl::Seconds(10));

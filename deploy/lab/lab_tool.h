@@ -121,6 +121,14 @@ struct LabState {
   std::vector<LabToolHost> hosts;
 };
 
+// The operator identity jailoverctl uses in the lab (operator/lab).
+inline constexpr char kLabOperator[] = "lab";
+
+// jailoverctl (state.ctl_bin) against `endpoint` on the lab's mTLS, as
+// operator/lab, then `args`: run it in c1 (LabNetwork::Run).
+std::vector<std::string> CtlArgv(const LabState& state, const std::string& endpoint,
+                                 const std::vector<std::string>& args = {});
+
 // The state file as JSON, and back (InvalidArgument for a malformed file).
 std::string LabStateToJson(const LabState& state);
 absl::StatusOr<LabState> LabStateFromJson(const std::string& json);

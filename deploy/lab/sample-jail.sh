@@ -46,5 +46,8 @@ spec:
   exec_start: ["/bin/jailover-applog-server", "--listen", "198.18.0.100:7000", "--file", "/data/applog.txt"]
   health_port: 7000
 YAML
+# On the lab's mTLS, as operator/lab.
+pki=$lab_dir/pki
 "$build/deploy/lab/jailover-lab" --state_file "$state" exec c1 -- \
-  "$build/coordinator/cli/jailoverctl" --coordinator "$coordinator" --insecure apply -f "$spec"
+  "$build/coordinator/cli/jailoverctl" --coordinator "$coordinator" --tls_cert "$pki/operator-lab.pem" \
+  --tls_key "$pki/operator-lab.key" --tls_ca "$pki/ca.pem" apply -f "$spec"

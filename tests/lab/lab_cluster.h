@@ -87,9 +87,7 @@ class LabClusterTest : public ::testing::Test {
 
   // jailoverctl in c1.
   common::CommandResult Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {JAILOVERCTL_BIN, "--coordinator", state_.coordinator,
-                                     "--insecure"};
-    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> argv = lab::CtlArgv(state_, state_.coordinator, args);
     absl::StatusOr<common::CommandResult> result = lab_->Run("c1", argv, absl::Seconds(60));
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? *result : common::CommandResult();

@@ -87,9 +87,8 @@ class LabToolTest : public ::testing::Test {
   std::set<std::string> ReadyOn(testing::LabNetwork& lab, const lab::LabState& state,
                                 const std::string& endpoint,
                                 absl::Time since = absl::InfinitePast()) {
-    absl::StatusOr<common::CommandResult> list =
-        lab.Run("c1", {state.ctl_bin, "--coordinator", endpoint, "--insecure", "--timeout", "2",
-                       "-o", "json", "host", "list"});
+    absl::StatusOr<common::CommandResult> list = lab.Run(
+        "c1", lab::CtlArgv(state, endpoint, {"--timeout", "2", "-o", "json", "host", "list"}));
     std::set<std::string> ready;
     if (!list.ok() || !list->ok()) return ready;
     const nlohmann::json json = nlohmann::json::parse(list->stdout_text, nullptr, false);
@@ -179,8 +178,7 @@ TEST_F(LabToolTest, UpStatusKillPartitionHealDown) {
 
   // The coordinator sees the four agents READY (asked from c1).
   absl::StatusOr<common::CommandResult> list =
-      (*lab)->Run("c1", {state->ctl_bin, "--coordinator", state->coordinator, "--insecure", "-o",
-                         "json", "host", "list"});
+      (*lab)->Run("c1", lab::CtlArgv(*state, state->coordinator, {"-o", "json", "host", "list"}));
   ASSERT_TRUE(list.ok() && list->ok()) << (list.ok() ? list->stderr_text : "");
   std::set<std::string> ready;
   const nlohmann::json hosts_json = nlohmann::json::parse(list->stdout_text);
@@ -254,8 +252,8 @@ TEST_F(LabToolTest, UpStatusKillPartitionHealDown) {
   EXPECT_EQ(Cmdline(now.daemon.pid), ctl.daemon.argv);
   EXPECT_EQ(now.daemon.log, ctl.daemon.log);
   EXPECT_THAT(testing::ReadFileOrEmpty(ctl.daemon.log), HasSubstr("started again"));
-  absl::StatusOr<common::CommandResult> ctl_status = (*lab)->Run(
-      "c1", {state->ctl_bin, "--coordinator", state->coordinator, "--insecure", "status"});
+  absl::StatusOr<common::CommandResult> ctl_status =
+      (*lab)->Run("c1", lab::CtlArgv(*state, state->coordinator, {"status"}));
   EXPECT_TRUE(ctl_status.ok() && ctl_status->ok())
       << (ctl_status.ok() ? ctl_status->stderr_text : "");
   std::set<std::string> ready_now;
@@ -348,9 +346,8 @@ TEST_F(LabToolTest, UpStatusKillPartitionHealDown) {
   // The coordinator notices: h3 is no longer READY.
   EXPECT_TRUE(testing::WaitUntil(
       [&] {
-        absl::StatusOr<common::CommandResult> now =
-            (*lab)->Run("c1", {state->ctl_bin, "--coordinator", state->coordinator, "--insecure",
-                               "-o", "json", "host", "get", "h3"});
+        absl::StatusOr<common::CommandResult> now = (*lab)->Run(
+            "c1", lab::CtlArgv(*state, state->coordinator, {"-o", "json", "host", "get", "h3"}));
         return now.ok() && now->ok() &&
                now->stdout_text.find("HOST_STATE_READY") == std::string::npos;
       },
@@ -763,9 +760,8 @@ TEST_F(LabToolTest, TheChaosRunsFaultsAndTheirHeals) {
       },
       absl::Seconds(5)));
   const auto h1_state = [&] {
-    absl::StatusOr<common::CommandResult> got =
-        lab.Run("c1", {state->ctl_bin, "--coordinator", state->coordinator, "--insecure", "-o",
-                       "json", "host", "get", "h1"});
+    absl::StatusOr<common::CommandResult> got = lab.Run(
+        "c1", lab::CtlArgv(*state, state->coordinator, {"-o", "json", "host", "get", "h1"}));
     if (!got.ok()) return std::string();
     const nlohmann::json json = nlohmann::json::parse(got->stdout_text, nullptr, false);
     if (json.is_discarded() || !json.contains("host")) return std::string();

@@ -1,12 +1,11 @@
 #include "tests/testing/agent_process.h"
 
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <chrono>
 #include <fstream>
-
-#include <httplib.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,28 +14,48 @@
 
 namespace jailover::testing {
 
+namespace {
+
+common::TlsOptions Insecure() {
+  common::TlsOptions options;
+  options.insecure = true;
+  return options;
+}
+
+}  // namespace
+
 AgentProcess::AgentProcess(const std::string& binary, const std::string& dir, int run,
-                           const std::vector<std::string>& flags) {
+                           const std::vector<std::string>& flags)
+    : AgentProcess(binary, dir, run, flags, Insecure(), Insecure()) {}
+
+AgentProcess::AgentProcess(const std::string& binary, const std::string& dir, int run,
+                           const std::vector<std::string>& flags, const common::TlsOptions& server,
+                           const common::TlsOptions& client) {
   const std::string port_file = absl::StrCat(dir, "/agent", run, ".port");
   const std::string http_port_file = absl::StrCat(dir, "/agent", run, ".http");
-  std::vector<std::string> argv = {binary,
-                                   "--listen=127.0.0.1:0",
-                                   "--port_file=" + port_file,
-                                   "--insecure",
+  std::vector<std::string> argv = {binary, "--listen=127.0.0.1:0", "--port_file=" + port_file,
                                    "--http_listen=127.0.0.1:0",
                                    "--http_port_file=" + http_port_file};
+  if (server.insecure) {
+    argv.push_back("--insecure");
+  } else {
+    argv.push_back("--tls_cert=" + server.cert_file);
+    argv.push_back("--tls_key=" + server.key_file);
+    argv.push_back("--tls_ca=" + server.ca_file);
+  }
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto process = ExternalProcess::Start(argv, absl::StrCat(dir, "/agent", run, ".log"));
   EXPECT_TRUE(process.ok()) << process.status();
   if (!process.ok()) return;
   process_ = std::move(*process);
-  const int port = WaitForPort(port_file);
+  port_ = WaitForPort(port_file);
   http_port_ = WaitForPort(http_port_file);
-  if (port <= 0 || http_port_ <= 0) return;
-  auto channel =
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
-  stub_ = v1::Agent::NewStub(channel);
-  health_ = grpc::health::v1::Health::NewStub(channel);
+  if (port_ <= 0 || http_port_ <= 0) return;
+  auto channel = common::MakeChannel(absl::StrCat("127.0.0.1:", port_), client);
+  EXPECT_TRUE(channel.ok()) << channel.status();
+  if (!channel.ok()) return;
+  stub_ = v1::Agent::NewStub(*channel);
+  health_ = grpc::health::v1::Health::NewStub(*channel);
 }
 
 void AgentProcess::Stop() {

@@ -4,13 +4,14 @@
 // test leaves no agent running.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
+#include "common/tls/credentials.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jailover/v1/agent.grpc.pb.h"
 #include "tests/testing/external_process.h"
@@ -25,6 +26,11 @@ class AgentProcess {
   // is a test failure (check ok()).
   AgentProcess(const std::string& binary, const std::string& dir, int run,
                const std::vector<std::string>& flags);
+  // The same on mTLS: the agent serves with `server` (its own certificate)
+  // and the stubs dial it with `client` (e.g. a coordinator's).
+  AgentProcess(const std::string& binary, const std::string& dir, int run,
+               const std::vector<std::string>& flags, const common::TlsOptions& server,
+               const common::TlsOptions& client);
 
   bool ok() const { return stub_ != nullptr; }
   // SIGTERM, and expects a clean exit within 15 s.
@@ -38,6 +44,7 @@ class AgentProcess {
   // grpc.health.v1 status of `service` (UNKNOWN if the call fails).
   grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& service);
   int http_port() const { return http_port_; }
+  int port() const { return port_; }
   std::string log() const { return process_->ReadLog(); }
 
  private:
@@ -46,6 +53,7 @@ class AgentProcess {
   std::unique_ptr<ExternalProcess> process_;
   std::unique_ptr<v1::Agent::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  int port_ = 0;
   int http_port_ = 0;
 };
 

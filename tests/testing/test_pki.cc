@@ -6,7 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/exec/command_runner.h"
+#include "common/file/file_util.h"
 #include "common/status/status_macros.h"
+#include "common/tls/x509.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::testing {
@@ -116,6 +118,39 @@ absl::StatusOr<TestPki> MakeTestPki() {
   pki.rogue_cert = pki.dir + "/rogue.pem";
   pki.rogue_key = pki.dir + "/rogue.key";
   return pki;
+}
+
+absl::StatusOr<CertFiles> TestPki::Issue(const common::Identity& identity,
+                                         const std::vector<std::string>& dns,
+                                         const std::vector<std::string>& ips, bool rogue) const {
+  const std::string ca_name = rogue ? "rogue-ca" : "ca";
+  common::KeyAndCertificate ca_files;
+  ASSIGN_OR_RETURN(ca_files.cert_pem,
+                   common::ReadFileToString(dir + "/" + ca_name + ".pem", 1 << 20));
+  ASSIGN_OR_RETURN(ca_files.key_pem,
+                   common::ReadFileToString(dir + "/" + ca_name + ".key", 1 << 20));
+  common::IssueOptions options;
+  options.identity = identity;
+  options.dns = dns;
+  options.ips = ips;
+  options.validity = absl::Hours(48);
+  ASSIGN_OR_RETURN(common::KeyAndCertificate issued,
+                   common::IssueCertificate(ca_files, options, absl::Now()));
+  const std::string base = absl::StrCat(dir, "/", common::RoleName(identity.role), "-",
+                                        identity.name, rogue ? "-rogue" : "");
+  CertFiles files{base + ".pem", base + ".key"};
+  RETURN_IF_ERROR(common::WriteFileAtomically(files.cert, issued.cert_pem));
+  RETURN_IF_ERROR(common::WriteFileAtomically(files.key, issued.key_pem, 0600));
+  return files;
+}
+
+common::TlsOptions TestPki::Options(const CertFiles& files, const std::string& server_name) const {
+  common::TlsOptions options;
+  options.cert_file = files.cert;
+  options.key_file = files.key;
+  options.ca_file = ca;
+  options.server_name_override = server_name;
+  return options;
 }
 
 }  // namespace jailover::testing

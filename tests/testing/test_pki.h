@@ -6,12 +6,21 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/auth/identity.h"
+#include "common/tls/credentials.h"
 
 namespace jailover::testing {
 
 inline constexpr char kOpensslBin[] = "/usr/bin/openssl";
+
+// A certificate and its key, as files.
+struct CertFiles {
+  std::string cert;
+  std::string key;
+};
 
 struct TestPki {
   std::string dir;
@@ -20,6 +29,17 @@ struct TestPki {
   std::string client_cert, client_key;
   std::string rogue_ca;
   std::string rogue_cert, rogue_key;
+
+  // Issues a certificate for `identity` (a jailover identity, with DNS:NAME
+  // for coordinators and agents, plus `dns` and `ips`) signed by `ca`, or by
+  // rogue-ca with `rogue`, as dir/ROLE-NAME[-rogue].{pem,key}.
+  absl::StatusOr<CertFiles> Issue(const common::Identity& identity,
+                                  const std::vector<std::string>& dns = {},
+                                  const std::vector<std::string>& ips = {},
+                                  bool rogue = false) const;
+  // mTLS options with `files` and this CA, verifying the server as
+  // `server_name` (a name its certificate carries; "" = the target's host).
+  common::TlsOptions Options(const CertFiles& files, const std::string& server_name = "") const;
 };
 
 // Makes the files in a new temporary directory (the caller removes `dir`).

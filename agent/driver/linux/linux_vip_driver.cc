@@ -423,7 +423,7 @@ absl::Status LinuxVipDriver::StartUcarp(RunRecord record, const std::vector<std:
       common::WriteFileAtomically(StatePath(record.name), holding ? "MASTER\n" : "BACKUP\n"));
   // ucarp reads the password from this file (no newline: it would be part
   // of the key if ucarp kept it); the directory is 0700.
-  RETURN_IF_ERROR(common::WriteFileAtomically(PassPath(record.name), record.password));
+  RETURN_IF_ERROR(common::WriteFileAtomically(PassPath(record.name), record.password, 0600));
   const std::vector<std::string> argv = UcarpArgv(record);
   common::DetachedOptions detached;
   detached.log_path = LogPath(record.name);

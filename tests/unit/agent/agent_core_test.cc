@@ -1,5 +1,7 @@
 #include "agent/agent_core.h"
 
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -7,9 +9,9 @@
 #include "common/proto/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/agent_requests.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/mock_drivers.h"
-#include "tests/testing/agent_requests.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::agent {
@@ -876,6 +878,281 @@ TEST_F(FenceTest, ReadinessAndHeartbeatsSayWhatTheLeaseSays) {
   EXPECT_TRUE(held.at("web01").witnessed());
   EXPECT_EQ(held.at("db01").storage_agent, "198.18.0.21:7420");
   EXPECT_EQ(held.at("db01").storage_host, "s1");
+}
+
+}  // namespace
+}  // namespace jailover::agent
+
+// Issue 15: what the agent stores is bounded, and a lost state file is not
+// taken for a new host.
+namespace jailover::agent {
+namespace {
+
+v1::CreateJailRequest CreateWeb(const std::string& op, const v1::JailSpec& spec) {
+  v1::CreateJailRequest create;
+  *create.mutable_context() = Op(op);
+  create.set_name("web01");
+  create.set_image("web01");
+  create.set_epoch(1);
+  *create.mutable_spec() = spec;
+  return create;
+}
+
+TEST_F(AgentCoreTest, OversizedJailSpecsAreRefusedBeforeAnythingHappens) {
+  v1::JailSpec base;
+  base.add_exec_start("/bin/sh");
+  struct Case {
+    const char* what;
+    std::function<void(v1::JailSpec&)> change;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      // The issue's request: 3 MiB of params, 24 times over.
+      {"a 3 MiB param",
+       [](v1::JailSpec& s) { (*s.mutable_params())["x"] = std::string(3 << 20, 'p'); },
+       "spec.params[\"x\"] is 3145728 bytes, at most 4096"},
+      {"65 params",
+       [](v1::JailSpec& s) {
+         for (int i = 0; i < 65; ++i) (*s.mutable_params())["p" + std::to_string(i)] = "1";
+       },
+       "spec.params has 65 entries, at most 64"},
+      {"a long env name", [](v1::JailSpec& s) { (*s.mutable_env())[std::string(65, 'E')] = "1"; },
+       "spec.env name \"EEEE"},
+      {"a long argument", [](v1::JailSpec& s) { s.add_exec_start(std::string(4097, 'a')); },
+       "spec.exec_start[1] is 4097 bytes, at most 4096"},
+      {"65 allow entries",
+       [](v1::JailSpec& s) {
+         for (int i = 0; i < 65; ++i) s.add_allow("raw_sockets");
+       },
+       "spec.allow has 65 entries, at most 64"},
+      {"a long rctl amount",
+       [](v1::JailSpec& s) { s.add_limits()->set_amount(std::string(65, '9')); },
+       "spec.limits[0].amount is 65 bytes, at most 64"},
+      {"a long hostname", [](v1::JailSpec& s) { s.set_hostname(std::string(256, 'h')); },
+       "spec.hostname is 256 bytes, at most 255"},
+      {"a spec over 8 KiB in all",
+       [](v1::JailSpec& s) {
+         for (int i = 0; i < 3; ++i)
+           (*s.mutable_env())["E" + std::to_string(i)] = std::string(3000, 'v');
+       },
+       "bytes serialized, at most 8192"},
+  };
+  for (const Case& c : cases) {
+    v1::JailSpec spec = base;
+    c.change(spec);
+    for (int i = 0; i < 24; ++i) {
+      v1::CreateJailResponse response;
+      const absl::Status status =
+          core_->CreateJail(CreateWeb(absl::StrCat("cj-", i), spec), &response);
+      ASSERT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.what;
+      EXPECT_THAT(status.message(), HasSubstr(c.message)) << c.what;
+      EXPECT_THAT(status.message(), HasSubstr("jail web01: ")) << c.what;
+    }
+  }
+  // Nothing happened: no driver call (StrictMock), no record, no epoch, and
+  // the file is as small as it was.
+  const auto state = store_->Snapshot();
+  EXPECT_EQ(state.jails_size(), 0);
+  EXPECT_EQ(state.epochs_size(), 0);
+  EXPECT_FALSE(store_->FindOperation("cj-0").has_value());
+  EXPECT_LT(std::filesystem::file_size(store_->path()), 1024u);
+}
+
+TEST_F(AgentCoreTest, AHostKeepsAtMostTheMaximumOfJailsAndVips) {
+  ASSERT_TRUE(store_
+                  ->Update([](jailover::internal::AgentState& s) {
+                    for (int i = 0; i < kMaxStoredJails; ++i) {
+                      (*s.mutable_jails())["jail" + std::to_string(i)].set_image("web01");
+                    }
+                    for (int i = 0; i < kMaxStoredVips; ++i) {
+                      (*s.mutable_vips())["vip" + std::to_string(i)].set_advskew(100);
+                    }
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  v1::JailSpec spec;
+  spec.add_exec_start("/bin/sh");
+  v1::CreateJailResponse created;
+  const absl::Status jail = core_->CreateJail(CreateWeb("cj-full", spec), &created);
+  EXPECT_EQ(jail.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(jail.message(), HasSubstr("256 jails, at most 256"));
+  EXPECT_EQ(store_->NewestEpoch("web01"), 0u);  // before the epoch was taken
+
+  v1::ConfigureVipRequest configure;
+  *configure.mutable_context() = Op("vip-full");
+  *configure.mutable_vip() = TestVip();
+  v1::ConfigureVipResponse configured;
+  const absl::Status vip = core_->ConfigureVip(configure, &configured);
+  EXPECT_EQ(vip.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(vip.message(), HasSubstr("512 VIPs, at most 512"));
+}
+
+TEST_F(AgentCoreTest, StoredAddressesNamesAndPasswordsAreChecked) {
+  v1::ConfigureVipRequest configure;
+  *configure.mutable_context() = Op("vip-1");
+  *configure.mutable_vip() = TestVip();
+  configure.mutable_vip()->set_password(std::string(20, 'p'));
+  v1::ConfigureVipResponse configured;
+  const absl::Status password = core_->ConfigureVip(configure, &configured);
+  EXPECT_EQ(password.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(password.message(), HasSubstr("password is 20 bytes, at most 19"));
+
+  v1::CreateImageRequest image;
+  *image.mutable_context() = Op("ci-1");
+  image.mutable_image()->set_name("web01");
+  image.mutable_image()->set_path("/images/web01.img");
+  image.mutable_image()->set_size_bytes(1 << 30);
+  image.mutable_image()->set_storage_host(std::string(1 << 20, 's'));
+  v1::CreateImageResponse created;
+  EXPECT_EQ(core_->CreateImage(image, &created).code(), absl::StatusCode::kInvalidArgument);
+
+  // A grant address without a host is stored too: checked as well.
+  v1::ExportImageRequest exported;
+  *exported.mutable_context() = Op("exp-1");
+  exported.set_image("web01");
+  exported.mutable_grant()->set_host_address(std::string(1 << 20, '1'));
+  exported.mutable_grant()->set_epoch(1);
+  v1::ExportImageResponse response;
+  EXPECT_EQ(core_->ExportImage(exported, &response).code(), absl::StatusCode::kInvalidArgument);
+
+  // A jail's VIP without an address is stored with the jail: its name too.
+  v1::JailSpec spec;
+  spec.add_exec_start("/bin/sh");
+  v1::CreateJailRequest jail = CreateWeb("cj-1", spec);
+  jail.mutable_vip()->set_name(std::string(1 << 20, 'v'));
+  v1::CreateJailResponse defined;
+  EXPECT_EQ(core_->CreateJail(jail, &defined).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Snapshot().images_size(), 0);
+  EXPECT_EQ(store_->Snapshot().epochs_size(), 0);
+}
+
+TEST_F(AgentCoreTest, ExecOutputIsNeverStoredAndARepeatDoesNotRunAgain) {
+  common::CommandResult result;
+  result.exit_code = 3;
+  result.stdout_text = std::string(1 << 20, 'o');
+  EXPECT_CALL(jails_, Exec("web01", _, _)).WillOnce(Return(result));  // once only
+  v1::ExecInJailRequest exec;
+  *exec.mutable_context() = Op("exec-1");
+  exec.set_name("web01");
+  exec.add_argv("/bin/cat");
+  exec.add_argv("/var/log/big");
+  v1::ExecInJailResponse first;
+  ASSERT_TRUE(core_->ExecInJail(exec, &first).ok());
+  EXPECT_EQ(first.stdout_text().size(), 1u << 20);               // the caller gets the output
+  EXPECT_LT(std::filesystem::file_size(store_->path()), 4096u);  // the file does not
+
+  v1::ExecInJailResponse repeated;
+  ASSERT_TRUE(core_->ExecInJail(exec, &repeated).ok());
+  EXPECT_EQ(repeated.exit_code(), 3);
+  EXPECT_TRUE(repeated.stdout_text().empty());
+  EXPECT_TRUE(repeated.stdout_truncated());   // there was output, not kept
+  EXPECT_FALSE(repeated.stderr_truncated());  // there was none
+}
+
+TEST_F(AgentCoreTest, FsckOutputIsRememberedByItsEnd) {
+  ASSERT_TRUE(store_
+                  ->Update([](jailover::internal::AgentState& s) {
+                    auto& image = (*s.mutable_images())["web01"];
+                    image.set_imported(true);
+                    image.set_device("/dev/ggate100");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  FsckOutcome outcome;
+  outcome.result = FsckOutcome::Result::kRepaired;
+  outcome.output = std::string(64 << 10, '.') + "\n***** FILE SYSTEM WAS MODIFIED *****\n";
+  EXPECT_CALL(disks_, Fsck("/dev/ggate100", _)).WillOnce(Return(outcome));
+  v1::FsckImageRequest fsck;
+  *fsck.mutable_context() = Op("fsck-1");
+  fsck.set_image("web01");
+  fsck.set_epoch(1);
+  v1::FsckImageResponse first, repeated;
+  ASSERT_TRUE(core_->FsckImage(fsck, &first).ok());
+  EXPECT_EQ(first.output(), outcome.output);
+  ASSERT_TRUE(core_->FsckImage(fsck, &repeated).ok());
+  EXPECT_EQ(repeated.result(), v1::FSCK_RESULT_REPAIRED);
+  EXPECT_LE(repeated.output().size(), kMaxRecordedFsckOutputBytes + 64);
+  EXPECT_THAT(repeated.output(), ::testing::StartsWith("[first "));
+  EXPECT_THAT(repeated.output(), ::testing::EndsWith("FILE SYSTEM WAS MODIFIED *****\n"));
+}
+
+TEST_F(AgentCoreTest, ImportFromNoStorageHostsAddressIsRefused) {
+  for (const char* endpoint :
+       {"0.0.0.0:3100", "[::]:3100", "224.0.0.18:3100", "[ff02::1]:3100", "255.255.255.255:3100"}) {
+    v1::ImportImageRequest request;
+    *request.mutable_context() = Op("imp-1");
+    request.set_image("web01");
+    request.set_epoch(1);
+    request.set_endpoint(endpoint);
+    request.set_remote_path("/images/web01.img");
+    v1::ImportImageResponse response;
+    const absl::Status status = core_->ImportImage(request, &response);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << endpoint;
+    EXPECT_THAT(status.message(), HasSubstr(endpoint));
+  }
+  EXPECT_EQ(store_->Snapshot().epochs_size(), 0);  // nothing happened (no driver call either)
+}
+
+// The OS as a host that lost its state file shows it: a jailover jail, an
+// imported device and an export, besides a jail that is not jailover's.
+class LostStateTest : public AgentCoreTest {
+ protected:
+  void ExpectListings(bool with_jailover_objects) {
+    JailInfo ours;
+    ours.name = "web01";
+    ours.jid = 7;
+    ours.path = "/jails/web01";
+    JailInfo theirs;
+    theirs.name = "build";
+    theirs.jid = 3;
+    theirs.path = "/usr/jails/build";
+    std::vector<JailInfo> jails = {theirs};
+    std::vector<ImportInfo> imports;
+    std::vector<ExportInfo> exports;
+    if (with_jailover_objects) {
+      jails.push_back(ours);
+      imports.push_back(
+          ImportInfo{"web01", 0, "/dev/ggate100", "198.18.0.21:3100 /images/web01.img", true});
+      exports.push_back(
+          ExportInfo{"db01", 1, "198.18.0.11:3101", "/images/db01.img", "198.18.0.12", true});
+    }
+    EXPECT_CALL(jails_, List()).WillOnce(Return(jails));
+    EXPECT_CALL(disks_, ListImports()).WillOnce(Return(imports));
+    EXPECT_CALL(disks_, ListExports()).WillOnce(Return(exports));
+  }
+};
+
+TEST_F(LostStateTest, AnEmptyStateOnAHostWithJailoverObjectsRefusesToStart) {
+  ExpectListings(true);
+  const absl::StatusOr<int> reconciled = core_->Reconcile();
+  ASSERT_EQ(reconciled.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string message(reconciled.status().message());
+  EXPECT_THAT(message, HasSubstr(store_->path() + " is new or empty"));
+  EXPECT_THAT(message, HasSubstr("jails web01 (jid 7, /jails/web01)"));
+  EXPECT_THAT(message, HasSubstr("imported devices /dev/ggate100 (web01 from 198.18.0.21:3100"));
+  EXPECT_THAT(message, HasSubstr("exports db01 (slot 1"));
+  EXPECT_THAT(message, HasSubstr("Restore it from a backup"));
+  EXPECT_THAT(message, ::testing::Not(HasSubstr("build")));  // not jailover's
+  // Nothing recorded: the next start refuses again, however often it is tried.
+  const auto state = store_->Snapshot();
+  EXPECT_EQ(state.jails_size() + state.images_size() + state.epochs_size(), 0);
+  ExpectListings(true);
+  EXPECT_EQ(core_->Reconcile().status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(LostStateTest, ANewHostStartsFresh) {
+  ExpectListings(false);  // only a jail that is not jailover's
+  const absl::StatusOr<int> reconciled = core_->Reconcile();
+  ASSERT_TRUE(reconciled.ok()) << reconciled.status();
+  EXPECT_EQ(*reconciled, 0);
+}
+
+TEST_F(LostStateTest, AStateThatKnowsAnEpochIsReconciledAsBefore) {
+  ASSERT_TRUE(store_->AcceptEpoch("web01", 4).ok());
+  ExpectListings(true);
+  const absl::StatusOr<int> reconciled = core_->Reconcile();
+  ASSERT_TRUE(reconciled.ok()) << reconciled.status();
+  EXPECT_EQ(*reconciled, 1);  // the device not in the records, logged and left alone
 }
 
 }  // namespace

@@ -138,5 +138,44 @@ TEST_F(RunIdempotentTest, MissingOrMalformedIdIsRefused) {
   EXPECT_FALSE(ran);
 }
 
+TEST_F(RunIdempotentTest, ARepeatGetsTheRecordedFormOfTheResponse) {
+  int runs = 0;
+  auto action = [&](jailover::v1::ExecInJailResponse* response) {
+    return [&runs, response] {
+      ++runs;
+      response->set_exit_code(3);
+      response->set_stdout_text(std::string(1 << 20, 'o'));
+      return absl::OkStatus();
+    };
+  };
+  const RecordedForm drop_output = [](google::protobuf::Message& message) {
+    static_cast<jailover::v1::ExecInJailResponse&>(message).clear_stdout_text();
+  };
+  jailover::v1::ExecInJailResponse first, second;
+  ASSERT_TRUE(
+      RunIdempotent(*store_, "exec-1", "ExecInJail", &first, action(&first), drop_output).ok());
+  EXPECT_EQ(first.stdout_text().size(), 1u << 20);  // the caller gets it all
+  ASSERT_TRUE(
+      RunIdempotent(*store_, "exec-1", "ExecInJail", &second, action(&second), drop_output).ok());
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(second.exit_code(), 3);
+  EXPECT_TRUE(second.stdout_text().empty());
+}
+
+TEST_F(RunIdempotentTest, AResponseTooLargeToRememberIsNotRemembered) {
+  int runs = 0;
+  jailover::v1::FsckImageResponse response;
+  auto action = [&] {
+    ++runs;
+    response.set_output(std::string(kMaxRecordedResponseBytes + 1, 'x'));
+    return absl::OkStatus();
+  };
+  // The result is the action's; only a repeat runs it again (logged).
+  EXPECT_TRUE(RunIdempotent(*store_, "fsck-1", "FsckImage", &response, action).ok());
+  EXPECT_FALSE(store_->FindOperation("fsck-1").has_value());
+  EXPECT_TRUE(RunIdempotent(*store_, "fsck-1", "FsckImage", &response, action).ok());
+  EXPECT_EQ(runs, 2);
+}
+
 }  // namespace
 }  // namespace jailover::agent

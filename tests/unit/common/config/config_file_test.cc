@@ -10,10 +10,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
+#include "tests/unit/common/config/hang_guard.h"
 
 // Flags of a pretend daemon. Prefixed so they cannot clash with real ones.
 ABSL_FLAG(std::string, cft_listen, "127.0.0.1:7443", "test: listen address");
@@ -329,6 +331,57 @@ TEST_F(ConfigFileTest, ParseFlagsWithBadConfigFails) {
       ParseFlagsWithConfig(argv.argc(), argv.argv());
   EXPECT_EQ(positional.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(positional.status().message(), HasSubstr(path));
+  ExpectDefaults();
+}
+
+// yaml-cpp 0.7 reads a stray ',' as an empty document (and its LoadAll never
+// returns on it), so a config file holding only ',' used to configure
+// nothing, silently.
+TEST_F(ConfigFileTest, StrayCommaIsAnErrorNotAnEmptyFile) {
+  for (const char* text :
+       {",", ",\n", "# agent\n,\n", "  ,cft_workers: 8\n", "cft_workers: 8\n---\n,\n"}) {
+    testing::HangGuard guard(absl::StrCat("ApplyConfigYaml(\"", text, "\")"));
+    const absl::Status s = ApplyConfigYaml(text, "x.yaml");
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(s.message(), HasSubstr("unexpected ','")) << text;
+    ExpectDefaults();
+  }
+}
+
+TEST_F(ConfigFileTest, DaemonWithAStrayCommaConfigFailsAtOnceNamingTheFile) {
+  const std::string path = WriteFile("comma.yaml", ",");
+  Argv argv({"jailover-agent", "--config=" + path, "--cft_workers=2"});
+  testing::HangGuard guard("ParseFlagsWithConfig with a ',' config file");
+  const absl::StatusOr<std::vector<std::string>> positional =
+      ParseFlagsWithConfig(argv.argc(), argv.argv());
+  EXPECT_EQ(positional.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(positional.status().message()),
+            path + ":1:1: unexpected ',' (a comma separates items only inside [ ] or { })");
+  ExpectDefaults();
+}
+
+TEST_F(ConfigFileTest, SecondDocumentIsAnError) {
+  const absl::Status s =
+      ApplyConfigYaml("cft_workers: 8\n---\ncft_listen: 0.0.0.0:1\n", "two.yaml");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("two.yaml:3: a second YAML document"));
+  ExpectDefaults();
+}
+
+TEST_F(ConfigFileTest, EmptyDocumentsAroundTheMappingAreSkipped) {
+  ASSERT_TRUE(ApplyConfigYaml("---\ncft_workers: 8\n...\n---\n", "t.yaml").ok());
+  EXPECT_EQ(absl::GetFlag(FLAGS_cft_workers), 8);
+}
+
+TEST_F(ConfigFileTest, ConfigOver64KiBIsRefused) {
+  const std::string big = "cft_workers: 8\n" + std::string(64 << 10, '#');
+  const absl::Status s = ApplyConfigYaml(big, "big.yaml");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("more than the limit of 65536 bytes"));
+  const std::string path = WriteFile("big.yaml", big);
+  const absl::Status from_file = ApplyConfigFile(path);
+  EXPECT_EQ(from_file.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(from_file.message(), HasSubstr(path));
   ExpectDefaults();
 }
 

@@ -72,7 +72,7 @@ struct OptionsCase {
 };
 
 TEST_F(TlsOptionsTest, Table) {
-  const std::string kInsecureHint = "or pass --insecure (development and lab only)";
+  const std::string kInsecureHint = "or pass --insecure (development only)";
   const std::string kCombined = "--insecure cannot be combined with --tls_cert/--tls_key/--tls_ca";
   const std::vector<OptionsCase> cases = {
       {"insecure alone", {"", "", "", true, ""}, absl::StatusCode::kOk, {}, {}},

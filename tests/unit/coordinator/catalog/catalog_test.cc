@@ -1,8 +1,9 @@
 // Catalog: validation of image, VIP and jail definitions (table-driven, good
-// and bad), the cross-object rules (one jail per image and VIP, VIP address
-// and vhid conflicts, nothing in use deleted or moved), idempotent re-apply,
-// events committed with their change, retry on a concurrent writer, and two
-// threads racing for one image.
+// and bad), the cross-object rules (one jail per image and VIP, one image per
+// backing file, VIP address and vhid conflicts, nothing in use deleted or
+// moved), image paths and mount points against the roots the hosts reported,
+// idempotent re-apply, events committed with their change, retry on a
+// concurrent writer, and two threads racing for one image.
 #include "coordinator/catalog/catalog.h"
 
 #include <atomic>
@@ -114,10 +115,16 @@ class CatalogTest : public ::testing::Test {
     AddHost("st1", {v1::HOST_ROLE_STORAGE});
   }
 
-  void AddHost(const std::string& name, const std::vector<v1::HostRole>& roles) {
+  // A registered host whose agent reported these roots (empty = none, as an
+  // agent older than HostFacts.image_root reports).
+  void AddHost(const std::string& name, const std::vector<v1::HostRole>& roles,
+               const std::string& image_root = "/srv/images",
+               const std::string& jail_root = "/jails") {
     v1::Host host;
     host.set_name(name);
     for (v1::HostRole role : roles) host.add_roles(role);
+    host.mutable_status()->mutable_facts()->set_image_root(image_root);
+    host.mutable_status()->mutable_facts()->set_jail_root(jail_root);
     store::Txn txn;
     txn.PutObject(host);
     ASSERT_TRUE(store_->Commit(txn).ok());
@@ -389,6 +396,133 @@ TEST_F(CatalogTest, DeleteImageRefusedWhenAJailNamesItWithoutBinding) {
   absl::Status used = catalog_->DeleteImage("img1", "operator:alice");
   EXPECT_EQ(used.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(used.message(), HasSubstr("used by jail web"));
+}
+
+// Two images on one backing file could be granted to two hosts at once
+// (issue 15): the second is refused whatever the spelling of its path.
+TEST_F(CatalogTest, ImageBackingFileBelongsToOneImage) {
+  MustApplyImage("img1");  // st1:/srv/images/img1.img
+  const int64_t before = Revision();
+  for (const char* path : {"/srv/images/img1.img", "/srv/images/img1.img/"}) {
+    SCOPED_TRACE(path);
+    v1::ImageSpec twin = Image("img2");
+    twin.set_path(path);
+    auto applied = catalog_->ApplyImage(twin, "operator:alice");
+    EXPECT_EQ(applied.status().code(), absl::StatusCode::kAlreadyExists);
+    EXPECT_EQ(applied.status().message(),
+              "image img2: backing file /srv/images/img1.img on storage host st1 is already used "
+              "by image img1 (two images on one file could be granted to two hosts at once); use "
+              "image img1 or give this one another path");
+  }
+  // Other spellings of the same file are not normalized but refused, so a
+  // stored path has exactly one spelling.
+  for (const char* path :
+       {"/srv//images/img1.img", "/srv/./images/img1.img", "/srv/images/sub/../img1.img"}) {
+    SCOPED_TRACE(path);
+    v1::ImageSpec twin = Image("img2");
+    twin.set_path(path);
+    EXPECT_EQ(catalog_->ApplyImage(twin, "operator:alice").status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(Revision(), before) << "a refused image must write nothing";
+  EXPECT_EQ(catalog_->GetImage("img2").status().code(), absl::StatusCode::kNotFound);
+
+  // The same path on another storage host is another file; another path on
+  // the same host is another file.
+  v1::ImageSpec elsewhere = Image("img2");
+  elsewhere.set_storage_host("h3");
+  elsewhere.set_path("/srv/images/img1.img");
+  EXPECT_TRUE(catalog_->ApplyImage(elsewhere, "operator:alice").ok());
+  EXPECT_TRUE(catalog_->ApplyImage(Image("img3"), "operator:alice").ok());
+  // The image itself re-applies as before.
+  auto again = catalog_->ApplyImage(Image("img1"), "operator:alice");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->changed);
+}
+
+TEST_F(CatalogTest, ImageReapplyReportsATwinStoredBeforeTheCheck) {
+  MustApplyImage("img1");
+  // Written behind the catalog's back, as an older coordinator could have
+  // (and with the trailing '/' that older stores may hold).
+  v1::Image twin;
+  *twin.mutable_spec() = Image("old");
+  twin.mutable_spec()->set_path("/srv/images/img1.img/");
+  store::Txn txn;
+  txn.PutObject(twin);
+  ASSERT_TRUE(store_->Commit(txn).ok());
+  const int64_t before = Revision();
+  auto again = catalog_->ApplyImage(Image("img1"), "operator:alice");
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(again.status().message(), HasSubstr("is already used by image old"));
+  EXPECT_EQ(Revision(), before);
+}
+
+// `image path: /etc/shadow` used to be accepted here and refused only by the
+// storage agent when the jail started (issue 15).
+TEST_F(CatalogTest, ImagePathMustBeBelowTheStorageHostsImageRoot) {
+  int n = 0;
+  for (const char* path : {"/srv/images/x.img", "/srv/images/deep/er/x.img"}) {
+    SCOPED_TRACE(path);
+    v1::ImageSpec spec = Image(absl::StrCat("img", n++));
+    spec.set_path(path);
+    auto applied = catalog_->ApplyImage(spec, "operator:alice");
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    EXPECT_FALSE(applied->path_unchecked);
+    EXPECT_EQ(Events().back().severity(), v1::SEVERITY_INFO);
+  }
+  // The root itself is the directory, not a file below it.
+  for (const char* path : {"/etc/shadow", "/srv/images", "/srv/imagesx/x.img", "/srv/x.img"}) {
+    SCOPED_TRACE(path);
+    v1::ImageSpec spec = Image(absl::StrCat("img", n++));
+    spec.set_path(path);
+    const int64_t before = Revision();
+    auto applied = catalog_->ApplyImage(spec, "operator:alice");
+    EXPECT_EQ(applied.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(applied.status().message(),
+              absl::StrCat("image ", spec.name(), ": path \"", path,
+                           "\" is not below \"/srv/images\", the image root of host st1 (its "
+                           "agent's --image_root)"));
+    EXPECT_EQ(Revision(), before) << "a refused image must write nothing";
+  }
+}
+
+// An agent that predates HostFacts.image_root reports none: refusing every
+// image on it would stop a coordinator-first upgrade, and its own check at
+// CreateImage still refuses a bad path. The acceptance is recorded.
+TEST_F(CatalogTest, ImagePathOnAStorageHostWithoutARootIsAcceptedWithAWarning) {
+  AddHost("st-old", {v1::HOST_ROLE_STORAGE}, /*image_root=*/"", /*jail_root=*/"");
+  v1::ImageSpec spec = Image("img1");
+  spec.set_storage_host("st-old");
+  spec.set_path("/data/img1.img");
+  auto applied = catalog_->ApplyImage(spec, "operator:alice");
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_TRUE(applied->created);
+  EXPECT_TRUE(applied->path_unchecked);
+  const v1::Event event = Events().back();
+  EXPECT_EQ(event.type(), kImageAppliedEvent);
+  EXPECT_EQ(event.severity(), v1::SEVERITY_WARNING);
+  EXPECT_EQ(event.reason(),
+            "image img1 created by operator:alice; path not checked: the agent of storage host "
+            "st-old reported no image root; it checks the path itself when it creates the "
+            "image");
+  // Still one image per file on that host.
+  v1::ImageSpec twin = spec;
+  twin.set_name("img2");
+  EXPECT_EQ(catalog_->ApplyImage(twin, "operator:alice").status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(CatalogTest, ImageOnAStorageHostWithAMalformedRootIsRefused) {
+  AddHost("st-bad", {v1::HOST_ROLE_STORAGE}, /*image_root=*/"srv/images");
+  v1::ImageSpec spec = Image("img1");
+  spec.set_storage_host("st-bad");
+  const int64_t before = Revision();
+  auto applied = catalog_->ApplyImage(spec, "operator:alice");
+  EXPECT_EQ(applied.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(applied.status().message(),
+            "image img1: host st-bad reported an invalid image root \"srv/images\" (its agent's "
+            "--image_root), so path cannot be checked");
+  EXPECT_EQ(Revision(), before);
 }
 
 // ---------------------------------------------------------------------------
@@ -962,6 +1096,78 @@ TEST_F(CatalogTest, JailDryRunWritesNothing) {
   auto bad = catalog_->ApplyJail(Jail("web", "img9"), "operator:alice",
                                  /*dry_run=*/true);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// `mount_point: /etc` used to be accepted here and refused only by the jail
+// agent at start (issue 15). Every placement host may mount the image, so the
+// mount point must be below each one's jail root.
+TEST_F(CatalogTest, JailMountPointMustBeBelowEveryPlacementHostsJailRoot) {
+  MustApplyImage("img1");
+  AddHost("h4", {v1::HOST_ROLE_JAIL}, "/srv/images", /*jail_root=*/"/usr/jails");
+  const struct {
+    const char* label;
+    const char* mount_point;
+    const char* standby;
+    const char* error;  // Empty = accepted.
+  } cases[] = {
+      {"below", "/jails/web", "h2", ""},
+      {"default", "", "h4", ""},
+      {"etc", "/etc", "h2",
+       "jail web: spec.mount_point \"/etc\" is not below \"/jails\", the jail root of host h1 "
+       "(its agent's --jail_root)"},
+      {"the root itself", "/jails", "h2", "is not below \"/jails\", the jail root of host h1"},
+      {"prefix but not below", "/jailsx/web", "h2", "the jail root of host h1"},
+      {"outside the standby's root", "/jails/web", "h4",
+       "jail web: spec.mount_point \"/jails/web\" is not below \"/usr/jails\", the jail root of "
+       "host h4 (its agent's --jail_root)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.label);
+    v1::Jail jail = Jail("web", "img1");
+    jail.mutable_spec()->set_mount_point(c.mount_point);
+    jail.mutable_placement()->set_standbys(0, c.standby);
+    const int64_t before = Revision();
+    for (bool dry_run : {true, false}) {
+      auto applied = catalog_->ApplyJail(jail, "operator:alice", dry_run);
+      if (*c.error == '\0') {
+        ASSERT_TRUE(applied.ok()) << applied.status();
+        EXPECT_TRUE(applied->mount_point_unchecked_on.empty());
+        continue;
+      }
+      EXPECT_EQ(applied.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(applied.status().message(), HasSubstr(c.error));
+    }
+    if (*c.error == '\0') {
+      EXPECT_EQ(Events().back().severity(), v1::SEVERITY_INFO);
+      ASSERT_TRUE(catalog_->ForgetJail("web", "operator:alice").ok());
+    } else {
+      EXPECT_EQ(Revision(), before) << "a refused jail must write nothing";
+      EXPECT_EQ(StoredImage("img1").jail(), "");
+    }
+  }
+}
+
+TEST_F(CatalogTest, JailMountPointOnHostsWithoutARootIsAcceptedWithAWarning) {
+  MustApplyImage("img1");
+  AddHost("h-old", {v1::HOST_ROLE_JAIL}, /*image_root=*/"", /*jail_root=*/"");
+  v1::Jail jail = Jail("web", "img1");
+  jail.mutable_placement()->set_standbys(0, "h-old");
+  jail.mutable_spec()->set_mount_point("/jails/web");
+  auto applied = catalog_->ApplyJail(jail, "operator:alice");
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_THAT(applied->mount_point_unchecked_on, ElementsAre("h-old"));
+  const v1::Event event = Events().back();
+  EXPECT_EQ(event.type(), kJailAppliedEvent);
+  EXPECT_EQ(event.severity(), v1::SEVERITY_WARNING);
+  EXPECT_EQ(event.reason(),
+            "jail web created by operator:alice; spec.mount_point not checked on h-old: no jail "
+            "root reported by the agent; it checks the mount point itself when it mounts the "
+            "image");
+  // The hosts that do report a root still refuse what is outside it.
+  jail.mutable_spec()->set_mount_point("/etc");
+  auto outside = catalog_->ApplyJail(jail, "operator:alice");
+  EXPECT_EQ(outside.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(outside.status().message(), HasSubstr("the jail root of host h1"));
 }
 
 TEST_F(CatalogTest, ForgetJail) {

@@ -1,5 +1,9 @@
 #include "coordinator/cli/ctl.h"
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <sstream>
 #include <vector>
 
@@ -109,6 +113,45 @@ TEST(CtlTest, SubcommandHelpShowsItsFlags) {
   EXPECT_EQ(r.code, kExitOk);
   EXPECT_THAT(r.out, HasSubstr("--reason"));
   EXPECT_THAT(r.out, HasSubstr("--wait"));
+}
+
+// `pki init`, `issue`, `show` on files only: a CA, a certificate that
+// chains to it with the identity asked for, keys 0600, no silent overwrite.
+TEST(CtlTest, PkiMakesACaAndCertificatesWithIdentities) {
+  char tmpl[] = "/tmp/ctl_pki_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = std::string(tmpl) + "/ca";
+  ASSERT_EQ(Ctl({"pki", "init", "--dir", dir.c_str()}).code, kExitOk);
+  CtlResult issued = Ctl({"pki", "issue", "--dir", dir.c_str(), "--role", "coordinator", "--name",
+                          "c1", "--ip", "192.0.2.10", "--days", "30"});
+  ASSERT_EQ(issued.code, kExitOk) << issued.err;
+  EXPECT_THAT(issued.out, HasSubstr("coordinator/c1"));
+  struct stat key = {};
+  ASSERT_EQ(stat((dir + "/coordinator-c1.key").c_str(), &key), 0);
+  EXPECT_EQ(key.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((dir + "/ca.key").c_str(), &key), 0);
+  EXPECT_EQ(key.st_mode & 0777, 0600u);
+  const std::string cert = dir + "/coordinator-c1.pem";
+  CtlResult shown = Ctl({"pki", "show", cert.c_str()});
+  ASSERT_EQ(shown.code, kExitOk) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("coordinator/c1 (spiffe://jailover/coordinator/c1)"));
+  EXPECT_THAT(shown.out, HasSubstr("192.0.2.10"));
+  EXPECT_THAT(shown.out, HasSubstr("jailover CA cluster"));
+  // Issuing again needs --force; a bad role or name is a usage or input error.
+  CtlResult again =
+      Ctl({"pki", "issue", "--dir", dir.c_str(), "--role", "coordinator", "--name", "c1"});
+  EXPECT_EQ(again.code, kExitError);
+  EXPECT_THAT(again.err, HasSubstr("--force"));
+  EXPECT_EQ(Ctl({"pki", "issue", "--dir", dir.c_str(), "--role", "coordinator", "--name", "c1",
+                 "--force"})
+                .code,
+            kExitOk);
+  EXPECT_EQ(Ctl({"pki", "issue", "--dir", dir.c_str(), "--role", "root", "--name", "x"}).code,
+            kExitUsage);
+  EXPECT_EQ(Ctl({"pki", "issue", "--dir", dir.c_str(), "--role", "agent", "--name", "../x"}).code,
+            kExitError);
+  EXPECT_EQ(Ctl({"pki", "show", (dir + "/ca.key").c_str()}).code, kExitError);
+  std::filesystem::remove_all(tmpl);
 }
 
 TEST(CtlTest, RequestIdsAreFreshAndValid) {

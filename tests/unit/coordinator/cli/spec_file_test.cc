@@ -2,13 +2,17 @@
 
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/message_differencer.h>
+#include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
+#include "tests/unit/common/config/hang_guard.h"
 
 namespace jailover::cli {
 namespace {
@@ -256,12 +260,191 @@ TEST(SpecFileTest, DuplicateKeysAndConflictingPasswords) {
               AllOf(StartsWith("t.yaml:6:16: "), HasSubstr("no-such-file")));
 }
 
+// --- password_file stays inside the spec file's directory (issue 15) -------
+
+// A temporary tree: DIR/specs is the spec file's directory, with ok.password,
+// sub/, inside-link -> ok.password, escape-link -> ../secret, up -> ..,
+// a FIFO, and DIR/secret outside it.
+class PasswordFileTest : public ::testing::Test {
+ protected:
+  PasswordFileTest() : temp_("spec_password_file") {}
+
+  void SetUp() override {
+    // Canonical, as the messages name resolved paths (TMPDIR may be a
+    // symlink).
+    root_ = std::filesystem::canonical(temp_.path()).string();
+    specs_ = root_ + "/specs";
+    std::filesystem::create_directories(specs_ + "/sub");
+    std::ofstream(specs_ + "/ok.password") << "inside\n";
+    std::ofstream(root_ + "/secret") << "outside\n";
+    std::filesystem::create_symlink("ok.password", specs_ + "/inside-link");
+    std::filesystem::create_symlink("../secret", specs_ + "/escape-link");
+    std::filesystem::create_directory_symlink("..", specs_ + "/up");
+    ASSERT_EQ(mkfifo((specs_ + "/fifo").c_str(), 0600), 0);
+  }
+
+  static std::string VipWith(const std::string& password_file) {
+    return absl::StrCat("kind: Vip\nname: v\naddress: 10.0.0.1/32\ninterface: em0\nvhid: 1\n",
+                        "password_file: \"", password_file, "\"\n");
+  }
+
+  absl::StatusOr<std::vector<SpecDocument>> ParseVip(const std::string& password_file,
+                                                     bool allow_absolute = false) {
+    SpecFileOptions options;
+    options.allow_absolute_password_files = allow_absolute;
+    return ParseSpecText(VipWith(password_file), "t.yaml", specs_, options);
+  }
+
+  testing::ScopedTempDir temp_;
+  std::string root_;
+  std::string specs_;
+};
+
+TEST_F(PasswordFileTest, RelativeFilesInsideTheDirectoryAreRead) {
+  for (const char* name : {"ok.password", "./ok.password", "sub/../ok.password", "inside-link",
+                           "up/specs/ok.password"}) {
+    SCOPED_TRACE(name);
+    auto docs = ParseVip(name);
+    ASSERT_TRUE(docs.ok()) << docs.status();
+    EXPECT_EQ((*docs)[0].vip.password(), "inside");
+  }
+}
+
+TEST_F(PasswordFileTest, RelativeFilesEscapingTheDirectoryAreRefused) {
+  const std::string rule =
+      absl::StrCat(", outside the spec file's directory ", specs_,
+                   "; a relative password file must stay inside it (give an absolute path and "
+                   "--allow-absolute-password-files to read a file elsewhere)");
+  const struct {
+    std::string name;
+    std::string resolved;
+  } cases[] = {
+      {"../secret", root_ + "/secret"},
+      {"sub/../../secret", root_ + "/secret"},
+      {"escape-link", root_ + "/secret"},  // A symlink beside the spec, pointing out.
+      {"up/secret", root_ + "/secret"},    // A directory symlink on the way.
+      {"../../../../../../../../../../etc/passwd", "/etc/passwd"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    for (bool allow_absolute : {false, true}) {  // The flag is for absolute paths only.
+      auto docs = ParseVip(c.name, allow_absolute);
+      ASSERT_FALSE(docs.ok()) << "read " << c.name;
+      EXPECT_EQ(docs.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_EQ(docs.status().message(), absl::StrCat("t.yaml:6:16: password_file: \"", c.name,
+                                                      "\" resolves to ", c.resolved, rule));
+    }
+  }
+}
+
+TEST_F(PasswordFileTest, AbsoluteFilesNeedTheFlag) {
+  const std::string secret = root_ + "/secret";
+  auto refused = ParseVip(secret);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(),
+            absl::StrCat("t.yaml:6:16: password_file: \"", secret,
+                         "\" is an absolute path; jailoverctl reads a password file outside the "
+                         "spec file's directory only with --allow-absolute-password-files (put the "
+                         "file beside the spec and give its relative name, or pass the flag if you "
+                         "trust this spec)"));
+  // Even when it is inside the spec's directory: the rule is about the
+  // spelling, which the reader of the spec can check at a glance.
+  EXPECT_FALSE(ParseVip(specs_ + "/ok.password").ok());
+
+  auto allowed = ParseVip(secret, /*allow_absolute=*/true);
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_EQ((*allowed)[0].vip.password(), "outside");
+}
+
+TEST_F(PasswordFileTest, OnlyRegularFilesAreRead) {
+  // A FIFO would block the read; a directory or device is no password.
+  for (const std::string& name : {std::string("fifo"), std::string("sub"), std::string(".")}) {
+    SCOPED_TRACE(name);
+    testing::HangGuard guard("password_file " + name);
+    auto docs = ParseVip(name);
+    ASSERT_FALSE(docs.ok());
+    EXPECT_THAT(docs.status().message(), HasSubstr("is not a regular file"));
+  }
+  auto device = ParseVip("/dev/zero", /*allow_absolute=*/true);
+  ASSERT_FALSE(device.ok());
+  EXPECT_THAT(device.status().message(),
+              HasSubstr("password_file: /dev/zero is not a regular file"));
+}
+
+TEST_F(PasswordFileTest, AtMostFourKiBAreRead) {
+  std::ofstream(specs_ + "/4k.password") << std::string(4096, 'x');
+  std::ofstream(specs_ + "/big.password") << std::string(4097, 'x');
+  auto fits = ParseVip("4k.password");
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_EQ((*fits)[0].vip.password().size(), 4096u);
+  auto big = ParseVip("big.password");
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().message(), absl::StrCat("t.yaml:6:16: password_file: ", specs_,
+                                                 "/big.password: larger than 4096 bytes"));
+}
+
+TEST_F(PasswordFileTest, ParseSpecFileUsesTheFilesDirectoryAndTheOptions) {
+  const std::string file = specs_ + "/vip.yaml";
+  std::ofstream(file) << VipWith("../secret");
+  auto escaped = ParseSpecFile(file);
+  ASSERT_FALSE(escaped.ok());
+  EXPECT_THAT(std::string(escaped.status().message()),
+              AllOf(StartsWith(file + ":6:16: password_file: \"../secret\" resolves to "),
+                    HasSubstr("outside the spec file's directory " + specs_)));
+
+  std::ofstream(file) << VipWith(root_ + "/secret");
+  EXPECT_FALSE(ParseSpecFile(file).ok());
+  SpecFileOptions options;
+  options.allow_absolute_password_files = true;
+  auto allowed = ParseSpecFile(file, options);
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_EQ((*allowed)[0].vip.password(), "outside");
+}
+
 TEST(SpecFileTest, YamlSyntaxErrorsNameTheirLineAndNothingThrows) {
   EXPECT_THAT(ErrorOf("kind: Jail\nname: web\nspec: {exec_start: [a\n"), StartsWith("t.yaml:"));
   EXPECT_THAT(ErrorOf("kind: Jail\nname: \"web\n"), StartsWith("t.yaml:"));
   EXPECT_THAT(ErrorOf("kind: Jail\n  name: web\n bad: indentation\n"), StartsWith("t.yaml:"));
   EXPECT_THAT(ErrorOf(std::string("\xff\xfe\x00[[[", 6)), StartsWith("t.yaml"));
   EXPECT_THAT(ErrorOf("kind: Jail\nname: *undefined\n"), StartsWith("t.yaml:"));
+}
+
+// printf ',' > x.yaml; jailoverctl apply -f x.yaml hung and grew to 3.7 GB
+// in 60 s: yaml-cpp 0.7's LoadAll loops forever on a stray ',' where a
+// document starts (jbeder/yaml-cpp#1040).
+TEST(SpecFileTest, StrayCommaIsAnErrorNotAHang) {
+  const struct {
+    const char* text;
+    const char* where;
+  } cases[] = {
+      {",", "t.yaml:1:1: "},
+      {",\n", "t.yaml:1:1: "},
+      {"kind: Jail\nname: a\n---\n,\n", "t.yaml:4:1: "},
+      {"kind: Jail\nname: a\n---\n  , kind: Jail\n", "t.yaml:4:3: "},
+      {"--- ,", "t.yaml:1:5: "},
+      {"\"kind\",", "t.yaml:1:7: "},
+  };
+  for (const auto& c : cases) {
+    testing::HangGuard guard(absl::StrCat("ParseSpecText(\"", c.text, "\")"));
+    EXPECT_THAT(ErrorOf(c.text), StartsWith(absl::StrCat(c.where, "unexpected ','"))) << c.text;
+  }
+}
+
+TEST(SpecFileTest, StrayCommaFileIsAnErrorNamingTheFile) {
+  testing::ScopedTempDir dir("spec_file_test");
+  const std::string path = dir.path() + "/x.yaml";
+  std::ofstream(path) << ",";
+  testing::HangGuard guard("ParseSpecFile on a ',' file");
+  auto docs = ParseSpecFile(path);
+  EXPECT_EQ(docs.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(docs.status().message()),
+            path + ":1:1: unexpected ',' (a comma separates items only inside [ ] or { })");
+}
+
+TEST(SpecFileTest, TextOverOneMiBIsRefused) {
+  const std::string big = "kind: Jail\nname: a\n" + std::string(1 << 20, '#');
+  EXPECT_THAT(ErrorOf(big), HasSubstr("t.yaml: 1048595 bytes is more than the limit"));
 }
 
 TEST(SpecFileTest, MissingFileIsAnError) {
