@@ -119,8 +119,12 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
                                               *server->drivers_.vips, clock);
   RETURN_IF_ERROR(common::Annotate(server->core_->Reconcile().status(), "reconciling with the OS"));
   const std::string incarnation = NewIncarnation();
+  // Reported in HostFacts so the coordinator checks image paths and mount
+  // points against them when they are applied.
+  const HostRoots roots{options.image_root, options.jail_root};
+  const absl::Time started = clock.WallNow();
   server->service_ =
-      std::make_unique<AgentService>(*server->core_, options.driver, clock.WallNow(), incarnation);
+      std::make_unique<AgentService>(*server->core_, options.driver, started, incarnation, roots);
   ASSIGN_OR_RETURN(server->grpc_,
                    common::GrpcServer::Start(options.grpc, {server->service_.get()}));
   server->grpc_->SetServing(jailover::v1::Agent::service_full_name(), true);
@@ -147,7 +151,7 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
     spdlog::info("host {}: registering as {} with the coordinator", options.host_name,
                  hello.agent_address());
     for (v1::HostRole role : options.roles) hello.add_roles(role);
-    *hello.mutable_facts() = CollectHostFacts(options.driver, clock.WallNow(), incarnation);
+    *hello.mutable_facts() = CollectHostFacts(options.driver, started, incarnation, roots);
     server->lease_ = std::make_unique<LeaseClient>(lease, *server->core_, clock);
     server->lease_->Start();
   }

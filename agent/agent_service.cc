@@ -9,8 +9,12 @@
 namespace jailover::agent {
 
 AgentService::AgentService(AgentCore& core, v1::DriverKind driver, absl::Time started,
-                           std::string incarnation)
-    : core_(core), driver_(driver), started_(started), incarnation_(std::move(incarnation)) {}
+                           std::string incarnation, HostRoots roots)
+    : core_(core),
+      driver_(driver),
+      started_(started),
+      incarnation_(std::move(incarnation)),
+      roots_(std::move(roots)) {}
 
 // Each RPC of the list calls the AgentCore method of the same name.
 #define JAILOVER_DEFINE_AGENT_RPC(Method, Request, Response)                              \
@@ -41,7 +45,7 @@ grpc::Status AgentService::RenewStorageLease(grpc::ServerContext* context,
 grpc::Status AgentService::GetHostFacts(grpc::ServerContext* /*context*/,
                                         const v1::GetHostFactsRequest* /*request*/,
                                         v1::GetHostFactsResponse* response) {
-  *response->mutable_facts() = CollectHostFacts(driver_, started_, incarnation_);
+  *response->mutable_facts() = CollectHostFacts(driver_, started_, incarnation_, roots_);
   return grpc::Status::OK;
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "agent/agent_core.h"
+#include "agent/host_facts.h"
 #include "jailover/v1/agent.grpc.pb.h"
 
 namespace jailover::agent {
@@ -16,8 +17,8 @@ namespace jailover::agent {
 class AgentService final : public v1::Agent::Service {
  public:
   // `core` is not owned and must outlive the service.
-  AgentService(AgentCore& core, v1::DriverKind driver, absl::Time started,
-               std::string incarnation);
+  AgentService(AgentCore& core, v1::DriverKind driver, absl::Time started, std::string incarnation,
+               HostRoots roots);
 
 // The unary RPCs that map one to one onto AgentCore methods.
 #define JAILOVER_AGENT_CORE_RPCS(X)                             \
@@ -55,6 +56,7 @@ class AgentService final : public v1::Agent::Service {
   const v1::DriverKind driver_;
   const absl::Time started_;
   const std::string incarnation_;
+  const HostRoots roots_;
 };
 
 }  // namespace jailover::agent

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/auth/authorization.h"
 #include "common/log/log.h"
 #include "common/proto/time_util.h"
 #include "common/status/status_macros.h"
@@ -379,6 +380,9 @@ std::string CoordinatorServer::RenderMetrics() {
     metrics_->SetLastEventSequence(events->last_sequence);
   }
   metrics_->SetOperationsRunning(leading_ ? engine_->running() : 0);
+  std::map<std::string, uint64_t> denied;
+  for (const common::DeniedCount& count : common::DeniedCalls()) denied[count.role] = count.count;
+  metrics_->SetDeniedCalls(denied);
   return metrics_->Render();
 }
 

@@ -10,11 +10,13 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <filesystem>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file/file_util.h"
 #include "common/status/status_macros.h"
 #include "common/validation/validation.h"
 
@@ -253,6 +255,18 @@ absl::StatusOr<Identity> CertificateIdentity(const CertificateInfo& certificate)
 absl::StatusOr<Identity> CertificateIdentity(absl::string_view pem) {
   ASSIGN_OR_RETURN(CertificateInfo info, ParseCertificate(pem));
   return CertificateIdentity(info);
+}
+
+absl::Status WriteKeyAndCertificate(const std::string& base, const KeyAndCertificate& pair,
+                                    bool replace) {
+  const std::string key = base + ".key";
+  const std::string cert = base + ".pem";
+  std::error_code error;
+  if (!replace && (std::filesystem::exists(key, error) || std::filesystem::exists(cert, error))) {
+    return absl::AlreadyExistsError(absl::StrCat(cert, " or ", key, " exists"));
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(key, pair.key_pem, 0600));
+  return WriteFileAtomically(cert, pair.cert_pem, 0644);
 }
 
 absl::StatusOr<KeyAndCertificate> MakeCa(absl::string_view name, absl::Time now,

@@ -46,6 +46,12 @@ struct KeyAndCertificate {
   std::string cert_pem;
 };
 
+// Writes `pair` as BASE.key (0600, first: a file watcher never sees a new
+// certificate with the old key) and BASE.pem (0644), each atomically.
+// AlreadyExists if either file exists, unless `replace` (a renewal).
+absl::Status WriteKeyAndCertificate(const std::string& base, const KeyAndCertificate& pair,
+                                    bool replace);
+
 // A self-signed cluster CA ("CN=jailover CA <name>"), valid from a few
 // minutes before `now` for `validity`.
 absl::StatusOr<KeyAndCertificate> MakeCa(absl::string_view name, absl::Time now,

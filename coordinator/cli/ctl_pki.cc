@@ -36,22 +36,15 @@ absl::Status EnsureKeyDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
-// Writes the pair as BASE.key (0600, first: a watcher never sees a new
-// certificate with the old key) and BASE.pem (0644). Refuses to replace
-// existing files unless `replace`.
+// common::WriteKeyAndCertificate, with the hint that --force replaces.
 absl::Status WritePair(const std::string& base, const common::KeyAndCertificate& pair,
                        bool replace) {
-  const std::string key = base + ".key";
-  const std::string cert = base + ".pem";
-  std::error_code error;
-  if (!replace && (std::filesystem::exists(key, error) || std::filesystem::exists(cert, error))) {
+  absl::Status written = common::WriteKeyAndCertificate(base, pair, replace);
+  if (absl::IsAlreadyExists(written)) {
     return absl::AlreadyExistsError(
-        absl::StrCat(cert, " or ", key, " exists; pass --force to replace them (renewal)"));
+        absl::StrCat(written.message(), "; pass --force to replace them (renewal)"));
   }
-  if (absl::Status written = common::WriteFileAtomically(key, pair.key_pem, 0600); !written.ok()) {
-    return written;
-  }
-  return common::WriteFileAtomically(cert, pair.cert_pem, 0644);
+  return written;
 }
 
 absl::Duration Days(uint32_t days) { return absl::Hours(24) * static_cast<int64_t>(days); }

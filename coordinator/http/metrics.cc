@@ -25,6 +25,7 @@ constexpr char kOperationStepDuration[] = "jailover_operation_step_duration_seco
 constexpr char kOperationStepsTotal[] = "jailover_operation_steps_total";
 constexpr char kOperationsRunning[] = "jailover_operations_running";
 constexpr char kOperationsTotal[] = "jailover_operations_total";
+constexpr char kRpcDeniedTotal[] = "jailover_rpc_denied_total";
 constexpr char kStoreRevision[] = "jailover_store_revision";
 
 template <size_t N>
@@ -131,6 +132,9 @@ Metrics::Metrics() {
   Set(kLastEventSequence, {}, 0);
   Define(kOperationsRunning, Type::kGauge, "Operations started and not yet ended.", {});
   Set(kOperationsRunning, {}, 0);
+  Define(kRpcDeniedTotal, Type::kCounter,
+         "gRPC calls refused by the authorization table, by the caller's role.", {"role"});
+  for (const char* role : kDeniedRoles) Set(kRpcDeniedTotal, {role}, 0);
 }
 
 Metrics::Family& Metrics::Define(const std::string& name, Type type, std::string help,
@@ -239,6 +243,13 @@ void Metrics::SetLastEventSequence(uint64_t sequence) {
 void Metrics::SetOperationsRunning(int running) {
   absl::MutexLock lock(&mu_);
   Set(kOperationsRunning, {}, running);
+}
+
+void Metrics::SetDeniedCalls(const std::map<std::string, uint64_t>& by_role) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [role, count] : by_role) {
+    Set(kRpcDeniedTotal, {role}, static_cast<double>(count));
+  }
 }
 
 std::string Metrics::Render() const {

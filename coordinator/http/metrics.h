@@ -49,6 +49,8 @@ class Metrics {
       "PENDING", "STARTING",  "RUNNING",      "STOPPING",
       "STOPPED", "MIGRATING", "FAILING_OVER", "ERROR"};
   static constexpr std::array<const char*, 3> kResults = {"succeeded", "failed", "cancelled"};
+  static constexpr std::array<const char*, 5> kDeniedRoles = {"coordinator", "agent", "operator",
+                                                              "viewer", "none"};
 
   // Starts with every fixed series at 0 and jailover_build_info{version} 1
   // (version from common/version.h).
@@ -86,6 +88,12 @@ class Metrics {
   void SetStoreRevision(int64_t revision);
   void SetLastEventSequence(uint64_t sequence);
   void SetOperationsRunning(int running);
+  // Counter jailover_rpc_denied_total{role}: calls the authorization table
+  // refused since the process started, by the caller's role ("none": a
+  // certificate without a jailover identity). Takes the process-wide totals
+  // (common::DeniedCalls) and replaces the values; kDeniedRoles are always
+  // emitted.
+  void SetDeniedCalls(const std::map<std::string, uint64_t>& by_role);
 
   // The whole registry in the text exposition format 0.0.4 (serve with
   // Content-Type "text/plain; version=0.0.4; charset=utf-8").

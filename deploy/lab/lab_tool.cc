@@ -379,11 +379,6 @@ std::string CertBase(common::Role role, const std::string& name) {
   return absl::StrCat(common::RoleName(role), "-", name);
 }
 
-absl::Status WriteCertificate(const std::string& base, const common::KeyAndCertificate& pair) {
-  RETURN_IF_ERROR(common::WriteFileAtomically(base + ".key", pair.key_pem, 0600));
-  return common::WriteFileAtomically(base + ".pem", pair.cert_pem, 0644);
-}
-
 absl::Status MakeLabPki(const LabState& state) {
   const std::string pki = PkiDir(state);
   std::error_code ec;
@@ -393,7 +388,7 @@ absl::Status MakeLabPki(const LabState& state) {
   const absl::Time now = absl::Now();
   ASSIGN_OR_RETURN(common::KeyAndCertificate ca,
                    common::MakeCa(state.prefix, now, absl::Hours(24 * 30)));
-  RETURN_IF_ERROR(WriteCertificate(pki + "/ca", ca));
+  RETURN_IF_ERROR(common::WriteKeyAndCertificate(pki + "/ca", ca, /*replace=*/true));
   auto issue = [&](common::Role role, const std::string& name,
                    std::vector<std::string> ips) -> absl::Status {
     common::IssueOptions options;
@@ -401,7 +396,8 @@ absl::Status MakeLabPki(const LabState& state) {
     options.ips = std::move(ips);
     options.validity = absl::Hours(24 * 30);
     ASSIGN_OR_RETURN(common::KeyAndCertificate pair, common::IssueCertificate(ca, options, now));
-    return WriteCertificate(pki + "/" + CertBase(role, name), pair);
+    return common::WriteKeyAndCertificate(pki + "/" + CertBase(role, name), pair,
+                                          /*replace=*/true);
   };
   for (const LabToolHost& host : state.hosts) {
     if (host.role == "coordinator") {

@@ -149,7 +149,8 @@ class AuthzTest : public ::testing::Test {
         {JAILOVER_COORDINATOR_BIN, "--listen=127.0.0.1:0", "--port_file=" + port_file,
          "--tls_cert=" + coordinator_files_.cert, "--tls_key=" + coordinator_files_.key,
          "--tls_ca=" + pki_->ca, "--name=c1", "--data_dir=" + dir_ + "/data",
-         "--http_listen=127.0.0.1:0", "--lease_ttl=3s", "--lease_renew_interval=300ms"},
+         "--http_listen=127.0.0.1:0", "--http_port_file=" + HttpPortFile(), "--lease_ttl=3s",
+         "--lease_renew_interval=300ms"},
         dir_ + "/coordinator.log");
     ASSERT_TRUE(started.ok()) << started.status();
     coordinator_ = *std::move(started);
@@ -242,6 +243,8 @@ class AuthzTest : public ::testing::Test {
   }
 
   static testing::TestPki* pki_;
+  std::string HttpPortFile() const { return dir_ + "/coordinator.http.port"; }
+
   std::string dir_;
   testing::CertFiles coordinator_files_;
   testing::CertFiles agent_files_;
@@ -312,6 +315,19 @@ TEST_F(AuthzTest, EveryRpcTimesEveryCertificateIsAllowedOrDeniedAsTheTableSays) 
   EXPECT_THAT(coordinator_->ReadLog(),
               HasSubstr("refused a call: agent/h1 may call /jailover.v1.Coordinator/Lease only "
                         "for its own host h1, not for host \"h2\""));
+  // And counted in the coordinator's metrics, by the caller's role: every
+  // role was refused something there (a coordinator certificate calling
+  // an operator RPC; "none" is the certificate without an identity).
+  const auto [code, metrics] = testing::HttpGet(testing::ReadPortFile(HttpPortFile()), "/metrics");
+  ASSERT_EQ(code, 200) << metrics;
+  for (const char* role : {"coordinator", "agent", "operator", "viewer", "none"}) {
+    const std::string prefix = absl::StrCat("\njailover_rpc_denied_total{role=\"", role, "\"} ");
+    const size_t at = metrics.find(prefix);
+    ASSERT_NE(at, std::string::npos) << role << "\n" << metrics;
+    const std::string value =
+        metrics.substr(at + prefix.size(), metrics.find('\n', at + 1) - at - prefix.size());
+    EXPECT_NE(value, "0") << role;
+  }
 }
 
 // The attacks of the audit (issue 15), with real requests: each refused,
@@ -430,6 +446,30 @@ TEST_F(AuthzTest, TheAuditsAttacksAreRefusedAndChangeNothing) {
   EXPECT_EQ(host_after.host().agent_address(), host_before.host().agent_address());
   EXPECT_EQ(HostState("h1"), v1::HOST_STATE_READY);
   EXPECT_THAT(agent_->log(), ::testing::Not(HasSubstr("self-fenc")));
+
+  // An operator's image on /etc/shadow: refused when applied, against the
+  // image root h1's agent reported at registration (its default
+  // --image_root), and nothing stored.
+  {
+    v1::ApplyImageRequest apply;
+    apply.mutable_image()->set_name("shadow");
+    apply.mutable_image()->set_storage_host("h1");
+    apply.mutable_image()->set_path("/etc/shadow");
+    apply.mutable_image()->set_size_bytes(64 << 20);
+    apply.mutable_image()->set_filesystem(v1::FILESYSTEM_UFS);
+    v1::ApplyImageResponse applied;
+    const grpc::Status status =
+        coordinator_as("alice")->ApplyImage(testing::CallContext().get(), apply, &applied);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("path \"/etc/shadow\" is not below \"/var/jailover/images\", the "
+                          "image root of host h1"));
+    v1::GetImageRequest get_image;
+    get_image.set_name("shadow");
+    v1::GetImageResponse image;
+    EXPECT_EQ(stub->GetImage(testing::CallContext().get(), get_image, &image).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
 }
 
 TEST_F(AuthzTest, OperatorActionsAreAuditedUnderTheCertificatesIdentity) {

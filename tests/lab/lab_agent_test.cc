@@ -8,7 +8,11 @@
 // The parent test builds the lab and starts one agent per host inside it;
 // the client parts (DISABLED_ClientPrepare, DISABLED_ClientRun) run inside
 // c1, where the agents' addresses are reachable, via RunTestInHost; between
-// them the parent puts a busybox root on the image mounted in h1.
+// them the parent puts a busybox root on the image mounted in h1. On mTLS:
+// each agent serves its own certificate (agent/HOST, with its lab address),
+// and the client calls as coordinator/c1, the one identity the agents take
+// mutating calls from.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/types.h>
 
@@ -20,16 +24,17 @@
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/exec/command_runner.h"
+#include "common/tls/credentials.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "jailover/v1/agent.grpc.pb.h"
 #include "tests/testing/agent_process.h"
 #include "tests/testing/agent_requests.h"
 #include "tests/testing/lab_network.h"
+#include "tests/testing/test_pki.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover {
@@ -56,6 +61,14 @@ TEST(LabAgentTest, ImageJailVipMoveAndStaleEpochOnTheLinuxDriver) {
   auto lab =
       testing::LabNetwork::Create({{"s1", kS1}, {"h1", kH1}, {"h2", kH2}, {"c1", "198.18.0.31"}});
   ASSERT_TRUE(lab.ok()) << lab.status();
+  absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki();
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  absl::Cleanup remove_pki = [dir = pki->dir] {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  };
+  absl::StatusOr<testing::CertFiles> coordinator = pki->Issue({common::Role::kCoordinator, "c1"});
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
   const std::vector<std::pair<std::string, std::string>> agents = {
       {"s1", kS1}, {"h1", kH1}, {"h2", kH2}};
   std::map<std::string, pid_t> pids;
@@ -63,14 +76,17 @@ TEST(LabAgentTest, ImageJailVipMoveAndStaleEpochOnTheLinuxDriver) {
     const std::string dir = (*lab)->host_dir(host);
     std::filesystem::create_directories(dir + "/images");
     std::filesystem::create_directories(dir + "/jails");
+    absl::StatusOr<testing::CertFiles> own =
+        pki->Issue({common::Role::kAgent, host}, {}, {address});
+    ASSERT_TRUE(own.ok()) << own.status();
     absl::StatusOr<pid_t> pid = (*lab)->StartDetached(
         host,
         {JAILOVER_AGENT_BIN, "--host_name=" + host, "--driver=linux",
          absl::StrCat("--listen=", address, ":", kGrpcPort),
-         absl::StrCat("--http_listen=", address, ":", kHttpPort), "--insecure",
-         "--state_dir=" + dir + "/state", "--image_root=" + dir + "/images",
-         "--jail_root=" + dir + "/jails", "--storage_address=" + address,
-         "--port_file=" + dir + "/agent.port"},
+         absl::StrCat("--http_listen=", address, ":", kHttpPort), "--tls_cert=" + own->cert,
+         "--tls_key=" + own->key, "--tls_ca=" + pki->ca, "--state_dir=" + dir + "/state",
+         "--image_root=" + dir + "/images", "--jail_root=" + dir + "/jails",
+         "--storage_address=" + address, "--port_file=" + dir + "/agent.port"},
         dir + "/agent.log");
     ASSERT_TRUE(pid.ok()) << pid.status();
     pids[host] = *pid;
@@ -90,9 +106,10 @@ TEST(LabAgentTest, ImageJailVipMoveAndStaleEpochOnTheLinuxDriver) {
         << host << logs();
   }
 
-  const std::map<std::string, std::string> env = {{"LAB_S1_DIR", (*lab)->host_dir("s1")},
-                                                  {"LAB_H1_DIR", (*lab)->host_dir("h1")},
-                                                  {"LAB_H2_DIR", (*lab)->host_dir("h2")}};
+  const std::map<std::string, std::string> env = {
+      {"LAB_S1_DIR", (*lab)->host_dir("s1")}, {"LAB_H1_DIR", (*lab)->host_dir("h1")},
+      {"LAB_H2_DIR", (*lab)->host_dir("h2")}, {"LAB_TLS_CERT", coordinator->cert},
+      {"LAB_TLS_KEY", coordinator->key},      {"LAB_TLS_CA", pki->ca}};
   // Phase 1 (in c1): image created, exported to h1, imported, mounted.
   absl::StatusOr<common::CommandResult> client =
       (*lab)->RunTestInHost("c1", "LabAgentTest.DISABLED_ClientPrepare", env, absl::Seconds(120));
@@ -135,10 +152,18 @@ TEST(LabAgentTest, ImageJailVipMoveAndStaleEpochOnTheLinuxDriver) {
 
 class Agent {
  public:
-  explicit Agent(const std::string& address)
-      : stub_(v1::Agent::NewStub(grpc::CreateChannel(absl::StrCat(address, ":", kGrpcPort),
-                                                     grpc::InsecureChannelCredentials()))),
-        address_(address) {}
+  // Dials the agent at `address` as the coordinator whose certificate the
+  // parent passed in LAB_TLS_*; the agent's certificate carries `address`.
+  explicit Agent(const std::string& address) : address_(address) {
+    common::TlsOptions tls;
+    tls.cert_file = Env("LAB_TLS_CERT");
+    tls.key_file = Env("LAB_TLS_KEY");
+    tls.ca_file = Env("LAB_TLS_CA");
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        common::MakeChannel(absl::StrCat(address, ":", kGrpcPort), tls);
+    EXPECT_TRUE(channel.ok()) << channel.status();
+    if (channel.ok()) stub_ = v1::Agent::NewStub(*channel);
+  }
   v1::Agent::Stub* operator->() { return stub_.get(); }
   int Ready(const std::string& jail) {
     return HttpGet(address_, kHttpPort, "/v1/jails/" + jail + "/ready").first;

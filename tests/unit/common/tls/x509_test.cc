@@ -2,6 +2,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "common/file/file_util.h"
+#include "tests/testing/test_util.h"
 
 namespace jailover::common {
 namespace {
@@ -114,6 +118,33 @@ TEST_F(X509Test, BadIssueRequestsAreRefused) {
   EXPECT_THAT(IssueCertificate(mixed, options, kNow).status().message(),
               HasSubstr("not the key of the CA certificate"));
   EXPECT_EQ(ParseCertificate("not pem").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(X509Test, KeyAndCertificateAreWrittenWithTheirModesAndNotReplacedUnlessAsked) {
+  testing::ScopedTempDir dir("x509_test");
+  const std::string base = dir.path() + "/agent-h1";
+  const KeyAndCertificate first = Issue({Role::kAgent, "h1"});
+  ASSERT_TRUE(WriteKeyAndCertificate(base, first, /*replace=*/false).ok());
+  auto mode = [](const std::string& path) {
+    struct stat st = {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+    return st.st_mode & 0777;
+  };
+  EXPECT_EQ(mode(base + ".key"), 0600u);
+  EXPECT_EQ(mode(base + ".pem"), 0644u);
+  EXPECT_EQ(*ReadFileToString(base + ".key", 1 << 20), first.key_pem);
+  EXPECT_EQ(*ReadFileToString(base + ".pem", 1 << 20), first.cert_pem);
+
+  const KeyAndCertificate second = Issue({Role::kAgent, "h1"});
+  const absl::Status refused = WriteKeyAndCertificate(base, second, /*replace=*/false);
+  EXPECT_TRUE(absl::IsAlreadyExists(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr(base + ".pem or " + base + ".key exists"));
+  EXPECT_EQ(*ReadFileToString(base + ".pem", 1 << 20), first.cert_pem);
+
+  ASSERT_TRUE(WriteKeyAndCertificate(base, second, /*replace=*/true).ok());
+  EXPECT_EQ(*ReadFileToString(base + ".key", 1 << 20), second.key_pem);
+  EXPECT_EQ(*ReadFileToString(base + ".pem", 1 << 20), second.cert_pem);
+  EXPECT_EQ(mode(base + ".key"), 0600u);
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ std::string Sample(const std::string& text, const std::string& series) {
 
 // Reviewed by hand: every bucket, sum and count below follows from the calls
 // in RendersExactText. @VERSION@ is common/version.h's kVersion.
-constexpr char kGolden[] = R"(# HELP jailover_build_info Always 1; the version label says which jailover this is.
+constexpr char kGolden[] =
+    R"(# HELP jailover_build_info Always 1; the version label says which jailover this is.
 # TYPE jailover_build_info gauge
 jailover_build_info{version="@VERSION@"} 1
 # HELP jailover_failover_duration_seconds Duration of ended failover operations, from creation to the end.
@@ -141,6 +142,13 @@ jailover_operations_running 1
 # HELP jailover_operations_total Operations ended, by kind and result.
 # TYPE jailover_operations_total counter
 jailover_operations_total{kind="failover",result="succeeded"} 1
+# HELP jailover_rpc_denied_total gRPC calls refused by the authorization table, by the caller's role.
+# TYPE jailover_rpc_denied_total counter
+jailover_rpc_denied_total{role="agent"} 0
+jailover_rpc_denied_total{role="coordinator"} 0
+jailover_rpc_denied_total{role="none"} 1
+jailover_rpc_denied_total{role="operator"} 2
+jailover_rpc_denied_total{role="viewer"} 0
 # HELP jailover_store_revision Current revision of the state store.
 # TYPE jailover_store_revision gauge
 jailover_store_revision 42
@@ -157,6 +165,7 @@ TEST(MetricsTest, RendersExactText) {
   metrics.SetStoreRevision(42);
   metrics.SetLastEventSequence(7);
   metrics.SetOperationsRunning(1);
+  metrics.SetDeniedCalls({{"operator", 2}, {"none", 1}});
   EXPECT_EQ(metrics.Render(), absl::StrReplaceAll(kGolden, {{"@VERSION@", kVersion}}));
 }
 
@@ -170,7 +179,8 @@ TEST(MetricsTest, FreshRegistryHasEveryFamilyAndZeroSeries) {
         "jailover_operation_duration_seconds histogram",
         "jailover_operation_step_duration_seconds histogram",
         "jailover_operation_steps_total counter", "jailover_operations_running gauge",
-        "jailover_operations_total counter", "jailover_store_revision gauge"}) {
+        "jailover_operations_total counter", "jailover_rpc_denied_total counter",
+        "jailover_store_revision gauge"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat("\n# TYPE ", family, "\n"))) << family;
   }
   for (const char* state : Metrics::kHostStates) {
@@ -186,6 +196,10 @@ TEST(MetricsTest, FreshRegistryHasEveryFamilyAndZeroSeries) {
     EXPECT_EQ(Sample(text, absl::StrCat("jailover_failovers_total{result=\"", result, "\"}")),
               "0")
         << result;
+  }
+  for (const char* role : Metrics::kDeniedRoles) {
+    EXPECT_EQ(Sample(text, absl::StrCat("jailover_rpc_denied_total{role=\"", role, "\"}")), "0")
+        << role;
   }
   EXPECT_EQ(Sample(text, "jailover_failover_duration_seconds_bucket{le=\"+Inf\"}"), "0");
   EXPECT_EQ(Sample(text, "jailover_failover_duration_seconds_count"), "0");
