@@ -38,6 +38,12 @@ ABSL_FLAG(std::vector<std::string>, coordinators, {},
 ABSL_FLAG(std::vector<std::string>, roles, std::vector<std::string>({"jail", "storage"}),
           "What this host is used for, registered with the coordinator: jail (runs jails), "
           "storage (exports images), or both.");
+ABSL_FLAG(uint64_t, forget_coordinator_term, 0,
+          "After the coordinators' store was rebuilt from scratch (their terms start low again, "
+          "and this host refuses them as deposed leaders): the term this host last saw, as its "
+          "log's refusals name it; it is forgotten at start, so the new coordinators are "
+          "accepted. Does nothing once forgotten, or if the host's term is another "
+          "(docs/security.md). 0: none.");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(3),
           "Fence this host (stop jails, release images, remove VIPs) after this long without a "
           "lease renewal; the coordinator's grants override it.");
@@ -193,6 +199,7 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   for (const std::string& endpoint : options.coordinators) {
     RETURN_IF_ERROR(common::ValidateHostPort("--coordinators", endpoint));
   }
+  options.forget_coordinator_term = absl::GetFlag(FLAGS_forget_coordinator_term);
   options.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   options.lease_renew_interval = absl::GetFlag(FLAGS_lease_renew_interval);
   if (options.lease_renew_interval <= absl::ZeroDuration() ||

@@ -39,6 +39,9 @@ struct AgentOptions {
   std::vector<v1::HostRole> roles;
   absl::Duration lease_ttl = absl::Seconds(3);
   absl::Duration lease_renew_interval = absl::Milliseconds(500);
+  // --forget_coordinator_term: forget this newest coordinator term seen at
+  // start (after the coordinators' store was rebuilt); 0 = none.
+  uint64_t forget_coordinator_term = 0;
   // FreeBSD driver settings from flags (tool_path, devd_socket); the agent
   // sets state_dir to its own.
   freebsd::FreeBsdDriverOptions freebsd_options;

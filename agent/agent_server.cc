@@ -98,6 +98,23 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Create(const AgentOpti
   RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir));
   ASSIGN_OR_RETURN(server->store_, AgentStateStore::Open(options.state_dir + "/agent-state.json",
                                                          options.host_name, clock));
+  if (options.forget_coordinator_term > 0) {
+    const uint64_t seen = server->store_->CoordinatorTerm();
+    ASSIGN_OR_RETURN(const bool forgot,
+                     server->store_->ForgetCoordinatorTerm(options.forget_coordinator_term));
+    if (forgot) {
+      spdlog::warn(
+          "host {}: forgot coordinator term {} as --forget_coordinator_term asked: the "
+          "next coordinator's term is accepted, however low (a rebuilt store); remove "
+          "the flag",
+          options.host_name, seen);
+    } else {
+      spdlog::warn(
+          "host {}: --forget_coordinator_term={}: this host's newest coordinator term "
+          "is {}, nothing forgotten (already done? remove the flag)",
+          options.host_name, options.forget_coordinator_term, seen);
+    }
+  }
   ASSIGN_OR_RETURN(server->drivers_,
                    MakeHostDrivers(options.driver, server->runner_, clock,
                                    options.freebsd_options, options.linux_options));

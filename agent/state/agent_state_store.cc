@@ -214,13 +214,32 @@ absl::Status AgentStateStore::AcceptCoordinatorTerm(uint64_t term) {
   }
   return Update([&](AgentState& state) -> absl::Status {
     if (term < state.coordinator_term()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("coordinator term ", term, " is older than term ", state.coordinator_term(),
-                       " already seen; the caller is no longer the leader"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "coordinator term ", term, " is older than term ", state.coordinator_term(),
+          " already seen; the caller is no longer the leader (or, if the coordinators' store "
+          "was rebuilt from scratch, docs/security.md: restart this agent with "
+          "--forget_coordinator_term=",
+          state.coordinator_term(), ")"));
     }
     state.set_coordinator_term(term);
     return absl::OkStatus();
   });
+}
+
+uint64_t AgentStateStore::CoordinatorTerm() const {
+  absl::MutexLock lock(&mu_);
+  return state_.coordinator_term();
+}
+
+absl::StatusOr<bool> AgentStateStore::ForgetCoordinatorTerm(uint64_t term) {
+  bool forgot = false;
+  RETURN_IF_ERROR(Update([&](AgentState& state) -> absl::Status {
+    if (term == 0 || state.coordinator_term() != term) return absl::OkStatus();
+    state.set_coordinator_term(0);
+    forgot = true;
+    return absl::OkStatus();
+  }));
+  return forgot;
 }
 
 absl::StatusOr<int> AgentStateStore::SlotFor(const std::string& image) {

@@ -62,9 +62,18 @@ class AgentStateStore {
   absl::Status AcceptEpoch(const std::string& image, uint64_t epoch);
   uint64_t NewestEpoch(const std::string& image) const;
 
-  // OK if `term` is at least the newest coordinator term seen (0 = no
-  // election: always accepted), and records it; else FailedPrecondition.
+  // OK if `term` is at least the newest coordinator term seen, and records
+  // it; else FailedPrecondition (the caller is a deposed leader), naming
+  // --forget_coordinator_term for the case of a rebuilt store.
   absl::Status AcceptCoordinatorTerm(uint64_t term);
+  // The newest coordinator term seen (0: none yet, or a SQLite coordinator).
+  uint64_t CoordinatorTerm() const;
+  // After the coordinators' store was rebuilt from scratch (terms start low
+  // again): forgets the newest term seen if it is `term` (> 0), so the new
+  // coordinators are accepted. Returns whether it forgot; naming the term
+  // makes the flag that asks for it harmless once done (the host then
+  // records the new, lower terms) and useless against another host.
+  absl::StatusOr<bool> ForgetCoordinatorTerm(uint64_t term);
 
   // The image's slot, allocating the lowest free one on first use
   // (persisted). ResourceExhausted when all kMaxSlot+1 are taken.

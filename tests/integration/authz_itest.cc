@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
@@ -158,14 +159,7 @@ class AuthzTest : public ::testing::Test {
         [&] { return (coordinator_port_ = testing::ReadPortFile(port_file)) > 0; },
         absl::Seconds(30)))
         << coordinator_->ReadLog();
-    agent_ = std::make_unique<testing::AgentProcess>(
-        JAILOVER_AGENT_BIN, dir_, 0,
-        std::vector<std::string>{"--driver=sim", "--host_name=h1", "--roles=jail,storage",
-                                 "--state_dir=" + dir_ + "/agent-state",
-                                 absl::StrCat("--coordinators=127.0.0.1:", coordinator_port_),
-                                 "--lease_ttl=3s", "--lease_renew_interval=300ms",
-                                 "--tls_reload_interval=1s"},
-        pki_->Options(agent_files_), pki_->Options(coordinator_files_, "h1"));
+    StartAgent(0);
     ASSERT_TRUE(agent_->ok()) << agent_->log();
     // The agent's lease over mTLS: h1 becomes READY.
     ASSERT_TRUE(testing::WaitUntil([&] { return HostState("h1") == v1::HOST_STATE_READY; },
@@ -181,6 +175,23 @@ class AuthzTest : public ::testing::Test {
     }
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
+  }
+
+  // Agent h1 (run `run`: its log file), on the sim driver, leasing from the
+  // coordinator over mTLS, with `extra` flags.
+  void StartAgent(int run, std::vector<std::string> extra = {}) {
+    std::vector<std::string> flags = {"--driver=sim",
+                                      "--host_name=h1",
+                                      "--roles=jail,storage",
+                                      "--state_dir=" + dir_ + "/agent-state",
+                                      absl::StrCat("--coordinators=127.0.0.1:", coordinator_port_),
+                                      "--lease_ttl=3s",
+                                      "--lease_renew_interval=300ms",
+                                      "--tls_reload_interval=1s"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    agent_ = std::make_unique<testing::AgentProcess>(JAILOVER_AGENT_BIN, dir_, run, flags,
+                                                     pki_->Options(agent_files_),
+                                                     pki_->Options(coordinator_files_, "h1"));
   }
 
   static testing::CertFiles Issue(const Identity& identity, std::vector<std::string> dns = {},
@@ -470,6 +481,64 @@ TEST_F(AuthzTest, TheAuditsAttacksAreRefusedAndChangeNothing) {
     EXPECT_EQ(stub->GetImage(testing::CallContext().get(), get_image, &image).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
+}
+
+// A store rebuilt from scratch: its coordinator's term (here SQLite's 0) is
+// below the one h1 saw (7, as if from the old etcd cluster), so h1 refuses
+// its grants as a deposed leader's and cannot renew its lease. The operator
+// restarts h1's agent naming the term its refusals quote; h1 is READY again.
+TEST_F(AuthzTest, AHostLockedOutByARebuiltStoreIsLetInByNamingTheTermItSaw) {
+  // A coordinator call to h1 in `term`, as the leader of that term would
+  // make it.
+  int calls = 0;
+  auto call_in_term = [&](uint64_t term) {
+    v1::RemoveVipRequest remove;
+    remove.mutable_context()->set_operation_id(absl::StrCat("term-", term, "-", ++calls));
+    remove.mutable_context()->set_coordinator_term(term);
+    remove.set_name("gone");
+    v1::RemoveVipResponse removed;
+    return v1::Agent::NewStub(Channel(callers_["c1"], true))
+        ->RemoveVip(testing::CallContext().get(), remove, &removed);
+  };
+  const grpc::Status old_cluster = call_in_term(7);
+  ASSERT_TRUE(old_cluster.ok()) << old_cluster.error_message();
+  // Locked out: the lease grants of the coordinator in term 0 and its calls
+  // are refused, each naming the way back.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        return absl::StrContains(
+            agent_->log(), "grant from coordinator 127.0.0.1:" + std::to_string(coordinator_port_) +
+                               " refused: FAILED_PRECONDITION: coordinator term 0 is older "
+                               "than term 7 already seen");
+      },
+      absl::Seconds(30)))
+      << agent_->log();
+  grpc::Status refused = call_in_term(0);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error_message(), HasSubstr("restart this agent with "
+                                                 "--forget_coordinator_term=7"));
+
+  // A wrong term forgets nothing: h1 stays locked out.
+  agent_->Stop();
+  StartAgent(1, {"--forget_coordinator_term=6"});
+  ASSERT_TRUE(agent_->ok()) << agent_->log();
+  EXPECT_THAT(agent_->log(), HasSubstr("--forget_coordinator_term=6: this host's newest "
+                                       "coordinator term is 7, nothing forgotten"));
+  EXPECT_EQ(call_in_term(0).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  agent_->Stop();
+  StartAgent(2, {"--forget_coordinator_term=7"});
+  ASSERT_TRUE(agent_->ok()) << agent_->log();
+  EXPECT_THAT(agent_->log(), HasSubstr("forgot coordinator term 7 as --forget_coordinator_term"));
+  const grpc::Status accepted = call_in_term(0);
+  EXPECT_TRUE(accepted.ok()) << accepted.error_message();
+  ASSERT_TRUE(testing::WaitUntil([&] { return HostState("h1") == v1::HOST_STATE_READY; },
+                                 absl::Seconds(30)))
+      << agent_->log();
+  // And stays so past a lease ttl: its grants are accepted.
+  absl::SleepFor(absl::Seconds(4));
+  EXPECT_EQ(HostState("h1"), v1::HOST_STATE_READY) << agent_->log();
+  EXPECT_THAT(agent_->log(), ::testing::Not(HasSubstr("is older than term")));
 }
 
 TEST_F(AuthzTest, OperatorActionsAreAuditedUnderTheCertificatesIdentity) {

@@ -73,6 +73,27 @@ TEST_F(AgentStateStoreTest, CoordinatorTermsOnlyGrow) {
   EXPECT_TRUE(store->AcceptCoordinatorTerm(5).ok());
 }
 
+TEST_F(AgentStateStoreTest, ANamedTermIsForgottenOnceAndThenLowerTermsAreAccepted) {
+  auto store = Open();
+  ASSERT_TRUE(store->AcceptCoordinatorTerm(5000).ok());
+  const absl::Status refused = store->AcceptCoordinatorTerm(3);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("--forget_coordinator_term=5000"));
+  // Another term, or none, forgets nothing.
+  EXPECT_FALSE(*store->ForgetCoordinatorTerm(4999));
+  EXPECT_FALSE(*store->ForgetCoordinatorTerm(0));
+  EXPECT_EQ(store->CoordinatorTerm(), 5000u);
+  EXPECT_TRUE(*store->ForgetCoordinatorTerm(5000));
+  EXPECT_EQ(store->CoordinatorTerm(), 0u);
+  EXPECT_TRUE(store->AcceptCoordinatorTerm(3).ok());
+  // Persisted; asking again (the flag left in place) changes nothing.
+  store.reset();
+  auto again = Open();
+  EXPECT_EQ(again->CoordinatorTerm(), 3u);
+  EXPECT_FALSE(*again->ForgetCoordinatorTerm(5000));
+  EXPECT_EQ(again->AcceptCoordinatorTerm(2).code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(AgentStateStoreTest, SlotsAreStableAndReused) {
   auto store = Open();
   EXPECT_EQ(store->SlotFor("a").value(), 0);
