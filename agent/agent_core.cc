@@ -526,10 +526,8 @@ absl::Status AgentCore::CreateImage(const v1::CreateImageRequest& request,
   }
   ASSIGN_OR_RETURN(std::string path,
                    common::ValidatePathUnder("image path", options_.image_root, spec.path()));
-  if (spec.size_bytes() < (1u << 20) || spec.size_bytes() % 512 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "image ", spec.name(), ": size_bytes must be a multiple of 512 and at least 1 MiB"));
-  }
+  RETURN_IF_ERROR(common::Annotate(common::ValidateImageSize(spec.size_bytes()),
+                                   absl::StrCat("image ", spec.name())));
   return Mutate(request.context(), "CreateImage", "image/" + spec.name(), response, [&] {
     ASSIGN_OR_RETURN(int slot, store_.SlotFor(spec.name()));
     ImageFile file{spec.name(), path, spec.size_bytes(), ToFilesystemKind(spec.filesystem()), slot};

@@ -260,6 +260,23 @@ absl::Status ValidateInterfaceName(absl::string_view field, absl::string_view na
   return absl::OkStatus();
 }
 
+absl::Status ValidateImageSize(uint64_t size_bytes) {
+  if (size_bytes == 0) return absl::InvalidArgumentError("size_bytes is required (> 0)");
+  if (size_bytes < kMinImageBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("size_bytes ", size_bytes, " is less than 1 MiB (", kMinImageBytes, ")"));
+  }
+  if (size_bytes % kImageBlockBytes != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("size_bytes ", size_bytes, " is not a multiple of ", kImageBlockBytes));
+  }
+  if (size_bytes > kMaxImageBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("size_bytes ", size_bytes, " is more than 16 TiB (", kMaxImageBytes, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateVhid(int64_t vhid) { return CheckRange("vhid", vhid, 1, 255); }
 
 absl::Status ValidateAdvbase(int64_t advbase) {

@@ -57,6 +57,15 @@ absl::Status ValidateVhid(int64_t vhid);
 absl::Status ValidateAdvbase(int64_t advbase);
 absl::Status ValidateAdvskew(int64_t advskew);
 
+// An image's size: at least 1 MiB (a filesystem fits), a multiple of 4096
+// (the block both drivers' devices and filesystems use), at most 16 TiB.
+// The coordinator checks it when an image is applied and the storage agent
+// when it creates one, so nothing the catalog takes fails at creation.
+inline constexpr uint64_t kMinImageBytes = uint64_t{1} << 20;
+inline constexpr uint64_t kImageBlockBytes = 4096;
+inline constexpr uint64_t kMaxImageBytes = uint64_t{16} << 40;
+absl::Status ValidateImageSize(uint64_t size_bytes);
+
 // An operation id: 1..64 bytes of [A-Za-z0-9_.:-]; jailover generates them as
 // UUIDs, clients may choose their own.
 absl::Status ValidateOperationId(absl::string_view id);

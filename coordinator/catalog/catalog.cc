@@ -251,15 +251,7 @@ absl::StatusOr<v1::ImageSpec> NormalizeImage(const v1::ImageSpec& spec) {
   if (!path.ok()) return Prefixed(prefix, path.status());
   if (*path == "/") return invalid("path \"/\" is not a file");
   out.set_path(*path);
-  if (spec.size_bytes() == 0) return invalid("size_bytes is required (> 0)");
-  if (spec.size_bytes() % kImageBlockBytes != 0) {
-    return invalid(
-        absl::StrCat("size_bytes ", spec.size_bytes(), " is not a multiple of ", kImageBlockBytes));
-  }
-  if (spec.size_bytes() > kMaxImageBytes) {
-    return invalid(absl::StrCat("size_bytes ", spec.size_bytes(), " is more than 16 TiB (",
-                                kMaxImageBytes, ")"));
-  }
+  RETURN_IF_ERROR(Prefixed(prefix, common::ValidateImageSize(spec.size_bytes())));
   if (spec.filesystem() != v1::FILESYSTEM_UFS && spec.filesystem() != v1::FILESYSTEM_EXT4) {
     return invalid(absl::StrCat("filesystem must be UFS or EXT4, got ",
                                 v1::Filesystem_Name(spec.filesystem()).empty()

@@ -66,8 +66,7 @@ inline constexpr char kJailAppliedEvent[] = "jail.applied";
 inline constexpr char kJailDeletedEvent[] = "jail.deleted";
 
 // Limits of the definitions.
-inline constexpr uint64_t kImageBlockBytes = 4096;
-inline constexpr uint64_t kMaxImageBytes = uint64_t{16} << 40;  // 16 TiB.
+// (Image sizes: common::ValidateImageSize.)
 inline constexpr size_t kMaxVipPasswordBytes = 19;
 inline constexpr int kMaxStandbys = 16;
 inline constexpr int kMaxExecArgs = 64;

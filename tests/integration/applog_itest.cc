@@ -7,8 +7,11 @@
 // finds every acknowledged record. And the writer tags: servers tagged
 // h1@1, then h2@2 (from the jail agent's environment) on one file pass
 // `check`, which lists both in order; h1@1 writing again afterwards fails it.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -256,6 +260,49 @@ TEST_F(AppLogTest, CheckNamesMissingRecordsAndOutagePrintsGaps) {
   EXPECT_EQ(outage.exit_code, 0) << outage.stderr_text;
   EXPECT_EQ(outage.stdout_text,
             "gap of 2800 ms between acks of records 77 and 5 (ended at 4000)\n");
+}
+
+// A READ cut midway (the VIP moved under it, a reset) says nothing about the
+// log: check reads again, and judges the complete READ. The stand-in server
+// sends one record and resets the first connection, then serves both.
+TEST_F(AppLogTest, CheckReadsAgainWhenAReadIsCutMidway) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t length = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  port_ = ntohs(addr.sin_port);
+  std::thread server([listener] {
+    for (int connection = 0; connection < 2; ++connection) {
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      char request[16] = {};
+      (void)::recv(fd, request, sizeof(request) - 1, 0);      // "READ\n"
+      std::string answer = applog::FormatRecord(1, "first");  // Lines end with '\n'.
+      if (connection == 1) absl::StrAppend(&answer, applog::FormatRecord(2, "second"), "END 2\n");
+      (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+      if (connection == 0) {
+        linger reset = {1, 0};  // close with a RST, as a moved address does
+        ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+      }
+      ::close(fd);
+    }
+  });
+  const std::string acked = dir_.path() + "/acked";
+  std::ofstream(acked) << "1 1000\n2 1100\n";
+  const common::CommandResult checked = Client({"check", "--target", Target(), "--acked", acked});
+  ::shutdown(listener, SHUT_RDWR);  // A check that gave up early leaves accept() waiting.
+  server.join();
+  ::close(listener);
+  EXPECT_EQ(checked.exit_code, 0) << checked.stdout_text << checked.stderr_text;
+  EXPECT_THAT(checked.stdout_text,
+              MatchesRegex("READ interrupted after 1 records \\(.*\\); reading again\n"
+                           "all 2 acknowledged records present \\(2 stored\\)\n"
+                           "writers: none tagged\n"));
 }
 
 TEST_F(AppLogTest, CheckProvesNoOlderWriterWroteAfterANewerOne) {

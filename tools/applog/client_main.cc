@@ -11,7 +11,9 @@
 //       flight. Prints a summary: acknowledged, retries, the longest gap
 //       between two consecutive acknowledgements (the outage a client saw).
 //   check --target ADDR:PORT --acked FILE [--timeout-ms T]
-//       READs the log back; exit 0 and "all N acknowledged records present",
+//       READs the log back (again, within 30 s, if the connection fails
+//       midway: only a complete READ is judged); exit 0 and "all N
+//       acknowledged records present",
 //       else exit 1 and the missing ids (up to 20). Then the records' writer
 //       tags: "writers in order: ..." (or "writers: none tagged"), or exit 1
 //       and the first record an older writer stored after a newer one; and
@@ -311,42 +313,61 @@ int Check(const Args& a) {
   std::string error;
   const std::optional<std::vector<Ack>> acked = ReadAcked(a.acked, &error);
   if (!acked.has_value()) return Fail(error);
-  std::unique_ptr<LineConn> conn;
-  const int64_t give_up = MonotonicMs() + kCheckConnectWindowMs;
-  while (conn == nullptr) {
-    conn = LineConn::Connect(a.target, a.timeout_ms, &error);
-    if (conn != nullptr) break;
-    if (MonotonicMs() >= give_up || g_stop) {
-      return Fail("cannot reach " + a.target_text + " within " +
-                  std::to_string(kCheckConnectWindowMs / 1000) + " s: " + error);
-    }
-    SleepMs(200);
-  }
-  if (!conn->Send("READ\n", &error)) return Fail("READ: " + error);
+  // The whole log in one READ. A connection that fails midway (the VIP
+  // moved, a reset) proves nothing about the log: connect and READ again,
+  // within the window. Only a READ that ends with "END n" is judged.
   std::vector<jailover::applog::Record> records;
   std::set<uint64_t> stored;
   uint64_t lines = 0;
-  for (;;) {
-    const std::optional<std::string> line = conn->ReadLine(&error);
-    if (!line.has_value())
-      return Fail("READ ended early after " + std::to_string(lines) + " records: " + error);
-    if (line->rfind("ERR ", 0) == 0) return Fail("READ: the server answered \"" + *line + "\"");
-    if (line->rfind("END ", 0) == 0) {
-      const std::optional<uint64_t> count = jailover::applog::ParseId(line->substr(4));
-      if (!count.has_value() || *count != lines) {
-        return Fail("READ returned " + std::to_string(lines) + " records but ended with \"" +
-                    *line + "\"");
+  const int64_t give_up = MonotonicMs() + kCheckConnectWindowMs;
+  for (bool complete = false; !complete;) {
+    std::unique_ptr<LineConn> conn;
+    while (conn == nullptr) {
+      conn = LineConn::Connect(a.target, a.timeout_ms, &error);
+      if (conn != nullptr) break;
+      if (MonotonicMs() >= give_up || g_stop) {
+        return Fail("cannot reach " + a.target_text + " within " +
+                    std::to_string(kCheckConnectWindowMs / 1000) + " s: " + error);
       }
-      break;
+      SleepMs(200);
     }
-    ++lines;
-    std::optional<jailover::applog::Record> record = jailover::applog::ParseRecord(*line);
-    if (!record.has_value()) {
-      return Fail("the log holds a malformed record: \"" + line->substr(0, 200) + "\"");
+    records.clear();
+    stored.clear();
+    lines = 0;
+    bool interrupted = !conn->Send("READ\n", &error);
+    while (!interrupted) {
+      const std::optional<std::string> line = conn->ReadLine(&error);
+      if (!line.has_value()) {
+        interrupted = true;
+        break;
+      }
+      if (line->rfind("ERR ", 0) == 0) return Fail("READ: the server answered \"" + *line + "\"");
+      if (line->rfind("END ", 0) == 0) {
+        const std::optional<uint64_t> count = jailover::applog::ParseId(line->substr(4));
+        if (!count.has_value() || *count != lines) {
+          return Fail("READ returned " + std::to_string(lines) + " records but ended with \"" +
+                      *line + "\"");
+        }
+        complete = true;
+        break;
+      }
+      ++lines;
+      std::optional<jailover::applog::Record> record = jailover::applog::ParseRecord(*line);
+      if (!record.has_value()) {
+        return Fail("the log holds a malformed record: \"" + line->substr(0, 200) + "\"");
+      }
+      stored.insert(record->id);
+      record->payload.clear();  // only the id and the writer are needed
+      records.push_back(std::move(*record));
     }
-    stored.insert(record->id);
-    record->payload.clear();  // only the id and the writer are needed
-    records.push_back(std::move(*record));
+    if (interrupted) {
+      if (MonotonicMs() >= give_up || g_stop) {
+        return Fail("READ ended early after " + std::to_string(lines) + " records: " + error);
+      }
+      std::printf("READ interrupted after %llu records (%s); reading again\n",
+                  static_cast<unsigned long long>(lines), error.c_str());
+      SleepMs(200);
+    }
   }
   std::vector<uint64_t> missing;
   for (const Ack& ack : *acked) {
