@@ -238,6 +238,7 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
                            grant.has_renew_interval()
                                ? common::FromProtoDuration(grant.renew_interval())
                                : absl::ZeroDuration());
+        storage_agents_.assign(grant.storage_agents().begin(), grant.storage_agents().end());
         if (!sent_at.has_value()) {
           spdlog::warn("lease: grant from {} answers renewal {}, which this stream did not send "
                        "(or long ago); not counted",
@@ -309,6 +310,12 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
     } else {
       spdlog::warn("lease: observing the host failed: {}", observed.status().ToString());
     }
+    {
+      absl::MutexLock lock(&mu_);
+      for (std::string& host : UnreachableStorageHostsLocked()) {
+        heartbeat->mutable_observed()->add_unreachable_storage_hosts(std::move(host));
+      }
+    }
     common::ToProtoTimestamp(clock_.WallNow(), heartbeat->mutable_sent());
     {
       // The storage renewals leave with the heartbeat: a host that dies
@@ -356,16 +363,42 @@ void LeaseClient::StorageLoop() {
       v1::RenewStorageLeaseRequest request;
     };
     std::map<std::string, Round> rounds;
-    for (const auto& [image, h] : held) {
-      if (!h.witnessed()) continue;
-      Round& round = rounds[h.storage_agent];
-      round.host_name = h.storage_host;
+    auto round_for = [&](const std::string& address, const std::string& storage_host) -> Round& {
+      Round& round = rounds[address];
+      round.host_name = storage_host;
       round.request.set_host(options_.registration.host());
       common::ToProtoDuration(ttl, round.request.mutable_ttl());
-      v1::HeldImage* asked = round.request.add_images();
+      return round;
+    };
+    for (const auto& [image, h] : held) {
+      if (!h.witnessed()) continue;
+      v1::HeldImage* asked = round_for(h.storage_agent, h.storage_host).request.add_images();
       asked->set_image(image);
       asked->set_epoch(h.epoch);
     }
+    // Every other storage host too, without images: whether this host can
+    // reach it is what placement needs before it sends a jail here
+    // (reported as ObservedState.unreachable_storage_hosts).
+    std::vector<v1::StorageAgent> storage_agents;
+    {
+      absl::MutexLock lock(&mu_);
+      storage_agents = storage_agents_;
+      for (auto it = storage_failures_.begin(); it != storage_failures_.end();) {
+        const bool listed =
+            std::any_of(storage_agents.begin(), storage_agents.end(),
+                        [&](const v1::StorageAgent& a) { return a.host() == it->first; });
+        it = listed ? std::next(it) : storage_failures_.erase(it);
+      }
+    }
+    for (const v1::StorageAgent& agent : storage_agents) {
+      if (agent.host() == options_.registration.host() || agent.agent_address().empty() ||
+          rounds.count(agent.agent_address()) != 0) {
+        continue;
+      }
+      round_for(agent.agent_address(), agent.host());
+    }
+    // Whether each storage host answered this round.
+    std::map<std::string, bool> answered;
     std::vector<std::thread> calls;
     absl::Mutex outcome_mu;
     // Storage agents whose call failed: their channel is made anew for the
@@ -382,6 +415,7 @@ void LeaseClient::StorageLoop() {
         absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = common::MakeChannel(address, tls);
         if (!channel.ok()) {
           spdlog::error("lease: storage agent {}: {}", address, channel.status().ToString());
+          answered[round.host_name] = false;
           continue;
         }
         it = stubs.emplace(address, v1::Agent::NewStub(*channel)).first;
@@ -391,7 +425,7 @@ void LeaseClient::StorageLoop() {
       const v1::RenewStorageLeaseRequest request = round.request;
       const std::string storage_host = round.host_name;
       calls.emplace_back([this, stub, agent_address, request, storage_host, renew, &last_outcome,
-                          &outcome_mu, &failed] {
+                          &outcome_mu, &failed, &answered] {
         grpc::ClientContext context;
         // A slow answer still counts from when the request was sent.
         context.set_deadline(std::chrono::system_clock::now() +
@@ -427,11 +461,13 @@ void LeaseClient::StorageLoop() {
         }
         absl::MutexLock lock(&outcome_mu);
         if (!status.ok()) failed.insert(agent_address);
+        answered[storage_host] = status.ok();
         std::string& last = last_outcome[agent_address];
         if (last != outcome) {
           if (status.ok() && !moved) {
-            spdlog::info("lease: storage agent {} ({}) renews our storage leases{}", storage_host,
-                         agent_address, last.empty() ? "" : " again");
+            spdlog::info("lease: storage agent {} ({}) {}{}", storage_host, agent_address,
+                         request.images().empty() ? "answers" : "renews our storage leases",
+                         last.empty() ? "" : " again");
           } else {
             spdlog::warn("lease: storage agent {} ({}): {}", storage_host, agent_address, outcome);
           }
@@ -441,14 +477,36 @@ void LeaseClient::StorageLoop() {
     }
     for (std::thread& call : calls) call.join();
     for (const std::string& address : failed) stubs.erase(address);
+    absl::MutexLock lock(&mu_);
+    for (const auto& [host, ok] : answered) {
+      int& failures = storage_failures_[host];
+      if (ok) {
+        if (failures >= kUnreachableRounds) {
+          spdlog::info("lease: storage host {} reachable again", host);
+        }
+        failures = 0;
+      } else if (++failures == kUnreachableRounds) {
+        spdlog::warn(
+            "lease: storage host {} unreachable ({} rounds without an answer): reported "
+            "to the coordinator, which places no jail of its images here meanwhile",
+            host, failures);
+      }
+    }
     // Next round with the next heartbeat, or after a renew interval when
     // there is no stream.
-    absl::MutexLock lock(&mu_);
     auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || storage_due_; };
     mu_.AwaitWithTimeout(absl::Condition(&due), renew);
     if (shutdown_) return;
     storage_due_ = false;
   }
+}
+
+std::vector<std::string> LeaseClient::UnreachableStorageHostsLocked() const {
+  std::vector<std::string> hosts;
+  for (const auto& [host, failures] : storage_failures_) {
+    if (failures >= kUnreachableRounds) hosts.push_back(host);
+  }
+  return hosts;
 }
 
 void LeaseClient::WatchdogLoop() {

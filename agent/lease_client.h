@@ -117,6 +117,15 @@ class LeaseClient final : public LeaseOracle {
   bool hold_write_failed_ ABSL_GUARDED_BY(mu_) = false;
   // Heartbeat sequence numbers, one series per incarnation.
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // The storage hosts' agents of the last grant: the storage lease channel
+  // goes to each of them every round, images or not.
+  std::vector<v1::StorageAgent> storage_agents_ ABSL_GUARDED_BY(mu_);
+  // Consecutive failed storage lease rounds per storage host (0: the last
+  // one answered); kUnreachableRounds or more is reported in heartbeats.
+  std::map<std::string, int> storage_failures_ ABSL_GUARDED_BY(mu_);
+  static constexpr int kUnreachableRounds = 2;
+  // ObservedState.unreachable_storage_hosts, from storage_failures_.
+  std::vector<std::string> UnreachableStorageHostsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::thread stream_thread_;
   std::thread storage_thread_;

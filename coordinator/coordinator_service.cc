@@ -31,6 +31,7 @@ bool WriteAnswer(grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::AgentMessa
   common::ToProtoDuration(config.renew_interval, lease->mutable_renew_interval());
   lease->set_coordinator_term(term);
   lease->set_host_state(answer.state);
+  for (const v1::StorageAgent& agent : answer.storage_agents) *lease->add_storage_agents() = agent;
   if (!stream.Write(grant)) return false;
   if (answer.readmit_reason.has_value()) {
     v1::CoordinatorMessage readmit;

@@ -266,6 +266,11 @@ std::string FormatHost(const v1::Host& host) {
   std::string text = kv.Render();
   const auto& o = s.observed();
   if (o.self_fenced()) text += "SELF-FENCED: the agent refuses work\n";
+  if (!o.unreachable_storage_hosts().empty()) {
+    text += absl::StrCat("CANNOT REACH storage host(s) ",
+                         absl::StrJoin(o.unreachable_storage_hosts(), ", "),
+                         ": no jail whose image they store is placed here\n");
+  }
   text += "observed jails:\n";
   Table jails({"  NAME", "JID", "IMAGE", "READY"});
   for (const auto& j : o.jails()) {

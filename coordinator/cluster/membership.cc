@@ -13,6 +13,15 @@
 namespace jailover::coordinator::cluster {
 namespace {
 
+// `agent_address` for a host with the storage role, "" otherwise.
+template <typename Roles>
+std::string StorageAgentOf(const Roles& roles, const std::string& agent_address) {
+  for (int role : roles) {
+    if (role == v1::HOST_ROLE_STORAGE) return agent_address;
+  }
+  return "";
+}
+
 absl::Time ToWall(MonoTime at, MonoTime mono_now, absl::Time wall_now) {
   return wall_now - absl::FromChrono(mono_now - at);
 }
@@ -72,9 +81,22 @@ absl::Status Membership::RestoreAllLocked() {
     }
     spdlog::info("host {}: restored as {} ({})", host.object.name(),
                  HostStateName(tracker->state()), tracker->reason());
-    hosts_.emplace(host.object.name(), std::make_unique<Entry>(*std::move(tracker)));
+    auto entry = std::make_unique<Entry>(*std::move(tracker));
+    entry->storage_agent = StorageAgentOf(host.object.roles(), host.object.agent_address());
+    hosts_.emplace(host.object.name(), std::move(entry));
   }
+  RebuildStorageAgentsLocked();
   return absl::OkStatus();
+}
+
+void Membership::RebuildStorageAgentsLocked() {
+  storage_agents_.clear();
+  for (const auto& [name, entry] : hosts_) {
+    if (entry->storage_agent.empty()) continue;
+    v1::StorageAgent& agent = storage_agents_.emplace_back();
+    agent.set_host(name);
+    agent.set_agent_address(entry->storage_agent);
+  }
 }
 
 absl::StatusOr<Membership::Entry*> Membership::FindLocked(absl::string_view host) {
@@ -157,6 +179,7 @@ LeaseAnswer Membership::AnswerLocked(Entry& entry, const v1::ObservedState* obse
     entry.readmitted.reset();
     return answer;
   }
+  answer.storage_agents = storage_agents_;
   if (observed == nullptr) return answer;
   if (entry.pending_readmit.has_value()) {
     answer.readmit_reason = std::move(entry.pending_readmit);
@@ -204,6 +227,12 @@ absl::StatusOr<LeaseAnswer> Membership::Register(const v1::Register& registratio
     it = hosts_.emplace(name, std::make_unique<Entry>(std::move(tracker))).first;
   } else {
     it->second->tracker = std::move(tracker);
+  }
+  const std::string storage_agent =
+      StorageAgentOf(registration.roles(), registration.agent_address());
+  if (storage_agent != it->second->storage_agent) {
+    it->second->storage_agent = storage_agent;
+    RebuildStorageAgentsLocked();
   }
   return AnswerLocked(*it->second, nullptr);
 }
@@ -423,6 +452,7 @@ absl::Status Membership::Remove(absl::string_view host, absl::string_view operat
   txn.AppendEvent(std::move(event));
   RETURN_IF_ERROR(store_.Commit(txn).status());
   hosts_.erase(hosts_.find(name));
+  RebuildStorageAgentsLocked();
   spdlog::info("host {}: removed by {} ({})", name, std::string(operator_name),
                std::string(reason));
   return absl::OkStatus();

@@ -74,6 +74,8 @@ struct LeaseAnswer {
   // Send a Readmit with this reason after the grant (an operator readmitted
   // the host since its last heartbeat).
   std::optional<std::string> readmit_reason;
+  // With a grant: every registered storage host's agent, sorted by host.
+  std::vector<v1::StorageAgent> storage_agents;
 };
 
 class Membership {
@@ -183,6 +185,8 @@ class Membership {
     // self-fenced, the Readmit is sent again (it may have crossed a fence
     // the agent's watchdog started just before).
     std::optional<std::string> readmitted;
+    // The agent's address if the host has the storage role, else empty.
+    std::string storage_agent;
   };
 
   Membership(store::StateStore& store, HostTrackerConfig config, common::Clock& clock);
@@ -220,6 +224,10 @@ class Membership {
   void CatchUpLocked(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> hosts_ ABSL_GUARDED_BY(mu_);
+  // The storage hosts' agents of hosts_ (Entry::storage_agent), for every
+  // grant; rebuilt when a host registers, is restored or removed.
+  std::vector<v1::StorageAgent> storage_agents_ ABSL_GUARDED_BY(mu_);
+  void RebuildStorageAgentsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::function<void(const HostTransition&)> transition_hook_ ABSL_GUARDED_BY(mu_);
   // Stall detection: off while pulse_interval_ is zero.
   absl::Duration pulse_interval_ ABSL_GUARDED_BY(mu_);

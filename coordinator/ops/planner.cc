@@ -831,6 +831,9 @@ absl::StatusOr<StandbyChoice> ChooseStandby(const ClusterView& view, absl::strin
     const auto it = load.find(host);
     return it == load.end() ? 0 : it->second;
   };
+  // The storage host of the jail's image ("" if unknown).
+  const v1::Image* image = Lookup(view.images, jail->image());
+  const std::string storage_host = image != nullptr ? image->spec().storage_host() : "";
   // Why `host` cannot take the jail, or "" if it can.
   auto unusable = [&](const std::string& host) -> std::string {
     if (const auto it = excluded.find(host); it != excluded.end()) return it->second;
@@ -838,6 +841,13 @@ absl::StatusOr<StandbyChoice> ChooseStandby(const ClusterView& view, absl::strin
     if (h == nullptr) return "unknown host";
     if (!HasRole(*h, v1::HOST_ROLE_JAIL)) return "no jail role";
     if (h->status().state() != v1::HOST_STATE_READY) return HostStateName(h->status().state());
+    // Its agent says it cannot reach the image's storage host: its import
+    // would wait for the network (chaos finding 12).
+    const auto& unreachable = h->status().observed().unreachable_storage_hosts();
+    if (!storage_host.empty() &&
+        std::find(unreachable.begin(), unreachable.end(), storage_host) != unreachable.end()) {
+      return absl::StrCat("cannot reach storage host ", storage_host, " (its agent reports)");
+    }
     return "";
   };
 

@@ -818,6 +818,48 @@ TEST_P(FailoverTest, ACoordinatorDeadMidFenceWithASelfFencedHostFinishesAndTheGr
   }
 }
 
+// Chaos finding 12: every jail host keeps a storage lease channel to every
+// storage host, images or not, and reports the ones it cannot reach, which
+// placement then avoids (PlannerTest.AFailoverSkipsAStandbyThatCannotReach
+// TheImagesStorageHost). Here a second storage host, s2, is frozen: both
+// jail hosts report it within a few rounds, and stop reporting it once it
+// answers again.
+TEST_P(FailoverTest, JailHostsReportAStorageHostTheyCannotReach) {
+  ASSERT_NO_FATAL_FAILURE(SetUpCluster());
+  agents_["s2"] = StartAgent("s2", 4);
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return GetHost("s2").status().state() == v1::HOST_STATE_READY; }, absl::Seconds(20)))
+      << Logs();
+  auto reported = [&](const std::string& host) {
+    const v1::Host got = GetHost(host);
+    const auto& hosts = got.status().observed().unreachable_storage_hosts();
+    return std::vector<std::string>(hosts.begin(), hosts.end());
+  };
+  // Both reach both storage hosts: nothing reported (s1 serves h1's image,
+  // s2 nothing at all; the channel goes to both).
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_THAT(reported("h1"), ::testing::IsEmpty());
+  EXPECT_THAT(reported("h2"), ::testing::IsEmpty());
+
+  agents_["s2"]->Signal(SIGSTOP);
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        return reported("h1") == std::vector<std::string>{"s2"} &&
+               reported("h2") == std::vector<std::string>{"s2"};
+      },
+      absl::Seconds(10)))
+      << Logs();
+  EXPECT_THAT(agents_["h2"]->log(), HasSubstr("lease: storage host s2 unreachable"));
+  // The jail on h1 is untouched: s1, its storage host, still answers.
+  EXPECT_TRUE(Ready("h1"));
+
+  agents_["s2"]->Signal(SIGCONT);
+  EXPECT_TRUE(testing::WaitUntil([&] { return reported("h1").empty() && reported("h2").empty(); },
+                                 absl::Seconds(10)))
+      << Logs();
+  EXPECT_THAT(agents_["h2"]->log(), HasSubstr("lease: storage host s2 reachable again"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, FailoverTest, ::testing::Values("sqlite", "etcd"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;

@@ -244,6 +244,43 @@ TEST_F(LabFailoverTest, PrimaryCutFromItsStorageIsNotReadyAndTheJailMoves) {
       << Ctl({"host", "get", "h1"}).stdout_text;
 }
 
+// Chaos finding 12: h2, the first standby, is cut from s1 (and holds no
+// image there, so no lease of its own says so). Its agent's storage lease
+// channel to s1 fails and it reports s1 unreachable; when h1 dies, the
+// failover goes to h3, which can import the image, instead of h2, whose
+// import would wait for the partition to heal.
+TEST_F(LabFailoverTest, AFailoverAvoidsAStandbyCutFromTheStorageHost) {
+  ASSERT_NO_FATAL_FAILURE(ApplySampleJail());
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  const common::CommandResult cut = Lab({"partition", "h2", "from", "s1"}, absl::Seconds(60));
+  ASSERT_EQ(cut.exit_code, 0) << cut.stdout_text << cut.stderr_text;
+  auto unreachable = [&](const std::string& host) {
+    const nlohmann::json j = CtlJson({"host", "get", host});
+    if (!j.is_object() || !j.contains("host")) return nlohmann::json::array();
+    return j["host"]
+        .value("status", nlohmann::json::object())
+        .value("observed", nlohmann::json::object())
+        .value("unreachableStorageHosts", nlohmann::json::array());
+  };
+  ASSERT_TRUE(testing::WaitUntil([&] { return unreachable("h2") == nlohmann::json{"s1"}; },
+                                 absl::Seconds(15), absl::Milliseconds(200)))
+      << Ctl({"host", "get", "h2", "-o", "json"}).stdout_text;
+  EXPECT_EQ(unreachable("h3"), nlohmann::json::array());
+  EXPECT_EQ(HostState("h2"), "HOST_STATE_READY");  // Only its storage channel is cut.
+
+  // h2 and h3 run nothing: without the report the failover takes the first
+  // standby, h2 (PlannerTest.HostFailureSkipsSuspectFencedAndDrainingStandbys).
+  const common::CommandResult killed = Lab({"kill-host", "h1"}, absl::Seconds(60));
+  ASSERT_EQ(killed.exit_code, 0) << killed.stdout_text << killed.stderr_text;
+  ASSERT_TRUE(WaitForJail("h3", 2, absl::Seconds(60)))
+      << Ctl({"op", "list", "--jail", "web"}).stdout_text
+      << Ctl({"events", "--jail", "web"}).stdout_text;
+  ASSERT_NO_FATAL_FAILURE(WaitForMoreAcks(30));
+  ASSERT_NO_FATAL_FAILURE(StopClientAndCheck());
+  EXPECT_THAT(writers_, HasSubstr("h3@2 ("));
+}
+
 // Two jails on h1; draining h1 migrates both away (to the two standbys, one
 // each: the least loaded first) and leaves nothing of them on h1.
 TEST_F(LabFailoverTest, DrainMovesBothJailsOffTheHost) {

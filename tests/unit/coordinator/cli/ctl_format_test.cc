@@ -59,6 +59,18 @@ TEST(CtlFormatTest, HostListShowsAHoldTheStateHides) {
   EXPECT_THAT(FormatHost(*suspect), HasSubstr("SUSPECT (maintenance)\n"));
 }
 
+TEST(CtlFormatTest, HostGetSaysWhichStorageHostsItCannotReach) {
+  v1::Host host;
+  host.set_name("h2");
+  host.mutable_status()->set_state(v1::HOST_STATE_READY);
+  EXPECT_THAT(FormatHost(host), Not(HasSubstr("CANNOT REACH")));
+  host.mutable_status()->mutable_observed()->add_unreachable_storage_hosts("s1");
+  host.mutable_status()->mutable_observed()->add_unreachable_storage_hosts("s2");
+  EXPECT_THAT(FormatHost(host),
+              HasSubstr("\nCANNOT REACH storage host(s) s1, s2: no jail whose image they store is "
+                        "placed here\nobserved jails:\n"));
+}
+
 TEST(CtlFormatTest, TimestampsAreRfc3339Utc) {
   google::protobuf::Timestamp t;
   EXPECT_EQ(FormatTimestamp(t), "-");

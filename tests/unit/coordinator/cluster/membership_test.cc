@@ -16,6 +16,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 HostTrackerConfig Config() {
   HostTrackerConfig config;
@@ -129,6 +130,45 @@ TEST_F(MembershipTest, RegisterAndHeartbeatsMakeTheHostReadyAndPersistIt) {
   // Live status: the lease runs ttl from the last heartbeat.
   EXPECT_EQ(common::FromProtoTimestamp(host->status().lease_expires()),
             clock_.WallNow() + absl::Seconds(3));
+}
+
+// Every grant lists the storage hosts' agents (the jail hosts' storage lease
+// channels go to each), from registrations and after a coordinator restart.
+TEST_F(MembershipTest, GrantsListEveryStorageHostsAgent) {
+  auto names = [](const LeaseAnswer& answer) {
+    std::vector<std::string> out;
+    for (const v1::StorageAgent& agent : answer.storage_agents) {
+      out.push_back(agent.host() + "@" + agent.agent_address());
+    }
+    return out;
+  };
+  auto h1 = membership_->Register(Registration("h1", "inc1"));
+  ASSERT_TRUE(h1.ok()) << h1.status();
+  EXPECT_THAT(names(*h1), IsEmpty());
+  v1::Register s2 = Registration("s2", "inc1");
+  s2.set_agent_address("10.0.1.2:7420");
+  s2.add_roles(v1::HOST_ROLE_STORAGE);
+  ASSERT_TRUE(membership_->Register(s2).ok());
+  v1::Register s1 = Registration("s1", "inc1");
+  s1.set_agent_address("10.0.1.1:7420");
+  s1.clear_roles();
+  s1.add_roles(v1::HOST_ROLE_STORAGE);
+  ASSERT_TRUE(membership_->Register(s1).ok());
+  auto beat = membership_->Heartbeat("h1", v1::ObservedState());
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_THAT(names(*beat), ElementsAre("s1@10.0.1.1:7420", "s2@10.0.1.2:7420"));
+  // s2 registers again without the storage role: no longer listed.
+  s2.clear_roles();
+  s2.add_roles(v1::HOST_ROLE_JAIL);
+  ASSERT_TRUE(membership_->Register(s2).ok());
+  beat = membership_->Heartbeat("h1", v1::ObservedState());
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_THAT(names(*beat), ElementsAre("s1@10.0.1.1:7420"));
+  // A coordinator restart restores the list from the store.
+  OpenAll();
+  auto again = membership_->Register(Registration("h1", "inc2"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_THAT(names(*again), ElementsAre("s1@10.0.1.1:7420"));
 }
 
 TEST_F(MembershipTest, SilenceMovesThroughSuspectUnreachableFencedEachPersisted) {

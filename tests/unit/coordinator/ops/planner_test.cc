@@ -407,6 +407,32 @@ TEST(PlannerTest, HostFailureSkipsSuspectFencedAndDrainingStandbys) {
   EXPECT_EQ(plan->operations[0].steps[0].name, "fence");
 }
 
+// Chaos finding 12: a host whose agent cannot reach the image's storage host
+// would wait in its import for the network; a failover picks another.
+TEST(PlannerTest, AFailoverSkipsAStandbyThatCannotReachTheImagesStorageHost) {
+  ClusterView view = MakeView();
+  view.jails.erase("db");
+  view.hosts["h2"].mutable_status()->mutable_observed()->add_unreachable_storage_hosts("st1");
+  // A storage host the jail does not use changes nothing.
+  view.hosts["h3"].mutable_status()->mutable_observed()->add_unreachable_storage_hosts("st9");
+  absl::StatusOr<Plan> plan = PlanHostFailure(view, "h1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->problems, IsEmpty());
+  ASSERT_EQ(plan->choices.size(), 1u);
+  EXPECT_EQ(plan->choices[0].chosen_host(), "h3");
+  EXPECT_THAT(Considered(plan->choices[0]),
+              ElementsAre("h1: skipped, preferred host, failing host",
+                          "h2: skipped, standby #1, cannot reach storage host st1 (its agent "
+                          "reports)",
+                          "h3: chosen, standby #2, READY, 0 jails"));
+  // With no standby left that reaches st1, a READY host that does (h4).
+  view.hosts["h3"].mutable_status()->mutable_observed()->add_unreachable_storage_hosts("st1");
+  plan = PlanHostFailure(view, "h1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->choices.size(), 1u);
+  EXPECT_EQ(plan->choices[0].chosen_host(), "h4");
+}
+
 TEST(PlannerTest, HostFailureAccountsForTheLoadItAlreadyPlanned) {
   ClusterView view = MakeView();
   view.jails["zzz"] = MakeJail("zzz", "h1", {"h2", "h3"});
