@@ -29,6 +29,8 @@
 
 #include <cstddef>
 
+#include "common/validation/validation.h"
+
 namespace jailover::agent {
 
 // Objects on one host. Images are also bounded by their slots (kMaxSlot).
@@ -50,8 +52,8 @@ inline constexpr size_t kMaxJailSpecValueBytes = 4096;
 inline constexpr size_t kMaxJailSpecNameBytes = 64;
 // FreeBSD's MAXHOSTNAMELEN - 1.
 inline constexpr size_t kMaxJailHostnameBytes = 255;
-// A CARP key: what carp(4), ucarp and the coordinator's catalog accept.
-inline constexpr size_t kMaxVipPasswordBytes = 19;
+// A CARP key (one limit for the catalog and the agent).
+using common::kMaxVipPasswordBytes;
 
 // The remembered result of one call (idempotency): its response, serialized
 // (a larger one is not remembered: a repeat runs again), and its error

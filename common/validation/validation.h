@@ -4,6 +4,7 @@
 // can return it unchanged to the user. Pure functions, thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -65,6 +66,10 @@ inline constexpr uint64_t kMinImageBytes = uint64_t{1} << 20;
 inline constexpr uint64_t kImageBlockBytes = 4096;
 inline constexpr uint64_t kMaxImageBytes = uint64_t{16} << 40;
 absl::Status ValidateImageSize(uint64_t size_bytes);
+
+// The longest CARP key (VipSpec.password): what carp(4), ucarp, the
+// coordinator's catalog and the agent all accept.
+inline constexpr size_t kMaxVipPasswordBytes = 19;
 
 // An operation id: 1..64 bytes of [A-Za-z0-9_.:-]; jailover generates them as
 // UUIDs, clients may choose their own.

@@ -52,6 +52,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/time/clock.h"
+#include "common/validation/validation.h"
 #include "coordinator/store/state_store.h"
 #include "jailover/v1/types.pb.h"
 
@@ -67,7 +68,7 @@ inline constexpr char kJailDeletedEvent[] = "jail.deleted";
 
 // Limits of the definitions.
 // (Image sizes: common::ValidateImageSize.)
-inline constexpr size_t kMaxVipPasswordBytes = 19;
+using common::kMaxVipPasswordBytes;  // One limit for the catalog and the agent.
 inline constexpr int kMaxStandbys = 16;
 inline constexpr int kMaxExecArgs = 64;
 
