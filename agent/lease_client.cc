@@ -191,6 +191,7 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
     if (shutdown_) return false;
     session_ = &context;
     tracker_.StreamOpened(clock_.MonotonicNow());
+    last_grant_latency_.reset();
   }
   auto stream = stub->Lease(&context);
 
@@ -246,7 +247,9 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
           continue;
         }
         granted = true;
-        tracker_.CoordinatorGranted(*sent_at, clock_.MonotonicNow());
+        const auto now = clock_.MonotonicNow();
+        last_grant_latency_ = absl::FromChrono(now - *sent_at);
+        tracker_.CoordinatorGranted(*sent_at, now);
         PublishHoldLocked();
       } else if (message.has_readmit()) {
         if (!core_.AcceptCoordinatorTerm(message.readmit().coordinator_term()).ok()) continue;
@@ -314,6 +317,9 @@ bool LeaseClient::RunSession(const std::string& endpoint) {
       absl::MutexLock lock(&mu_);
       for (std::string& host : UnreachableStorageHostsLocked()) {
         heartbeat->mutable_observed()->add_unreachable_storage_hosts(std::move(host));
+      }
+      if (last_grant_latency_.has_value()) {
+        common::ToProtoDuration(*last_grant_latency_, heartbeat->mutable_last_grant_latency());
       }
     }
     common::ToProtoTimestamp(clock_.WallNow(), heartbeat->mutable_sent());

@@ -117,6 +117,9 @@ class LeaseClient final : public LeaseOracle {
   bool hold_write_failed_ ABSL_GUARDED_BY(mu_) = false;
   // Heartbeat sequence numbers, one series per incarnation.
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // How long the last granted renewal of the current stream took (sent to
+  // granted); reported in the next heartbeat.
+  std::optional<absl::Duration> last_grant_latency_ ABSL_GUARDED_BY(mu_);
   // The storage hosts' agents of the last grant: the storage lease channel
   // goes to each of them every round, images or not.
   std::vector<v1::StorageAgent> storage_agents_ ABSL_GUARDED_BY(mu_);

@@ -88,6 +88,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   ASSIGN_OR_RETURN(server->membership_,
                    cluster::Membership::Create(*server->store_, options.lease, clock));
   server->metrics_ = std::make_unique<Metrics>();
+  // Lease inputs are written by this thread, never by the lease streams.
+  server->membership_->StartPersister();
   server->membership_->SetTransitionHook([m = server->metrics_.get()](
                                              const cluster::HostTransition& transition) {
     m->HostTransition(HostStateName(transition.to));

@@ -102,8 +102,13 @@ grpc::Status CoordinatorService::Lease(
   while (stream->Read(&message)) {
     if (message.has_heartbeat()) {
       const absl::Time received = absl::Now();
-      answer = membership_.Heartbeat(host, message.heartbeat().observed());
+      // Judged on when it arrived, however late this thread runs.
+      answer = membership_.Heartbeat(host, message.heartbeat().observed(), clock_.MonotonicNow());
       if (metrics_ != nullptr && answer.ok()) metrics_->LeaseRenewed(absl::Now() - received);
+      if (metrics_ != nullptr && message.heartbeat().has_last_grant_latency()) {
+        metrics_->AgentGrantLatency(
+            common::FromProtoDuration(message.heartbeat().last_grant_latency()));
+      }
       if (!answer.ok()) {
         // No grant: the agent's lease lapses unless a later heartbeat succeeds.
         spdlog::error("host {}: heartbeat not recorded: {}", host, answer.status().ToString());

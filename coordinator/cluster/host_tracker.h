@@ -241,11 +241,19 @@ class HostTracker {
   const std::optional<v1::ObservedState>& observed() const { return observed_; }
   std::optional<MonoTime> observed_at() const { return observed_at_; }
   const HostTrackerConfig& config() const { return config_; }
+  // The time of the last input (inputs may not go back in time).
+  MonoTime last_input() const { return last_input_; }
 
   // Fills state, reason, lease_expires, last_heartbeat, agent_incarnation,
   // maintenance_until and observed of `status`, converting monotonic times
-  // to wall times through the pair (`mono_now`, `wall_now`) read together.
+  // to wall times through the pair (`mono_now`, `wall_now`) read together:
+  // StateToStatus then LeaseToStatus.
   void ToStatus(MonoTime mono_now, absl::Time wall_now, v1::HostStatus* status) const;
+  // The state part: state, admin, reason, agent_incarnation, fenced_by,
+  // failed_over, maintenance_until.
+  void StateToStatus(MonoTime mono_now, absl::Time wall_now, v1::HostStatus* status) const;
+  // The lease part: last_heartbeat, lease_expires, observed.
+  void LeaseToStatus(MonoTime mono_now, absl::Time wall_now, v1::HostStatus* status) const;
 
  private:
   enum class Admin { kNone, kDraining, kMaintenance };

@@ -20,6 +20,7 @@ constexpr char kHosts[] = "jailover_hosts";
 constexpr char kJails[] = "jailover_jails";
 constexpr char kLastEventSequence[] = "jailover_last_event_sequence";
 constexpr char kLeaseRenewLatency[] = "jailover_lease_renew_latency_seconds";
+constexpr char kAgentGrantLatency[] = "jailover_agent_lease_grant_latency_seconds";
 constexpr char kOperationDuration[] = "jailover_operation_duration_seconds";
 constexpr char kOperationStepDuration[] = "jailover_operation_step_duration_seconds";
 constexpr char kOperationStepsTotal[] = "jailover_operation_steps_total";
@@ -119,9 +120,14 @@ Metrics::Metrics() {
          "Operation steps ended, by operation kind, step and result.", {"kind", "step", "result"});
 
   Define(kLeaseRenewLatency, Type::kHistogram,
-         "Time to record one lease renewal, from heartbeat received to renewal stored.", {},
+         "Time to answer one lease renewal, from heartbeat read to renewal decided.", {},
          Bounds(kLeaseRenewBuckets));
   Series(Get(kLeaseRenewLatency), {});
+  Define(kAgentGrantLatency, Type::kHistogram,
+         "Lease renewals as the agents saw them, renewal sent to grant received (reported in "
+         "the next heartbeat).",
+         {}, Bounds(kLeaseRenewBuckets));
+  Series(Get(kAgentGrantLatency), {});
   Define(kHostTransitionsTotal, Type::kCounter, "Host state transitions, by the state entered.",
          {"to"});
   for (const char* state : kHostStates) Set(kHostTransitionsTotal, {state}, 0);
@@ -223,6 +229,11 @@ void Metrics::StepFinished(const std::string& kind, const std::string& step,
 void Metrics::LeaseRenewed(absl::Duration latency) {
   absl::MutexLock lock(&mu_);
   Observe(kLeaseRenewLatency, {}, latency);
+}
+
+void Metrics::AgentGrantLatency(absl::Duration latency) {
+  absl::MutexLock lock(&mu_);
+  Observe(kAgentGrantLatency, {}, latency);
 }
 
 void Metrics::HostTransition(const std::string& to_state) {

@@ -78,8 +78,12 @@ class Metrics {
   void StepFinished(const std::string& kind, const std::string& step, const std::string& result,
                     absl::Duration duration);
   // Histogram jailover_lease_renew_latency_seconds: how long the coordinator
-  // took to record one lease renewal (heartbeat received to renewal stored).
+  // took to answer one lease renewal (heartbeat read to renewal decided; the
+  // store is never waited on).
   void LeaseRenewed(absl::Duration latency);
+  // Histogram jailover_agent_lease_grant_latency_seconds: a renewal as an
+  // agent saw it (Heartbeat.last_grant_latency).
+  void AgentGrantLatency(absl::Duration latency);
   // Counter jailover_host_transitions_total{to}: a host entered `to_state`.
   void HostTransition(const std::string& to_state);
 

@@ -816,11 +816,9 @@ void Controller::AuditEviction(const std::string& host, const std::string& jail,
   event.set_host(host);
   event.set_jail(jail);
   event.set_reason(reason);
-  store::Txn txn;
-  txn.AppendEvent(std::move(event));
-  if (absl::Status s = store_.Commit(txn).status(); !s.ok()) {
-    spdlog::error("host {}: evict event not recorded: {}", host, s.ToString());
-  }
+  // Queued, not committed here: this runs on the host's lease stream, which
+  // must never wait on the store.
+  membership_.Audit(std::move(event));
 }
 
 }  // namespace jailover::coordinator::ops

@@ -130,7 +130,7 @@ TEST(CoordinatorHttpTest, ServesAllRoutes) {
   const Reply metrics = Get(port, "/metrics");
   EXPECT_EQ(metrics.status, 200);
   EXPECT_EQ(metrics.headers.at("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-  EXPECT_THAT(metrics.body, StartsWith("# HELP jailover_build_info "));
+  EXPECT_THAT(metrics.body, StartsWith("# HELP jailover_agent_lease_grant_latency_seconds "));
   EXPECT_THAT(metrics.body, HasSubstr("\njailover_hosts{state=\"READY\"} 3\n"));
   EXPECT_THAT(metrics.body, HasSubstr("\njailover_operations_running 1\n"));
   // The handler runs on every scrape.

@@ -1,14 +1,18 @@
 #include "coordinator/cluster/membership.h"
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "common/proto/time_util.h"
 #include "coordinator/store/sqlite_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/stalling_store.h"
 #include "tests/testing/test_util.h"
 
 namespace jailover::coordinator::cluster {
@@ -209,6 +213,7 @@ TEST_F(MembershipTest, AHeartbeatBeforeTheFenceReturnsTheHostToReady) {
   ASSERT_TRUE(beat.ok());
   EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
   EXPECT_TRUE(beat->grant);
+  ASSERT_TRUE(membership_->Flush().ok());
   EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
   EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY", "READY->SUSPECT",
                                          "SUSPECT->UNREACHABLE", "UNREACHABLE->READY"));
@@ -234,6 +239,7 @@ TEST_F(MembershipTest, AFencedHostStaysFencedAcrossACoordinatorRestartAndGetsNoL
   EXPECT_EQ(beat->state, v1::HOST_STATE_FENCED);
   EXPECT_FALSE(beat->grant);
   EXPECT_FALSE(beat->readmit_reason.has_value());
+  ASSERT_TRUE(membership_->Flush().ok());
   EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_FENCED);
   EXPECT_EQ(Stored("h1").status().agent_incarnation(), "inc2");
 }
@@ -317,6 +323,7 @@ TEST_F(MembershipTest, AHostThatFencedItselfWhileNothingMovedItsJailsIsReadmitte
   EXPECT_TRUE(beat->grant);
   ASSERT_TRUE(beat->readmit_reason.has_value());
   EXPECT_THAT(*beat->readmit_reason, HasSubstr("readmitted automatically"));
+  ASSERT_TRUE(membership_->Flush().ok());
   EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
   EXPECT_EQ(Transitions().back(), "FENCED->READY");
   const v1::Event event = LastEvent();
@@ -375,6 +382,7 @@ TEST_F(MembershipTest, WithoutStallDetectionTimeIsJustTime) {
 
 TEST_F(MembershipTest, MarkFencedIsAuditedAndRefusedForALiveHost) {
   ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  ASSERT_TRUE(membership_->Flush().ok());
   auto refused = membership_->MarkFenced("h1", "alice", "powered off");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
@@ -438,6 +446,115 @@ TEST_F(MembershipTest, BadInputsChangeNothing) {
   EXPECT_EQ(membership_->Get("h1").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(membership_->List()->empty());
   EXPECT_EQ(*store_->Revision(), 0);
+}
+
+// Runs `f` on a thread; fails the test (and releases `store`, so that the
+// thread ends) if it does not return within 10 s.
+template <typename F>
+auto Promptly(testing::StallingStore& store, F f) -> decltype(f()) {
+  absl::Notification done;
+  std::optional<decltype(f())> result;
+  std::thread thread([&] {
+    result.emplace(f());
+    done.Notify();
+  });
+  const bool prompt = done.WaitForNotificationWithTimeout(absl::Seconds(10));
+  if (!prompt) store.Release();
+  thread.join();
+  EXPECT_TRUE(prompt) << "waited on the stalled store";
+  return *std::move(result);
+}
+
+// The lease path never waits on the store: while every commit hangs (an
+// operator's drain and the tick are stuck in one), registrations and
+// heartbeats — one of them returning a SUSPECT host to READY — are answered
+// at once from memory; reads show what is stored; and what was decided is
+// written, in order, when the store answers again.
+TEST_F(MembershipTest, LeasesAreAnsweredWhileTheStoreStallsACommit) {
+  testing::StallingStore stalling(*store_);
+  auto created = Membership::Create(stalling, Config(), clock_);
+  ASSERT_TRUE(created.ok()) << created.status();
+  Membership& membership = **created;
+  ASSERT_TRUE(membership.Register(Registration("h1", "inc1")).ok());
+  ASSERT_TRUE(membership.Register(Registration("h2", "inc1")).ok());
+  ASSERT_TRUE(membership.Flush().ok());
+  const int64_t commits = stalling.commits();
+
+  stalling.Stall();
+  absl::StatusOr<v1::Host> drained;
+  std::thread drain([&] { drained = membership.Drain("h2", "bob", "kernel upgrade"); });
+  ASSERT_TRUE(stalling.AwaitWaiting(1, absl::Seconds(10)));
+  clock_.Advance(absl::Milliseconds(800));  // h1 silent: SUSPECT
+  absl::Status ticked;
+  std::thread tick([&] { ticked = membership.Tick(); });
+  // The tick has judged h1 (queued beside h2) and waits for the store too.
+  for (int i = 0; i < 1000 && membership.queued() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_EQ(membership.queued(), 2u);
+
+  for (int i = 0; i < 5; ++i) {
+    auto beat = Promptly(stalling, [&] { return membership.Heartbeat("h1", RunningJail("web")); });
+    ASSERT_TRUE(beat.ok()) << beat.status();
+    EXPECT_TRUE(beat->grant);
+    EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+    clock_.Advance(absl::Milliseconds(500));
+  }
+  auto joined = Promptly(stalling, [&] { return membership.Register(Registration("h3", "inc1")); });
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_TRUE(joined->grant);
+  // What is not stored is not acted on: h2 is not DRAINING yet, h3 unknown.
+  auto listed = Promptly(stalling, [&] { return membership.List(); });
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[1].status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(membership.HostViews().count("h3"), 0u);
+  EXPECT_EQ(stalling.commits(), commits);  // Nothing got through meanwhile.
+
+  stalling.Release();
+  drain.join();
+  tick.join();
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_EQ(drained->status().state(), v1::HOST_STATE_DRAINING);
+  EXPECT_TRUE(ticked.ok()) << ticked;
+  ASSERT_TRUE(membership.Flush().ok());
+  // h2 was silent too: the tick found it SUSPECT (still draining).
+  EXPECT_EQ(Stored("h2").status().state(), v1::HOST_STATE_SUSPECT);
+  EXPECT_EQ(Stored("h2").status().admin(), v1::HOST_STATE_DRAINING);
+  EXPECT_EQ(Stored("h3").status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(Stored("h1").status().observed().jails(0).name(), "web");
+  EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY", "UNSPECIFIED->READY",
+                                         "READY->DRAINING", "READY->SUSPECT", "SUSPECT->READY",
+                                         "DRAINING->SUSPECT", "UNSPECIFIED->READY"));
+  EXPECT_EQ(membership.queued(), 0u);
+}
+
+// With the persister running, what a heartbeat changed reaches the store
+// without any other input.
+TEST_F(MembershipTest, ThePersisterStoresWhatLeaseInputsChanged) {
+  membership_->StartPersister(absl::Milliseconds(10));
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (membership_->queued() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(membership_->queued(), 0u);
+  EXPECT_EQ(Stored("h1").status().state(), v1::HOST_STATE_READY);
+  EXPECT_EQ(Stored("h1").agent_address(), "10.0.0.1:7420");
+}
+
+// Liveness is judged on when a heartbeat arrived: one that arrived within
+// the ttl but is handled after it (a busy coordinator) does not make the
+// host UNREACHABLE.
+TEST_F(MembershipTest, AHeartbeatIsJudgedOnWhenItArrived) {
+  ASSERT_TRUE(membership_->Register(Registration("h1", "inc1")).ok());
+  clock_.Advance(absl::Milliseconds(2900));
+  const MonoTime arrived = clock_.MonotonicNow();
+  clock_.Advance(absl::Seconds(2));  // Handled 4.9 s after the last renewal.
+  auto beat = membership_->Heartbeat("h1", {}, arrived);
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(beat->state, v1::HOST_STATE_READY);
+  ASSERT_TRUE(membership_->Flush().ok());
+  EXPECT_THAT(Transitions(), ElementsAre("UNSPECIFIED->READY", "READY->SUSPECT", "SUSPECT->READY"));
+  // Its lease runs from the arrival.
+  EXPECT_EQ(common::FromProtoTimestamp(membership_->Get("h1")->status().lease_expires()),
+            clock_.WallNow() - absl::Seconds(2) + absl::Seconds(3));
 }
 
 TEST_F(MembershipTest, CreateRefusesAnInvalidConfig) {

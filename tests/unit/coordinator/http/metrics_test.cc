@@ -30,7 +30,23 @@ std::string Sample(const std::string& text, const std::string& series) {
 // Reviewed by hand: every bucket, sum and count below follows from the calls
 // in RendersExactText. @VERSION@ is common/version.h's kVersion.
 constexpr char kGolden[] =
-    R"(# HELP jailover_build_info Always 1; the version label says which jailover this is.
+    R"(# HELP jailover_agent_lease_grant_latency_seconds Lease renewals as the agents saw them, renewal sent to grant received (reported in the next heartbeat).
+# TYPE jailover_agent_lease_grant_latency_seconds histogram
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.001"} 0
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.0025"} 0
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.005"} 0
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.01"} 0
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.025"} 1
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.05"} 1
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.1"} 1
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.25"} 1
+jailover_agent_lease_grant_latency_seconds_bucket{le="0.5"} 1
+jailover_agent_lease_grant_latency_seconds_bucket{le="1"} 1
+jailover_agent_lease_grant_latency_seconds_bucket{le="2"} 1
+jailover_agent_lease_grant_latency_seconds_bucket{le="+Inf"} 1
+jailover_agent_lease_grant_latency_seconds_sum 0.012
+jailover_agent_lease_grant_latency_seconds_count 1
+# HELP jailover_build_info Always 1; the version label says which jailover this is.
 # TYPE jailover_build_info gauge
 jailover_build_info{version="@VERSION@"} 1
 # HELP jailover_failover_duration_seconds Duration of ended failover operations, from creation to the end.
@@ -83,7 +99,7 @@ jailover_jails{phase="STOPPING"} 0
 # HELP jailover_last_event_sequence Sequence number of the last event appended.
 # TYPE jailover_last_event_sequence gauge
 jailover_last_event_sequence 7
-# HELP jailover_lease_renew_latency_seconds Time to record one lease renewal, from heartbeat received to renewal stored.
+# HELP jailover_lease_renew_latency_seconds Time to answer one lease renewal, from heartbeat read to renewal decided.
 # TYPE jailover_lease_renew_latency_seconds histogram
 jailover_lease_renew_latency_seconds_bucket{le="0.001"} 0
 jailover_lease_renew_latency_seconds_bucket{le="0.0025"} 0
@@ -161,6 +177,7 @@ TEST(MetricsTest, RendersExactText) {
   metrics.OperationFinished("failover", "succeeded", absl::Milliseconds(2500));
   metrics.StepFinished("failover", "fence", "succeeded", absl::Milliseconds(300));
   metrics.LeaseRenewed(absl::Milliseconds(4));
+  metrics.AgentGrantLatency(absl::Milliseconds(12));
   metrics.HostTransition("FENCED");
   metrics.SetStoreRevision(42);
   metrics.SetLastEventSequence(7);
@@ -176,6 +193,7 @@ TEST(MetricsTest, FreshRegistryHasEveryFamilyAndZeroSeries) {
         "jailover_failovers_total counter", "jailover_host_transitions_total counter",
         "jailover_hosts gauge", "jailover_jails gauge", "jailover_last_event_sequence gauge",
         "jailover_lease_renew_latency_seconds histogram",
+        "jailover_agent_lease_grant_latency_seconds histogram",
         "jailover_operation_duration_seconds histogram",
         "jailover_operation_step_duration_seconds histogram",
         "jailover_operation_steps_total counter", "jailover_operations_running gauge",

@@ -41,6 +41,7 @@ class EvictionsTest : public ::testing::Test {
       ASSERT_TRUE(membership_->Register(Registration(host)).ok());
       ASSERT_TRUE(membership_->Heartbeat(host, {}).ok());
     }
+    ASSERT_TRUE(membership_->Flush().ok());  // The controller sees stored hosts.
     // web runs on h2 at epoch 2 (failed over from h1).
     v1::Jail web;
     web.set_name("web");
@@ -69,7 +70,9 @@ class EvictionsTest : public ::testing::Test {
     return observed;
   }
 
+  // host.evict events stored (the lease path queues them: flushed first).
   int EvictEvents() {
+    EXPECT_TRUE(membership_->Flush().ok());
     auto events = store_->ReadEvents(0, 1000);
     int n = 0;
     for (const v1::Event& e : *events) n += e.type() == "host.evict";
