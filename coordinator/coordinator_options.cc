@@ -62,6 +62,14 @@ ABSL_FLAG(absl::Duration, agent_call_timeout, absl::Seconds(30),
 ABSL_FLAG(absl::Duration, probe_timeout, absl::Seconds(30),
           "How long a started jail may take to be ready (running, CARP master of its VIP, "
           "answering on its health_port) before its operation fails.");
+ABSL_FLAG(absl::Duration, operation_retention, absl::Hours(24 * 7),
+          "Finished operations (succeeded, failed, cancelled) are deleted this long after they "
+          "ended (checked every minute), unless a jail's status still names one.");
+ABSL_FLAG(int64_t, operation_retention_count, 1000,
+          "At most this many finished operations are kept (the newest), whatever their age.");
+ABSL_FLAG(int64_t, event_retention, 100000,
+          "The state store keeps the newest this many events (the audit log of WatchEvents and "
+          "jailoverctl events); older ones are deleted as new ones are appended.");
 ABSL_FLAG(std::string, crash_after_step_for_testing, "",
           "TESTING ONLY: abort the process right after the agent call of the operation step "
           "KIND:STEP (e.g. failover:fsck) succeeded, before it is recorded, as a crash would.");
@@ -95,6 +103,24 @@ absl::StatusOr<CoordinatorOptions> CoordinatorOptionsFromFlags() {
           absl::StrCat(flag, " must lie in (0, 1h], got ", absl::FormatDuration(value)));
     }
   }
+  options.operation_retention.max_age = absl::GetFlag(FLAGS_operation_retention);
+  if (options.operation_retention.max_age < absl::Minutes(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--operation_retention must be at least 1m, got ",
+                     absl::FormatDuration(options.operation_retention.max_age)));
+  }
+  const int64_t keep_operations = absl::GetFlag(FLAGS_operation_retention_count);
+  if (keep_operations < 1 || keep_operations > 1000000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--operation_retention_count must lie in [1, 1000000], got ", keep_operations));
+  }
+  options.operation_retention.max_count = static_cast<size_t>(keep_operations);
+  const int64_t keep_events = absl::GetFlag(FLAGS_event_retention);
+  if (keep_events < 100 || keep_events > 100000000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--event_retention must lie in [100, 100000000], got ", keep_events));
+  }
+  options.event_retention = static_cast<uint64_t>(keep_events);
   options.crash_after_step_for_testing = absl::GetFlag(FLAGS_crash_after_step_for_testing);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   RETURN_IF_ERROR(common::ValidateHostPort("--http_listen", options.http_listen,

@@ -2,6 +2,7 @@
 // read from flags (and the optional config file) in one place.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "common/daemon/grpc_server.h"
 #include "common/tls/credentials.h"
 #include "coordinator/cluster/host_tracker.h"
+#include "coordinator/ops/prune.h"
 
 namespace jailover::coordinator {
 
@@ -45,6 +47,10 @@ struct CoordinatorOptions {
   // become ready (the probe step).
   absl::Duration agent_call_timeout;
   absl::Duration probe_timeout;
+  // Finished operations kept (--operation_retention, _count), and events
+  // kept by the store (--event_retention).
+  ops::OperationRetention operation_retention;
+  uint64_t event_retention = 100000;
   // Testing only: abort right after the agent call of the step with this
   // name (see ops::EngineOptions). Empty = never.
   std::string crash_after_step_for_testing;

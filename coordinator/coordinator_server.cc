@@ -27,6 +27,8 @@ namespace {
 constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
 // How often the stall detector pulses (Membership::Pulse).
 constexpr absl::Duration kPulseInterval = absl::Milliseconds(50);
+// How often the leader prunes finished operations.
+constexpr absl::Duration kPruneInterval = absl::Minutes(1);
 
 // Creates `dir` (and parents) if missing and makes it private to its owner.
 absl::Status EnsurePrivateDir(const std::string& dir) {
@@ -70,6 +72,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     ASSIGN_OR_RETURN(server->etcd_, etcd::EtcdClient::Create(etcd_options));
     store::EtcdStoreOptions store_options;
     store_options.prefix = options.etcd_prefix;
+    store_options.max_events = options.event_retention;
     ASSIGN_OR_RETURN(std::unique_ptr<store::EtcdStore> etcd_store,
                      store::EtcdStore::Open(*server->etcd_, store_options));
     // A standby never writes: a guard no leader key can match.
@@ -82,7 +85,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   } else {
     RETURN_IF_ERROR(EnsurePrivateDir(options.data_dir));
     const std::string path = options.data_dir + "/state.db";
-    ASSIGN_OR_RETURN(server->store_, store::SqliteStore::Open(path));
+    store::SqliteStoreOptions store_options;
+    store_options.max_events = options.event_retention;
+    ASSIGN_OR_RETURN(server->store_, store::SqliteStore::Open(path, store_options));
     store_description = {"sqlite", path};
   }
   ASSIGN_OR_RETURN(server->membership_,
@@ -342,6 +347,8 @@ CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
 
 void CoordinatorServer::TickLoop() {
   std::string last_reconcile_error = "OK";
+  // The first pruning a minute after start (or after the takeover).
+  absl::Time last_prune = absl::Now();
   // Real time paces the loop; the timeouts themselves read the Clock.
   while (!stop_ticking_.WaitForNotificationWithTimeout(kTickInterval)) {
     if (!leading_) {
@@ -357,6 +364,10 @@ void CoordinatorServer::TickLoop() {
     if (absl::Status ticked = membership_->Tick(); !ticked.ok()) {
       spdlog::error("membership tick: {}", ticked.ToString());
     }
+    if (absl::Now() - last_prune >= kPruneInterval) {
+      last_prune = absl::Now();
+      PruneOperations();
+    }
     // Logged when the error changes, not ten times a second.
     const absl::Status reconciled = controller_->Reconcile();
     if (reconciled.ToString() != last_reconcile_error) {
@@ -367,6 +378,20 @@ void CoordinatorServer::TickLoop() {
       }
       last_reconcile_error = reconciled.ok() ? "OK" : reconciled.ToString();
     }
+  }
+}
+
+void CoordinatorServer::PruneOperations() {
+  absl::StatusOr<size_t> pruned =
+      ops::PruneOperations(*store_, options_.operation_retention, clock_->WallNow());
+  if (!pruned.ok()) {
+    spdlog::error("pruning finished operations: {}", pruned.status().ToString());
+  } else if (*pruned > 0) {
+    spdlog::info(
+        "pruned {} finished operation(s) (--operation_retention {}, "
+        "--operation_retention_count {})",
+        *pruned, absl::FormatDuration(options_.operation_retention.max_age),
+        options_.operation_retention.max_count);
   }
 }
 

@@ -58,6 +58,8 @@ class CoordinatorServer final : public common::Daemon {
  private:
   CoordinatorServer() = default;
   void TickLoop();
+  // Deletes the finished operations retention no longer keeps (leader).
+  void PruneOperations();
   // Refreshes the gauges and renders /metrics.
   std::string RenderMetrics();
   // The engine of a leader in `term`; started with ResumeAll.

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto/time_util.h"
 #include "common/status/grpc_status.h"
@@ -87,15 +88,42 @@ absl::StatusOr<v1::Agent::Stub*> GrpcAgentCaller::StubFor(const v1::Host& host) 
   return it->second.get();
 }
 
+absl::Status GrpcAgentCaller::AcquireSlot(const std::string& host, absl::Time deadline) {
+  absl::MutexLock lock(&slots_mu_);
+  auto free = [this, &host]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(slots_mu_) {
+    const auto it = in_flight_.find(host);
+    return it == in_flight_.end() || it->second < options_.max_calls_per_host;
+  };
+  if (!slots_mu_.AwaitWithDeadline(absl::Condition(&free), deadline)) {
+    return absl::UnavailableError(
+        absl::StrCat("host ", host, ": ", options_.max_calls_per_host,
+                     " calls already in flight to its agent for too long; retried later"));
+  }
+  ++in_flight_[host];
+  return absl::OkStatus();
+}
+
+void GrpcAgentCaller::ReleaseSlot(const std::string& host) {
+  absl::MutexLock lock(&slots_mu_);
+  auto it = in_flight_.find(host);
+  if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
+}
+
 absl::StatusOr<StepOutcome> GrpcAgentCaller::Probe(v1::Agent::Stub& stub, const Step& step,
                                                    const StepInputs& inputs) {
   const absl::Time deadline = absl::Now() + options_.probe_timeout;
   std::string last = "no answer yet";
   while (true) {
-    absl::StatusOr<v1::ListAgentJailsResponse> jails =
-        Unary<v1::ListAgentJailsRequest, v1::ListAgentJailsResponse>(
-            stub, &v1::Agent::Stub::ListJails, v1::ListAgentJailsRequest(), options_.call_timeout,
-            "ListJails", inputs.host);
+    absl::StatusOr<v1::ListAgentJailsResponse> jails;
+    if (absl::Status slot = AcquireSlot(inputs.host.name(), absl::Now() + options_.call_timeout);
+        !slot.ok()) {
+      jails = slot;
+    } else {
+      jails = Unary<v1::ListAgentJailsRequest, v1::ListAgentJailsResponse>(
+          stub, &v1::Agent::Stub::ListJails, v1::ListAgentJailsRequest(), options_.call_timeout,
+          "ListJails", inputs.host);
+      ReleaseSlot(inputs.host.name());
+    }
     if (!jails.ok()) {
       last = std::string(jails.status().message());
     } else {
@@ -132,6 +160,17 @@ absl::StatusOr<StepOutcome> GrpcAgentCaller::Probe(v1::Agent::Stub& stub, const 
 }
 
 absl::StatusOr<StepOutcome> GrpcAgentCaller::Call(const Step& step, const StepInputs& in) {
+  if (step.action == StepAction::kProbe) {
+    ASSIGN_OR_RETURN(v1::Agent::Stub * stub, StubFor(in.host));
+    return Probe(*stub, step, in);
+  }
+  RETURN_IF_ERROR(AcquireSlot(in.host.name(), absl::Now() + options_.call_timeout));
+  absl::Cleanup release = [this, &in] { ReleaseSlot(in.host.name()); };
+  return CallHoldingSlot(step, in);
+}
+
+absl::StatusOr<StepOutcome> GrpcAgentCaller::CallHoldingSlot(const Step& step,
+                                                             const StepInputs& in) {
   ASSIGN_OR_RETURN(v1::Agent::Stub * stub, StubFor(in.host));
   const absl::Duration timeout = options_.call_timeout;
   using S = v1::Agent::Stub;

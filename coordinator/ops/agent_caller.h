@@ -72,6 +72,11 @@ struct GrpcAgentCallerOptions {
   // ask.
   absl::Duration probe_timeout = absl::Seconds(30);
   absl::Duration probe_interval = absl::Milliseconds(100);
+  // Calls in flight to one host at most (a mass failover must not open
+  // hundreds of calls to one standby or storage host at once); a call waits
+  // for a slot up to call_timeout, then fails Unavailable (retried by the
+  // engine). A probe holds a slot only during each of its ListJails.
+  int max_calls_per_host = 32;
 };
 
 class GrpcAgentCaller final : public AgentCaller {
@@ -81,13 +86,22 @@ class GrpcAgentCaller final : public AgentCaller {
 
  private:
   absl::StatusOr<v1::Agent::Stub*> StubFor(const v1::Host& host);
+  // Call once it holds one of the host's slots.
+  absl::StatusOr<StepOutcome> CallHoldingSlot(const Step& step, const StepInputs& in);
   absl::StatusOr<StepOutcome> Probe(v1::Agent::Stub& stub, const Step& step,
                                     const StepInputs& inputs);
+  // Takes one of `host`'s call slots, waiting until `deadline`;
+  // Unavailable naming the host if none was freed by then.
+  absl::Status AcquireSlot(const std::string& host, absl::Time deadline);
+  void ReleaseSlot(const std::string& host);
 
   const GrpcAgentCallerOptions options_;
   absl::Mutex mu_;
   // By agent address.
   std::map<std::string, std::unique_ptr<v1::Agent::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex slots_mu_;
+  // Calls in flight, by host name (absent = none).
+  std::map<std::string, int> in_flight_ ABSL_GUARDED_BY(slots_mu_);
 };
 
 }  // namespace jailover::coordinator::ops

@@ -189,5 +189,29 @@ TEST_F(DaemonsTest, BadConfigurationExitsNonZeroWithAClearReason) {
   }
 }
 
+TEST_F(DaemonsTest, BadRetentionFlagsStopTheCoordinatorNamingTheFlag) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--operation_retention=10s", "--operation_retention must be at least 1m"},
+      {"--operation_retention_count=0", "--operation_retention_count must lie in"},
+      {"--event_retention=5", "--event_retention must lie in"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& [flag, expected] = cases[i];
+    const std::vector<std::string> argv = {JAILOVER_COORDINATOR_BIN,
+                                           "--listen=127.0.0.1:0",
+                                           "--insecure",
+                                           "--http_listen=127.0.0.1:0",
+                                           "--data_dir=" + dir_ + "/coordinator",
+                                           flag};
+    const std::string log = absl::StrCat(dir_, "/bad-coordinator-", i, ".log");
+    auto coordinator = testing::ExternalProcess::Start(argv, log);
+    ASSERT_TRUE(coordinator.ok());
+    absl::StatusOr<int> status = (*coordinator)->Wait(absl::Seconds(15));
+    ASSERT_TRUE(status.ok()) << "coordinator kept running with " << flag;
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << flag;
+    EXPECT_THAT((*coordinator)->ReadLog(), HasSubstr(expected)) << flag;
+  }
+}
+
 }  // namespace
 }  // namespace jailover
