@@ -229,7 +229,6 @@ absl::Status Membership::FlushLocked() {
       if (it == hosts_.end()) continue;
       const Entry& entry = *it->second;
       Pending p{name, entry.record, entry.tracker, entry.mod_revision, entry.version, {}, true};
-      p.object.set_name(name);
       entry.tracker.ToStatus(mono_now, wall_now, p.object.mutable_status());
       const size_t events = std::min(entry.events.size(), kMaxEventsPerHost);
       for (size_t i = 0; i < events; ++i) p.events.push_back(entry.events[i].event);
@@ -308,10 +307,7 @@ absl::Status Membership::CommitBatch(std::vector<Pending>& batch) {
     }
     entry.events.erase(entry.events.begin(),
                        entry.events.begin() + static_cast<long>(p.events.size()));
-    if (p.complete && p.version == entry.version) {
-      entry.stored_version = p.version;
-      queued_.erase(p.host);
-    }
+    if (p.complete && p.version == entry.version) queued_.erase(p.host);
   }
   return absl::OkStatus();
 }
@@ -465,14 +461,13 @@ void Membership::CatchUpLocked(MonoTime now) {
       "by {}, so nobody is failed over for the coordinator's own absence",
       absl::FormatDuration(silent), absl::FormatDuration(away));
   for (auto& [name, entry] : hosts_) {
-    HostTracker tracker = entry->tracker;
+    // All or nothing: a refused input leaves the tracker as it was.
     absl::StatusOr<std::vector<HostTransition>> transitions =
-        tracker.CoordinatorAway(std::max(now, tracker.last_input()), away);
+        entry->tracker.CoordinatorAway(std::max(now, entry->tracker.last_input()), away);
     if (!transitions.ok()) {
       spdlog::error("host {}: extending its lease: {}", name, transitions.status().ToString());
       continue;
     }
-    entry->tracker = std::move(tracker);
     RecordLocked(name, *entry, *std::move(transitions), "");
   }
 }
@@ -511,10 +506,9 @@ absl::StatusOr<v1::Host> Membership::OperatorInput(
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Entry * entry, FindLocked(host));
     const MonoTime mono_now = clock_.MonotonicNow();
-    HostTracker tracker = entry->tracker;
+    // HostTracker's inputs are all or nothing: a refused one changes nothing.
     ASSIGN_OR_RETURN(std::vector<HostTransition> transitions,
-                     input(tracker, std::max(mono_now, tracker.last_input())));
-    entry->tracker = std::move(tracker);
+                     input(entry->tracker, std::max(mono_now, entry->tracker.last_input())));
     RecordLocked(name, *entry, std::move(transitions), operator_name);
     if (entry->tracker.state() == v1::HOST_STATE_FENCED) {
       entry->pending_readmit.reset();
@@ -659,7 +653,6 @@ absl::StatusOr<v1::Host> Membership::ViewLocked(const std::string& name, const E
     return absl::NotFoundError(absl::StrCat("host ", name, ": registering (not stored yet)"));
   }
   v1::Host host = entry.record;
-  host.set_name(name);
   entry.stored->StateToStatus(mono_now, wall_now, host.mutable_status());
   entry.tracker.LeaseToStatus(mono_now, wall_now, host.mutable_status());
   return host;

@@ -226,12 +226,11 @@ class Membership {
     v1::Host record;
     // mod_revision of the host's key (0: not in the store).
     int64_t mod_revision = 0;
-    // Changes to store: `version` counts them, `stored_version` is the
-    // version of the last commit; the events not yet committed, oldest
+    // Changes to store: `version` counts them (a host stays queued until a
+    // commit took its latest version); the events not yet committed, oldest
     // first, each with its transition if it records one (logged and
     // counted once stored).
     uint64_t version = 0;
-    uint64_t stored_version = 0;
     std::vector<QueuedEvent> events;
     // Readmit accepted and not yet delivered to the agent.
     std::optional<std::string> pending_readmit;
@@ -266,8 +265,8 @@ class Membership {
   // Queues the host's record, and `event` if set (no state change).
   void RecordEventLocked(const std::string& host, Entry& entry, std::optional<v1::Event> event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `input` on a copy of the host's tracker, keeps it if it succeeded,
-  // flushes, and returns the host afterwards.
+  // Runs `input` on the host's tracker (all or nothing), queues what it
+  // changed, flushes, and returns the host afterwards.
   absl::StatusOr<v1::Host> OperatorInput(
       absl::string_view host, absl::string_view operator_name,
       const std::function<absl::StatusOr<std::vector<HostTransition>>(HostTracker&, MonoTime)>&

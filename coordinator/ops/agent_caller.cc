@@ -160,17 +160,15 @@ absl::StatusOr<StepOutcome> GrpcAgentCaller::Probe(v1::Agent::Stub& stub, const 
 }
 
 absl::StatusOr<StepOutcome> GrpcAgentCaller::Call(const Step& step, const StepInputs& in) {
-  if (step.action == StepAction::kProbe) {
-    ASSIGN_OR_RETURN(v1::Agent::Stub * stub, StubFor(in.host));
-    return Probe(*stub, step, in);
+  // One slot of the host for the whole call; a probe takes one per
+  // ListJails instead (Probe), not for its whole wait.
+  const bool holds_slot = step.action != StepAction::kProbe;
+  if (holds_slot) {
+    RETURN_IF_ERROR(AcquireSlot(in.host.name(), absl::Now() + options_.call_timeout));
   }
-  RETURN_IF_ERROR(AcquireSlot(in.host.name(), absl::Now() + options_.call_timeout));
-  absl::Cleanup release = [this, &in] { ReleaseSlot(in.host.name()); };
-  return CallHoldingSlot(step, in);
-}
-
-absl::StatusOr<StepOutcome> GrpcAgentCaller::CallHoldingSlot(const Step& step,
-                                                             const StepInputs& in) {
+  absl::Cleanup release = [this, &in, holds_slot] {
+    if (holds_slot) ReleaseSlot(in.host.name());
+  };
   ASSIGN_OR_RETURN(v1::Agent::Stub * stub, StubFor(in.host));
   const absl::Duration timeout = options_.call_timeout;
   using S = v1::Agent::Stub;

@@ -86,8 +86,6 @@ class GrpcAgentCaller final : public AgentCaller {
 
  private:
   absl::StatusOr<v1::Agent::Stub*> StubFor(const v1::Host& host);
-  // Call once it holds one of the host's slots.
-  absl::StatusOr<StepOutcome> CallHoldingSlot(const Step& step, const StepInputs& in);
   absl::StatusOr<StepOutcome> Probe(v1::Agent::Stub& stub, const Step& step,
                                     const StepInputs& inputs);
   // Takes one of `host`'s call slots, waiting until `deadline`;
